@@ -1,0 +1,167 @@
+"""The composition root: builds buffer, sources, ingest and uplink from a Config and runs them.
+
+One TaskGroup; each component supervised with its own restart policy; an ordered shutdown on
+SIGTERM/SIGINT: sources stop, staged readings are committed, the hub is told "offline".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.backoff import Backoff
+from gateway.buffer import AsyncBuffer, SqliteBuffer
+from gateway.clock import WallClock
+from gateway.config import Config, SerialSource as SerialSourceConfig
+from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
+from gateway.ingest import Ingest
+from gateway.sources.serial import SerialSource
+from gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource]] = {
+    SerialSourceConfig: SerialSource,
+}
+"""Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
+
+
+class AgentAlreadyRunning(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def _data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Two agents on one buffer would send every reading twice: refuse the second."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "agent.lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentAlreadyRunning(f"another agent is using {data_dir}") from None
+        yield
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Restart a component that failed unexpectedly, with capped jittered backoff."""
+    backoff = Backoff(base_s=1.0, cap_s=60.0)
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception("%s failed; restarting", name)
+        if time.monotonic() - started > 60:
+            backoff.reset()
+        await asyncio.sleep(backoff.next_delay())
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_ms = int(time.time() * 1000)
+        self._started_monotonic = time.monotonic()
+        buffer_cfg = config.buffer
+        self.buffer = AsyncBuffer(lambda: SqliteBuffer(
+            config.data_dir / "buffer.db", max_readings=buffer_cfg.max_readings,
+            when_full=buffer_cfg.when_full, synchronous=buffer_cfg.synchronous))
+        self.uplink = Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
+                             version=__version__, started_ms=self.started_ms)
+        self.ingest = Ingest(
+            self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
+            commit_max=buffer_cfg.commit_max_readings,
+            staging_max=max(100_000, 20 * buffer_cfg.commit_max_readings),
+            on_committed=self.uplink.notify)
+        clock = WallClock()
+        self.clock = clock
+        self.sources = [SOURCE_TYPES[type(s)](s, clock=clock) for s in config.sources]
+
+    async def snapshot(self) -> dict[str, Any]:
+        stats = await self.buffer.stats()
+        now_ms = int(time.time() * 1000)
+        rss, peak = rss_bytes()
+        up = self.uplink.stats
+        return {
+            "gateway": self.config.gateway.id, "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started_monotonic, 1),
+            "rss_bytes": rss, "rss_peak_bytes": peak, "clock_synced": self.clock.is_synced(),
+            "buffer": {
+                "depth": stats.depth + self.ingest.staged, "committed": stats.depth,
+                "staged": self.ingest.staged, "bytes": stats.bytes_on_disk,
+                "oldest_unsent_age_s": None if stats.oldest_ts_ms is None
+                else round((now_ms - stats.oldest_ts_ms) / 1000, 1),
+                "dropped": stats.dropped_total + self.ingest.dropped_staging,
+                "write_errors": self.ingest.write_errors,
+            },
+            "uplink": {
+                "connected": up.connected, "reconnects": up.reconnects,
+                "messages_out": up.messages_out, "readings_out": up.readings_out,
+                "bytes_out": up.bytes_out, "last_error": up.last_error,
+            },
+            "sources": {s.name: {"type": "serial", "driver": s.config.driver,
+                                 "port": s.config.port, **s.stats.as_dict()}
+                        for s in self.sources},
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        with _data_dir_lock(config.data_dir):
+            await self.buffer.open()
+            stats = await self.buffer.stats()
+            log.info("citygw %s gateway %s: %d sources, %d readings waiting in the buffer",
+                     __version__, config.gateway.id, len(self.sources), stats.depth)
+            try:
+                await self._run_components(stop)
+            finally:
+                await self.buffer.close()
+                log.info("stopped")
+
+    async def _run_components(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            sources = [
+                group.create_task(_supervise(f"source {s.name}",
+                                             lambda s=s: s.run(self.ingest.emit)),  # type: ignore[misc]
+                                  name=f"source-{s.name}")
+                for s in self.sources
+            ]
+            ingest = group.create_task(self.ingest.run(), name="ingest")
+            uplink = group.create_task(_supervise("uplink", self.uplink.run), name="uplink")
+            services = [
+                group.create_task(serve_status(status_socket_address(self.config.data_dir),
+                                               self.snapshot), name="status"),
+                group.create_task(publish_metrics_every(
+                    self.config.hub.metrics_interval_s, self.snapshot,
+                    self.uplink.publish_metrics), name="metrics"),
+            ]
+            await stop.wait()
+            log.info("stopping: sources first, then the buffer, then the uplink")
+            for task in sources:
+                task.cancel()
+            await asyncio.gather(*sources, return_exceptions=True)
+            ingest.cancel()
+            await asyncio.gather(ingest, return_exceptions=True)
+            await self.uplink.announce_offline()
+            for task in [uplink, *services]:
+                task.cancel()
+
+
+def run(config: Config) -> None:
+    """Blocking entry point for `citygw run`."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await Agent(config).run(stop)
+
+    asyncio.run(main())

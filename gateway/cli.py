@@ -1,0 +1,238 @@
+"""The `citygw` command line: one entry point, a subcommand per job (see docs/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config import ConfigError, json_schema, load_config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("citygw.mqtt").setLevel(logging.WARNING)
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.agent import AgentAlreadyRunning, run
+
+    config = load_config(args.config)
+    _setup_logging(args.log_level or config.gateway.log_level)
+    try:
+        run(config)
+    except AgentAlreadyRunning as error:
+        print(f"citygw: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: OK (gateway {config.gateway.id}, {len(config.sources)} sources, "
+          f"hub {config.hub.url})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from drivers import DRIVERS, get_driver
+    from drivers.base import DecodeError
+
+    try:
+        driver = get_driver(args.driver)
+    except KeyError:
+        print(f"citygw decode: unknown driver {args.driver!r}; known: {', '.join(DRIVERS)}",
+              file=sys.stderr)
+        return 2
+    text = "".join(args.hex.split()).removeprefix("0x")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        print(f"citygw decode: not hexadecimal: {args.hex!r}", file=sys.stderr)
+        return 2
+    try:
+        decoded = driver.decode_one(data)
+    except DecodeError as error:
+        print(f"citygw decode: {args.driver}: {error}", file=sys.stderr)
+        return 1
+    for record in decoded:
+        print(json.dumps(record))
+    return 0
+
+
+def _print_event(event: Any, *, as_json: bool) -> None:
+    if event.kind == "data":
+        for r in event.readings:
+            if as_json:
+                print(json.dumps(r.as_json()), flush=True)
+            else:
+                clock = "" if r.clock_synced else " (clock unsynced)"
+                print(f"{_iso(r.ts_ms)} {r.gateway} {r.source} {r.quantity} = {r.value:g} "
+                      f"{r.unit}{clock}", flush=True)
+    elif not as_json:
+        detail = event.error if event.kind == "invalid" else json.dumps(event.fields)
+        print(f"-- {event.kind} from {event.gateway}: {detail}", flush=True)
+
+
+def cmd_hub_tail(args: argparse.Namespace) -> int:
+    from gateway.hub import HubOptions, events
+
+    password = os.environ.get("CITYGW_HUB_PASSWORD") or None
+    options = HubOptions(url=args.url, topic_prefix=args.topic_prefix, client_id=args.client_id,
+                         username=args.username, password=password, ca_file=args.ca_file)
+
+    async def tail() -> None:
+        async for event in events(options):
+            _print_event(event, as_json=args.json)
+
+    try:
+        asyncio.run(tail())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.health import read_status, status_socket_address
+
+    config = load_config(args.config)
+    status = asyncio.run(read_status(status_socket_address(config.data_dir)))
+    if status is None:
+        status = {"gateway": config.gateway.id, "agent": "not running",
+                  "buffer": _buffer_at_rest(config.data_dir / "buffer.db")}
+    else:
+        status["agent"] = "running"
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(_format_status(status))
+    return 0
+
+
+def _buffer_at_rest(path: Path) -> dict[str, Any]:
+    """Buffer figures read straight from the file (read-only), when no agent is running."""
+    if not path.exists():
+        return {"depth": 0, "note": "no buffer yet"}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        depth = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        oldest = db.execute("SELECT min(ts_ms) FROM readings").fetchone()[0]
+        dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+    finally:
+        db.close()
+    return {"depth": depth, "dropped": dropped[0] if dropped else 0,
+            "oldest_unsent_age_s": None if oldest is None
+            else round(time.time() - oldest / 1000, 1)}
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    lines = [f"gateway {status['gateway']}: agent {status['agent']}"]
+    if "uptime_s" in status:
+        lines.append(f"  up {status['uptime_s']} s, RSS {status['rss_bytes'] / 1e6:.1f} MB, "
+                     f"clock {'synchronised' if status['clock_synced'] else 'NOT synchronised'}")
+    buffer = status["buffer"]
+    oldest = buffer.get("oldest_unsent_age_s")
+    lines.append(f"  buffer: {buffer['depth']} readings waiting"
+                 + (f", oldest {oldest} s old" if oldest is not None else "")
+                 + f", {buffer.get('dropped', 0)} dropped")
+    uplink = status.get("uplink")
+    if uplink:
+        state = "connected" if uplink["connected"] else f"DISCONNECTED ({uplink['last_error']})"
+        lines.append(f"  uplink: {state}, {uplink['readings_out']} readings in "
+                     f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects")
+    for name, source in status.get("sources", {}).items():
+        lines.append(f"  source {name} ({source['driver']} on {source['port']}): "
+                     f"{source['state']}, {source['readings']} readings, "
+                     f"{source['bad_frames']} bad frames, {source['reopens']} reopens")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(seconds=args.seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citygw", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"citygw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the agent")
+    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("schema", help="print the config's JSON Schema (for editors)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("decode", help="decode one frame: prints one JSON object per reading")
+    p.add_argument("driver")
+    p.add_argument("hex")
+    p.add_argument("--mac", help="device address (BLE drivers)")
+    p.add_argument("--key", help="bind key in hex (encrypted BLE drivers)")
+    p.set_defaults(func=cmd_decode)
+
+    hub = sub.add_parser("hub", help="hub-side tools").add_subparsers(dest="hub_command",
+                                                                      required=True)
+    p = hub.add_parser("tail", help="subscribe like a hub, decode, drop duplicates, print")
+    p.add_argument("--url", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--json", action="store_true", help="JSON lines, one per reading")
+    p.add_argument("--topic-prefix", default="citygw/v1")
+    p.add_argument("--client-id", default="", help="persistent session id (default per host)")
+    p.add_argument("--username")
+    p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+    p.set_defaults(func=cmd_hub_tail)
+
+    p = sub.add_parser("status", help="what the local agent is doing")
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="the whole system on simulated sensors and a local broker")
+    p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as error:
+        print(f"citygw: invalid config: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

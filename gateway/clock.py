@@ -1,0 +1,52 @@
+"""Wall-clock time for timestamps and whether the kernel says it is synchronised (NTP)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+from collections.abc import Callable
+
+_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+_RECHECK_S = 60.0
+
+
+def _kernel_clock_synced() -> bool | None:
+    """True/False from ntp_adjtime(2) read-only; None where the call is unavailable."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+        state = libc.ntp_adjtime(timex)
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return bool(state != _TIME_ERROR)
+
+
+class WallClock:
+    """UTC milliseconds plus a cached "synchronised?" answer, re-asked once a minute."""
+
+    def __init__(
+        self,
+        *,
+        now_s: Callable[[], float] = time.time,
+        monotonic_s: Callable[[], float] = time.monotonic,
+        synced: Callable[[], bool | None] = _kernel_clock_synced,
+    ) -> None:
+        self._now_s = now_s
+        self._monotonic_s = monotonic_s
+        self._synced = synced
+        self._checked_at = float("-inf")
+        self._is_synced = True
+
+    def now_ms(self) -> int:
+        return int(self._now_s() * 1000)
+
+    def is_synced(self) -> bool:
+        now = self._monotonic_s()
+        if now - self._checked_at >= _RECHECK_S:
+            self._checked_at = now
+            answer = self._synced()
+            self._is_synced = True if answer is None else answer
+        return self._is_synced

@@ -1,0 +1,113 @@
+"""A hub-side subscriber: what a city data hub does with citygw messages (`citygw hub tail`).
+
+QoS 1 with a persistent session (MQTT 5 session expiry, or clean_session=False on 3.1.1), so a
+broker restart or a hub reconnect loses nothing; duplicates are dropped by reading key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway import wire
+from gateway.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    """A decoded message: readings (new ones only), or a status/metrics map, or a bad payload."""
+
+    topic: str
+    gateway: str
+    kind: str  # "data", "status", "metrics", "invalid"
+    readings: tuple[wire.HubReading, ...] = ()
+    fields: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HubOptions:
+    url: str
+    topic_prefix: str = "citygw/v1"
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    protocol: str = "5"
+
+    def default_client_id(self) -> str:
+        return f"citygw-hub-{socket.gethostname()}"[:64]
+
+
+def _client(options: HubOptions) -> aiomqtt.Client:
+    parts = urlsplit(options.url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"expected mqtt://host[:port] or mqtts://host[:port], got {options.url!r}")
+    tls = parts.scheme == "mqtts"
+    v5 = options.protocol == "5"
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+    return aiomqtt.Client(
+        parts.hostname, parts.port or (8883 if tls else 1883),
+        identifier=options.client_id or options.default_client_id(),
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        clean_start=False if v5 else aiomqtt.client.mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        clean_session=None if v5 else False,
+        properties=properties,
+        username=options.username, password=options.password,
+        tls_context=ssl.create_default_context(cafile=options.ca_file) if tls else None,
+        max_queued_incoming_messages=10_000,
+    )
+
+
+def decode(topic: str, payload: bytes, dedup: wire.Deduplicator) -> HubEvent:
+    parts = topic.split("/")
+    leaf = parts[-1]
+    gateway = parts[-2] if len(parts) >= 2 else ""
+    try:
+        if leaf == wire.TOPIC_DATA:
+            fresh = tuple(r for r in wire.decode_data(payload) if dedup.is_new(r))
+            return HubEvent(topic, gateway, "data", readings=fresh)
+        if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
+            return HubEvent(topic, gateway, leaf, fields=wire.decode_map(payload))
+    except wire.WireError as error:
+        return HubEvent(topic, gateway, "invalid", error=str(error))
+    return HubEvent(topic, gateway, "invalid", error="unknown topic")
+
+
+async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
+    """Decoded events forever, reconnecting with backoff; the session keeps what we missed."""
+    dedup = wire.Deduplicator()
+    backoff = Backoff(base_s=0.5, cap_s=15.0)
+    prefix = options.topic_prefix
+    while True:
+        try:
+            async with _client(options) as client:
+                backoff.reset()
+                for leaf in (wire.TOPIC_DATA, wire.TOPIC_STATUS, wire.TOPIC_METRICS):
+                    await client.subscribe(f"{prefix}/+/{leaf}", qos=1)
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes | bytearray):
+                        continue
+                    yield decode(str(message.topic), bytes(payload), dedup)
+        except aiomqtt.MqttError as error:
+            log.warning("hub connection lost: %s; reconnecting", error)
+        await asyncio.sleep(backoff.next_delay())

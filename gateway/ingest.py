@@ -1,0 +1,99 @@
+"""Where sources hand in readings: staged in memory, committed to the buffer in small batches.
+
+The window in which a power cut can lose readings is the staging: at most `commit_interval_s`
+(or `commit_max` readings). A reading counts as accepted once its batch is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from gateway.backoff import Backoff, RateLimitedLog
+from gateway.buffer import AsyncBuffer, BufferWriteError
+from gateway.readings import Reading
+
+log = logging.getLogger(__name__)
+
+
+class Ingest:
+    def __init__(
+        self,
+        buffer: AsyncBuffer,
+        *,
+        commit_interval_s: float,
+        commit_max: int,
+        staging_max: int,
+        on_committed: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._buffer = buffer
+        self._commit_interval_s = commit_interval_s
+        self._commit_max = commit_max
+        self._staging_max = staging_max
+        self._on_committed = on_committed
+        self._staged: list[Reading] = []
+        self._wake = asyncio.Event()
+        self._log = RateLimitedLog(log)
+        self.accepted = 0
+        self.dropped_staging = 0
+        self.dropped_full = 0
+        self.write_errors = 0
+
+    @property
+    def staged(self) -> int:
+        return len(self._staged)
+
+    def emit(self, readings: Iterable[Reading]) -> None:
+        """Called by sources on the event loop; never blocks. Drops (counted) only when the
+        disk has been failing long enough for the staging area to fill."""
+        staged = self._staged
+        staged.extend(readings)
+        overflow = len(staged) - self._staging_max
+        if overflow > 0:
+            del staged[:overflow]
+            self.dropped_staging += overflow
+            self._log.log(logging.ERROR, "staging", "buffer cannot keep up or disk failing: "
+                          "dropped %d readings from memory", overflow)
+        if len(staged) >= self._commit_max:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Commit loop; runs until cancelled, then commits what is staged once more."""
+        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._commit_interval_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                if await self.commit():
+                    backoff.reset()
+                else:
+                    await asyncio.sleep(backoff.next_delay())
+        finally:
+            await asyncio.shield(self.commit())
+
+    async def commit(self) -> bool:
+        """Move staged readings into the buffer; False if the buffer refused them (kept staged)."""
+        while self._staged:
+            batch = self._staged[: self._commit_max]
+            del self._staged[: len(batch)]  # emit() may append or trim while we await
+            try:
+                result = await self._buffer.append(batch)
+            except BufferWriteError as error:
+                self.write_errors += 1
+                self._staged[0:0] = batch
+                self._log.log(logging.ERROR, "write", "%s; keeping %d readings in memory and "
+                              "retrying", error, len(self._staged))
+                return False
+            self.accepted += result.accepted
+            if result.dropped:
+                self.dropped_full += result.dropped
+                self._log.log(logging.WARNING, "full", "buffer full: dropped %d readings "
+                              "(policy %s)", result.dropped, self._buffer.sync.when_full)
+            if result.accepted:
+                self._on_committed(result.accepted)
+        return True

@@ -1,0 +1,37 @@
+"""The reading as the gateway handles it: a measurement with its source and a UTC timestamp."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+CLOCK_UNSYNCED = 1
+"""Flag bit: the gateway's clock was not synchronised (NTP) when the reading was timestamped."""
+
+
+class Reading(NamedTuple):
+    """One reading before it is stored. A tuple: millions pass through, so it stays cheap."""
+
+    source: str
+    quantity: str
+    unit: str
+    value: float
+    ts_ms: int
+    flags: int = 0
+
+
+class StoredReading(NamedTuple):
+    """A reading the buffer accepted; `seq` is its key, unique per gateway buffer epoch."""
+
+    seq: int
+    ts_ms: int
+    series: int
+    value: float
+    flags: int
+
+
+class Series(NamedTuple):
+    """What a run of readings measures: which source, which quantity, in which unit."""
+
+    source: str
+    quantity: str
+    unit: str

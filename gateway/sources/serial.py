@@ -1,0 +1,243 @@
+"""The serial source: a sensor on a UART (USB adapter or GPIO), decoded by its driver.
+
+Reads without blocking the loop (the port's fd in the event loop's selector), reopens with
+capped backoff when the device vanishes, and duty-cycles sensors whose lasers wear out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import serial
+
+from drivers import get_driver, pms5003, sds011
+from gateway.backoff import Backoff
+from gateway.clock import WallClock
+from gateway.config import SerialSource as SerialSourceConfig
+from gateway.readings import CLOCK_UNSYNCED, Reading
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Iterable[Reading]], None]
+
+
+class Port(Protocol):
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def open_serial(path: str, baud: int) -> Port:
+    """Opens the device non-blocking and exclusively (a second agent cannot steal its bytes)."""
+    port: Port = serial.Serial(path, baudrate=baud, timeout=0, write_timeout=0, exclusive=True)
+    return port
+
+
+class PortVanished(Exception):
+    """The device went away (unplugged adapter, EOF, I/O error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SensorCommands:
+    """What to write to a sensor of a driver: on connect, to wake it, to put it to sleep."""
+
+    start: tuple[bytes, ...]
+    wake: bytes
+    sleep: bytes
+
+
+def sensor_commands(driver: str) -> SensorCommands:
+    if driver == "sds011":
+        return SensorCommands(
+            # active reporting, continuous working period: our duty cycle decides
+            start=(sds011.cmd_set_sleep(False), sds011.cmd_set_reporting_mode(False),
+                   sds011.cmd_set_working_period(0)),
+            wake=sds011.cmd_set_sleep(False), sleep=sds011.cmd_set_sleep(True))
+    return SensorCommands(start=(pms5003.cmd_wake(), pms5003.cmd_active()),
+                          wake=pms5003.cmd_wake(), sleep=pms5003.cmd_sleep())
+
+
+@dataclass(slots=True)
+class SerialStats:
+    connected: bool = False
+    readings: int = 0
+    frames: int = 0
+    bad_frames: int = 0
+    skipped_bytes: int = 0
+    reopens: int = 0
+    last_reading_ms: int | None = None
+    last_error: str = ""
+    state: str = "starting"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class SerialSource:
+    def __init__(
+        self,
+        config: SerialSourceConfig,
+        *,
+        clock: WallClock,
+        open_port: Callable[[str, int], Port] = open_serial,
+        monotonic_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._clock = clock
+        self._open_port = open_port
+        self._monotonic_s = monotonic_s
+        self._commands = sensor_commands(config.driver)
+        self.stats = SerialStats()
+
+    async def run(self, emit: Emit) -> None:
+        """Read until cancelled; reopen the port whenever it vanishes."""
+        backoff = Backoff(base_s=0.2, cap_s=self.config.reopen_max_s)
+        outage_since: float | None = None
+        while True:
+            try:
+                port = self._open_port(self.config.port, self.config.baud)
+            except (serial.SerialException, OSError, ValueError) as error:
+                self.stats.last_error = str(error)
+                if outage_since is None:
+                    outage_since = self._monotonic_s()
+                    self.stats.state = "port missing"
+                    log.warning("source %s: cannot open %s (%s); retrying until it is back",
+                                self.name, self.config.port, error)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if outage_since is not None:
+                self.stats.reopens += 1
+                log.info("source %s: %s is back after %.1f s", self.name, self.config.port,
+                         self._monotonic_s() - outage_since)
+                outage_since = None
+            backoff.reset()
+            self.stats.connected = True
+            try:
+                await self._session(port, emit)
+            except PortVanished as error:
+                self.stats.last_error = str(error)
+                self.stats.state = "port missing"
+                outage_since = self._monotonic_s()
+                log.warning("source %s: %s vanished (%s); waiting for it to come back",
+                            self.name, self.config.port, error)
+            finally:
+                self.stats.connected = False
+                port.close()
+
+    async def _session(self, port: Port, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        fd = port.fileno()
+        chunks: list[bytes] = []
+        failure: list[BaseException] = []
+        ready = asyncio.Event()
+
+        def on_readable() -> None:  # only reads and queues; decoding happens below
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                failure.append(error)
+                loop.remove_reader(fd)
+            else:
+                if data:
+                    chunks.append(data)
+                else:
+                    failure.append(PortVanished("end of file"))
+                    loop.remove_reader(fd)
+            ready.set()
+
+        decoder = get_driver(self.config.driver).new_stream()
+        gate = _Gate(self._monotonic_s)
+        loop.add_reader(fd, on_readable)
+        try:
+            for command in self._commands.start:
+                _write(fd, command)
+            async with asyncio.TaskGroup() as group:
+                if self.config.duty_cycle is not None:
+                    group.create_task(self._duty_cycle(fd, gate), name=f"{self.name}-duty")
+                else:
+                    self.stats.state = "measuring"
+                    gate.open_at = 0.0
+                group.create_task(self._decode_loop(decoder, chunks, failure, ready, gate, emit))
+        except BaseExceptionGroup as group_error:
+            leaf: BaseException = group_error
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            raise leaf from None
+        finally:
+            loop.remove_reader(fd)
+
+    async def _decode_loop(
+        self, decoder: Any, chunks: list[bytes], failure: list[BaseException],
+        ready: asyncio.Event, gate: _Gate, emit: Emit,
+    ) -> None:
+        name, stats, clock = self.name, self.stats, self._clock
+        while True:
+            await ready.wait()
+            ready.clear()
+            if chunks:
+                data = b"".join(chunks)
+                chunks.clear()
+                frames = decoder.feed(data)
+                stats.frames = decoder.stats.frames
+                stats.bad_frames = decoder.stats.bad_frames
+                stats.skipped_bytes = decoder.stats.skipped_bytes
+                if frames and gate.is_open():
+                    ts_ms = clock.now_ms()
+                    flags = 0 if clock.is_synced() else CLOCK_UNSYNCED
+                    readings = [
+                        Reading(name, m.quantity, m.unit, m.value, ts_ms, flags)
+                        for frame in frames for m in frame.measurements
+                    ]
+                    if readings:
+                        stats.readings += len(readings)
+                        stats.last_reading_ms = ts_ms
+                        emit(readings)
+            if failure:
+                raise PortVanished(str(failure[0]))
+
+    async def _duty_cycle(self, fd: int, gate: _Gate) -> None:
+        """Wake, let the fan settle, measure, sleep; once per period. Spares the laser."""
+        cycle = self.config.duty_cycle
+        assert cycle is not None
+        while True:
+            started = self._monotonic_s()
+            _write(fd, self._commands.wake)
+            gate.open_at = started + cycle.warmup_s
+            self.stats.state = "warming up"
+            await asyncio.sleep(cycle.warmup_s)
+            self.stats.state = "measuring"
+            await asyncio.sleep(cycle.on_s - cycle.warmup_s)
+            gate.open_at = None
+            _write(fd, self._commands.sleep)
+            self.stats.state = "sleeping"
+            await asyncio.sleep(max(0.0, started + cycle.period_s - self._monotonic_s()))
+
+
+class _Gate:
+    """Whether readings are wanted now: from `open_at` (monotonic seconds) on; None = closed."""
+
+    __slots__ = ("_monotonic_s", "open_at")
+
+    def __init__(self, monotonic_s: Callable[[], float]) -> None:
+        self._monotonic_s = monotonic_s
+        self.open_at: float | None = None
+
+    def is_open(self) -> bool:
+        return self.open_at is not None and self._monotonic_s() >= self.open_at
+
+
+def _write(fd: int, command: bytes) -> None:
+    try:
+        os.write(fd, command)
+    except BlockingIOError:
+        log.warning("serial output full; command %s not sent", command.hex())
+    except OSError as error:
+        raise PortVanished(f"write failed: {error}") from error

@@ -1,0 +1,241 @@
+"""The uplink: batches from the buffer to the hub over MQTT (QoS 1); ack in the buffer on PUBACK.
+
+The only module that knows aiomqtt. Readings leave in buffer order; after a reconnect everything
+not yet acknowledged is sent again from the oldest, with the same keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from gateway import wire
+from gateway.backoff import Backoff, RateLimitedLog
+from gateway.buffer import AsyncBuffer
+from gateway.config import HubSection, read_password
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    messages_out: int = 0
+    readings_out: int = 0
+    bytes_out: int = 0
+    last_error: str = ""
+    connected_since_ms: int | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def tls_context(hub: HubSection) -> ssl.SSLContext | None:
+    """Verification is on unless the local config says `tls_verify = false`."""
+    if not hub.tls:
+        return None
+    context = ssl.create_default_context(cafile=hub.ca_file or None)
+    if hub.cert_file:
+        context.load_cert_chain(hub.cert_file, hub.key_file)
+    if not hub.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Uplink:
+    def __init__(
+        self,
+        hub: HubSection,
+        *,
+        gateway_id: str,
+        buffer: AsyncBuffer,
+        version: str,
+        started_ms: int,
+        monotonic_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hub = hub
+        self._gateway_id = gateway_id
+        self._buffer = buffer
+        self._version = version
+        self._started_ms = started_ms
+        self._monotonic_s = monotonic_s
+        self._new_data = asyncio.Event()
+        self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
+        self._client: aiomqtt.Client | None = None
+        self._log = RateLimitedLog(log, interval_s=300)
+        self.stats = UplinkStats()
+
+    def topic(self, leaf: str) -> str:
+        return wire.topic(self._hub.topic_prefix, self._gateway_id, leaf)
+
+    def notify(self, committed: int) -> None:
+        """The ingest committed readings; the pump decides whether a batch is due."""
+        self._unsent += committed
+        if self._unsent >= self._hub.batch_max_readings:
+            self._new_data.set()
+
+    def _make_client(self) -> aiomqtt.Client:
+        hub = self._hub
+        v5 = hub.protocol == "5"
+        will = aiomqtt.Will(
+            self.topic(wire.TOPIC_STATUS),
+            wire.encode_status(self._gateway_id, state="offline", version=self._version,
+                               started_ms=self._started_ms),
+            qos=1, retain=True,
+        )
+        return aiomqtt.Client(
+            hub.host, hub.port,
+            identifier=hub.client_id or f"citygw-{self._gateway_id}",
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            username=hub.username or None,
+            password=read_password(hub),
+            will=will,
+            keepalive=hub.keepalive_s,
+            timeout=hub.timeout_s,
+            tls_context=tls_context(hub),
+            tls_insecure=None if hub.tls_verify or not hub.tls else True,
+            max_inflight_messages=max(20, hub.max_inflight_batches * 2),
+            logger=logging.getLogger("citygw.mqtt"),
+        )
+
+    async def run(self) -> None:
+        """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled."""
+        backoff = Backoff(base_s=self._hub.reconnect_min_s, cap_s=self._hub.reconnect_max_s)
+        outage_logged = False
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.stats.connected = True
+                    self.stats.connects += 1
+                    self.stats.connected_since_ms = int(time.time() * 1000)
+                    if self.stats.connects > 1:
+                        self.stats.reconnects += 1
+                    log.info("connected to hub %s as %s", self._hub.url, self._gateway_id)
+                    outage_logged = False
+                    backoff.reset()
+                    await client.publish(
+                        self.topic(wire.TOPIC_STATUS),
+                        wire.encode_status(self._gateway_id, state="online",
+                                           version=self._version, started_ms=self._started_ms),
+                        qos=1, retain=True, timeout=self._hub.timeout_s,
+                    )
+                    self._unsent = (await self._buffer.stats()).depth
+                    await self._pump(client)
+            except aiomqtt.MqttError as error:
+                self.stats.last_error = str(error)
+                if not outage_logged:
+                    log.warning("hub %s unreachable: %s; readings stay buffered, retrying",
+                                self._hub.url, error)
+                    outage_logged = True
+            except (OSError, ssl.SSLError) as error:  # TLS material unreadable, DNS, ...
+                self.stats.last_error = str(error)
+                self._log.log(logging.ERROR, "os", "cannot connect to hub %s: %s",
+                              self._hub.url, error)
+            finally:
+                self._client = None
+                self.stats.connected = False
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
+        try:
+            async with asyncio.TaskGroup() as inflight:
+                await self._batches(client, inflight)
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+
+    async def _batches(self, client: aiomqtt.Client, inflight: asyncio.TaskGroup) -> None:
+        hub = self._hub
+        window = asyncio.Semaphore(hub.max_inflight_batches)
+        cursor = 0  # highest seq handed to a publish on this connection
+        flush_due = True  # drain the backlog at once after (re)connecting
+        next_flush = self._monotonic_s() + hub.flush_interval_s
+        while True:
+            if flush_due or self._unsent >= hub.batch_max_readings:
+                await window.acquire()
+                batch = await self._buffer.peek(cursor, hub.batch_max_readings)
+                if batch and (flush_due or len(batch) >= hub.batch_max_readings):
+                    cursor = batch[-1].seq
+                    self._unsent = max(0, self._unsent - len(batch))
+                    payload = wire.encode_data(
+                        self._gateway_id, self._buffer.sync.epoch or 0, batch,
+                        self._buffer.sync.series,
+                    )
+                    inflight.create_task(
+                        self._publish(client, payload, batch[0].seq, cursor, len(batch), window)
+                    )
+                    continue
+                window.release()
+                self._unsent = len(batch)
+                flush_due = False
+            timeout = next_flush - self._monotonic_s()
+            if timeout > 0:
+                self._new_data.clear()
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._new_data.wait()
+                    continue  # a full batch is waiting
+                except TimeoutError:
+                    pass
+            flush_due = True
+            next_flush = self._monotonic_s() + hub.flush_interval_s
+
+    async def _publish(
+        self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,
+        window: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await client.publish(self.topic(wire.TOPIC_DATA), payload, qos=1,
+                                 timeout=self._hub.timeout_s)
+            await self._buffer.ack(first, last)  # PUBACK received: the hub has them
+            self.stats.messages_out += 1
+            self.stats.readings_out += count
+            self.stats.bytes_out += len(payload)
+        finally:
+            window.release()
+
+    async def publish_metrics(self, metrics: dict[str, Any]) -> bool:
+        """Best effort: metrics are a snapshot, not buffered."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(self.topic(wire.TOPIC_METRICS),
+                                 wire.encode_metrics(self._gateway_id, metrics), qos=1,
+                                 timeout=self._hub.timeout_s)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def announce_offline(self) -> None:
+        """On an orderly shutdown the will is not sent: say "offline" ourselves."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            await client.publish(
+                self.topic(wire.TOPIC_STATUS),
+                wire.encode_status(self._gateway_id, state="offline", version=self._version,
+                                   started_ms=self._started_ms),
+                qos=1, retain=True, timeout=2.0,
+            )
+        except aiomqtt.MqttError:
+            pass
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
