@@ -20,7 +20,8 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.buffer import AsyncBuffer, SqliteBuffer
 from gateway.clock import WallClock
-from gateway.config import Config, SerialSource as SerialSourceConfig
+from gateway.config import Config
+from gateway.config import SerialSource as SerialSourceConfig
 from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
 from gateway.ingest import Ingest
 from gateway.sources.serial import SerialSource

@@ -8,6 +8,7 @@ within an epoch; a new epoch starts only when the database file is new.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -202,10 +203,8 @@ class SqliteBuffer:
         row = self._db.execute("SELECT ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
         size = 0
         for suffix in ("", "-wal"):
-            try:
+            with contextlib.suppress(OSError):
                 size += os.path.getsize(f"{self.path}{suffix}")
-            except OSError:
-                pass
         return BufferStats(
             epoch=self.epoch or 0, depth=self.depth, oldest_ts_ms=None if row is None else row[0],
             bytes_on_disk=size, dropped_total=self.dropped_total, next_seq=self._next_seq,

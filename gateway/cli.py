@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -108,10 +109,8 @@ def cmd_hub_tail(args: argparse.Namespace) -> int:
         async for event in events(options):
             _print_event(event, as_json=args.json)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The gateway's one typed config schema: loaded from TOML, validated, errors name the exact path."""
+"""The gateway's one typed config schema: from TOML, validated; errors name the exact path."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
 
 class ConfigError(ValueError):
-    """A config that cannot be used. `path` is where in the document (e.g. `hub.flush_interval_s`)."""
+    """A config that cannot be used; `path` says where (e.g. `hub.flush_interval_s`)."""
 
     def __init__(self, message: str, *, path: str = "", file: str = "") -> None:
         self.path = path
@@ -33,7 +33,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=T
     pass
 
 
-class GatewaySection(_Strict):
+class GatewaySection(_Strict, frozen=True):
     id: str
     """Gateway identity; appears in topics and in every reading's key. Letters, digits, `_.-`."""
     data_dir: str = "/var/lib/citygw"
@@ -46,7 +46,7 @@ class GatewaySection(_Strict):
             raise ValueError("data_dir: expected a directory path")
 
 
-class HubSection(_Strict):
+class HubSection(_Strict, frozen=True):
     url: str
     """`mqtt://host[:port]` or `mqtts://host[:port]` (TLS, verified)."""
     topic_prefix: str = "citygw/v1"
@@ -71,7 +71,9 @@ class HubSection(_Strict):
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"url: expected mqtt://host[:port] or mqtts://host[:port], got {self.url!r}")
+            raise ValueError(
+                f"url: expected mqtt://host[:port] or mqtts://host[:port], got {self.url!r}"
+            )
         if not parts.hostname:
             raise ValueError("url: expected a host name")
         if parts.username or parts.password:
@@ -105,7 +107,7 @@ class HubSection(_Strict):
         return f"HubSection(url={self.url!r}, username={self.username!r}, password=***)"
 
 
-class BufferSection(_Strict):
+class BufferSection(_Strict, frozen=True):
     max_readings: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = 2_000_000
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     commit_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
@@ -115,7 +117,7 @@ class BufferSection(_Strict):
     a power cut may lose the commits since the last checkpoint (fewer SD-card writes)."""
 
 
-class DutyCycle(_Strict):
+class DutyCycle(_Strict, frozen=True):
     period_s: Annotated[float, msgspec.Meta(ge=10, le=86_400)]
     """Start a measurement every period_s."""
     on_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)]
@@ -130,7 +132,7 @@ class DutyCycle(_Strict):
             raise ValueError("warmup_s: expected less than on_s")
 
 
-class SerialSource(_Strict, tag_field="type", tag="serial"):
+class SerialSource(_Strict, frozen=True, tag_field="type", tag="serial"):
     name: str
     port: str
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t"]
@@ -148,7 +150,7 @@ class SerialSource(_Strict, tag_field="type", tag="serial"):
 Source = SerialSource
 
 
-class Config(_Strict):
+class Config(_Strict, frozen=True):
     gateway: GatewaySection
     hub: HubSection
     buffer: BufferSection = BufferSection()
@@ -203,7 +205,7 @@ def _choices_at(path: str) -> tuple[object, ...]:
         current = hints.get(name)
         while typing.get_origin(current) in (list, types.UnionType, typing.Union):
             args = [a for a in typing.get_args(current) if a is not type(None)]
-            current = args[0] if len(args) == 1 else args[0]
+            current = args[0]
     if typing.get_origin(current) is Literal:
         return typing.get_args(current)
     return ()

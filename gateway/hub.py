@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -62,13 +62,13 @@ def _client(options: HubOptions) -> aiomqtt.Client:
     v5 = options.protocol == "5"
     properties = None
     if v5:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
     return aiomqtt.Client(
         parts.hostname, parts.port or (8883 if tls else 1883),
         identifier=options.client_id or options.default_client_id(),
-        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        clean_start=False if v5 else aiomqtt.client.mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         clean_session=None if v5 else False,
         properties=properties,
         username=options.username, password=options.password,

@@ -7,6 +7,7 @@ not yet acknowledged is sent again from the oldest, with the same keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-from paho.mqtt.enums import MQTTProtocolVersion
 
 from gateway import wire
 from gateway.backoff import Backoff, RateLimitedLog
@@ -95,7 +95,7 @@ class Uplink:
         return aiomqtt.Client(
             hub.host, hub.port,
             identifier=hub.client_id or f"citygw-{self._gateway_id}",
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             username=hub.username or None,
             password=read_password(hub),
             will=will,
@@ -222,15 +222,13 @@ class Uplink:
         client = self._client
         if client is None:
             return
-        try:
+        with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(
                 self.topic(wire.TOPIC_STATUS),
                 wire.encode_status(self._gateway_id, state="offline", version=self._version,
                                    started_ms=self._started_ms),
                 qos=1, retain=True, timeout=2.0,
             )
-        except aiomqtt.MqttError:
-            pass
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

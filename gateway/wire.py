@@ -41,7 +41,7 @@ def encode_data(
             i = index[sid] = len(table)
             table.append(series_of(sid))
         if value.is_integer() and abs(value) < 2**53:
-            value = int(value)  # type: ignore[assignment]  # msgpack packs small ints in 1-3 bytes
+            value = int(value)  # msgpack packs small ints in 1-3 bytes
         row = [seq - s0, ts_ms - t0, i, value]
         if flags:
             row.append(flags)

@@ -1,0 +1,109 @@
+# citygw developer and CI entry points. `make test` is what .ci/run calls.
+#
+# Knobs: PYTHON (interpreter for the venv), PYTEST_ARGS (e.g. a test path or -k expr),
+# TEST_TIMEOUT_S (per test), PYTEST_WALL_S (whole pytest run), DEMO_SECONDS, BENCH_ARGS.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+TEST_TIMEOUT_S ?= 120
+PYTEST_WALL_S ?= 540
+BENCH_ARGS ?=
+
+DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config
+
+# The install stamp is keyed on the content of the files that decide what the venv holds,
+# so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
+INPUTS_HASH := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.citygw-installed-$(INPUTS_HASH)
+CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt)
+
+.PHONY: help venv install lock deps test lint typecheck pytest demo bench clean
+
+help:
+	@echo "make deps       Debian packages for tests (root + apt-get; else lists what is missing)"
+	@echo "make install    .venv with citygw editable + test extra, pinned by constraints.txt"
+	@echo "make lock       regenerate constraints.txt from a fresh venv"
+	@echo "make test       deps, install, ruff, mypy, pytest (what CI runs)"
+	@echo "make lint | typecheck | pytest | demo [DEMO_SECONDS=N] | bench | clean"
+
+$(VPY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "citygw needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): | $(VPY)
+	rm -f $(VENV)/.citygw-installed-*
+	$(VPY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+venv install: $(STAMP)
+
+lock:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[test]'; \
+	{ echo "# Exact pins for the dev/test venv. Regenerate with 'make lock'; do not edit."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > constraints.txt.new; \
+	mv constraints.txt.new constraints.txt; \
+	echo "constraints.txt: $$(grep -vc '^#' constraints.txt) pins"
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "deps: installing$$missing"; \
+		log=$$(mktemp); \
+		export DEBIAN_FRONTEND=noninteractive; \
+		if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+				-o Dpkg::Use-Pty=0 $$missing; } >"$$log" 2>&1; then \
+			cat "$$log" >&2; rm -f "$$log"; echo "deps: apt-get failed" >&2; exit 1; \
+		fi; \
+		rm -f "$$log"; \
+	else \
+		echo "deps: missing Debian packages:$$missing" >&2; \
+		echo "deps: not root or no apt-get; install them yourself (e.g. sudo make deps)" >&2; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict gateway drivers
+
+# pytest's exit 5 means "no tests collected": tests exist, so that is a failure here.
+pytest: deps $(STAMP)
+	@rc=0; \
+	timeout --foreground --kill-after=30 $(PYTEST_WALL_S) \
+		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests; that is a failure" >&2; fi; \
+	if [ $$rc -eq 124 ]; then echo "make: pytest ran over $(PYTEST_WALL_S)s and was stopped" >&2; fi; \
+	if [ $$rc -ne 0 ]; then exit 1; fi
+
+# Runs every check even when an earlier one fails, so one CI run reports all of them.
+test: deps $(STAMP)
+	@rc=0; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	$(MAKE) --no-print-directory typecheck || rc=1; \
+	$(MAKE) --no-print-directory pytest || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
+	exit $$rc
+
+demo: deps $(STAMP)
+	$(VENV)/bin/citygw demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
+
+bench: $(STAMP)
+	$(VPY) bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,185 @@
+"""`citygw demo`: the whole system on one machine, on simulated hardware.
+
+A local broker (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto is absent), two
+simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), the
+agent exactly as `citygw run` runs it, and a live view of what arrives at the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from gateway.agent import Agent
+from gateway.config import parse_config
+from gateway.hub import HubEvent, HubOptions, events
+from gateway.simulate import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
+
+GATEWAY_ID = "gw-demo"
+_BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
+
+
+def _mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str]]:
+    """Yields (url, what runs it). Mosquitto if installed, else amqtt in this process."""
+    port = _free_port()
+    mosquitto = _mosquitto()
+    if mosquitto:
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                        f"persistence false\nlog_dest stderr\n")
+        process = await asyncio.create_subprocess_exec(
+            mosquitto, "-c", str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await _wait_for_port(port)
+            yield f"mqtt://127.0.0.1:{port}", f"Mosquitto ({mosquitto})"
+        finally:
+            process.terminate()
+            await process.wait()
+        return
+    try:
+        from amqtt.broker import Broker  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise SystemExit("citygw demo: no MQTT broker: install Debian's mosquitto "
+                         "(apt-get install mosquitto) or `pip install amqtt`") from None
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                     "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                                 {"allow_anonymous": True}}})
+    await broker.start()
+    try:
+        yield f"mqtt://127.0.0.1:{port}", "embedded amqtt broker"
+    finally:
+        await broker.shutdown()
+
+
+async def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+def _demo_config(url: str, workdir: Path, ports: dict[str, str]) -> dict[str, Any]:
+    return {
+        "gateway": {"id": GATEWAY_ID, "data_dir": str(workdir / "data"), "log_level": "warning"},
+        "hub": {"url": url, "flush_interval_s": 2, "metrics_interval_s": 5},
+        "sources": [
+            {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
+            {"type": "serial", "name": "pm-south", "port": ports["pms5003"],
+             "driver": "pms5003"},
+        ],
+    }
+
+
+class LiveView:
+    """Prints readings as the hub receives them, and the gateway's health from `metrics`."""
+
+    def __init__(self, *, color: bool) -> None:
+        self._color = color
+        self.readings = 0
+
+    def _style(self, text: str, style: str) -> str:
+        return f"{style}{text}{_RESET}" if self._color else text
+
+    def show(self, event: HubEvent) -> None:
+        if event.kind == "data":
+            for r in event.readings:
+                self.readings += 1
+                stamp = time.strftime("%H:%M:%S", time.gmtime(r.ts_ms / 1000))
+                print(f"{stamp}  hub <- {r.gateway}/{r.source:<9} {r.quantity:<15} "
+                      f"{r.value:>8g} {r.unit}", flush=True)
+        elif event.kind == "metrics" and event.fields:
+            print(self._style(_health_line(event.fields), _BOLD), flush=True)
+        elif event.kind == "status" and event.fields:
+            print(self._style(f"-- gateway {event.gateway} is {event.fields.get('state')}",
+                              _DIM), flush=True)
+
+
+def _health_line(m: dict[str, Any]) -> str:
+    buffer, uplink = m.get("buffer", {}), m.get("uplink", {})
+    sources = ", ".join(f"{name}: {s.get('state')} {s.get('readings')} rd "
+                        f"{s.get('bad_frames')} bad" for name, s in m.get("sources", {}).items())
+    return (f"== health {m.get('gw')}: up {m.get('uptime_s')} s, RSS "
+            f"{m.get('rss_bytes', 0) / 1e6:.1f} MB, buffer {buffer.get('depth')} waiting, "
+            f"{buffer.get('dropped')} dropped, sent {uplink.get('readings_out')} readings in "
+            f"{uplink.get('messages_out')} msgs ({uplink.get('bytes_out')} B) | {sources}")
+
+
+async def _demo(seconds: float | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="citygw-demo-") as tmp:
+        workdir = Path(tmp)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with local_broker(workdir) as (url, broker_name):
+            sds_master, sds_port = open_pty(str(workdir / "ttyUSB0"))
+            pms_master, pms_port = open_pty(str(workdir / "ttyAMA0"))
+            sds = SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1)
+            pms = SimulatedPms5003(pms_master, interval_s=1.0, seed=2)
+            config = parse_config(_demo_config(
+                url, workdir, {"sds011": str(workdir / "ttyUSB0"),
+                               "pms5003": str(workdir / "ttyAMA0")}))
+            print(f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
+                  f"PMS5003 on {pms_port}; agent {GATEWAY_ID}. "
+                  + ("Ctrl-C stops." if seconds is None else f"Stops after {seconds:g} s."),
+                  flush=True)
+            view = LiveView(color=sys.stdout.isatty())
+            agent_stop = asyncio.Event()
+
+            async def hub() -> None:
+                options = HubOptions(url=url, client_id=f"citygw-demo-hub-{time.time_ns()}")
+                async for event in events(options):
+                    view.show(event)
+
+            async def timer() -> None:
+                if seconds is not None:
+                    await asyncio.sleep(seconds)
+                    stop.set()
+
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(c) for c in (sds.run(), pms.run(), hub(), timer())]
+                agent = group.create_task(Agent(config).run(agent_stop))
+                await stop.wait()
+                agent_stop.set()
+                await agent
+                await asyncio.sleep(0.3)  # let the hub print the last messages
+                for task in tasks:
+                    task.cancel()
+            close_pty(sds_master, str(workdir / "ttyUSB0"))
+            close_pty(pms_master, str(workdir / "ttyAMA0"))
+        print(f"citygw demo: stopped cleanly; the hub received {view.readings} readings.")
+    return 0
+
+
+def run_demo(*, seconds: float | None) -> int:
+    return asyncio.run(_demo(seconds))
