@@ -150,6 +150,9 @@ class Agent:
             await asyncio.gather(*sources, return_exceptions=True)
             ingest.cancel()
             await asyncio.gather(ingest, return_exceptions=True)
+            left = await self.uplink.drain(timeout_s=min(5.0, self.config.hub.timeout_s))
+            if left:
+                log.info("%d readings stay in the buffer for the next start", left)
             await self.uplink.announce_offline()
             for task in [uplink, *services]:
                 task.cancel()

@@ -112,11 +112,14 @@ class LiveView:
 
     def show(self, event: HubEvent) -> None:
         if event.kind == "data":
+            groups: dict[tuple[str, str, int], list[str]] = {}
             for r in event.readings:
                 self.readings += 1
-                stamp = time.strftime("%H:%M:%S", time.gmtime(r.ts_ms / 1000))
-                print(f"{stamp}  hub <- {r.gateway}/{r.source:<9} {r.quantity:<15} "
-                      f"{r.value:>8g} {r.unit}", flush=True)
+                groups.setdefault((r.gateway, r.source, r.ts_ms), []).append(
+                    f"{r.quantity}={r.value:g}")
+            for (gateway, source, ts_ms), values in groups.items():
+                stamp = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000))
+                print(f"{stamp}  hub <- {gateway}/{source:<9} {' '.join(values)}", flush=True)
         elif event.kind == "metrics" and event.fields:
             print(self._style(_health_line(event.fields), _BOLD), flush=True)
         elif event.kind == "status" and event.fields:

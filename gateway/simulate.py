@@ -153,7 +153,7 @@ class _PtySensor(abc.ABC, Generic[CommandT]):
         self.frames_sent = 0  # data frames written
         self.replies_sent = 0  # command replies written
         self.frames_dropped = 0  # frames not written: no host attached, or its buffer full
-        self.commands_received = 0
+        self.commands_received = 0  # parsed, whether addressed to this sensor and obeyed or not
         self.last_command: CommandT | None = None
         self.sleeping = False
         self._next_data_s = 0.0  # loop time of the next data frame in active mode
@@ -213,7 +213,7 @@ class _PtySensor(abc.ABC, Generic[CommandT]):
         else:
             self._next_data_s = now_s + period_s
 
-    def _host_attached(self) -> bool:
+    def _deliverable(self) -> bool:
         """Whether a host has the slave open; counts a dropped frame if not. Checked before a
         frame's values are drawn, so a seeded sensor sends the same sequence whenever it starts."""
         if _host_attached(self.master_fd):
@@ -319,7 +319,7 @@ class SimulatedSds011(_PtySensor[sds011.CommandFrame]):
         frame = sds011.encode_reply(
             sub_command, operation, value, device_id=self.device_id, extra=extra
         )
-        if self._host_attached() and self._write(frame):
+        if self._deliverable() and self._write(frame):
             self.replies_sent += 1
 
     def _period_s(self) -> float:
@@ -329,7 +329,7 @@ class SimulatedSds011(_PtySensor[sds011.CommandFrame]):
         return not self.sleeping and not self.query_mode
 
     def _send_data(self) -> None:
-        values = self._values() if self._host_attached() else None
+        values = self._values() if self._deliverable() else None
         if values is None:
             return
         if self._write(sds011.encode_data(*values, device_id=self.device_id)):
@@ -379,7 +379,7 @@ class SimulatedPms5003(_PtySensor[pms5003.CommandFrame]):
         return not self.sleeping and not self.passive
 
     def _send_data(self) -> None:
-        frame = self._values() if self._host_attached() else None
+        frame = self._values() if self._deliverable() else None
         if frame is None:
             return
         if self._write(pms5003.encode_data(frame)):

@@ -70,6 +70,7 @@ class Uplink:
         self._monotonic_s = monotonic_s
         self._new_data = asyncio.Event()
         self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
+        self._flush_now = False
         self._client: aiomqtt.Client | None = None
         self._log = RateLimitedLog(log, interval_s=300)
         self.stats = UplinkStats()
@@ -161,6 +162,8 @@ class Uplink:
         flush_due = True  # drain the backlog at once after (re)connecting
         next_flush = self._monotonic_s() + hub.flush_interval_s
         while True:
+            if self._flush_now:
+                flush_due, self._flush_now = True, False
             if flush_due or self._unsent >= hub.batch_max_readings:
                 await window.acquire()
                 batch = await self._buffer.peek(cursor, hub.batch_max_readings)
@@ -203,6 +206,17 @@ class Uplink:
             self.stats.bytes_out += len(payload)
         finally:
             window.release()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Publish what is waiting now (orderly shutdown); returns how many remain buffered."""
+        deadline = self._monotonic_s() + timeout_s
+        while True:
+            depth = (await self._buffer.stats()).depth
+            if depth == 0 or self._client is None or self._monotonic_s() >= deadline:
+                return depth
+            self._flush_now = True
+            self._new_data.set()
+            await asyncio.sleep(0.05)
 
     async def publish_metrics(self, metrics: dict[str, Any]) -> bool:
         """Best effort: metrics are a snapshot, not buffered."""

@@ -29,7 +29,9 @@ def frame(n: int) -> bytes:
     return sds011.encode_data(n / 10, PM10_MARK, device_id=0xA160)
 
 
-def config(tmp_path: Path, broker: Any, prefix: str, ports: dict[str, Path], **hub: Any) -> dict[str, Any]:
+def config(
+    tmp_path: Path, broker: Any, prefix: str, ports: dict[str, Path], **hub: Any
+) -> dict[str, Any]:
     buffer = hub.pop("buffer", {})
     return {
         "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
@@ -236,9 +238,10 @@ async def test_full_buffer_applies_its_policy_and_counts_every_drop(
         await pty.write_async(frame(n))
         await asyncio.sleep(0.002)
     await asyncio.sleep(1.0)
-    status = json.loads(subprocess.run(
+    status = json.loads((await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "gateway.cli", "status", "--config", str(path), "--json"],
-        capture_output=True, text=True, check=True).stdout)
+        capture_output=True, text=True, check=True)).stdout)
     assert status["buffer"]["depth"] == 200
     assert status["buffer"]["dropped"] == 200
     broker.start()

@@ -1,0 +1,98 @@
+"""The config schema: the example documents every key, and bad input names its exact path."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from gateway.config import Config, ConfigError, json_schema, load_config, parse_config
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "gateway.example.toml"
+VALID: dict[str, Any] = {
+    "gateway": {"id": "gw-1", "data_dir": "/tmp/citygw"},
+    "hub": {"url": "mqtt://127.0.0.1:1883"},
+    "sources": [{"type": "serial", "name": "pm", "port": "/dev/ttyUSB0", "driver": "sds011"}],
+}
+
+
+def test_the_example_config_is_valid_and_sets_every_key() -> None:
+    config = load_config(EXAMPLE)
+    document = tomllib.loads(EXAMPLE.read_text())
+
+    def keys(struct_type: Any) -> set[str]:
+        return {f.name for f in msgspec.structs.fields(struct_type)}
+
+    assert set(document["hub"]) == keys(type(config.hub))
+    assert set(document["buffer"]) == keys(type(config.buffer))
+    assert set(document["gateway"]) == keys(type(config.gateway))
+    assert set(document["sources"][0]) | {"type"} == keys(type(config.sources[0])) | {"type"}
+
+
+def mutate(path: str, value: Any) -> dict[str, Any]:
+    document = copy.deepcopy(VALID)
+    *parents, last = path.replace("[0]", ".0").split(".")
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = value
+    return document
+
+
+@pytest.mark.parametrize(("path", "value", "expected_path", "message"), [
+    ("hub.flush_interval_s", "soon", "hub.flush_interval_s", "Expected `float`"),
+    ("hub.flush_interval_s", 0, "hub.flush_interval_s", "> 0"),
+    ("hub.url", "http://hub", "hub.url", "mqtt://"),
+    ("hub.url", "mqtt://user:pw@hub", "hub.url", "credentials"),
+    ("hub.protocol", "4", "hub.protocol", "'5', '3.1.1'"),
+    ("hub.colour", "red", "hub.colour", "unknown key"),
+    ("gateway.id", "a/b", "gateway.id", "characters"),
+    ("sources[0].driver", "sds012", "sources[0].driver", "'sds011'"),
+    ("sources[0].type", "zigbee", "sources[0].type", "'serial'"),
+    ("sources[0].baud", 1234, "sources[0].baud", "9600"),
+    ("sources[0].duty_cycle", {"period_s": 60, "on_s": 90}, "sources[0].duty_cycle.on_s",
+     "less than period_s"),
+    ("buffer", {"when_full": "panic"}, "buffer.when_full", "'drop_oldest'"),
+])
+def test_bad_values_are_refused_with_the_exact_path(
+    path: str, value: Any, expected_path: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(mutate(path, value))
+    assert error.value.path == expected_path
+    assert message in str(error.value)
+
+
+def test_duplicate_source_names_are_refused() -> None:
+    document = copy.deepcopy(VALID)
+    document["sources"].append(dict(document["sources"][0]))
+    with pytest.raises(ConfigError, match=r"sources\[1\]\.name: 'pm' is used twice"):
+        parse_config(document)
+
+
+def test_missing_sections_and_bad_toml_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text("[gateway]\nid = 'gw'\n")
+    with pytest.raises(ConfigError, match="gw.toml: hub: missing required key"):
+        load_config(path)
+    path.write_text("[gateway\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    config = parse_config(mutate("hub.password", "hunter2"))
+    assert "hunter2" not in repr(config)
+
+
+def test_json_schema_describes_the_config_for_editors() -> None:
+    schema = json_schema()
+    assert schema["$ref"] == "#/$defs/Config"
+    hub = schema["$defs"]["HubSection"]
+    assert hub["additionalProperties"] is False
+    assert "flush_interval_s" in hub["properties"]
+    assert isinstance(parse_config(VALID), Config)
