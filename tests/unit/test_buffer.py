@@ -89,7 +89,9 @@ def test_drop_newest_keeps_the_oldest_and_counts_every_drop(make_buffer: Factory
     assert buffer.append(readings(200, 20)).accepted == 10
 
 
-def test_a_corrupt_buffer_file_is_moved_aside_not_fatal(tmp_path: Path, make_buffer: Factory) -> None:
+def test_a_corrupt_buffer_file_is_moved_aside_not_fatal(
+    tmp_path: Path, make_buffer: Factory
+) -> None:
     (tmp_path / "buffer.db").write_bytes(b"this is not a database" * 100)
     buffer = make_buffer()
     buffer.append(readings(0, 1))

@@ -77,7 +77,7 @@ def test_duplicate_source_names_are_refused() -> None:
 def test_missing_sections_and_bad_toml_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
     path.write_text("[gateway]\nid = 'gw'\n")
-    with pytest.raises(ConfigError, match="gw.toml: hub: missing required key"):
+    with pytest.raises(ConfigError, match=r"gw\.toml: hub: missing required key"):
         load_config(path)
     path.write_text("[gateway\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
