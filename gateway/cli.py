@@ -75,12 +75,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"citygw decode: not hexadecimal: {args.hex!r}", file=sys.stderr)
         return 2
     try:
-        decoded = driver.decode_one(data)
+        frame = driver.decode_frame(data)
     except DecodeError as error:
         print(f"citygw decode: {args.driver}: {error}", file=sys.stderr)
         return 1
-    for record in decoded:
-        print(json.dumps(record))
+    identity = {}
+    if isinstance(getattr(frame, "device_id", None), int):
+        identity["device_id"] = f"{frame.device_id:04x}"  # type: ignore[attr-defined]
+    if not frame.measurements:  # a valid frame without readings: a command or a reply
+        fields = {name: getattr(frame, name) for name in getattr(frame, "__slots__", ())}
+        described = {k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()}
+        print(json.dumps({"driver": driver.name, "frame": type(frame).__name__, **described,
+                          **identity}))
+    for m in frame.measurements:
+        print(json.dumps({"driver": driver.name, "quantity": m.quantity, "value": m.value,
+                          "unit": m.unit, **identity}))
     return 0
 
 

@@ -1,0 +1,86 @@
+"""The driver registry: names config can use, fresh stream decoders, one-frame decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers import DRIVERS, DecodeError, get_driver
+
+VECTORS = Path(__file__).parents[1] / "vectors"
+
+
+def _vectors(name: str) -> list[dict[str, Any]]:
+    vectors: list[dict[str, Any]] = json.loads((VECTORS / f"{name}.json").read_text())
+    return vectors
+
+
+def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
+    assert set(DRIVERS) == {"sds011", "pms5003", "pms5003t"}
+    for name, driver in DRIVERS.items():
+        assert driver.name == name
+        assert driver.description
+
+
+def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
+    with pytest.raises(KeyError, match="known drivers: pms5003, pms5003t, sds011"):
+        get_driver("bthome")
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+def test_each_new_stream_is_a_fresh_decoder_with_its_own_stats(name: str) -> None:
+    first, second = get_driver(name).new_stream(), get_driver(name).new_stream()
+    assert first is not second
+    first.feed(b"\x00\x01\x02")
+    assert first.stats.skipped_bytes == 3
+    assert second.stats.skipped_bytes == 0
+
+
+def test_sds011_data_frame_gives_pm_measurements_and_a_reply_gives_none() -> None:
+    driver = get_driver("sds011")
+    data = bytes.fromhex("aac0d4043a0aa1601dab")
+    reply = bytes.fromhex("aac502000100a16004ab")
+    assert [(m.quantity, m.value) for m in driver.decode_one(data)] == [
+        ("pm2_5_ugm3", 123.6),
+        ("pm10_ugm3", 261.8),
+    ]
+    assert tuple(driver.decode_one(reply)) == ()
+    frames = driver.new_stream().feed(reply + data)
+    assert [tuple(f.measurements) for f in frames] == [(), tuple(driver.decode_one(data))]
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("sds011", None), ("pms5003", "PMS5003"), ("pms5003t", "PMS5003T")]
+)
+def test_stream_and_decode_one_agree_on_every_vector(name: str, model: str | None) -> None:
+    driver = get_driver(name)
+    vectors = [
+        v
+        for v in _vectors("sds011" if model is None else "pms5003")
+        if v.get("model", model) == model
+        and v["expect"].get("valid", True)
+        and v["expect"].get("type") != "command"
+    ]
+    assert vectors
+    for vector in vectors:
+        wire = bytes.fromhex(vector["hex"])
+        frames = driver.new_stream().feed(wire)
+        assert [tuple(f.measurements) for f in frames] == [tuple(driver.decode_one(wire))]
+
+
+def test_pms5003t_driver_reads_temperature_where_pms5003_reads_counts() -> None:
+    wire = bytes.fromhex("424d001c0015002500260014002200260f00046600fa001600d400e09a00053e")
+    t_quantities = {m.quantity: m.value for m in get_driver("pms5003t").decode_one(wire)}
+    plain_quantities = {m.quantity: m.value for m in get_driver("pms5003").decode_one(wire)}
+    assert t_quantities["temperature_c"] == 21.2
+    assert "temperature_c" not in plain_quantities
+    assert plain_quantities["n5_0_per_dl"] == 212.0
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+def test_decode_one_raises_decode_error_on_garbage(name: str) -> None:
+    with pytest.raises(DecodeError):
+        get_driver(name).decode_one(b"\x00" * 10)
