@@ -1,4 +1,4 @@
-"""`citygw hub tail --json`: a hub's view, JSON lines, duplicates dropped, nothing lost on restart."""
+"""`citygw hub tail --json`: JSON lines, duplicates dropped, nothing lost on a broker restart."""
 
 from __future__ import annotations
 

@@ -19,14 +19,14 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {"sds011", "pms5003", "pms5003t"}
+    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t"}
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
 
 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
-    with pytest.raises(KeyError, match="known drivers: pms5003, pms5003t, sds011"):
+    with pytest.raises(KeyError, match="known drivers: pms5003, pms5003t, pms7003, sds011"):
         get_driver("bthome")
 
 
@@ -84,3 +84,11 @@ def test_pms5003t_driver_reads_temperature_where_pms5003_reads_counts() -> None:
 def test_decode_one_raises_decode_error_on_garbage(name: str) -> None:
     with pytest.raises(DecodeError):
         get_driver(name).decode_one(b"\x00" * 10)
+
+
+def test_every_serial_driver_the_config_accepts_is_registered() -> None:
+    from typing import get_args, get_type_hints
+
+    from gateway.config import SerialSource
+
+    assert set(get_args(get_type_hints(SerialSource)["driver"])) == set(DRIVERS)
