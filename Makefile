@@ -99,6 +99,10 @@ test: deps $(STAMP)
 	exit $$rc
 
 demo: deps $(STAMP)
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] \
+		|| $(VPY) -c 'import amqtt' 2>/dev/null \
+		|| { echo "demo: no Mosquitto; installing the embedded amqtt broker"; \
+		     $(VPY) -m pip install --quiet -e '.[demo]'; }
 	$(VENV)/bin/citygw demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
 
 bench: $(STAMP)

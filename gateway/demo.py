@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import shutil
 import signal
 import socket
@@ -30,6 +32,8 @@ _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 
 
 def _mosquitto() -> str | None:
+    if os.environ.get("CITYGW_DEMO_BROKER") == "embedded":
+        return None
     found = shutil.which("mosquitto")
     if found:
         return found
@@ -43,8 +47,8 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str]]:
-    """Yields (url, what runs it). Mosquitto if installed, else amqtt in this process."""
+async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str, str]]:
+    """Yields (url, what runs it, MQTT protocol). Mosquitto if installed, else amqtt here."""
     port = _free_port()
     mosquitto = _mosquitto()
     if mosquitto:
@@ -55,7 +59,7 @@ async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str]]:
             mosquitto, "-c", str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             await _wait_for_port(port)
-            yield f"mqtt://127.0.0.1:{port}", f"Mosquitto ({mosquitto})"
+            yield f"mqtt://127.0.0.1:{port}", f"Mosquitto ({mosquitto})", "5"
         finally:
             process.terminate()
             await process.wait()
@@ -65,12 +69,17 @@ async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str]]:
     except ImportError:
         raise SystemExit("citygw demo: no MQTT broker: install Debian's mosquitto "
                          "(apt-get install mosquitto) or `pip install amqtt`") from None
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)  # it logs cancelled tasks at shutdown
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(
+        lambda lp, context: None if isinstance(context.get("exception"), asyncio.CancelledError)
+        else lp.default_exception_handler(context))
     broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
                      "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                                  {"allow_anonymous": True}}})
     await broker.start()
     try:
-        yield f"mqtt://127.0.0.1:{port}", "embedded amqtt broker"
+        yield f"mqtt://127.0.0.1:{port}", "embedded amqtt broker (MQTT 3.1.1)", "3.1.1"
     finally:
         await broker.shutdown()
 
@@ -88,10 +97,13 @@ async def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def _demo_config(url: str, workdir: Path, ports: dict[str, str]) -> dict[str, Any]:
+def _demo_config(
+    url: str, protocol: str, workdir: Path, ports: dict[str, str]
+) -> dict[str, Any]:
     return {
         "gateway": {"id": GATEWAY_ID, "data_dir": str(workdir / "data"), "log_level": "warning"},
-        "hub": {"url": url, "flush_interval_s": 2, "metrics_interval_s": 5},
+        "hub": {"url": url, "protocol": protocol, "flush_interval_s": 2,
+                "metrics_interval_s": 5},
         "sources": [
             {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
             {"type": "serial", "name": "pm-south", "port": ports["pms5003"],
@@ -144,13 +156,13 @@ async def _demo(seconds: float | None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with local_broker(workdir) as (url, broker_name):
+        async with local_broker(workdir) as (url, broker_name, protocol):
             sds_master, sds_port = open_pty(str(workdir / "ttyUSB0"))
             pms_master, pms_port = open_pty(str(workdir / "ttyAMA0"))
             sds = SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1)
             pms = SimulatedPms5003(pms_master, interval_s=1.0, seed=2)
             config = parse_config(_demo_config(
-                url, workdir, {"sds011": str(workdir / "ttyUSB0"),
+                url, protocol, workdir, {"sds011": str(workdir / "ttyUSB0"),
                                "pms5003": str(workdir / "ttyAMA0")}))
             print(f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
                   f"PMS5003 on {pms_port}; agent {GATEWAY_ID}. "
@@ -160,7 +172,8 @@ async def _demo(seconds: float | None) -> int:
             agent_stop = asyncio.Event()
 
             async def hub() -> None:
-                options = HubOptions(url=url, client_id=f"citygw-demo-hub-{time.time_ns()}")
+                options = HubOptions(url=url, client_id=f"citygw-demo-hub-{time.time_ns()}",
+                                     protocol=protocol)
                 async for event in events(options):
                     view.show(event)
 

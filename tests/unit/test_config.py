@@ -96,3 +96,10 @@ def test_json_schema_describes_the_config_for_editors() -> None:
     assert hub["additionalProperties"] is False
     assert "flush_interval_s" in hub["properties"]
     assert isinstance(parse_config(VALID), Config)
+
+
+def test_the_committed_json_schema_is_current() -> None:
+    import json
+
+    committed = json.loads((EXAMPLE.parent / "gateway.schema.json").read_text())
+    assert committed == json_schema(), "regenerate: citygw schema > config/gateway.schema.json"

@@ -1,0 +1,38 @@
+"""`citygw demo` (what `make demo` runs): both simulated sensors reach the hub; it stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+async def run_demo(*args: str, interrupt_after_s: float | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "demo", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    if interrupt_after_s is not None:
+        await asyncio.sleep(interrupt_after_s)
+        process.send_signal(signal.SIGINT)
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, out.decode()
+
+
+async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_itself() -> None:
+    code, out = await run_demo("--seconds", "6")
+    assert code == 0, out
+    assert "gw-demo/pm-north  pm2_5_ugm3=" in out
+    assert "gw-demo/pm-south  pm1_0_cf1_ugm3=" in out
+    assert "== health gw-demo" in out and "0 dropped" in out
+    assert out.rstrip().endswith("readings."), out
+    assert "Traceback" not in out
+
+
+async def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    code, out = await run_demo(interrupt_after_s=4)
+    assert code == 0, out
+    assert "stopped cleanly" in out and "Traceback" not in out
