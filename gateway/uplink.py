@@ -135,8 +135,11 @@ class Uplink:
             except aiomqtt.MqttError as error:
                 self.stats.last_error = str(error)
                 if not outage_logged:
-                    log.warning("hub %s unreachable: %s; readings stay buffered, retrying",
-                                self._hub.url, error)
+                    text = str(error).lower()
+                    what = ("refused us (check username and password)"
+                            if "authori" in text or "bad user" in text else "unreachable")
+                    log.warning("hub %s %s: %s; readings stay buffered, retrying",
+                                self._hub.url, what, error)
                     outage_logged = True
             except (OSError, ssl.SSLError) as error:  # TLS material unreadable, DNS, ...
                 self.stats.last_error = str(error)

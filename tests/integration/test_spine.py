@@ -268,3 +268,22 @@ def test_invalid_config_is_refused_with_the_exact_path(tmp_path: Path, write_con
     check = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)],
                            capture_output=True, text=True, timeout=20)
     assert check.returncode == 2 and "sources[0].colour: unknown key" in check.stderr
+
+
+async def test_birth_is_retained_and_the_last_will_says_offline_after_kill_9(
+    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
+    agent_process: Any, hub_subscriber: Any,
+) -> None:
+    pty = make_pty("ttyUSB0")
+    agent = agent_process(write_config(config(tmp_path, mosquitto, topic_prefix,
+                                              {"pm-north": pty.link})))
+    agent.start()
+    await agent.wait_for_log("connected to hub")
+    await asyncio.sleep(0.3)
+    late = await hub_subscriber(mosquitto, f"{topic_prefix}/+/status")  # joins after the birth
+    msgs = await late.wait_for(lambda ms: len(ms) >= 1)
+    birth = msgpack.unpackb(msgs[0].payload)
+    assert msgs[0].retain and birth["state"] == "online" and birth["version"]
+    agent.kill9()
+    msgs = await late.wait_for(lambda ms: len(ms) >= 2)
+    assert msgpack.unpackb(msgs[1].payload)["state"] == "offline"

@@ -1,0 +1,165 @@
+"""mqtts:// with verification on, a password from a file, and a broker that refuses us.
+
+Mosquitto with a second listener: TLS (a throwaway CA made with openssl) and password auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers import sds011
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "s3cret-streetlight-pw"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(directory: Path) -> None:
+    """A CA and a server certificate for 127.0.0.1 (subjectAltName), as a city's PKI would."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+             "-subj", "/CN=citygw test CA", cwd=directory)
+    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+             cwd=directory)
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-out", "server.crt", "-extfile", "san.ext",
+             cwd=directory)
+
+
+@dataclass
+class SecureBroker:
+    broker: Any
+    url: str
+    pki: Path
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, make_broker: Any) -> SecureBroker:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_pki(pki)
+    passwords = pki / "passwords"
+    passwords.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "gw-sec", PASSWORD], check=True,
+                   capture_output=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    broker = make_broker(extra_config="\n".join([
+        f"listener {port} 127.0.0.1",
+        f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}",
+        f"keyfile {pki / 'server.key'}",
+        "allow_anonymous false", f"password_file {passwords}",
+    ]))
+    return SecureBroker(broker, f"mqtts://127.0.0.1:{port}", pki)
+
+
+def agent_config(tmp_path: Path, secure: SecureBroker, port: Path, **hub: Any) -> dict[str, Any]:
+    password_file = tmp_path / "hub-password"
+    password_file.write_text(hub.pop("password", PASSWORD) + "\n")
+    os.chmod(password_file, 0o600)
+    return {
+        "gateway": {"id": "gw-sec", "data_dir": str(tmp_path / "data")},
+        "hub": {"url": secure.url, "username": "gw-sec", "password_file": str(password_file),
+                "flush_interval_s": 0.2, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
+                **hub},
+        "buffer": {"commit_interval_ms": 50},
+        "sources": [{"type": "serial", "name": "pm", "port": str(port), "driver": "sds011"}],
+    }
+
+
+async def status(config_path: Path) -> dict[str, Any]:
+    run = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway.cli", "status", "--config", str(config_path), "--json"],
+        capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(run.stdout)
+    return result
+
+
+async def wait_status(config_path: Path, predicate: Any, timeout_s: float = 15) -> dict[str, Any]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            current = await status(config_path)
+            if current.get("agent") == "running" and predicate(current):
+                return current
+            await asyncio.sleep(0.3)
+
+
+async def test_mqtts_with_the_city_ca_and_a_password_file_delivers_readings(
+    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    agent_process: Any,
+) -> None:
+    pty = make_pty("ttyUSB0")
+    path = write_config(agent_config(tmp_path, secure_broker, pty.link,
+                                     ca_file=str(secure_broker.pki / "ca.crt")))
+    agent = agent_process(path)
+    agent.start()
+    await agent.wait_for_log("connected to hub")
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "hub", "tail", "--url", secure_broker.url, "--json",
+        "--ca-file", str(secure_broker.pki / "ca.crt"), "--username", "gw-sec",
+        env={**os.environ, "CITYGW_HUB_PASSWORD": PASSWORD},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert tail.stdout is not None
+    try:
+        await asyncio.sleep(1.0)  # the tail subscribes
+        await pty.write_async(sds011.encode_data(12.3, 45.6, device_id=1))
+        line = json.loads(await asyncio.wait_for(tail.stdout.readline(), 15))
+        assert (line["gateway"], line["quantity"], line["value"]) == ("gw-sec", "pm2_5_ugm3", 12.3)
+    finally:
+        tail.terminate()
+        await tail.wait()
+    assert PASSWORD not in agent.log_text()
+
+
+async def test_a_broker_certificate_the_gateway_cannot_verify_is_refused(
+    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    agent_process: Any,
+) -> None:
+    pty = make_pty("ttyUSB0")
+    path = write_config(agent_config(tmp_path, secure_broker, pty.link))  # system CAs only
+    agent = agent_process(path)
+    agent.start()
+    await asyncio.sleep(1.0)
+    await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
+    current = await wait_status(path, lambda s: "CERTIFICATE_VERIFY_FAILED"
+                                in s["uplink"]["last_error"] and s["buffer"]["depth"] == 2)
+    assert current["uplink"]["connected"] is False
+    assert agent.running
+
+
+async def test_a_wrong_password_is_refused_logged_once_and_readings_stay_buffered(
+    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    agent_process: Any,
+) -> None:
+    pty = make_pty("ttyUSB0")
+    path = write_config(agent_config(tmp_path, secure_broker, pty.link, password="wrong-pw",
+                                     ca_file=str(secure_broker.pki / "ca.crt")))
+    agent = agent_process(path)
+    agent.start()
+    await asyncio.sleep(1.0)
+    await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
+    current = await wait_status(path, lambda s: s["buffer"]["depth"] == 2
+                                and s["uplink"]["last_error"])
+    assert "authori" in current["uplink"]["last_error"].lower()
+    await asyncio.sleep(2.0)  # several more refused attempts
+    log = agent.log_text()
+    assert log.count("refused us (check username and password)") == 1, log
+    assert "wrong-pw" not in log
+    assert agent.running

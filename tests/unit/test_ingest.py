@@ -1,0 +1,44 @@
+"""Ingest: readings staged in memory reach the buffer; a failing disk loses nothing staged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.buffer import AsyncBuffer, SqliteBuffer
+from gateway.ingest import Ingest
+from gateway.readings import Reading
+
+
+def readings(first: int, count: int) -> list[Reading]:
+    return [Reading("pm", "pm2_5_ugm3", "ug/m3", float(n), n) for n in range(first, first + count)]
+
+
+async def test_a_full_disk_keeps_readings_staged_until_it_recovers(tmp_path: Path) -> None:
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    sync = await buffer.open()
+    committed: list[int] = []
+    ingest = Ingest(buffer, commit_interval_s=0.01, commit_max=1000, staging_max=10_000,
+                    on_committed=committed.append)
+    ingest.emit(readings(0, 10))
+    assert await ingest.commit()
+    page_count = sync._db.execute("PRAGMA page_count").fetchone()[0]
+    sync._db.execute(f"PRAGMA max_page_count = {page_count}")  # the disk is full now
+    ingest.emit(readings(10, 5000))
+    assert not await ingest.commit()
+    assert ingest.staged == 5000 and ingest.write_errors == 1
+    sync._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
+    assert await ingest.commit()
+    assert ingest.staged == 0 and sum(committed) == 5010
+    assert [r.value for r in sync.peek(0, 10_000)] == [float(n) for n in range(5010)]
+    await buffer.close()
+
+
+async def test_staging_is_bounded_and_counts_what_it_had_to_drop(tmp_path: Path) -> None:
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    await buffer.open()
+    ingest = Ingest(buffer, commit_interval_s=0.01, commit_max=100_000, staging_max=1000)
+    ingest.emit(readings(0, 1500))
+    assert (ingest.staged, ingest.dropped_staging) == (1000, 500)
+    await ingest.commit()
+    assert [r.value for r in buffer.sync.peek(0, 10)][:1] == [500.0], "the oldest went first"
+    await buffer.close()
