@@ -80,7 +80,7 @@ class Agent:
         self.ingest = Ingest(
             self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,
-            staging_max=max(100_000, 20 * buffer_cfg.commit_max_readings),
+            staging_max=max(20_000, 4 * buffer_cfg.commit_max_readings),
             on_committed=self.uplink.notify)
         clock = WallClock()
         self.clock = clock
@@ -130,7 +130,7 @@ class Agent:
         async with asyncio.TaskGroup() as group:
             sources = [
                 group.create_task(_supervise(f"source {s.name}",
-                                             lambda s=s: s.run(self.ingest.emit)),  # type: ignore[misc]
+                                             lambda s=s: s.run(self.ingest)),  # type: ignore[misc]
                                   name=f"source-{s.name}")
                 for s in self.sources
             ]

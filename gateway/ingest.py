@@ -34,6 +34,9 @@ class Ingest:
         self._on_committed = on_committed
         self._staged: list[Reading] = []
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._high_water = max(1, staging_max // 2)
         self._log = RateLimitedLog(log)
         self.accepted = 0
         self.dropped_staging = 0
@@ -57,6 +60,13 @@ class Ingest:
                           "dropped %d readings from memory", overflow)
         if len(staged) >= self._commit_max:
             self._wake.set()
+
+    async def room(self) -> None:
+        """Returns once staging is below its high-water mark (sources pause their reads)."""
+        while len(self._staged) >= self._high_water:
+            self._room.clear()
+            self._wake.set()
+            await self._room.wait()
 
     async def run(self) -> None:
         """Commit loop; runs until cancelled, then commits what is staged once more."""
@@ -89,6 +99,8 @@ class Ingest:
                 self._log.log(logging.ERROR, "write", "%s; keeping %d readings in memory and "
                               "retrying", error, len(self._staged))
                 return False
+            if len(self._staged) < self._high_water:
+                self._room.set()
             self.accepted += result.accepted
             if result.dropped:
                 self.dropped_full += result.dropped

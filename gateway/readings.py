@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol
 
 CLOCK_UNSYNCED = 1
 """Flag bit: the gateway's clock was not synchronised (NTP) when the reading was timestamped."""
@@ -35,3 +36,13 @@ class Series(NamedTuple):
     source: str
     quantity: str
     unit: str
+
+
+class Sink(Protocol):
+    """Where sources hand readings (the ingest). `emit` never blocks; a source that can pause
+    its input (a serial port) awaits `room()` after emitting, so a slow disk slows the reader
+    instead of dropping readings it already took."""
+
+    def emit(self, readings: Iterable[Reading]) -> None: ...
+
+    async def room(self) -> None: ...

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,11 +20,13 @@ from drivers import get_driver, pms5003, sds011
 from gateway.backoff import Backoff
 from gateway.clock import WallClock
 from gateway.config import SerialSource as SerialSourceConfig
-from gateway.readings import CLOCK_UNSYNCED, Reading
+from gateway.readings import CLOCK_UNSYNCED, Reading, Sink
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Iterable[Reading]], None]
+_MAX_PENDING_BYTES = 256 * 1024
+"""Bytes read but not yet decoded; beyond this the port is not read until they are (backpressure
+reaches the UART's own buffer instead of our memory)."""
 
 
 class Port(Protocol):
@@ -95,7 +97,7 @@ class SerialSource:
         self._commands = sensor_commands(config.driver)
         self.stats = SerialStats()
 
-    async def run(self, emit: Emit) -> None:
+    async def run(self, sink: Sink) -> None:
         """Read until cancelled; reopen the port whenever it vanishes."""
         backoff = Backoff(base_s=0.2, cap_s=self.config.reopen_max_s)
         outage_since: float | None = None
@@ -119,7 +121,7 @@ class SerialSource:
             backoff.reset()
             self.stats.connected = True
             try:
-                await self._session(port, emit)
+                await self._session(port, sink)
             except PortVanished as error:
                 self.stats.last_error = str(error)
                 self.stats.state = "port missing"
@@ -130,28 +132,30 @@ class SerialSource:
                 self.stats.connected = False
                 port.close()
 
-    async def _session(self, port: Port, emit: Emit) -> None:
+    async def _session(self, port: Port, sink: Sink) -> None:
         loop = asyncio.get_running_loop()
         fd = port.fileno()
-        chunks: list[bytes] = []
-        failure: list[BaseException] = []
-        ready = asyncio.Event()
+        inbox = _Inbox()
 
-        def on_readable() -> None:  # only reads and queues; decoding happens below
+        def on_readable() -> None:  # only reads and queues; decoding happens in _decode_loop
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
                 return
             except OSError as error:
-                failure.append(error)
+                inbox.failure = error
                 loop.remove_reader(fd)
             else:
                 if data:
-                    chunks.append(data)
+                    inbox.chunks.append(data)
+                    inbox.size += len(data)
+                    if inbox.size > _MAX_PENDING_BYTES:
+                        loop.remove_reader(fd)
+                        inbox.paused = True
                 else:
-                    failure.append(PortVanished("end of file"))
+                    inbox.failure = PortVanished("end of file")
                     loop.remove_reader(fd)
-            ready.set()
+            inbox.ready.set()
 
         decoder = get_driver(self.config.driver).new_stream()
         gate = _Gate(self._monotonic_s)
@@ -165,7 +169,8 @@ class SerialSource:
                 else:
                     self.stats.state = "measuring"
                     gate.open_at = 0.0
-                group.create_task(self._decode_loop(decoder, chunks, failure, ready, gate, emit))
+                group.create_task(self._decode_loop(
+                    decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)))
         except BaseExceptionGroup as group_error:
             leaf: BaseException = group_error
             while isinstance(leaf, BaseExceptionGroup):
@@ -175,16 +180,16 @@ class SerialSource:
             loop.remove_reader(fd)
 
     async def _decode_loop(
-        self, decoder: Any, chunks: list[bytes], failure: list[BaseException],
-        ready: asyncio.Event, gate: _Gate, emit: Emit,
+        self, decoder: Any, inbox: _Inbox, gate: _Gate, sink: Sink, resume: Callable[[], None],
     ) -> None:
         name, stats, clock = self.name, self.stats, self._clock
         while True:
-            await ready.wait()
-            ready.clear()
-            if chunks:
-                data = b"".join(chunks)
-                chunks.clear()
+            await inbox.ready.wait()
+            inbox.ready.clear()
+            if inbox.chunks:
+                data = b"".join(inbox.chunks)
+                inbox.chunks.clear()
+                inbox.size = 0
                 frames = decoder.feed(data)
                 stats.frames = decoder.stats.frames
                 stats.bad_frames = decoder.stats.bad_frames
@@ -199,9 +204,13 @@ class SerialSource:
                     if readings:
                         stats.readings += len(readings)
                         stats.last_reading_ms = ts_ms
-                        emit(readings)
-            if failure:
-                raise PortVanished(str(failure[0]))
+                        sink.emit(readings)
+                        await sink.room()
+            if inbox.failure is not None:
+                raise PortVanished(str(inbox.failure))
+            if inbox.paused:
+                inbox.paused = False
+                resume()
 
     async def _duty_cycle(self, fd: int, gate: _Gate) -> None:
         """Wake, let the fan settle, measure, sleep; once per period. Spares the laser."""
@@ -219,6 +228,19 @@ class SerialSource:
             _write(fd, self._commands.sleep)
             self.stats.state = "sleeping"
             await asyncio.sleep(max(0.0, started + cycle.period_s - self._monotonic_s()))
+
+
+class _Inbox:
+    """Bytes the reader callback queued for the decode loop."""
+
+    __slots__ = ("chunks", "failure", "paused", "ready", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.paused = False
+        self.failure: BaseException | None = None
+        self.ready = asyncio.Event()
 
 
 class _Gate:

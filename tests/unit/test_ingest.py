@@ -42,3 +42,21 @@ async def test_staging_is_bounded_and_counts_what_it_had_to_drop(tmp_path: Path)
     await ingest.commit()
     assert [r.value for r in buffer.sync.peek(0, 10)][:1] == [500.0], "the oldest went first"
     await buffer.close()
+
+
+async def test_room_pauses_a_source_until_a_commit_makes_space(tmp_path: Path) -> None:
+    import asyncio
+
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    await buffer.open()
+    ingest = Ingest(buffer, commit_interval_s=60, commit_max=10_000, staging_max=1000)
+    ingest.emit(readings(0, 600))  # above the high-water mark (half of staging_max)
+    waiting = asyncio.create_task(ingest.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "a source must wait while staging is over its high-water mark"
+    committer = asyncio.create_task(ingest.run())  # room() asked for a commit at once
+    await asyncio.wait_for(waiting, 5)
+    assert ingest.staged == 0 and ingest.dropped_staging == 0
+    committer.cancel()
+    await asyncio.gather(committer, return_exceptions=True)
+    await buffer.close()
