@@ -48,6 +48,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    hub = config.hub
+    missing = [f"hub.{key}: cannot read {path}" for key, path in (
+        ("ca_file", hub.ca_file), ("cert_file", hub.cert_file), ("key_file", hub.key_file),
+        ("password_file", hub.password_file)) if path and not os.access(path, os.R_OK)]
+    for problem in missing:
+        print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
+    for index, source in enumerate(config.sources):
+        if not Path(source.port).exists():
+            print(f"note: sources[{index}].port: {source.port} does not exist now (the agent "
+                  "waits for it)", file=sys.stderr)
+    if missing:
+        return 2
     print(f"{args.file}: OK (gateway {config.gateway.id}, {len(config.sources)} sources, "
           f"hub {config.hub.url})")
     return 0

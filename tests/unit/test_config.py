@@ -103,3 +103,16 @@ def test_the_committed_json_schema_is_current() -> None:
 
     committed = json.loads((EXAMPLE.parent / "gateway.schema.json").read_text())
     assert committed == json_schema(), "regenerate: citygw schema > config/gateway.schema.json"
+
+
+def test_check_config_refuses_unreadable_tls_and_password_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    path = tmp_path / "gw.toml"
+    path.write_text(EXAMPLE.read_text().replace('ca_file = ""', 'ca_file = "/nonexistent/ca.pem"'))
+    assert main(["check-config", str(path)]) == 2
+    assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "OK (gateway gw-0001, 2 sources" in capsys.readouterr().out
