@@ -105,6 +105,8 @@ demo: deps $(STAMP)
 		     $(VPY) -m pip install --quiet -e '.[demo]'; }
 	$(VENV)/bin/citygw demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
 
+# The bench runs a real Mosquitto (see bench/README.md).
+bench: deps
 bench: $(STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
 

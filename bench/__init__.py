@@ -1,0 +1,1 @@
+"""Benchmarks of the real citygw agent (`make bench`); see bench/README.md."""
