@@ -496,7 +496,7 @@ def publish_packet_bytes(topic: str, payload_len: int) -> int:
 def realistic_wire() -> dict[str, Any]:
     """One SDS011 (2 readings/s), flush_interval_s = 30: 60 readings per message."""
     from gateway import wire
-    from gateway.readings import Series, StoredReading
+    from gateway.readings import Series
     from gateway.simulate import pm_random_walk
 
     gateway_id, prefix = "gw-0001", "citygw/v1"
@@ -511,8 +511,8 @@ def realistic_wire() -> dict[str, Any]:
             pm2_5, pm10 = next(walk)
             ts = t0 + (message * 30 + second) * 1000
             seq = seq0 + message * per_msg + second * 2
-            batch.append(StoredReading(seq, ts, 1, round(pm2_5, 1), 0))
-            batch.append(StoredReading(seq + 1, ts, 2, round(pm10, 1), 0))
+            batch.append((seq, ts, 1, round(pm2_5, 1), 0))
+            batch.append((seq + 1, ts, 2, round(pm10, 1), 0))
         payload = wire.encode_data(gateway_id, 1_234_567_890, batch, series.__getitem__)
         sizes.append((len(payload), publish_packet_bytes(topic, len(payload))))
     payload_avg = statistics.mean(s[0] for s in sizes)

@@ -105,6 +105,10 @@ class SqliteBuffer:
     def _connect(self, synchronous: str) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.isolation_level = "DEFERRED"  # explicit transactions via `with db:`
+        # Small pages: a commit of a few readings writes one page to the WAL, so 1 KiB pages
+        # wear an SD card 4x less than the default 4 KiB at a sensor's pace (BENCHMARKS.md).
+        # Takes effect only when the file is created.
+        db.execute("PRAGMA page_size=1024")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         db.execute("PRAGMA cache_size=-2000")  # 2 MB page cache: RSS stays flat at any depth
@@ -163,11 +167,11 @@ class SqliteBuffer:
                     for i, r in enumerate(readings)
                 ]
                 if drop_old:
+                    self._set_meta("next_seq", first)
                     self._db.execute(
                         "DELETE FROM readings WHERE seq IN "
                         "(SELECT seq FROM readings ORDER BY seq LIMIT ?)", (drop_old,))
                 self._db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", rows)
-                self._set_meta("next_seq", first + len(rows))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
@@ -188,11 +192,16 @@ class SqliteBuffer:
         cursor = self._db.execute(
             "SELECT seq, ts_ms, series, value, flags FROM readings "
             "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-        return [StoredReading._make(row) for row in cursor]
+        rows: list[StoredReading] = cursor.fetchall()
+        return rows
 
     def ack(self, first_seq: int, last_seq: int) -> int:
         """The hub acknowledged seq first..last: remove them. Returns how many were removed."""
         with self._db:
+            # Keys must never repeat: before rows go, remember where the sequence stands (the
+            # rows still stored carry it otherwise; see __init__). Not per append: one page
+            # write less per commit, which is most of an SD card's wear at a sensor's pace.
+            self._set_meta("next_seq", self._next_seq)
             removed = self._db.execute(
                 "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
             ).rowcount

@@ -110,7 +110,7 @@ class HubSection(_Strict, frozen=True):
 class BufferSection(_Strict, frozen=True):
     max_readings: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = 2_000_000
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
-    commit_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 250
+    commit_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 1000
     commit_max_readings: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     synchronous: Literal["full", "normal"] = "full"
     """`full`: a committed reading survives a power cut. `normal`: it survives a crash, and

@@ -20,14 +20,9 @@ class Reading(NamedTuple):
     flags: int = 0
 
 
-class StoredReading(NamedTuple):
-    """A reading the buffer accepted; `seq` is its key, unique per gateway buffer epoch."""
-
-    seq: int
-    ts_ms: int
-    series: int
-    value: float
-    flags: int
+StoredReading = tuple[int, int, int, float, int]
+"""A reading the buffer accepted, as SQLite returns it (no object per row on the hot path):
+(seq, ts_ms, series id, value, flags). `seq` is its key, unique per gateway buffer epoch."""
 
 
 class Series(NamedTuple):

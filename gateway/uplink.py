@@ -171,14 +171,14 @@ class Uplink:
                 await window.acquire()
                 batch = await self._buffer.peek(cursor, hub.batch_max_readings)
                 if batch and (flush_due or len(batch) >= hub.batch_max_readings):
-                    cursor = batch[-1].seq
+                    cursor = batch[-1][0]
                     self._unsent = max(0, self._unsent - len(batch))
                     payload = wire.encode_data(
                         self._gateway_id, self._buffer.sync.epoch or 0, batch,
                         self._buffer.sync.series,
                     )
                     inflight.create_task(
-                        self._publish(client, payload, batch[0].seq, cursor, len(batch), window)
+                        self._publish(client, payload, batch[0][0], cursor, len(batch), window)
                     )
                     continue
                 window.release()

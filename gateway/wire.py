@@ -33,7 +33,7 @@ def encode_data(
         raise ValueError("empty batch")
     index: dict[int, int] = {}
     table: list[Series] = []
-    s0, t0 = batch[0].seq, batch[0].ts_ms
+    s0, t0 = batch[0][0], batch[0][1]
     rows: list[list[Any]] = []
     for seq, ts_ms, sid, value, flags in batch:
         i = index.get(sid)

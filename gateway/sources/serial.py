@@ -24,9 +24,12 @@ from gateway.readings import CLOCK_UNSYNCED, Reading, Sink
 
 log = logging.getLogger(__name__)
 
-_MAX_PENDING_BYTES = 256 * 1024
+_MAX_PENDING_BYTES = 64 * 1024
 """Bytes read but not yet decoded; beyond this the port is not read until they are (backpressure
 reaches the UART's own buffer instead of our memory)."""
+_SLICE_BYTES = 4096
+"""Decoded and emitted at a time, with `sink.room()` awaited in between (a few hundred readings),
+so one burst can never overrun the ingest's staging."""
 
 
 class Port(Protocol):
@@ -190,22 +193,23 @@ class SerialSource:
                 data = b"".join(inbox.chunks)
                 inbox.chunks.clear()
                 inbox.size = 0
-                frames = decoder.feed(data)
+                for start in range(0, len(data), _SLICE_BYTES):
+                    frames = decoder.feed(data[start:start + _SLICE_BYTES])
+                    if frames and gate.is_open():
+                        ts_ms = clock.now_ms()
+                        flags = 0 if clock.is_synced() else CLOCK_UNSYNCED
+                        readings = [
+                            Reading(name, m.quantity, m.unit, m.value, ts_ms, flags)
+                            for frame in frames for m in frame.measurements
+                        ]
+                        if readings:
+                            stats.readings += len(readings)
+                            stats.last_reading_ms = ts_ms
+                            sink.emit(readings)
+                            await sink.room()
                 stats.frames = decoder.stats.frames
                 stats.bad_frames = decoder.stats.bad_frames
                 stats.skipped_bytes = decoder.stats.skipped_bytes
-                if frames and gate.is_open():
-                    ts_ms = clock.now_ms()
-                    flags = 0 if clock.is_synced() else CLOCK_UNSYNCED
-                    readings = [
-                        Reading(name, m.quantity, m.unit, m.value, ts_ms, flags)
-                        for frame in frames for m in frame.measurements
-                    ]
-                    if readings:
-                        stats.readings += len(readings)
-                        stats.last_reading_ms = ts_ms
-                        sink.emit(readings)
-                        await sink.room()
             if inbox.failure is not None:
                 raise PortVanished(str(inbox.failure))
             if inbox.paused:

@@ -20,7 +20,8 @@ SERIES = Series("pm-north", "pm2_5_ugm3", "ug/m3")
 
 
 def payload(first: int, last: int) -> bytes:
-    rows = [StoredReading(n, 1_700_000_000_000 + n, 1, n / 10, 0) for n in range(first, last + 1)]
+    rows: list[StoredReading] = [
+        (n, 1_700_000_000_000 + n, 1, n / 10, 0) for n in range(first, last + 1)]
     return wire.encode_data("gw-7", 99, rows, lambda sid: SERIES)
 
 

@@ -28,7 +28,7 @@ def readings(first: int, count: int, source: str = "pm") -> list[Reading]:
 
 
 def values(buffer: SqliteBuffer) -> list[float]:
-    return [r.value for r in buffer.peek(0, 1_000_000)]
+    return [r[3] for r in buffer.peek(0, 1_000_000)]
 
 
 def test_peek_hands_out_readings_in_order_with_increasing_keys(make_buffer: Factory) -> None:
@@ -36,10 +36,10 @@ def test_peek_hands_out_readings_in_order_with_increasing_keys(make_buffer: Fact
     buffer.append(readings(0, 5))
     buffer.append(readings(5, 5, source="other"))
     got = buffer.peek(0, 100)
-    assert [r.value for r in got] == [float(n) for n in range(10)]
-    assert [r.seq for r in got] == list(range(1, 11))
-    assert buffer.series(got[7].series).source == "other"
-    assert [r.seq for r in buffer.peek(got[3].seq, 2)] == [5, 6]
+    assert [r[3] for r in got] == [float(n) for n in range(10)]
+    assert [r[0] for r in got] == list(range(1, 11))
+    assert buffer.series(got[7][2]).source == "other"
+    assert [r[0] for r in buffer.peek(got[3][0], 2)] == [5, 6]
 
 
 def test_ack_removes_only_the_acknowledged_range(make_buffer: Factory) -> None:
@@ -60,10 +60,10 @@ def test_unacknowledged_readings_and_keys_survive_reopening(make_buffer: Factory
     del buffer  # no close(): as after kill -9
     reopened = make_buffer()
     assert reopened.epoch == epoch
-    assert [(r.seq, r.value) for r in reopened.peek(0, 10)] == [(11, 10.0), (12, 11.0), (13, 12.0)]
+    assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(11, 10.0), (12, 11.0), (13, 12.0)]
     reopened.ack(11, 13)
     reopened.append(readings(20, 1))
-    assert reopened.peek(0, 10)[0].seq == 14, "keys never repeat, even once the buffer is empty"
+    assert reopened.peek(0, 10)[0][0] == 14, "keys never repeat, even once the buffer is empty"
 
 
 def test_drop_oldest_keeps_the_newest_and_counts_every_drop(make_buffer: Factory) -> None:

@@ -29,7 +29,7 @@ async def test_a_full_disk_keeps_readings_staged_until_it_recovers(tmp_path: Pat
     sync._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
     assert await ingest.commit()
     assert ingest.staged == 0 and sum(committed) == 5010
-    assert [r.value for r in sync.peek(0, 10_000)] == [float(n) for n in range(5010)]
+    assert [r[3] for r in sync.peek(0, 10_000)] == [float(n) for n in range(5010)]
     await buffer.close()
 
 
@@ -40,7 +40,7 @@ async def test_staging_is_bounded_and_counts_what_it_had_to_drop(tmp_path: Path)
     ingest.emit(readings(0, 1500))
     assert (ingest.staged, ingest.dropped_staging) == (1000, 500)
     await ingest.commit()
-    assert [r.value for r in buffer.sync.peek(0, 10)][:1] == [500.0], "the oldest went first"
+    assert [r[3] for r in buffer.sync.peek(0, 10)][:1] == [500.0], "the oldest went first"
     await buffer.close()
 
 

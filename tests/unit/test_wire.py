@@ -16,7 +16,7 @@ SERIES = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"), 7: Series("pm-north", "p
 
 
 def batch(*rows: tuple[int, int, int, float, int]) -> list[StoredReading]:
-    return [StoredReading(*row) for row in rows]
+    return list(rows)
 
 
 def test_a_data_message_decodes_on_its_own_to_exact_values_and_keys() -> None:
