@@ -1,4 +1,4 @@
-"""The `citygw` command line: one entry point, a subcommand per job (see docs/cli.md)."""
+"""The `citygw` command line: one entry point, a subcommand per job (table in README.md)."""
 
 from __future__ import annotations
 
@@ -197,7 +197,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="citygw", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="citygw", description="citygw: smart-city edge gateway agent and its tools.")
     parser.add_argument("--version", action="version", version=f"citygw {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
