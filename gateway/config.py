@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import re
 import tomllib
-import types
-import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import msgspec
+from gateway import schema
+from gateway.schema import Range, SchemaError
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,200}$")
 
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+PositiveSeconds = Annotated[float, Range(gt=0, le=86_400)]
+_record = dataclass(frozen=True, kw_only=True, slots=True)
 
 
 class ConfigError(ValueError):
@@ -29,11 +30,8 @@ class ConfigError(ValueError):
         super().__init__(f"{where}{at}{message}")
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    pass
-
-
-class GatewaySection(_Strict, frozen=True):
+@_record
+class GatewaySection:
     id: str
     """Gateway identity; appears in topics and in every reading's key. Letters, digits, `_.-`."""
     data_dir: str = "/var/lib/citygw"
@@ -46,26 +44,27 @@ class GatewaySection(_Strict, frozen=True):
             raise ValueError("data_dir: expected a directory path")
 
 
-class HubSection(_Strict, frozen=True):
+@_record
+class HubSection:
     url: str
     """`mqtt://host[:port]` or `mqtts://host[:port]` (TLS, verified)."""
     topic_prefix: str = "citygw/v1"
     flush_interval_s: PositiveSeconds = 30.0
-    batch_max_readings: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    batch_max_readings: Annotated[int, Range(ge=1, le=10_000)] = 1000
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str = ""
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     password_file: str = ""
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
     tls_verify: bool = True
-    keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 60
+    keepalive_s: Annotated[int, Range(ge=5, le=3600)] = 60
     timeout_s: PositiveSeconds = 10.0
     reconnect_min_s: PositiveSeconds = 1.0
     reconnect_max_s: PositiveSeconds = 60.0
-    max_inflight_batches: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    max_inflight_batches: Annotated[int, Range(ge=1, le=64)] = 4
     metrics_interval_s: PositiveSeconds = 60.0
 
     def __post_init__(self) -> None:
@@ -103,26 +102,25 @@ class HubSection(_Strict, frozen=True):
     def port(self) -> int:
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
-    def __repr__(self) -> str:  # never show secrets
-        return f"HubSection(url={self.url!r}, username={self.username!r}, password=***)"
 
-
-class BufferSection(_Strict, frozen=True):
-    max_readings: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = 2_000_000
+@_record
+class BufferSection:
+    max_readings: Annotated[int, Range(ge=100, le=100_000_000)] = 2_000_000
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
-    commit_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 1000
-    commit_max_readings: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
+    commit_interval_ms: Annotated[int, Range(ge=10, le=60_000)] = 1000
+    commit_max_readings: Annotated[int, Range(ge=1, le=100_000)] = 5000
     synchronous: Literal["full", "normal"] = "full"
     """`full`: a committed reading survives a power cut. `normal`: it survives a crash, and
     a power cut may lose the commits since the last checkpoint (fewer SD-card writes)."""
 
 
-class DutyCycle(_Strict, frozen=True):
-    period_s: Annotated[float, msgspec.Meta(ge=10, le=86_400)]
+@_record
+class DutyCycle:
+    period_s: Annotated[float, Range(ge=10, le=86_400)]
     """Start a measurement every period_s."""
-    on_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)]
+    on_s: Annotated[float, Range(ge=1, le=86_400)]
     """Keep the sensor awake this long each period (including warm-up)."""
-    warmup_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 15.0
+    warmup_s: Annotated[float, Range(ge=0, le=3600)] = 15.0
     """Readings during the first warmup_s after wake-up are discarded (fan spin-up)."""
 
     def __post_init__(self) -> None:
@@ -132,7 +130,9 @@ class DutyCycle(_Strict, frozen=True):
             raise ValueError("warmup_s: expected less than on_s")
 
 
-class SerialSource(_Strict, frozen=True, tag_field="type", tag="serial"):
+@_record
+class SerialSource:
+    TYPE: ClassVar[str] = "serial"
     name: str
     port: str
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t"]
@@ -150,11 +150,12 @@ class SerialSource(_Strict, frozen=True, tag_field="type", tag="serial"):
 Source = SerialSource
 
 
-class Config(_Strict, frozen=True):
+@_record
+class Config:
     gateway: GatewaySection
     hub: HubSection
-    buffer: BufferSection = BufferSection()
-    sources: list[Source] = []
+    buffer: BufferSection = field(default_factory=BufferSection)
+    sources: list[Source] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -168,60 +169,13 @@ class Config(_Strict, frozen=True):
         return Path(self.gateway.data_dir)
 
 
-_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-
-
-def _explain(error: msgspec.ValidationError) -> ConfigError:
-    match = _MSGSPEC_PATH.match(str(error))
-    assert match is not None
-    message, path = match.group("msg"), (match.group("path") or "").lstrip(".")
-    # Errors raised in __post_init__ read "field: what was expected"; fold the field into the path.
-    field, sep, rest = message.partition(": ")
-    if sep and re.fullmatch(r"[a-z_0-9\[\]\.]+", field):
-        path = f"{path}.{field}" if path else field
-        message = rest
-    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
-    if unknown:
-        path = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        message = "unknown key (see config/gateway.example.toml for the keys there are)"
-    missing = re.fullmatch(r"Object missing required field `(.+)`", message)
-    if missing:
-        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-        message = "missing required key"
-    if message.startswith(("Invalid enum value", "Invalid value")):
-        choices = _choices_at(path)
-        if choices:
-            message = f"{message}; expected one of: {', '.join(map(repr, choices))}"
-    return ConfigError(message, path=path)
-
-
-def _choices_at(path: str) -> tuple[object, ...]:
-    """The allowed literal values of the key at a path like `sources[0].driver`."""
-    current: Any = Config
-    for name in re.sub(r"\[\d+\]", "", path).split("."):
-        hints = typing.get_type_hints(current, include_extras=False)
-        if name == "type" and hasattr(current, "__struct_config__"):
-            return tuple(s.__struct_config__.tag for s in _source_types())
-        current = hints.get(name)
-        while typing.get_origin(current) in (list, types.UnionType, typing.Union):
-            args = [a for a in typing.get_args(current) if a is not type(None)]
-            current = args[0]
-    if typing.get_origin(current) is Literal:
-        return typing.get_args(current)
-    return ()
-
-
-def _source_types() -> tuple[type[msgspec.Struct], ...]:
-    args = typing.get_args(Source)
-    return args if args else (Source,)
-
-
 def parse_config(document: dict[str, Any]) -> Config:
     """Validate a config document (from TOML or a remote push) into a Config."""
     try:
-        return msgspec.convert(document, Config)
-    except msgspec.ValidationError as error:
-        raise _explain(error) from None
+        config: Config = schema.convert(document, Config)
+    except SchemaError as error:
+        raise ConfigError(error.detail, path=error.path) from None
+    return config
 
 
 def load_config(path: str | Path) -> Config:
@@ -242,10 +196,9 @@ def load_config(path: str | Path) -> Config:
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the config file, for editors (taplo, VS Code Even Better TOML)."""
-    schema: dict[str, Any] = msgspec.json.schema(Config)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "citygw gateway configuration"
-    return schema
+    document = schema.json_schema(Config)
+    document["title"] = "citygw gateway configuration"
+    return document
 
 
 def read_password(hub: HubSection) -> str | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from gateway.config import Config, ConfigError, json_schema, load_config, parse_config
@@ -25,7 +25,7 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     document = tomllib.loads(EXAMPLE.read_text())
 
     def keys(struct_type: Any) -> set[str]:
-        return {f.name for f in msgspec.structs.fields(struct_type)}
+        return {f.name for f in dataclasses.fields(struct_type)}
 
     assert set(document["hub"]) == keys(type(config.hub))
     assert set(document["buffer"]) == keys(type(config.buffer))
@@ -44,7 +44,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("path", "value", "expected_path", "message"), [
-    ("hub.flush_interval_s", "soon", "hub.flush_interval_s", "Expected `float`"),
+    ("hub.flush_interval_s", "soon", "hub.flush_interval_s", "expected a number, got a string"),
     ("hub.flush_interval_s", 0, "hub.flush_interval_s", "> 0"),
     ("hub.url", "http://hub", "hub.url", "mqtt://"),
     ("hub.url", "mqtt://user:pw@hub", "hub.url", "credentials"),
