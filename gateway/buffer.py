@@ -111,7 +111,7 @@ class SqliteBuffer:
         db.execute("PRAGMA page_size=1024")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        db.execute("PRAGMA cache_size=-2000")  # 2 MB page cache: RSS stays flat at any depth
+        db.execute("PRAGMA cache_size=-512")  # 512 KiB page cache: RSS stays flat at any depth
         db.execute("PRAGMA wal_autocheckpoint=1000")
         db.executescript(_SCHEMA)
         db.execute("SELECT count(*) FROM readings").fetchone()  # fails here if not a database
