@@ -17,7 +17,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("asyncio, logging, json", ["asyncio", "logging", "json"]),
     ("sqlite3", ["sqlite3"]),
     ("pyserial", ["serial"]),
-    ("msgspec + gateway.config", ["msgspec", "gateway.config"]),
+    ("gateway.config (its schema checker)", ["gateway.config"]),
     ("msgpack", ["msgpack"]),
     ("aiomqtt + paho-mqtt", ["aiomqtt"]),
     ("drivers", ["drivers"]),
