@@ -187,6 +187,8 @@ class Uplink:
             timeout = next_flush - self._monotonic_s()
             if timeout > 0:
                 self._new_data.clear()
+                if self._unsent >= hub.batch_max_readings or self._flush_now:
+                    continue  # notified between the peek and the clear
                 try:
                     async with asyncio.timeout(timeout):
                         await self._new_data.wait()
