@@ -1,8 +1,10 @@
 """The driver registry: config `driver` names mapped by hand to codecs, with no plugin discovery.
 
-A driver is a pure codec. `new_stream()` gives a fresh stream decoder for one serial port;
-`decode_frame(frame)` decodes exactly one frame or raises `DecodeError`; `decode_one(frame)` gives
-its measurements (an empty tuple for valid frames that carry none, such as command replies).
+A driver is a pure codec. `decode_frame(frame)` decodes exactly one frame (for BLE drivers: one
+advertisement's data) or raises `DecodeError`; `decode_one(frame)` gives its measurements (an empty
+tuple for valid frames that carry none, such as command replies). Serial drivers also have
+`new_stream()`, a fresh stream decoder for one port; BLE advertisement drivers have None there:
+an advert arrives whole.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from drivers import pms5003, sds011
+from drivers import bthome, pms5003, ruuvi, sds011
 from drivers.base import DecodeError, Measurement, StreamStats
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "StreamDecoderProtocol",
     "StreamStats",
     "get_driver",
+    "new_stream",
+    "serial_drivers",
 ]
 
 
@@ -45,7 +49,7 @@ class StreamDecoderProtocol(Protocol):
 class Driver:
     name: str
     description: str
-    new_stream: Callable[[], StreamDecoderProtocol]
+    new_stream: Callable[[], StreamDecoderProtocol] | None
     decode_frame: Callable[[bytes], Frame]
 
     def decode_one(self, frame: bytes) -> Sequence[Measurement]:
@@ -77,7 +81,7 @@ _PMS = Driver(
     decode_frame=_pms5003_frame,
 )
 
-# BLE ("bthome", "ruuvi") and MicroPython node ("node") drivers join this table when they exist.
+# The MicroPython node driver ("node") joins this table when it exists.
 DRIVERS: dict[str, Driver] = {
     driver.name: driver
     for driver in (
@@ -96,8 +100,27 @@ DRIVERS: dict[str, Driver] = {
             new_stream=_pms5003t_stream,
             decode_frame=_pms5003t_frame,
         ),
+        Driver(
+            name="bthome",
+            description="BTHome v2 BLE advertisement (service data 0xFCD2), plain or AES-CCM "
+            "encrypted (decode_frame: plain only; bthome.decode takes MAC and bind key)",
+            new_stream=None,
+            decode_frame=bthome.decode_plain,
+        ),
+        Driver(
+            name="ruuvi",
+            description="RuuviTag data format 5 (RAWv2) BLE advertisement "
+            "(manufacturer data 0x0499)",
+            new_stream=None,
+            decode_frame=ruuvi.decode,
+        ),
     )
 }
+
+
+def serial_drivers() -> dict[str, Driver]:
+    """The drivers with a stream decoder: the ones a serial source can use."""
+    return {name: driver for name, driver in DRIVERS.items() if driver.new_stream is not None}
 
 
 def get_driver(name: str) -> Driver:
@@ -107,3 +130,13 @@ def get_driver(name: str) -> Driver:
     except KeyError:
         known = ", ".join(sorted(DRIVERS))
         raise KeyError(f"unknown driver {name!r}; known drivers: {known}") from None
+
+
+def new_stream(name: str) -> StreamDecoderProtocol:
+    """A fresh stream decoder of the serial driver `name`; KeyError if there is none."""
+    factory = get_driver(name).new_stream
+    if factory is None:
+        known = ", ".join(sorted(serial_drivers()))
+        raise KeyError(f"driver {name!r} decodes BLE adverts, not a serial stream; "
+                       f"serial drivers: {known}")
+    return factory()

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config import ConfigError, json_schema, load_config
+
+if TYPE_CHECKING:
+    from drivers import Driver, Frame
 
 
 def _setup_logging(level: str) -> None:
@@ -70,15 +74,70 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bind_key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise ValueError(f"--key: a bind key is 32 hex digits (16 bytes), got {text!r}")
+    return key
+
+
+def _frame_decoder(driver: Driver, args: argparse.Namespace) -> Callable[[bytes], Frame]:
+    """The driver's one-frame decoder; for bthome with the --mac and --key given (ValueError if
+    they are malformed or given to another driver)."""
+    if driver.name != "bthome":
+        if args.mac or args.key:
+            raise ValueError("--mac and --key are for the bthome driver only")
+        return driver.decode_frame
+    from drivers import bthome
+    from drivers.ble import parse_mac
+
+    mac = parse_mac(args.mac) if args.mac else None
+    key = _bind_key(args.key) if args.key else None
+    return functools.partial(bthome.decode, mac=mac, key=key)
+
+
+def _identity(frame: Frame) -> dict[str, object]:
+    """What identifies the sensor or the measurement, where the frame knows it."""
+    from drivers.ble import format_mac
+
+    identity: dict[str, object] = {}
+    device_id = getattr(frame, "device_id", None)
+    if isinstance(device_id, int):
+        identity["device_id"] = f"{device_id:04x}"
+    mac = getattr(frame, "mac", None)
+    if isinstance(mac, bytes | str):
+        identity["mac"] = format_mac(mac) if isinstance(mac, bytes) else mac
+    for name in ("packet_id", "counter", "sequence"):
+        value = getattr(frame, name, None)
+        if isinstance(value, int):
+            identity[name] = value
+    return identity
+
+
+def _json_bytes(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from drivers import DRIVERS, get_driver
     from drivers.base import DecodeError
+    from drivers.bthome import KeyRequired
 
     try:
         driver = get_driver(args.driver)
     except KeyError:
         print(f"citygw decode: unknown driver {args.driver!r}; known: {', '.join(DRIVERS)}",
               file=sys.stderr)
+        return 2
+    try:
+        decode = _frame_decoder(driver, args)
+    except ValueError as error:
+        print(f"citygw decode: {error}", file=sys.stderr)
         return 2
     text = "".join(args.hex.split()).removeprefix("0x")
     try:
@@ -87,18 +146,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"citygw decode: not hexadecimal: {args.hex!r}", file=sys.stderr)
         return 2
     try:
-        frame = driver.decode_frame(data)
+        frame = decode(data)
+    except KeyRequired as error:
+        print(f"citygw decode: {args.driver}: {error}. Pass --key HEX and --mac MAC to decrypt it",
+              file=sys.stderr)
+        return 1
     except DecodeError as error:
         print(f"citygw decode: {args.driver}: {error}", file=sys.stderr)
         return 1
-    identity = {}
-    if isinstance(getattr(frame, "device_id", None), int):
-        identity["device_id"] = f"{frame.device_id:04x}"  # type: ignore[attr-defined]
-    if not frame.measurements:  # a valid frame without readings: a command or a reply
-        fields = {name: getattr(frame, name) for name in getattr(frame, "__slots__", ())}
-        described = {k: v.hex() if isinstance(v, bytes) else v for k, v in fields.items()}
-        print(json.dumps({"driver": driver.name, "frame": type(frame).__name__, **described,
-                          **identity}))
+    identity = _identity(frame)
+    if not frame.measurements:  # a valid frame without readings: a command, a reply, a text
+        fields = {name: getattr(frame, name) for name in getattr(frame, "__slots__", ())
+                  if name != "measurements"}
+        print(json.dumps({"driver": driver.name, "frame": type(frame).__name__, **fields,
+                          **identity}, default=_json_bytes))
     for m in frame.measurements:
         print(json.dumps({"driver": driver.name, "quantity": m.quantity, "value": m.value,
                           "unit": m.unit, **identity}))

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import serial
 
-from drivers import get_driver, pms5003, sds011
+from drivers import new_stream, pms5003, sds011
 from gateway.backoff import Backoff
 from gateway.clock import WallClock
 from gateway.config import SerialSource as SerialSourceConfig
@@ -160,7 +160,7 @@ class SerialSource:
                     loop.remove_reader(fd)
             inbox.ready.set()
 
-        decoder = get_driver(self.config.driver).new_stream()
+        decoder = new_stream(self.config.driver)
         gate = _Gate(self._monotonic_s)
         loop.add_reader(fd, on_readable)
         try:

@@ -49,3 +49,80 @@ def test_decode_refuses_bad_input_with_a_clear_message(
     got, records, err = run(capsys, *argv)
     assert (got, records) == (code, [])
     assert message in err
+
+
+BTHOME_SHELLY = "450aeb84467f85ba0100003188788c"  # encrypted, trigger-based; key and MAC below
+SHELLY_MAC, SHELLY_KEY = "B4:35:22:F5:3D:A4", "90bffd73cb6b26ef58a7a8eba9232036"
+RUUVI = "0512fc5394c37c0004fffc040cac364200cdcbb8334c884f"
+
+
+def test_decode_bthome_prints_each_reading_with_its_packet_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, records, _ = run(capsys, "decode", "bthome", "4000a70c780b1000")
+    assert code == 0
+    assert records == [
+        {"driver": "bthome", "quantity": "voltage_v", "value": 2.936, "unit": "V",
+         "packet_id": 167},
+        {"driver": "bthome", "quantity": "power", "value": 0, "unit": "bool", "packet_id": 167},
+    ]
+
+
+def test_decode_bthome_opens_an_encrypted_advert_with_mac_and_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, records, _ = run(capsys, "decode", "bthome", BTHOME_SHELLY,
+                           "--mac", SHELLY_MAC, "--key", SHELLY_KEY)
+    assert code == 0
+    assert records == [
+        {"driver": "bthome", "quantity": "battery_pct", "value": 100, "unit": "%",
+         "packet_id": 7, "counter": 442},
+        {"driver": "bthome", "quantity": "button", "value": 1, "unit": "event",
+         "packet_id": 7, "counter": 442},
+    ]
+
+
+def test_decode_bthome_text_only_advert_prints_the_frame(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, records, _ = run(capsys, "decode", "bthome", "44530c48656c6c6f20576f726c6421")
+    assert code == 0
+    assert len(records) == 1
+    assert records[0]["frame"] == "Advert" and records[0]["texts"] == ["Hello World!"]
+    assert records[0]["trigger_based"] is True
+
+
+def test_decode_ruuvi_prints_each_reading_with_the_tag_mac_and_sequence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, records, _ = run(capsys, "decode", "ruuvi", RUUVI)
+    assert code == 0
+    assert records[0] == {"driver": "ruuvi", "quantity": "temperature_c", "value": 24.3,
+                          "unit": "Cel", "mac": "cb:b8:33:4c:88:4f", "sequence": 205}
+    assert [r["quantity"] for r in records][1:] == [
+        "humidity_pct", "pressure_hpa", "acceleration_x_g", "acceleration_y_g",
+        "acceleration_z_g", "battery_v", "tx_power_dbm", "movement_count"]
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (("decode", "bthome", BTHOME_SHELLY), 1,
+     "encrypted advert: a bind key is needed to read it (at byte 0). Pass --key HEX and --mac"),
+    (("decode", "bthome", BTHOME_SHELLY, "--mac", SHELLY_MAC, "--key", "00" * 16), 1,
+     "decryption failed: wrong bind key or MAC, or a corrupted advert (at byte 11)"),
+    (("decode", "bthome", BTHOME_SHELLY, "--key", SHELLY_KEY), 1, "MAC is needed"),
+    (("decode", "bthome", "e102000c0404138a01"), 1, "BTHome version 7, expected 2 (at byte 0)"),
+    (("decode", "bthome", "4002ca"), 1, "object 0x02 (temperature) needs 2 bytes, 1 left"),
+    (("decode", "bthome", BTHOME_SHELLY, "--mac", SHELLY_MAC, "--key", "abc"), 2,
+     "--key: a bind key is 32 hex digits (16 bytes)"),
+    (("decode", "bthome", BTHOME_SHELLY, "--mac", "B4:35:22", "--key", SHELLY_KEY), 2,
+     "not a MAC address"),
+    (("decode", "sds011", "aa", "--key", SHELLY_KEY), 2, "for the bthome driver only"),
+    (("decode", "ruuvi", RUUVI[:-2]), 1, "DF5 data is 24 bytes (or 25 with RSSI), got 23"),
+    (("decode", "ruuvi", "03" + RUUVI[2:]), 1, "data format 3, expected 5 (at byte 0)"),
+])
+def test_decode_refuses_a_bad_advert_key_or_mac_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], code: int, message: str
+) -> None:
+    got, records, err = run(capsys, *argv)
+    assert (got, records) == (code, [])
+    assert message in err

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from drivers import DRIVERS, DecodeError, get_driver
+from drivers import DRIVERS, DecodeError, get_driver, new_stream, serial_drivers
 
 VECTORS = Path(__file__).parents[1] / "vectors"
 
@@ -19,20 +19,39 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t"}
+    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t", "bthome", "ruuvi"}
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
 
 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
-    with pytest.raises(KeyError, match="known drivers: pms5003, pms5003t, pms7003, sds011"):
-        get_driver("bthome")
+    with pytest.raises(
+        KeyError, match="known drivers: bthome, pms5003, pms5003t, pms7003, ruuvi, sds011"
+    ):
+        get_driver("sds012")
 
 
-@pytest.mark.parametrize("name", sorted(DRIVERS))
+def test_ble_advert_drivers_have_no_stream_decoder_and_are_not_serial_drivers() -> None:
+    assert set(serial_drivers()) == {"sds011", "pms5003", "pms7003", "pms5003t"}
+    for name in ("bthome", "ruuvi"):
+        assert get_driver(name).new_stream is None
+        with pytest.raises(KeyError, match="decodes BLE adverts, not a serial stream"):
+            new_stream(name)
+
+
+def test_ble_drivers_decode_one_advert_to_its_measurements() -> None:
+    bthome = get_driver("bthome").decode_one(bytes.fromhex("4002ca0903bf13"))
+    assert [(m.quantity, m.value) for m in bthome] == [("temperature_c", 25.06),
+                                                       ("humidity_pct", 50.55)]
+    ruuvi = get_driver("ruuvi").decode_one(
+        bytes.fromhex("0512fc5394c37c0004fffc040cac364200cdcbb8334c884f"))
+    assert ruuvi[0].quantity == "temperature_c" and len(ruuvi) == 9
+
+
+@pytest.mark.parametrize("name", sorted(serial_drivers()))
 def test_each_new_stream_is_a_fresh_decoder_with_its_own_stats(name: str) -> None:
-    first, second = get_driver(name).new_stream(), get_driver(name).new_stream()
+    first, second = new_stream(name), new_stream(name)
     assert first is not second
     first.feed(b"\x00\x01\x02")
     assert first.stats.skipped_bytes == 3
@@ -48,7 +67,7 @@ def test_sds011_data_frame_gives_pm_measurements_and_a_reply_gives_none() -> Non
         ("pm10_ugm3", 261.8),
     ]
     assert tuple(driver.decode_one(reply)) == ()
-    frames = driver.new_stream().feed(reply + data)
+    frames = new_stream("sds011").feed(reply + data)
     assert [tuple(f.measurements) for f in frames] == [(), tuple(driver.decode_one(data))]
 
 
@@ -67,7 +86,7 @@ def test_stream_and_decode_one_agree_on_every_vector(name: str, model: str | Non
     assert vectors
     for vector in vectors:
         wire = bytes.fromhex(vector["hex"])
-        frames = driver.new_stream().feed(wire)
+        frames = new_stream(name).feed(wire)
         assert [tuple(f.measurements) for f in frames] == [tuple(driver.decode_one(wire))]
 
 
@@ -91,4 +110,4 @@ def test_every_serial_driver_the_config_accepts_is_registered() -> None:
 
     from gateway.config import SerialSource
 
-    assert set(get_args(get_type_hints(SerialSource)["driver"])) == set(DRIVERS)
+    assert set(get_args(get_type_hints(SerialSource)["driver"])) == set(serial_drivers())
