@@ -15,7 +15,7 @@ TEST_TIMEOUT_S ?= 120
 PYTEST_WALL_S ?= 540
 BENCH_ARGS ?=
 
-DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config
+DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
@@ -109,6 +109,11 @@ demo: deps $(STAMP)
 bench: deps
 bench: $(STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
+
+# Wheels for offline installs on aarch64 and armv7l gateways (deploy/install.sh --wheelhouse).
+.PHONY: wheelhouse
+wheelhouse: $(STAMP)
+	$(VPY) deploy/wheelhouse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -2,6 +2,7 @@
 
 One TaskGroup; each component supervised with its own restart policy; an ordered shutdown on
 SIGTERM/SIGINT: sources stop, staged readings are committed, the hub is told "offline".
+Under systemd (Type=notify) it reports READY/STOPPING/STATUS and pings the watchdog from the loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, systemd
 from gateway.backoff import Backoff
 from gateway.buffer import AsyncBuffer, SqliteBuffer
 from gateway.clock import WallClock
@@ -117,6 +118,16 @@ class Agent:
                         for s in self.sources},
         }
 
+    async def status_line(self) -> str:
+        """One line for `systemctl status` (sd_notify STATUS=)."""
+        snap = await self.snapshot()
+        buffer, uplink = snap["buffer"], snap["uplink"]
+        age = buffer["oldest_unsent_age_s"]
+        return (f"{len(self.sources)} sources, uplink "
+                f"{'connected' if uplink['connected'] else 'disconnected'}, "
+                f"{buffer['depth']} readings waiting"
+                f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped")
+
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
         with _data_dir_lock(config.data_dir):
@@ -147,7 +158,16 @@ class Agent:
                     self.config.hub.metrics_interval_s, self.snapshot,
                     self.uplink.publish_metrics), name="metrics"),
             ]
+            watchdog_s = systemd.watchdog_interval_s()
+            if watchdog_s is not None:
+                services.append(group.create_task(
+                    systemd.ping_watchdog_every(watchdog_s / 2), name="watchdog"))
+            services.append(group.create_task(systemd.report_status_every(
+                self.config.hub.metrics_interval_s, self.status_line), name="systemd-status"))
+            await asyncio.sleep(0)  # let the components start before saying so
+            systemd.notify_ready()
             await stop.wait()
+            systemd.notify_stopping()
             log.info("stopping: sources first, then the buffer, then the uplink")
             for task in sources:
                 task.cancel()

@@ -1,0 +1,145 @@
+"""deploy/install.sh in a throwaway root (--root): fresh install, a second run that changes
+nothing, an upgrade that keeps config and buffer, uninstall that keeps data, --purge.
+
+Offline like a field install: a wheelhouse (this checkout's wheel plus the runtime dependencies
+for this machine, fetched once per module through pip's configured index) and --wheelhouse."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / "deploy" / "install.sh"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure)")
+    pytest.skip(reason)
+
+
+def pip(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
+                   check=True, capture_output=True)
+
+
+def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> None:
+    """A citygw wheel from a copy of this checkout (optionally with another version)."""
+    src = tmp / f"src-{version or 'current'}"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for package in ("gateway", "drivers"):
+        shutil.copytree(REPO / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    if version is not None:
+        init = src / "gateway" / "__init__.py"
+        text = init.read_text().replace('__version__ = "', f'__version__ = "{version}"  # ', 1)
+        init.write_text(text)
+    pip("wheel", "--no-deps", "--wheel-dir", str(dest), str(src))
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("wheelhouse")
+    house = tmp / "wheels"
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    try:
+        pip("download", "--only-binary=:all:", "--dest", str(house),
+            "-c", str(REPO / "constraints.txt"), *deps)
+        build_citygw_wheel(tmp, house)
+    except subprocess.CalledProcessError as error:
+        _skip_or_fail(f"no package index to build the wheelhouse: {error.stderr.decode()[-500:]}")
+    return house
+
+
+def run_install(root: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(root), "--python", sys.executable, *args],
+        capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DESTDIR"})
+    assert proc.returncode == 0, f"install.sh {args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def manifest(root: Path) -> dict[str, str]:
+    """Every path under root with its type, mode and content hash (or link target)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel, st = str(path.relative_to(root)), path.lstat()
+        if path.is_symlink():
+            out[rel] = f"link -> {os.readlink(path)}"
+        elif path.is_dir():
+            out[rel] = f"dir {st.st_mode & 0o7777:o}"
+        else:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[rel] = f"file {st.st_mode & 0o7777:o} {digest}"
+    return out
+
+
+def test_fresh_install_then_a_second_run_changes_nothing(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    root = tmp_path / "root"
+    out = run_install(root, "--wheelhouse", str(wheelhouse))
+    assert "installed the example config" in out
+    assert (root / "etc/citygw/gateway.toml").read_bytes() == \
+        (REPO / "config/gateway.example.toml").read_bytes()
+    assert (root / "etc/systemd/system/citygw.service").read_bytes() == \
+        (REPO / "deploy/citygw.service").read_bytes()
+    assert (root / "etc/udev/rules.d/99-citygw-serial.rules").is_file()
+    assert (root / "etc/modules-load.d/citygw.conf").is_file()
+    assert (root / "var/lib/citygw").is_dir()
+    assert os.readlink(root / "usr/local/bin/citygw") == "/opt/citygw/bin/citygw"
+    version = subprocess.run([str(root / "opt/citygw/bin/citygw"), "--version"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "0.1" in version
+    before = manifest(root)
+
+    out = run_install(root, "--wheelhouse", str(wheelhouse))
+    assert "nothing to do" in out
+    assert manifest(root) == before
+
+
+def test_upgrade_keeps_config_and_buffer(tmp_path: Path, wheelhouse: Path) -> None:
+    root = tmp_path / "root"
+    run_install(root, "--wheelhouse", str(wheelhouse))
+    config = root / "etc/citygw/gateway.toml"
+    config.write_text(config.read_text().replace('id = "gw-0001"', 'id = "gw-0042"'))
+    buffer = root / "var/lib/citygw/buffer.db"
+    buffer.write_bytes(b"unsent readings")
+
+    newer = tmp_path / "newer"
+    shutil.copytree(wheelhouse, newer, ignore=shutil.ignore_patterns("citygw-*"))
+    build_citygw_wheel(tmp_path, newer, version="99.0")
+    out = run_install(root, "--wheelhouse", str(newer))
+    assert "installed citygw 99.0" in out
+    assert 'id = "gw-0042"' in config.read_text()
+    assert buffer.read_bytes() == b"unsent readings"
+
+
+def test_uninstall_keeps_data_and_purge_removes_it(tmp_path: Path, wheelhouse: Path) -> None:
+    root = tmp_path / "root"
+    run_install(root, "--wheelhouse", str(wheelhouse))
+    (root / "var/lib/citygw/buffer.db").write_bytes(b"unsent readings")
+
+    run_install(root, "--uninstall")
+    for gone in ("opt/citygw", "usr/local/bin/citygw", "etc/systemd/system/citygw.service",
+                 "etc/udev/rules.d/99-citygw-serial.rules", "etc/modules-load.d/citygw.conf"):
+        assert not (root / gone).exists(), gone
+    assert (root / "etc/citygw/gateway.toml").is_file()
+    assert (root / "var/lib/citygw/buffer.db").read_bytes() == b"unsent readings"
+
+    run_install(root, "--uninstall", "--purge")
+    assert not (root / "etc/citygw").exists()
+    assert not (root / "var/lib/citygw").exists()

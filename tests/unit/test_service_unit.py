@@ -1,0 +1,71 @@
+"""deploy/citygw.service passes `systemd-analyze verify` and stays hardened: the exposure score
+of `systemd-analyze security --offline=true` is 2.0 or lower ("OK"). Also shellcheck on the
+install script where shellcheck is installed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "deploy" / "citygw.service"
+MAX_EXPOSURE = 2.0
+
+
+def systemd_analyze() -> str:
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        reason = "systemd-analyze not installed (Debian package 'systemd'; make deps)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so this is a failure)")
+        pytest.skip(reason)
+    return found
+
+
+def test_unit_verifies(tmp_path: Path) -> None:
+    # verify insists that ExecStart= exists: check a copy whose ExecStart is a stub.
+    stub = tmp_path / "citygw"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    text = UNIT.read_text()
+    assert "ExecStart=/opt/citygw/bin/citygw run --config /etc/citygw/gateway.toml" in text
+    copy = tmp_path / "citygw.service"
+    copy.write_text(text.replace("/opt/citygw/bin/citygw", str(stub)))
+    proc = subprocess.run([systemd_analyze(), "verify", str(copy)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout + proc.stderr == "", "verify warns:\n" + proc.stdout + proc.stderr
+
+
+def test_security_exposure_is_ok() -> None:
+    proc = subprocess.run([systemd_analyze(), "security", "--offline=true", str(UNIT)],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, SYSTEMD_COLORS="0"))
+    found = re.search(r"Overall exposure level for citygw\.service: (\d+\.\d+)", proc.stdout)
+    assert found, f"no score in the output:\n{proc.stdout}\n{proc.stderr}"
+    score = float(found.group(1))
+    worst = "\n".join(line for line in proc.stdout.splitlines() if line.startswith("✗"))
+    assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}; open items:\n{worst}"
+
+
+def test_unit_essentials() -> None:
+    text = UNIT.read_text()
+    for line in ("Type=notify", "WatchdogSec=30", "Restart=always", "User=citygw",
+                 "SupplementaryGroups=dialout bluetooth", "StateDirectory=citygw",
+                 "DevicePolicy=closed", "ProtectSystem=strict"):
+        assert f"\n{line}\n" in text, line
+    assert "\nPrivateDevices=yes" not in text  # it would hide the serial adapters
+
+
+def test_install_script_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed (Debian package 'shellcheck')")
+    proc = subprocess.run([shellcheck, str(REPO / "deploy" / "install.sh")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
