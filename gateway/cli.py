@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
-from gateway.config import ConfigError, json_schema, load_config
+from gateway.config import ConfigError, SerialSource, json_schema, load_config
 
 if TYPE_CHECKING:
     from drivers import Driver, Frame
@@ -59,7 +59,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
     for index, source in enumerate(config.sources):
-        if not Path(source.port).exists():
+        if isinstance(source, SerialSource) and not Path(source.port).exists():
             print(f"note: sources[{index}].port: {source.port} does not exist now (the agent "
                   "waits for it)", file=sys.stderr)
     if missing:
@@ -251,6 +251,26 @@ def _format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_bench_wire(args: argparse.Namespace) -> int:
+    from gateway.wirebench import format_report, read_rows, replay
+
+    sensors = set(args.sensors.split(",")) if args.sensors else None
+    try:
+        stats = replay(read_rows(Path(args.readings), sensors=sensors),
+                       flush_seconds=args.flush_seconds)
+    except (OSError, ValueError) as error:
+        print(f"citygw bench wire: {error}", file=sys.stderr)
+        return 2
+    if stats.readings == 0:
+        print("citygw bench wire: no readings (check --sensors)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats.as_dict(args.flush_seconds)))
+    else:
+        print(format_report(stats, args.flush_seconds), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -297,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    bench = sub.add_parser("bench", help="measurements").add_subparsers(dest="bench_command",
+                                                                         required=True)
+    p = bench.add_parser("wire", help="bytes on the wire per reading, replaying a CSV of "
+                         "readings (ts,sensor_id,quantity,value) in simulated time")
+    p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
+    p.add_argument("--flush-seconds", type=float, required=True)
+    p.add_argument("--sensors", help="only these sensor ids, comma-separated")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_wire)
 
     p = sub.add_parser("demo", help="the whole system on simulated sensors and a local broker")
     p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
