@@ -141,6 +141,10 @@ class SqliteBuffer:
     def series(self, sid: int) -> Series:
         return self._series[sid]
 
+    def series_table(self) -> dict[int, Series]:
+        """Every series this buffer has named, by id (the wire v2 aliases)."""
+        return dict(self._series)
+
     def append(self, readings: Sequence[Reading]) -> AppendResult:
         """Store readings in one transaction, applying the when-full policy."""
         if not readings:
@@ -261,6 +265,9 @@ class AsyncBuffer:
 
     async def stats(self) -> BufferStats:
         return await self._call(self.sync.stats)
+
+    async def series_table(self) -> dict[int, Series]:
+        return await self._call(self.sync.series_table)
 
     async def close(self) -> None:
         if self._buffer is not None:

@@ -257,7 +257,7 @@ def cmd_bench_wire(args: argparse.Namespace) -> int:
     sensors = set(args.sensors.split(",")) if args.sensors else None
     try:
         stats = replay(read_rows(Path(args.readings), sensors=sensors),
-                       flush_seconds=args.flush_seconds)
+                       flush_seconds=args.flush_seconds, wire_format=args.format)
     except (OSError, ValueError) as error:
         print(f"citygw bench wire: {error}", file=sys.stderr)
         return 2
@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
     p.add_argument("--flush-seconds", type=float, required=True)
     p.add_argument("--sensors", help="only these sensor ids, comma-separated")
+    p.add_argument("--format", type=int, choices=[1, 2], default=1, help="wire format version")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_wire)
 

@@ -20,8 +20,9 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway import wire
+from gateway import wire, wire2
 from gateway.backoff import Backoff
+from gateway.readings import Series
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +78,38 @@ def _client(options: HubOptions) -> aiomqtt.Client:
     )
 
 
-def decode(topic: str, payload: bytes, dedup: wire.Deduplicator) -> HubEvent:
-    parts = topic.split("/")
-    leaf = parts[-1]
-    gateway = parts[-2] if len(parts) >= 2 else ""
-    try:
-        if leaf == wire.TOPIC_DATA:
-            fresh = tuple(r for r in wire.decode_data(payload) if dedup.is_new(r))
-            return HubEvent(topic, gateway, "data", readings=fresh)
-        if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
-            return HubEvent(topic, gateway, leaf, fields=wire.decode_map(payload))
-    except wire.WireError as error:
-        return HubEvent(topic, gateway, "invalid", error=str(error))
-    return HubEvent(topic, gateway, "invalid", error="unknown topic")
+class HubDecoder:
+    """Decodes what gateways publish, v1 and v2: keeps each gateway's series table from its
+    birth (v2 aliases) and drops readings whose key was seen."""
+
+    def __init__(self) -> None:
+        self.dedup = wire.Deduplicator()
+        self._series: dict[str, dict[int, Series]] = {}
+
+    def decode(self, topic: str, payload: bytes) -> HubEvent:
+        parts = topic.split("/")
+        leaf = parts[-1]
+        gateway = parts[-2] if len(parts) >= 2 else ""
+        try:
+            if leaf == wire.TOPIC_DATA:
+                readings = (wire2.decode_data(payload, gateway, self._series.get(gateway, {}).get)
+                            if wire2.is_v2(payload) else wire.decode_data(payload))
+                fresh = tuple(r for r in readings if self.dedup.is_new(r))
+                return HubEvent(topic, gateway, "data", readings=fresh)
+            if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
+                fields = wire.decode_map(payload)
+                if leaf == wire.TOPIC_STATUS and "series" in fields:
+                    self._series[gateway] = wire2.series_table(fields)
+                    fields = {k: v for k, v in fields.items() if k != "series"}
+                return HubEvent(topic, gateway, leaf, fields=fields)
+        except wire.WireError as error:
+            return HubEvent(topic, gateway, "invalid", error=str(error))
+        return HubEvent(topic, gateway, "invalid", error="unknown topic")
 
 
 async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
     """Decoded events forever, reconnecting with backoff; the session keeps what we missed."""
-    dedup = wire.Deduplicator()
+    decoder = HubDecoder()
     backoff = Backoff(base_s=0.5, cap_s=15.0)
     prefix = options.topic_prefix
     while True:
@@ -107,7 +122,7 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
                     payload = message.payload
                     if not isinstance(payload, bytes | bytearray):
                         continue
-                    yield decode(str(message.topic), bytes(payload), dedup)
+                    yield decoder.decode(str(message.topic), bytes(payload))
         except aiomqtt.MqttError as error:
             log.warning("hub connection lost: %s; reconnecting", error)
         await asyncio.sleep(backoff.next_delay())

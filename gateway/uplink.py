@@ -17,10 +17,11 @@ from typing import Any
 
 import aiomqtt
 
-from gateway import wire
+from gateway import wire, wire2
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
+from gateway.readings import StoredReading
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Uplink:
         buffer: AsyncBuffer,
         version: str,
         started_ms: int,
+        wire_format: int = 1,
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hub = hub
@@ -71,6 +73,8 @@ class Uplink:
         self._new_data = asyncio.Event()
         self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
         self._flush_now = False
+        self._wire_format = wire_format
+        self._announced: set[int] = set()  # v2: series aliases in the birth on this connection
         self._client: aiomqtt.Client | None = None
         self._log = RateLimitedLog(log, interval_s=300)
         self.stats = UplinkStats()
@@ -124,12 +128,7 @@ class Uplink:
                     log.info("connected to hub %s as %s", self._hub.url, self._gateway_id)
                     outage_logged = False
                     backoff.reset()
-                    await client.publish(
-                        self.topic(wire.TOPIC_STATUS),
-                        wire.encode_status(self._gateway_id, state="online",
-                                           version=self._version, started_ms=self._started_ms),
-                        qos=1, retain=True, timeout=self._hub.timeout_s,
-                    )
+                    await self._publish_birth(client)
                     self._unsent = (await self._buffer.stats()).depth
                     await self._pump(client)
             except aiomqtt.MqttError as error:
@@ -149,6 +148,25 @@ class Uplink:
                 self._client = None
                 self.stats.connected = False
             await asyncio.sleep(backoff.next_delay())
+
+    async def _publish_birth(self, client: aiomqtt.Client) -> None:
+        """Retained "online"; for wire v2 with the series table the data messages refer to."""
+        series = None
+        if self._wire_format == 2:
+            series = await self._buffer.series_table()
+            self._announced = set(series)
+        await client.publish(
+            self.topic(wire.TOPIC_STATUS),
+            wire.encode_status(self._gateway_id, state="online", version=self._version,
+                               started_ms=self._started_ms, series=series),
+            qos=1, retain=True, timeout=self._hub.timeout_s,
+        )
+
+    def _encode(self, batch: list[StoredReading]) -> bytes:
+        epoch = self._buffer.sync.epoch or 0
+        if self._wire_format == 2:
+            return wire2.encode_data(epoch, batch)
+        return wire.encode_data(self._gateway_id, epoch, batch, self._buffer.sync.series)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
@@ -173,10 +191,9 @@ class Uplink:
                 if batch and (flush_due or len(batch) >= hub.batch_max_readings):
                     cursor = batch[-1][0]
                     self._unsent = max(0, self._unsent - len(batch))
-                    payload = wire.encode_data(
-                        self._gateway_id, self._buffer.sync.epoch or 0, batch,
-                        self._buffer.sync.series,
-                    )
+                    if self._wire_format == 2 and not {r[2] for r in batch} <= self._announced:
+                        await self._publish_birth(client)  # new series: name them first
+                    payload = self._encode(batch)
                     inflight.create_task(
                         self._publish(client, payload, batch[0][0], cursor, len(batch), window)
                     )

@@ -53,12 +53,17 @@ def encode_data(
     )
 
 
-def encode_status(gateway_id: str, *, state: str, version: str, started_ms: int) -> bytes:
-    return msgpack.packb(  # type: ignore[no-any-return]
-        {"v": VERSION, "gw": gateway_id, "state": state, "version": version,
-         "started_ms": started_ms},
-        use_bin_type=True,
-    )
+def encode_status(
+    gateway_id: str, *, state: str, version: str, started_ms: int,
+    series: dict[int, Series] | None = None,
+) -> bytes:
+    """Birth/will. With `series` (wire v2) it carries the alias table v2 data messages use."""
+    message: dict[str, Any] = {"v": VERSION, "gw": gateway_id, "state": state,
+                               "version": version, "started_ms": started_ms}
+    if series is not None:
+        message["wire"] = 2
+        message["series"] = [[alias, *s] for alias, s in sorted(series.items())]
+    return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def encode_metrics(gateway_id: str, metrics: dict[str, Any]) -> bytes:

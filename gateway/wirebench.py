@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import wire
+from gateway import wire, wire2
 from gateway.readings import Series, StoredReading
 
 _UNITS = (("_ugm3", "ug/m3"), ("_c", "Cel"), ("_pct", "%"), ("_hpa", "hPa"), ("_ppm", "ppm"))
@@ -59,35 +59,40 @@ def mqtt_publish_size(topic: str, payload_len: int, *, mqtt5: bool = True) -> in
 
 @dataclass(slots=True)
 class WireStats:
+    wire_format: int = wire.VERSION
     readings: int = 0
     messages: int = 0
     payload_bytes: int = 0
     bytes: int = 0  # PUBLISH packets as sent, MQTT framing included
     zlib_payload_bytes: int = 0
     zlib_bytes: int = 0
+    birth_bytes: int = 0  # v2: retained status messages carrying the series table
 
     def as_dict(self, flush_seconds: float) -> dict[str, float | int]:
         per = max(self.readings, 1)
         return {
-            "wire_format": wire.VERSION, "flush_seconds": flush_seconds,
+            "wire_format": self.wire_format, "flush_seconds": flush_seconds,
             "readings": self.readings, "messages": self.messages,
             "payload_bytes": self.payload_bytes, "bytes": self.bytes,
             "bytes_per_reading": round(self.bytes / per, 3),
             "zlib_bytes": self.zlib_bytes,
             "zlib_bytes_per_reading": round(self.zlib_bytes / per, 3),
+            "birth_bytes": self.birth_bytes,
         }
 
 
 def replay(
     rows: Iterable[Row], *, flush_seconds: float, gateway_id: str = "gw-0001",
-    topic_prefix: str = "citygw/v1", batch_max_readings: int = 1000,
+    topic_prefix: str = "citygw/v1", batch_max_readings: int = 1000, wire_format: int = 1,
 ) -> WireStats:
     """Batch rows as the uplink would (a flush every `flush_seconds` of the rows' own time, or a
     full batch), encode each batch with the real encoder, and count the bytes."""
     topic = wire.topic(topic_prefix, gateway_id, wire.TOPIC_DATA)
+    status_topic = wire.topic(topic_prefix, gateway_id, wire.TOPIC_STATUS)
+    announced: set[int] = set()
     series_ids: dict[Series, int] = {}
     by_id: dict[int, Series] = {}
-    stats = WireStats()
+    stats = WireStats(wire_format=wire_format)
     pending: list[StoredReading] = []
     flush_ms = round(flush_seconds * 1000)
     window_end: int | None = None
@@ -95,7 +100,19 @@ def replay(
     def send() -> None:
         for start in range(0, len(pending), batch_max_readings):
             batch = pending[start:start + batch_max_readings]
-            payload = wire.encode_data(gateway_id, 1, batch, by_id.__getitem__)
+            if wire_format == 2:
+                new = {row[2] for row in batch} - announced
+                if new:  # the uplink re-publishes its birth before data uses a new alias
+                    announced.update(new)
+                    birth = wire.encode_status(gateway_id, state="online", version="0",
+                                               started_ms=0, series=by_id)
+                    size = mqtt_publish_size(status_topic, len(birth))
+                    stats.birth_bytes += size
+                    stats.bytes += size
+                    stats.zlib_bytes += size
+                payload = wire2.encode_data(1, batch)
+            else:
+                payload = wire.encode_data(gateway_id, 1, batch, by_id.__getitem__)
             compressed = zlib.compress(payload, 9)
             stats.messages += 1
             stats.readings += len(batch)

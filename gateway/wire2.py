@@ -1,0 +1,205 @@
+"""Wire format v2: compact data messages, decoded with the series table of the retained birth.
+
+A v2 data message is a msgpack array `[2, ep, s0, t0_s, t0_ms, tick_ms, scales, flags, codec,
+blob]` (the gateway id is in the topic):
+columns of varints (sequence gaps, time steps in ticks, series aliases, per-series value deltas
+as scaled integers), deflated when that is smaller. Values stay exact: each series is sent at the
+decimal resolution its values have in this message. Aliases are the buffer's series ids, listed
+with their names in the gateway's retained `status` (birth) message. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgpack
+
+from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
+from gateway.wire import HubReading, WireError
+
+VERSION = 2
+RAW = 127  # scale marker: values of this series travel as float64
+_MAX_DIGITS = 9
+_CODEC_PLAIN, _CODEC_DEFLATE = 0, 1
+
+
+def is_v2(payload: bytes) -> bool:
+    """v2 data is a msgpack array, v1 a map: tell them apart by the first byte."""
+    return bool(payload) and (0x90 <= payload[0] <= 0x9F or payload[0] in (0xDC, 0xDD))
+
+
+def _uvarint(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _svarint(out: bytearray, n: int) -> None:
+    _uvarint(out, (n << 1) ^ (n >> 63) if -(2**63) <= n < 2**63 else _too_big(n))
+
+
+def _too_big(n: int) -> int:
+    raise ValueError(f"integer out of range for wire v2: {n}")
+
+
+def _decimals(value: float) -> int | None:
+    """Decimal places that represent `value` exactly (as its shortest repr), or None."""
+    if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):
+        return None
+    text = repr(value)
+    if "e" in text or "E" in text:
+        return None if not value.is_integer() else 0
+    digits = len(text.partition(".")[2].rstrip("0"))
+    if digits > _MAX_DIGITS or abs(value) * 10**digits >= 2**53:
+        return None  # not exact as a scaled integer: send the float itself
+    return digits
+
+
+def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
+    """One v2 data message for a batch in buffer order."""
+    if not batch:
+        raise ValueError("empty batch")
+    s0, t0 = batch[0][0], batch[0][1]
+    tick = 0
+    for _, ts, *_rest in batch:
+        tick = math.gcd(tick, ts - t0)
+    tick = tick or 1
+    scales: dict[int, int] = {}
+    for _, _, alias, value, _ in batch:
+        places = _decimals(value)
+        current = scales.get(alias, 0)
+        scale = RAW if places is None or current == RAW else max(current, places)
+        if scale != RAW and abs(value) * 10**scale >= 2**53:
+            scale = RAW
+        scales[alias] = scale
+    seqs, times, aliases, values = bytearray(), bytearray(), bytearray(), bytearray()
+    flags: list[list[int]] = []
+    previous_seq, previous_ts = s0 - 1, t0
+    last: dict[int, int] = {}
+    for index, (seq, ts, alias, value, flag) in enumerate(batch):
+        _uvarint(seqs, seq - previous_seq - 1)
+        _svarint(times, (ts - previous_ts) // tick)
+        _uvarint(aliases, alias)
+        scale = scales[alias]
+        if scale == RAW:
+            values += msgpack.packb(float(value))
+        else:
+            scaled = round(value * 10**scale)
+            _svarint(values, scaled - last.get(alias, 0))
+            last[alias] = scaled
+        if flag:
+            flags.append([index, flag])
+        previous_seq, previous_ts = seq, ts
+    blob = bytes(_uvarint_bytes(len(batch)) + seqs + times + aliases + values)
+    deflated = zlib.compress(blob, 9, wbits=-15)
+    codec, body = (_CODEC_DEFLATE, deflated) if len(deflated) < len(blob) else (_CODEC_PLAIN, blob)
+    scale_list = [x for alias, scale in sorted(scales.items()) for x in (alias, scale)]
+    return msgpack.packb(  # type: ignore[no-any-return]
+        [VERSION, epoch, s0, t0 // 1000, t0 % 1000, tick, scale_list, flags, codec, body],
+        use_bin_type=True)
+
+
+def _uvarint_bytes(n: int) -> bytearray:
+    out = bytearray()
+    _uvarint(out, n)
+    return out
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def uvarint(self) -> int:
+        shift = result = 0
+        while True:
+            if self.pos >= len(self.data) or shift > 70:
+                raise WireError("truncated or overlong varint in v2 data")
+            byte = self.data[self.pos]
+            self.pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+
+    def svarint(self) -> int:
+        n = self.uvarint()
+        return (n >> 1) ^ -(n & 1)
+
+    def float64(self) -> float:
+        chunk = self.data[self.pos:self.pos + 9]
+        self.pos += 9
+        try:
+            value = msgpack.unpackb(chunk)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError) as error:
+            raise WireError(f"bad float in v2 data: {error}") from None
+        if not isinstance(value, float):
+            raise WireError("bad float in v2 data")
+        return value
+
+
+def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series | None],
+                *, max_readings: int = 100_000) -> Iterator[HubReading]:
+    """Readings of a v2 message from `gateway` (its topic); `series_of(alias)` comes from the
+    gateway's birth message."""
+    try:
+        message: Any = msgpack.unpackb(payload, raw=False, max_bin_len=1 << 22)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise WireError(f"not msgpack: {error}") from None
+    if not isinstance(message, list) or len(message) != 10 or message[0] != VERSION:
+        raise WireError("not a v2 data message")
+    _, ep, s0, t0_s, t0_ms, tick, scale_list, flag_list, codec, body = message
+    try:
+        t0 = int(t0_s) * 1000 + int(t0_ms)
+        scales = dict(zip(scale_list[::2], scale_list[1::2], strict=True))
+        flags = {int(i): int(f) for i, f in flag_list}
+        if codec == _CODEC_DEFLATE:
+            inflater = zlib.decompressobj(wbits=-15)
+            body = inflater.decompress(body, 1 << 24)
+        reader = _Reader(bytes(body))
+        count = reader.uvarint()
+        if count > max_readings:
+            raise WireError(f"v2 message claims {count} readings")
+        gaps = [reader.uvarint() for _ in range(count)]
+        steps = [reader.svarint() for _ in range(count)]
+        aliases = [reader.uvarint() for _ in range(count)]
+        seq, ts = int(s0) - 1, int(t0)
+        last: dict[int, int] = {}
+        readings = []
+        for index in range(count):
+            seq += gaps[index] + 1
+            ts += steps[index] * int(tick)
+            alias = aliases[index]
+            scale = scales[alias]
+            if scale == RAW:
+                value = reader.float64()
+            else:
+                last[alias] = last.get(alias, 0) + reader.svarint()
+                value = last[alias] / 10**scale if scale else float(last[alias])
+            series = series_of(alias)
+            if series is None:
+                raise WireError(f"series alias {alias} unknown: the gateway's birth message "
+                                "has not been seen")
+            readings.append(HubReading(gateway, int(ep), seq, ts, series.source, series.quantity,
+                                       series.unit, value,
+                                       not (flags.get(index, 0) & CLOCK_UNSYNCED)))
+    except (KeyError, TypeError, ValueError, IndexError, zlib.error) as error:
+        raise WireError(f"malformed v2 data message: {error!r}") from None
+    return iter(readings)
+
+
+def series_table(birth: dict[str, Any]) -> dict[int, Series]:
+    """Alias table from a decoded birth message (empty for a v1 birth)."""
+    table: dict[int, Series] = {}
+    for entry in birth.get("series", ()):
+        try:
+            alias, source, quantity, unit = entry
+            table[int(alias)] = Series(str(source), str(quantity), str(unit))
+        except (TypeError, ValueError):
+            raise WireError(f"malformed series entry in birth: {entry!r}") from None
+    return table
