@@ -23,10 +23,12 @@ from gateway import __version__, systemd
 from gateway.backoff import Backoff
 from gateway.buffer import AsyncBuffer, SqliteBuffer
 from gateway.clock import WallClock
+from gateway.config import BleSource as BleSourceConfig
 from gateway.config import Config
 from gateway.config import SerialSource as SerialSourceConfig
 from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
 from gateway.ingest import Ingest
+from gateway.sources.ble import BleSource
 from gateway.sources.serial import SerialSource
 from gateway.uplink import Uplink
 
@@ -34,10 +36,18 @@ log = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # mallopt(3)
 
-SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource]] = {
+SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
     SerialSourceConfig: SerialSource,
+    BleSourceConfig: BleSource,
 }
 """Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
+
+
+def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
+    if isinstance(source, BleSource):
+        return {"type": "ble", "adapter": source.config.adapter,
+                "devices": len(source.config.devices)}
+    return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
 class AgentAlreadyRunning(RuntimeError):
@@ -81,7 +91,8 @@ class Agent:
             config.data_dir / "buffer.db", max_readings=buffer_cfg.max_readings,
             when_full=buffer_cfg.when_full, synchronous=buffer_cfg.synchronous))
         self.uplink = Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
-                             version=__version__, started_ms=self.started_ms)
+                             version=__version__, started_ms=self.started_ms,
+                             wire_format=config.hub.wire_format)
         self.ingest = Ingest(
             self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,
@@ -113,9 +124,7 @@ class Agent:
                 "messages_out": up.messages_out, "readings_out": up.readings_out,
                 "bytes_out": up.bytes_out, "last_error": up.last_error,
             },
-            "sources": {s.name: {"type": "serial", "driver": s.config.driver,
-                                 "port": s.config.port, **s.stats.as_dict()}
-                        for s in self.sources},
+            "sources": {s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources},
         }
 
     async def status_line(self) -> str:

@@ -245,9 +245,14 @@ def _format_status(status: dict[str, Any]) -> str:
         lines.append(f"  uplink: {state}, {uplink['readings_out']} readings in "
                      f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects")
     for name, source in status.get("sources", {}).items():
-        lines.append(f"  source {name} ({source['driver']} on {source['port']}): "
-                     f"{source['state']}, {source['readings']} readings, "
-                     f"{source['bad_frames']} bad frames, {source['reopens']} reopens")
+        if source.get("type") == "ble":
+            lines.append(f"  source {name} (BLE on {source['adapter']}, {source['devices']} "
+                         f"devices): {source['state']}, {source['readings']} readings, "
+                         f"{source['decode_errors']} decode errors")
+        else:
+            lines.append(f"  source {name} ({source['driver']} on {source['port']}): "
+                         f"{source['state']}, {source['readings']} readings, "
+                         f"{source['bad_frames']} bad frames, {source['reopens']} reopens")
     return "\n".join(lines)
 
 

@@ -52,6 +52,8 @@ class HubSection:
     flush_interval_s: PositiveSeconds = 30.0
     batch_max_readings: Annotated[int, Range(ge=1, le=10_000)] = 1000
     protocol: Literal["5", "3.1.1"] = "5"
+    wire_format: Literal[1, 2] = 1
+    """1: self-describing msgpack maps; 2: compact, names in the retained birth (protocol.md)."""
     client_id: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
@@ -147,7 +149,65 @@ class SerialSource:
             raise ValueError("port: expected a device path such as /dev/ttyUSB0")
 
 
-Source = SerialSource
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_HEX_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
+
+
+@_record
+class BleDevice:
+    """One allow-listed BLE sensor. Adverts from any other address are dropped unread."""
+
+    name: str
+    """Sent to the hub as `<source name>/<device name>`; the address never leaves the gateway."""
+    address: str
+    """`AA:BB:CC:DD:EE:FF` as BlueZ reports it (public or static random address)."""
+    kind: Literal["bthome", "ruuvi"]
+    bind_key: str = field(default="", repr=False)
+    """BTHome only: 32 hex digits; when set, unencrypted adverts from the device are refused."""
+    min_interval_s: Annotated[float, Range(ge=0, le=86_400)] = 0.0
+    """Forward at most one advert per this many seconds (0: every new measurement)."""
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if not _MAC.match(self.address):
+            raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF")
+        if self.bind_key and self.kind != "bthome":
+            raise ValueError("bind_key: only BTHome devices have a bind key")
+        if self.bind_key and not _HEX_KEY.match(self.bind_key):
+            raise ValueError("bind_key: expected 32 hex digits (a 16-byte AES key)")
+
+
+@_record
+class BleSource:
+    """BLE advertisements of allow-listed BTHome v2 and RuuviTag sensors, via BlueZ."""
+
+    TYPE: ClassVar[str] = "ble"
+    name: str
+    adapter: str = "hci0"
+    scanning: Literal["auto", "passive", "active"] = "auto"
+    """`passive` needs BlueZ advertisement monitors (bluetoothd --experimental, kernel >= 5.10);
+    `auto` tries passive and falls back to active scanning."""
+    restart_max_s: PositiveSeconds = 30.0
+    devices: list[BleDevice] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if not re.match(r"^hci[0-9]{1,3}$", self.adapter):
+            raise ValueError("adapter: expected an adapter name such as hci0")
+        names: set[str] = set()
+        addresses: set[str] = set()
+        for index, device in enumerate(self.devices):
+            if device.name in names:
+                raise ValueError(f"devices[{index}].name: {device.name!r} is used twice")
+            if device.address.upper() in addresses:
+                raise ValueError(f"devices[{index}].address: the address is listed twice")
+            names.add(device.name)
+            addresses.add(device.address.upper())
+
+
+Source = SerialSource | BleSource
 
 
 @_record

@@ -66,3 +66,41 @@ async def test_hub_tail_prints_each_reading_once_and_survives_a_broker_restart(
     finally:
         tail.terminate()
         await tail.wait()
+
+
+async def test_wire_v2_end_to_end_agent_to_hub_tail_with_exact_values(
+    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
+    agent_process: Any,
+) -> None:
+    from drivers import sds011
+
+    pty = make_pty("ttyUSB0")
+    agent = agent_process(write_config({
+        "gateway": {"id": "gw-v2", "data_dir": str(tmp_path / "data")},
+        "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2,
+                "wire_format": 2},
+        "buffer": {"commit_interval_ms": 50},
+        "sources": [{"type": "serial", "name": "pm", "port": str(pty.link),
+                     "driver": "sds011"}],
+    }))
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "hub", "tail", "--url", mosquitto.url, "--json",
+        "--topic-prefix", topic_prefix, "--client-id", "hub-v2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert tail.stdout is not None
+    try:
+        await asyncio.sleep(1.0)  # the tail subscribes before the agent's birth
+        agent.start()
+        await agent.wait_for_log("connected to hub")
+        await asyncio.sleep(0.5)
+        for pm2_5, pm10 in ((123.6, 261.8), (0.9, 0.9), (999.9, 0.0)):
+            await pty.write_async(sds011.encode_data(pm2_5, pm10, device_id=0xA160))
+        lines = await read_lines(tail.stdout, 6)
+        assert [(line["quantity"], line["value"]) for line in lines] == [
+            ("pm2_5_ugm3", 123.6), ("pm10_ugm3", 261.8), ("pm2_5_ugm3", 0.9),
+            ("pm10_ugm3", 0.9), ("pm2_5_ugm3", 999.9), ("pm10_ugm3", 0.0)]
+        assert all(line["gateway"] == "gw-v2" and line["source"] == "pm" for line in lines)
+        assert len({line["key"] for line in lines}) == 6
+    finally:
+        tail.terminate()
+        await tail.wait()

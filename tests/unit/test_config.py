@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from gateway.config import Config, ConfigError, json_schema, load_config, parse_config
+from gateway.config import (
+    BleDevice,
+    BleSource,
+    Config,
+    ConfigError,
+    json_schema,
+    load_config,
+    parse_config,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "gateway.example.toml"
 VALID: dict[str, Any] = {
@@ -31,6 +39,13 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     assert set(document["buffer"]) == keys(type(config.buffer))
     assert set(document["gateway"]) == keys(type(config.gateway))
     assert set(document["sources"][0]) | {"type"} == keys(type(config.sources[0])) | {"type"}
+    ble = next(i for i, s in enumerate(document["sources"]) if s["type"] == "ble")
+    assert set(document["sources"][ble]) == keys(BleSource) | {"type"}
+    ble_config = config.sources[ble]
+    assert isinstance(ble_config, BleSource)
+    device_keys = set().union(*(set(d) for d in document["sources"][ble]["devices"]))
+    assert device_keys == keys(BleDevice)
+    assert {d.kind for d in ble_config.devices} == {"bthome", "ruuvi"}
 
 
 def mutate(path: str, value: Any) -> dict[str, Any]:
@@ -65,6 +80,53 @@ def test_bad_values_are_refused_with_the_exact_path(
         parse_config(mutate(path, value))
     assert error.value.path == expected_path
     assert message in str(error.value)
+
+
+BLE: dict[str, Any] = {
+    "type": "ble", "name": "ble", "devices": [
+        {"name": "kerb", "address": "A4:C1:38:12:34:56", "kind": "bthome"},
+        {"name": "tag", "address": "F4:A5:74:89:16:57", "kind": "ruuvi"},
+    ],
+}
+
+
+@pytest.mark.parametrize(("change", "expected_path", "message"), [
+    ({"adapter": "usb0"}, "sources[1].adapter", "hci0"),
+    ({"scanning": "loud"}, "sources[1].scanning", "'auto'"),
+    ({"devices[0].address": "A4:C1:38:12:34"}, "sources[1].devices[0].address", "MAC"),
+    ({"devices[0].kind": "eddystone"}, "sources[1].devices[0].kind", "'bthome'"),
+    ({"devices[0].bind_key": "abc"}, "sources[1].devices[0].bind_key", "32 hex"),
+    ({"devices[1].bind_key": "0" * 32}, "sources[1].devices[1].bind_key", "only BTHome"),
+    ({"devices[1].name": "kerb"}, "sources[1].devices[1].name", "used twice"),
+    ({"devices[1].address": "a4:c1:38:12:34:56"}, "sources[1].devices[1].address", "twice"),
+    ({"devices[0].min_interval_s": -1}, "sources[1].devices[0].min_interval_s", ">= 0"),
+    ({"devices[0].mac": "x"}, "sources[1].devices[0].mac", "unknown key"),
+])
+def test_bad_ble_sources_are_refused_with_the_exact_path(
+    change: dict[str, Any], expected_path: str, message: str
+) -> None:
+    source = copy.deepcopy(BLE)
+    for key, value in change.items():
+        if key.startswith("devices["):
+            index, field = int(key[8]), key.split(".", 1)[1]
+            source["devices"][index][field] = value
+        else:
+            source[key] = value
+    document = copy.deepcopy(VALID)
+    document["sources"].append(source)
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.path == expected_path
+    assert message in str(error.value)
+
+
+def test_a_ble_source_with_a_bind_key_keeps_it_out_of_its_repr() -> None:
+    source = copy.deepcopy(BLE)
+    source["devices"][0]["bind_key"] = "231d39c1d7cc1ab1aee224cd096db932"
+    document = copy.deepcopy(VALID)
+    document["sources"].append(source)
+    config = parse_config(document)
+    assert "231d39c1" not in repr(config)
 
 
 def test_duplicate_source_names_are_refused() -> None:
@@ -115,4 +177,4 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
     assert main(["check-config", str(path)]) == 2
     assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
     assert main(["check-config", str(EXAMPLE)]) == 0
-    assert "OK (gateway gw-0001, 2 sources" in capsys.readouterr().out
+    assert "OK (gateway gw-0001, 3 sources" in capsys.readouterr().out

@@ -1,0 +1,33 @@
+"""What the BLE source needs from a scanner: the seam between it and bleak (and tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol, TypeAlias
+
+OnAdvert: TypeAlias = Callable[[str, Mapping[str, bytes], Mapping[int, bytes]], None]
+"""Called from the scanner's callback for each advert: (address as BlueZ gives it, service data
+by 128-bit UUID string, manufacturer data by company id). It must not block or raise."""
+
+
+class Scanner(Protocol):
+    """One scan session on one adapter."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def adapter_ready(self) -> bool:
+        """False once the adapter is gone or powered off (scanning has then stopped)."""
+        ...
+
+
+class ScannerFactory(Protocol):
+    def __call__(self, on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner: ...
+
+
+def default_scanner_factory(on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:
+    """bleak on BlueZ, imported only when a BLE source runs (bleak is not small)."""
+    from gateway.sources.bluez import bleak_scanner
+
+    return bleak_scanner(on_advert, adapter=adapter, passive=passive)
