@@ -29,6 +29,7 @@ from gateway.config import SerialSource as SerialSourceConfig
 from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
 from gateway.ingest import Ingest
 from gateway.sources.ble import BleSource
+from gateway.sources.ble_scanner import ScannerFactory
 from gateway.sources.serial import SerialSource
 from gateway.uplink import Uplink
 
@@ -82,7 +83,9 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 class Agent:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, ble_scanner_factory: ScannerFactory | None = None
+    ) -> None:
         self.config = config
         self.started_ms = int(time.time() * 1000)
         self._started_monotonic = time.monotonic()
@@ -100,7 +103,12 @@ class Agent:
             on_committed=self.uplink.notify)
         clock = WallClock()
         self.clock = clock
-        self.sources = [SOURCE_TYPES[type(s)](s, clock=clock) for s in config.sources]
+        self.sources = [
+            BleSource(s, clock=clock, scanner_factory=ble_scanner_factory)
+            if isinstance(s, BleSourceConfig) and ble_scanner_factory is not None
+            else SOURCE_TYPES[type(s)](s, clock=clock)
+            for s in config.sources
+        ]
 
     async def snapshot(self) -> dict[str, Any]:
         stats = await self.buffer.stats()

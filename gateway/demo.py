@@ -1,8 +1,9 @@
 """`citygw demo`: the whole system on one machine, on simulated hardware.
 
 A local broker (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto is absent), two
-simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), the
-agent exactly as `citygw run` runs it, and a live view of what arrives at the hub.
+simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), BLE
+adverts from a replay scanner (a BTHome sensor on the allow-list, a phone that is not), the
+agent as `citygw run` runs it, and a live view of what arrives at the hub.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.agent import Agent
 from gateway.config import parse_config
 from gateway.hub import HubEvent, HubOptions, events
 from gateway.simulate import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
+from gateway.simulate_ble import SENSOR_ADDRESS, replay_scanner_factory
 
 GATEWAY_ID = "gw-demo"
 _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -108,6 +110,8 @@ def _demo_config(
             {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
             {"type": "serial", "name": "pm-south", "port": ports["pms5003"],
              "driver": "pms5003"},
+            {"type": "ble", "name": "ble", "devices": [
+                {"name": "kerbside", "address": SENSOR_ADDRESS, "kind": "bthome"}]},
         ],
     }
 
@@ -139,10 +143,16 @@ class LiveView:
                               _DIM), flush=True)
 
 
+def _source_health(name: str, s: dict[str, Any]) -> str:
+    if s.get("type") == "ble":
+        return (f"{name}: {s.get('state')} {s.get('readings')} rd, "
+                f"{s.get('adverts_dropped_not_allowed')} adverts of unlisted devices dropped")
+    return f"{name}: {s.get('state')} {s.get('readings')} rd {s.get('bad_frames')} bad"
+
+
 def _health_line(m: dict[str, Any]) -> str:
     buffer, uplink = m.get("buffer", {}), m.get("uplink", {})
-    sources = ", ".join(f"{name}: {s.get('state')} {s.get('readings')} rd "
-                        f"{s.get('bad_frames')} bad" for name, s in m.get("sources", {}).items())
+    sources = ", ".join(_source_health(name, s) for name, s in m.get("sources", {}).items())
     return (f"== health {m.get('gw')}: up {m.get('uptime_s')} s, RSS "
             f"{m.get('rss_bytes', 0) / 1e6:.1f} MB, buffer {buffer.get('depth')} waiting, "
             f"{buffer.get('dropped')} dropped, sent {uplink.get('readings_out')} readings in "
@@ -165,7 +175,8 @@ async def _demo(seconds: float | None) -> int:
                 url, protocol, workdir, {"sds011": str(workdir / "ttyUSB0"),
                                "pms5003": str(workdir / "ttyAMA0")}))
             print(f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
-                  f"PMS5003 on {pms_port}; agent {GATEWAY_ID}. "
+                  f"PMS5003 on {pms_port}, a BTHome climate sensor and a passing phone on a "
+                  f"replayed BLE adapter; agent {GATEWAY_ID}. "
                   + ("Ctrl-C stops." if seconds is None else f"Stops after {seconds:g} s."),
                   flush=True)
             view = LiveView(color=sys.stdout.isatty())
@@ -184,7 +195,8 @@ async def _demo(seconds: float | None) -> int:
 
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(c) for c in (sds.run(), pms.run(), hub(), timer())]
-                agent = group.create_task(Agent(config).run(agent_stop))
+                agent = group.create_task(Agent(
+                    config, ble_scanner_factory=replay_scanner_factory).run(agent_stop))
                 await stop.wait()
                 agent_stop.set()
                 await agent
