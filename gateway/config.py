@@ -159,8 +159,9 @@ class BleDevice:
 
     name: str
     """Sent to the hub as `<source name>/<device name>`; the address never leaves the gateway."""
-    address: str
-    """`AA:BB:CC:DD:EE:FF` as BlueZ reports it (public or static random address)."""
+    address: str = ""
+    """`AA:BB:CC:DD:EE:FF` as BlueZ reports it (public or static random address). May be left
+    out for an encrypted BTHome device (allow-listed by its bind key, whatever its address)."""
     kind: Literal["bthome", "ruuvi"]
     bind_key: str = field(default="", repr=False)
     """BTHome only: 32 hex digits; when set, unencrypted adverts from the device are refused."""
@@ -170,7 +171,10 @@ class BleDevice:
     def __post_init__(self) -> None:
         if not _ID.match(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if not _MAC.match(self.address):
+        if not self.address and not self.bind_key:
+            raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF (or a "
+                             "bind_key for an encrypted BTHome device)")
+        if self.address and not _MAC.match(self.address):
             raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF")
         if self.bind_key and self.kind != "bthome":
             raise ValueError("bind_key: only BTHome devices have a bind key")
@@ -201,7 +205,7 @@ class BleSource:
         for index, device in enumerate(self.devices):
             if device.name in names:
                 raise ValueError(f"devices[{index}].name: {device.name!r} is used twice")
-            if device.address.upper() in addresses:
+            if device.address and device.address.upper() in addresses:
                 raise ValueError(f"devices[{index}].address: the address is listed twice")
             names.add(device.name)
             addresses.add(device.address.upper())

@@ -22,11 +22,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from drivers.ble import parse_mac
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.clock import WallClock
 from gateway.config import BleSource as BleSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Reading, Sink
-from gateway.sources.ble_filter import AdvertFilter, DeviceState, device_state, payload_of
+from gateway.sources.ble_filter import (
+    BTHOME_UUID,
+    AdvertFilter,
+    DeviceState,
+    device_state,
+    is_encrypted_bthome,
+    owner_by_key,
+    payload_of,
+)
 from gateway.sources.ble_scanner import Scanner, ScannerFactory, default_scanner_factory
 
 log = logging.getLogger(__name__)
@@ -78,11 +87,14 @@ class BleSource:
         self._clock = clock
         self._scanner_factory = scanner_factory
         self._monotonic_s = monotonic_s
+        states = [device_state(device) for device in config.devices]
         self._devices: dict[str, DeviceState] = {
-            device.address.upper(): device_state(device) for device in config.devices
+            state.config.address.upper(): state for state in states if state.config.address
         }
+        self._keyed = [state for state in states if not state.config.address]
         self._filter = AdvertFilter(monotonic_s=monotonic_s)
-        self._queue: asyncio.Queue[tuple[DeviceState, bytes]] = asyncio.Queue(QUEUE_MAX)
+        self._queue: asyncio.Queue[tuple[DeviceState | None, bytes, str]] = asyncio.Queue(
+            QUEUE_MAX)
         self._log = RateLimitedLog(log, monotonic_s=monotonic_s)
 
     def _on_advert(
@@ -94,13 +106,18 @@ class BleSource:
         self.stats.adverts_seen += 1
         device = self._devices.get(address.upper())
         if device is None:
-            self.stats.adverts_dropped_not_allowed += 1
-            return
-        payload = payload_of(device.config.kind, service_data, manufacturer_data)
+            if not (self._keyed and is_encrypted_bthome(service_data)):
+                self.stats.adverts_dropped_not_allowed += 1
+                return
+            # Maybe a device allow-listed by its bind key: the decode loop tries the keys.
+            payload, claimed = service_data.get(BTHOME_UUID), address
+        else:
+            payload = payload_of(device.config.kind, service_data, manufacturer_data)
+            claimed = ""
         if payload is None:
             return
         try:
-            self._queue.put_nowait((device, bytes(payload)))
+            self._queue.put_nowait((device, bytes(payload), claimed))
         except asyncio.QueueFull:
             self.stats.adverts_dropped_queue_full += 1
 
@@ -172,8 +189,16 @@ class BleSource:
             ts_ms = self._clock.now_ms()
             flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
             readings: list[Reading] = []
-            for device, payload in batch:
-                verdict, measurements = self._filter.check(device, payload)
+            for queued, payload, address in batch:
+                mac = b""
+                if queued is None:  # not listed by address: does a bind key open it?
+                    mac = parse_mac(address)
+                    queued = owner_by_key(self._keyed, mac, payload)
+                    if queued is None:
+                        stats.adverts_dropped_not_allowed += 1
+                        continue
+                device = queued
+                verdict, measurements = self._filter.check(device, payload, mac=mac)
                 if verdict == "duplicate":
                     stats.adverts_duplicate += 1
                 elif verdict == "rate_limited":

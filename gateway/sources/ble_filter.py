@@ -30,7 +30,7 @@ class DeviceState:
     """One allow-listed device: its config and what the last forwarded advert said."""
 
     config: BleDevice
-    mac: bytes
+    mac: bytes  # empty for a device allow-listed by its bind key alone
     key: bytes | None
     last_packet_id: int | None = None
     last_sequence: int | None = None
@@ -40,7 +40,25 @@ class DeviceState:
 
 def device_state(config: BleDevice) -> DeviceState:
     key = bytes.fromhex(config.bind_key) if config.bind_key else None
-    return DeviceState(config=config, mac=parse_mac(config.address), key=key)
+    return DeviceState(config=config, mac=parse_mac(config.address) if config.address else b"",
+                       key=key)
+
+
+def is_encrypted_bthome(service_data: Mapping[str, bytes]) -> bool:
+    """Whether an advert carries encrypted BTHome data (the only kind a bind key can claim)."""
+    payload = service_data.get(BTHOME_UUID)
+    return payload is not None and len(payload) > 0 and bool(payload[0] & bthome.INFO_ENCRYPTED)
+
+
+def owner_by_key(keyed: list[DeviceState], mac: bytes, payload: bytes) -> DeviceState | None:
+    """The key-only device whose bind key opens this advert (the AES-CCM tag proves it)."""
+    for device in keyed:
+        try:
+            bthome.decode(payload, mac=mac, key=device.key)
+        except DecodeError:
+            continue
+        return device
+    return None
 
 
 def payload_of(
@@ -59,10 +77,11 @@ class AdvertFilter:
         self._monotonic_s = monotonic_s
         self._guard = ReplayGuard()
 
-    def check(self, device: DeviceState, payload: bytes) -> _Checked:
+    def check(self, device: DeviceState, payload: bytes, *, mac: bytes = b"") -> _Checked:
+        """`mac`: the advert's address, for devices allow-listed by key (it is in the nonce)."""
         try:
             if device.config.kind == "bthome":
-                verdict, measurements = self._bthome(device, payload)
+                verdict, measurements = self._bthome(device, payload, mac or device.mac)
             else:
                 verdict, measurements = self._ruuvi(device, payload)
         except DecodeError as error:
@@ -76,8 +95,8 @@ class AdvertFilter:
         device.last_forward_s = now
         return "forward", measurements
 
-    def _bthome(self, device: DeviceState, payload: bytes) -> _Checked:
-        advert = bthome.decode(payload, mac=device.mac, key=device.key)
+    def _bthome(self, device: DeviceState, payload: bytes, mac: bytes) -> _Checked:
+        advert = bthome.decode(payload, mac=mac, key=device.key)
         guard = self._guard.check(device.config.name, advert, has_key=device.key is not None)
         if guard == "downgrade":
             raise DecodeError("unencrypted advert from a device with a bind key", offset=0)

@@ -484,3 +484,27 @@ async def test_agent_with_a_ble_source_delivers_a_bthome_reading_to_the_hub(
         ("ble/kerbside", "temperature_c", 22.25)]
     assert PHONE not in proc.log_text()
     assert all(PHONE.encode() not in m.payload for m in msgs)
+
+
+async def test_an_encrypted_sensor_listed_by_bind_key_alone_is_found_at_any_address(
+    bluez: BlueZMock, running: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rotating = "7A:11:22:33:44:55"  # a resolvable private address: it changes over time
+    config = BleSourceConfig(name="ble", adapter="hci0", restart_max_s=0.5, devices=[
+        BleDevice(name="keyed", kind="bthome", bind_key=KEY.hex())])
+    source, sink = await running(config)
+    raw = round(17.25 * 100).to_bytes(2, "little", signed=True)
+    mac = bytes.fromhex(rotating.replace(":", ""))
+    bluez.advertise(rotating, service_data={
+        BTHOME_UUID: bthome.seal(b"\x02" + raw, mac=mac, key=KEY, counter=5)})
+    # Someone else's encrypted sensor, and a plain one: neither is ours.
+    bluez.advertise(PHONE, service_data={BTHOME_UUID: bthome.seal(
+        b"\x02" + raw, mac=bytes.fromhex(PHONE.replace(":", "")), key=bytes(16), counter=1)})
+    bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 20.0)})
+    got = await sink.wait_for(lambda rs: len(rs) >= 1)
+    await until(lambda: source.stats.adverts_dropped_not_allowed >= 2)
+    assert [(r.source, r.value) for r in got] == [("ble/keyed", 17.25)]
+    assert source.stats.decode_errors == 0
+    for address in (rotating, PHONE):
+        assert address not in caplog.text and address not in json.dumps(source.stats.as_dict())

@@ -178,3 +178,14 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
     assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
     assert main(["check-config", str(EXAMPLE)]) == 0
     assert "OK (gateway gw-0001, 3 sources" in capsys.readouterr().out
+
+
+def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:
+    document = copy.deepcopy(VALID)
+    document["sources"] = [{"type": "ble", "name": "ble",
+                            "devices": [{"name": "x", "kind": "bthome"}]}]
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.path == "sources[0].devices[0].address"
+    document["sources"][0]["devices"][0]["bind_key"] = "00" * 16
+    assert parse_config(document).sources[0].devices[0].address == ""  # type: ignore[union-attr]
