@@ -76,6 +76,9 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
         if scale != RAW and abs(value) * 10**scale >= 2**53:
             scale = RAW
         scales[alias] = scale
+    for _, _, alias, value, _ in batch:  # a later value may have raised the series' decimals
+        if scales[alias] != RAW and abs(value) * 10 ** scales[alias] >= 2**53:
+            scales[alias] = RAW
     seqs, times, aliases, values = bytearray(), bytearray(), bytearray(), bytearray()
     flags: list[list[int]] = []
     previous_seq, previous_ts = s0 - 1, t0

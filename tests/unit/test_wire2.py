@@ -99,3 +99,9 @@ def test_birth_table_round_trips() -> None:
     birth = wire.decode_map(wire.encode_status("gw", state="online", version="1", started_ms=0,
                                                series=SERIES))
     assert birth["wire"] == 2 and wire2.series_table(birth) == SERIES
+
+
+def test_a_large_value_before_a_finely_resolved_one_stays_exact() -> None:
+    batch = [(1, 0, 1, float(2**40), 0), (2, 0, 1, 0.123456789, 0), (3, 0, 1, -float(2**40), 0)]
+    decoded = list(wire2.decode_data(wire2.encode_data(1, batch), "gw", SERIES.get))
+    assert [r.value for r in decoded] == [float(2**40), 0.123456789, -float(2**40)]
