@@ -15,7 +15,8 @@ TEST_TIMEOUT_S ?= 120
 PYTEST_WALL_S ?= 540
 BENCH_ARGS ?=
 
-DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd
+DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd \
+	nodejs
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
@@ -23,7 +24,8 @@ INPUTS_HASH := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256su
 STAMP := $(VENV)/.citygw-installed-$(INPUTS_HASH)
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt)
 
-.PHONY: help venv install lock deps test lint typecheck pytest demo bench clean
+.PHONY: help venv install lock deps test lint typecheck pytest demo bench clean \
+	firmware-interpreter
 
 help:
 	@echo "make deps       Debian packages for tests (root + apt-get; else lists what is missing)"
@@ -37,10 +39,39 @@ $(VPY):
 		|| { echo "citygw needs Python >= 3.11; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
+# MicroPython stubs go in a folder per board, apart from the venv's site-packages: they shadow
+# stdlib names (time, gc, ...) and the boards' stubs collide with each other.
+# tests/firmware/test_build.py type-checks firmware/ against each.
+MPSTUBS := $(VENV)/mpstubs
+MPSTUB_BOARDS := esp32 rp2
+
 $(STAMP): | $(VPY)
 	rm -f $(VENV)/.citygw-installed-*
 	$(VPY) -m pip install --quiet $(CONSTRAINTS) -e '.[test]'
+	for board in $(MPSTUB_BOARDS); do \
+		rm -rf $(MPSTUBS)/$$board; \
+		$(VPY) -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) \
+			--target $(MPSTUBS)/$$board micropython-$$board-stubs; \
+	done
 	touch $@
+
+# The MicroPython interpreter (npm, WebAssembly) for tests/firmware, at the version that
+# tests/firmware/package-lock.json pins. Re-run only when the lock file changes.
+FW_DIR := tests/firmware
+FW_LOCK_HASH := $(shell sha256sum $(FW_DIR)/package-lock.json 2>/dev/null | cut -c1-16)
+FW_STAMP := $(FW_DIR)/node_modules/.citygw-installed-$(FW_LOCK_HASH)
+
+$(FW_STAMP): $(FW_DIR)/package-lock.json
+	@command -v npm >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "firmware: installing npm"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm \
+				>/dev/null; \
+		else echo "firmware: npm is missing; install Node.js >= 18 with npm" >&2; exit 1; fi; }
+	cd $(FW_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+firmware-interpreter: $(FW_STAMP)
 
 venv install: $(STAMP)
 
@@ -49,7 +80,8 @@ lock:
 	$(PYTHON) -m venv "$$tmp/venv"; \
 	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[test]'; \
 	{ echo "# Exact pins for the dev/test venv. Regenerate with 'make lock'; do not edit."; \
-	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > constraints.txt.new; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; \
+	  grep '^micropython-' constraints.txt || true; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt; \
 	echo "constraints.txt: $$(grep -vc '^#' constraints.txt) pins"
 
@@ -81,7 +113,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict gateway drivers
 
 # pytest's exit 5 means "no tests collected": tests exist, so that is a failure here.
-pytest: deps $(STAMP)
+pytest: deps $(STAMP) $(FW_STAMP)
 	@rc=0; \
 	timeout --foreground --kill-after=30 $(PYTEST_WALL_S) \
 		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || rc=$$?; \
@@ -90,7 +122,7 @@ pytest: deps $(STAMP)
 	if [ $$rc -ne 0 ]; then exit 1; fi
 
 # Runs every check even when an earlier one fails, so one CI run reports all of them.
-test: deps $(STAMP)
+test: deps $(STAMP) $(FW_STAMP)
 	@rc=0; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory typecheck || rc=1; \
@@ -116,5 +148,5 @@ wheelhouse: $(STAMP)
 	$(VPY) deploy/wheelhouse.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(FW_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

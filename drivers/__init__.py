@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from drivers import bthome, pms5003, ruuvi, sds011
+from drivers import bthome, node, pms5003, ruuvi, sds011
 from drivers.base import DecodeError, Measurement, StreamStats
 
 __all__ = [
@@ -81,7 +81,6 @@ _PMS = Driver(
     decode_frame=_pms5003_frame,
 )
 
-# The MicroPython node driver ("node") joins this table when it exists.
 DRIVERS: dict[str, Driver] = {
     driver.name: driver
     for driver in (
@@ -99,6 +98,13 @@ DRIVERS: dict[str, Driver] = {
             "UART 9600 8N1",
             new_stream=_pms5003t_stream,
             decode_frame=_pms5003t_frame,
+        ),
+        Driver(
+            name="node",
+            description="citygw sensor node (firmware/) UART link: COBS frames with CRC-16 "
+            "carrying msgpack reports and command acks, 115200 8N1",
+            new_stream=node.StreamDecoder,
+            decode_frame=node.decode,
         ),
         Driver(
             name="bthome",

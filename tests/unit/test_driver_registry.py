@@ -19,7 +19,9 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t", "bthome", "ruuvi"}
+    assert set(DRIVERS) == {
+        "sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"
+    }
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
@@ -27,13 +29,13 @@ def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() 
 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
     with pytest.raises(
-        KeyError, match="known drivers: bthome, pms5003, pms5003t, pms7003, ruuvi, sds011"
+        KeyError, match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sds011"
     ):
         get_driver("sds012")
 
 
 def test_ble_advert_drivers_have_no_stream_decoder_and_are_not_serial_drivers() -> None:
-    assert set(serial_drivers()) == {"sds011", "pms5003", "pms7003", "pms5003t"}
+    assert set(serial_drivers()) == {"sds011", "pms5003", "pms7003", "pms5003t", "node"}
     for name in ("bthome", "ruuvi"):
         assert get_driver(name).new_stream is None
         with pytest.raises(KeyError, match="decodes BLE adverts, not a serial stream"):
@@ -53,8 +55,8 @@ def test_ble_drivers_decode_one_advert_to_its_measurements() -> None:
 def test_each_new_stream_is_a_fresh_decoder_with_its_own_stats(name: str) -> None:
     first, second = new_stream(name), new_stream(name)
     assert first is not second
-    first.feed(b"\x00\x01\x02")
-    assert first.stats.skipped_bytes == 3
+    first.feed(b"\x00\x01\x02\x00")  # garbage to every driver, the node link's delimiter included
+    assert first.stats.skipped_bytes == 4
     assert second.stats.skipped_bytes == 0
 
 
@@ -110,4 +112,7 @@ def test_every_serial_driver_the_config_accepts_is_registered() -> None:
 
     from gateway.config import SerialSource
 
-    assert set(get_args(get_type_hints(SerialSource)["driver"])) == set(serial_drivers())
+    # "node" (firmware/ nodes) enters gateway.config with the agent's `node` source type, which
+    # is not written yet (issue 3); until then the config rejects it on purpose.
+    accepted = set(get_args(get_type_hints(SerialSource)["driver"]))
+    assert set(serial_drivers()) - {"node"} <= accepted <= set(serial_drivers())
