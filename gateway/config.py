@@ -137,16 +137,24 @@ class SerialSource:
     TYPE: ClassVar[str] = "serial"
     name: str
     port: str
-    driver: Literal["sds011", "pms5003", "pms7003", "pms5003t"]
+    driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
+    """`node`: a citygw sensor node (firmware/) on its UART link (docs/node-link.md)."""
     baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     duty_cycle: DutyCycle | None = None
     reopen_max_s: PositiveSeconds = 30.0
+    node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
+    """`node` only: the measurement interval the gateway sets on the node at every connect
+    (the node acknowledges it); unset: the node keeps the interval of its node.json."""
 
     def __post_init__(self) -> None:
         if not _ID.match(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not self.port:
             raise ValueError("port: expected a device path such as /dev/ttyUSB0")
+        if self.driver == "node" and self.duty_cycle is not None:
+            raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
+        if self.driver != "node" and self.node_interval_s is not None:
+            raise ValueError("node_interval_s: only for driver = \"node\"")
 
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")

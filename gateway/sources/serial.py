@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 import serial
 
-from drivers import new_stream, pms5003, sds011
+from drivers import new_stream, node, pms5003, sds011
 from gateway.backoff import Backoff
 from gateway.clock import WallClock
 from gateway.config import SerialSource as SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Reading, Sink
+from gateway.sources.node_monitor import NodeMonitor
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ class SensorCommands:
     sleep: bytes
 
 
-def sensor_commands(driver: str) -> SensorCommands:
+def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> SensorCommands:
+    if driver == "node":  # a citygw node duty-cycles its own sensors; we may set its pace
+        start = () if node_interval_s is None else (
+            node.encode_command("set_interval", node_interval_s, node_id=node.BROADCAST, seq=1),)
+        return SensorCommands(start=start, wake=b"", sleep=b"")
     if driver == "sds011":
         return SensorCommands(
             # active reporting, continuous working period: our duty cycle decides
@@ -78,6 +83,7 @@ class SerialStats:
     last_reading_ms: int | None = None
     last_error: str = ""
     state: str = "starting"
+    node: dict[str, Any] | None = None  # driver "node": what the node reports about itself
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -97,8 +103,11 @@ class SerialSource:
         self._clock = clock
         self._open_port = open_port
         self._monotonic_s = monotonic_s
-        self._commands = sensor_commands(config.driver)
+        self._commands = sensor_commands(config.driver, node_interval_s=config.node_interval_s)
         self.stats = SerialStats()
+        self._node = NodeMonitor(config.name) if config.driver == "node" else None
+        if self._node is not None:
+            self.stats.node = self._node.state
 
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; reopen the port whenever it vanishes."""
@@ -195,6 +204,8 @@ class SerialSource:
                 inbox.size = 0
                 for start in range(0, len(data), _SLICE_BYTES):
                     frames = decoder.feed(data[start:start + _SLICE_BYTES])
+                    if self._node is not None:
+                        self._node.observe(frames)
                     if frames and gate.is_open():
                         ts_ms = clock.now_ms()
                         flags = 0 if clock.is_synced() else CLOCK_UNSYNCED

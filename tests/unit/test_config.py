@@ -38,7 +38,8 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     assert set(document["hub"]) == keys(type(config.hub))
     assert set(document["buffer"]) == keys(type(config.buffer))
     assert set(document["gateway"]) == keys(type(config.gateway))
-    assert set(document["sources"][0]) | {"type"} == keys(type(config.sources[0])) | {"type"}
+    serial = [set(s) for s in document["sources"] if s["type"] == "serial"]
+    assert set().union(*serial) == keys(type(config.sources[0])) | {"type"}
     ble = next(i for i, s in enumerate(document["sources"]) if s["type"] == "ble")
     assert set(document["sources"][ble]) == keys(BleSource) | {"type"}
     ble_config = config.sources[ble]
@@ -177,7 +178,7 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
     assert main(["check-config", str(path)]) == 2
     assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
     assert main(["check-config", str(EXAMPLE)]) == 0
-    assert "OK (gateway gw-0001, 3 sources" in capsys.readouterr().out
+    assert "OK (gateway gw-0001, 4 sources" in capsys.readouterr().out
 
 
 def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:
@@ -189,3 +190,16 @@ def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:
     assert error.value.path == "sources[0].devices[0].address"
     document["sources"][0]["devices"][0]["bind_key"] = "00" * 16
     assert parse_config(document).sources[0].devices[0].address == ""  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("source", "path"), [
+    ({"driver": "node", "duty_cycle": {"period_s": 60, "on_s": 30}}, "sources[0].duty_cycle"),
+    ({"driver": "sds011", "node_interval_s": 60}, "sources[0].node_interval_s"),
+    ({"driver": "node", "node_interval_s": 2}, "sources[0].node_interval_s"),
+])
+def test_node_only_and_sensor_only_settings_stay_apart(source: dict[str, Any], path: str) -> None:
+    document = copy.deepcopy(VALID)
+    document["sources"][0].update(source)
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.path == path

@@ -112,7 +112,5 @@ def test_every_serial_driver_the_config_accepts_is_registered() -> None:
 
     from gateway.config import SerialSource
 
-    # "node" (firmware/ nodes) enters gateway.config with the agent's `node` source type, which
-    # is not written yet (issue 3); until then the config rejects it on purpose.
     accepted = set(get_args(get_type_hints(SerialSource)["driver"]))
-    assert set(serial_drivers()) - {"node"} <= accepted <= set(serial_drivers())
+    assert accepted == set(serial_drivers())
