@@ -282,6 +282,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seconds=args.seconds)
 
 
+def _interval_s(text: str) -> int:
+    value = int(text)
+    if not 5 <= value <= 86400:
+        raise argparse.ArgumentTypeError("the firmware takes 5..86400 s")
+    return value
+
+
+def _node_id(text: str) -> int:
+    value = int(text, 0)
+    if not 0 <= value <= 0xFFFE:
+        raise argparse.ArgumentTypeError("a node id is 0..65534 (0xFFFF is broadcast)")
+    return value
+
+
+def cmd_node_simulate(args: argparse.Namespace) -> int:
+    from gateway.nodesim import SimulatorUnavailable, simulate
+
+    _setup_logging(args.log_level)
+    try:
+        return asyncio.run(simulate(args.port, interval_s=args.interval_s, node_id=args.node_id))
+    except SimulatorUnavailable as error:
+        print(f"citygw node simulate: {error}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citygw", description="citygw: smart-city edge gateway agent and its tools.")
@@ -337,6 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole system on simulated sensors and a local broker")
     p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
     p.set_defaults(func=cmd_demo)
+
+    node = sub.add_parser("node", help="sensor-node tools").add_subparsers(dest="node_command",
+                                                                          required=True)
+    p = node.add_parser("simulate", help="a virtual node: the real firmware in MicroPython with "
+                        "its UART on a pseudo-terminal")
+    p.add_argument("--port", help="put a symlink to the pty here (e.g. /tmp/ttyNODE0)")
+    p.add_argument("--interval-s", type=_interval_s, default=60, help="node.json interval_s")
+    p.add_argument("--node-id", type=_node_id, default=17, help="node.json node_id")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.set_defaults(func=cmd_node_simulate)
     return parser
 
 
