@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from gateway import nodesim
 from gateway.agent import Agent
 from gateway.config import parse_config
 from gateway.hub import HubEvent, HubOptions, events
@@ -102,6 +103,8 @@ async def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 def _demo_config(
     url: str, protocol: str, workdir: Path, ports: dict[str, str]
 ) -> dict[str, Any]:
+    node = ([{"type": "serial", "name": "pole-node", "port": ports["node"], "driver": "node",
+              "baud": 115200, "node_interval_s": 5}] if "node" in ports else [])
     return {
         "gateway": {"id": GATEWAY_ID, "data_dir": str(workdir / "data"), "log_level": "warning"},
         "hub": {"url": url, "protocol": protocol, "flush_interval_s": 2,
@@ -112,6 +115,7 @@ def _demo_config(
              "driver": "pms5003"},
             {"type": "ble", "name": "ble", "devices": [
                 {"name": "kerbside", "address": SENSOR_ADDRESS, "kind": "bthome"}]},
+            *node,
         ],
     }
 
@@ -171,12 +175,26 @@ async def _demo(seconds: float | None) -> int:
             pms_master, pms_port = open_pty(str(workdir / "ttyAMA0"))
             sds = SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1)
             pms = SimulatedPms5003(pms_master, interval_s=1.0, seed=2)
-            config = parse_config(_demo_config(
-                url, protocol, workdir, {"sds011": str(workdir / "ttyUSB0"),
-                               "pms5003": str(workdir / "ttyAMA0")}))
+            ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
+            node_missing = nodesim.missing()
+            virtual_node = None
+            if node_missing is None:  # the real firmware in MicroPython, its UART on a pty
+                ports["node"] = str(workdir / "ttyNODE")
+                virtual_node = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "gateway.cli", "node", "simulate", "--port",
+                    ports["node"], "--interval-s", "5", stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+                for _ in range(100):  # its pty appears within a moment
+                    if os.path.exists(ports["node"]):  # noqa: ASYNC240 - a stat, once per 50 ms
+                        break
+                    await asyncio.sleep(0.05)
+            config = parse_config(_demo_config(url, protocol, workdir, ports))
             print(f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
                   f"PMS5003 on {pms_port}, a BTHome climate sensor and a passing phone on a "
-                  f"replayed BLE adapter; agent {GATEWAY_ID}. "
+                  f"replayed BLE adapter; "
+                  + ("a virtual node running the real firmware; " if virtual_node else
+                     f"no virtual node ({node_missing}); ")
+                  + f"agent {GATEWAY_ID}. "
                   + ("Ctrl-C stops." if seconds is None else f"Stops after {seconds:g} s."),
                   flush=True)
             view = LiveView(color=sys.stdout.isatty())
@@ -203,6 +221,9 @@ async def _demo(seconds: float | None) -> int:
                 await asyncio.sleep(0.3)  # let the hub print the last messages
                 for task in tasks:
                     task.cancel()
+            if virtual_node is not None:
+                virtual_node.terminate()
+                await virtual_node.wait()
             close_pty(sds_master, str(workdir / "ttyUSB0"))
             close_pty(pms_master, str(workdir / "ttyAMA0"))
         print(f"citygw demo: stopped cleanly; the hub received {view.readings} readings.")

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from gateway import nodesim
+
 pytestmark = pytest.mark.integration
 
 
@@ -30,6 +32,8 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     assert "gw-demo/ble/kerbside battery_pct=87 temperature_c=" in out
     assert "adverts of unlisted devices dropped" in out
     assert "5E:11:22:33:44:55" not in out.upper(), "a passing phone never reaches the hub"
+    if nodesim.missing() is None:  # Node.js and the MicroPython package (make test installs them)
+        assert "gw-demo/pole-node temperature_c=" in out, "the virtual node's real firmware"
     assert "== health gw-demo" in out and "0 dropped" in out
     assert out.rstrip().endswith("readings."), out
     assert "Traceback" not in out
