@@ -137,7 +137,7 @@ test: deps $(STAMP) $(FW_STAMP) $(SIM_STAMP)
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$rc
 
-demo: deps $(STAMP)
+demo: deps $(STAMP) $(SIM_STAMP)
 	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] \
 		|| $(VPY) -c 'import amqtt' 2>/dev/null \
 		|| { echo "demo: no Mosquitto; installing the embedded amqtt broker"; \
