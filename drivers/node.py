@@ -47,6 +47,9 @@ class Report:
     status: tuple[tuple[str, str], ...]
     uptime_s: int
     interval_s: int
+    sensors: tuple[str, ...] = ()
+    """Per measurement, the node.json name of the sensor that took it ("" if not sent), so two
+    sensors measuring one quantity (BME280 and SHT3x temperature) stay apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +150,14 @@ def _map(body: object, what: str) -> dict[Any, Any]:
     return body
 
 
-def _reading(item: object) -> Measurement:
-    if not isinstance(item, list) or len(item) != 3:
-        raise DecodeError("a reading is not [quantity, value, unit]")
-    quantity, value, unit = item
+def _reading(item: object) -> tuple[Measurement, str]:
+    if not isinstance(item, list) or len(item) not in (3, 4):
+        raise DecodeError("a reading is not [quantity, value, unit(, sensor)]")
+    quantity, value, unit = item[:3]
+    sensor = _str(item[3], "sensor") if len(item) == 4 else ""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise DecodeError(f"reading {quantity!r} has value {value!r}, expected a finite number")
-    return Measurement(_str(quantity, "quantity"), value, _str(unit, "unit"))
+    return Measurement(_str(quantity, "quantity"), value, _str(unit, "unit")), sensor
 
 
 def _report(node_id: int, seq: int, body: object) -> Report:
@@ -161,10 +165,12 @@ def _report(node_id: int, seq: int, body: object) -> Report:
     readings, status = m.get("r", []), m.get("s", {})
     if not isinstance(readings, list) or not isinstance(status, dict):
         raise DecodeError("report: r must be a list and s a map")
+    parsed = [_reading(item) for item in readings]
     return Report(
         node_id=node_id,
         seq=seq,
-        measurements=tuple(_reading(item) for item in readings),
+        measurements=tuple(m for m, _ in parsed),
+        sensors=tuple(s for _, s in parsed) if any(s for _, s in parsed) else (),
         status=tuple((_str(k, "status key"), _str(v, "status")) for k, v in status.items()),
         uptime_s=_int(m.get("up_s", 0), "up_s"),
         interval_s=_int(m.get("iv_s", 0), "iv_s"),
@@ -306,7 +312,9 @@ def encode_command(command: str, arg: object = None, *, node_id: int, seq: int) 
 def encode_report(report: Report) -> bytes:
     """The wire bytes of a report (for simulators and tests)."""
     body = {
-        "r": [[m.quantity, m.value, m.unit] for m in report.measurements],
+        "r": [[m.quantity, m.value, m.unit, *([s] if s else [])]
+              for m, s in zip(report.measurements,
+                              report.sensors or ("",) * len(report.measurements), strict=True)],
         "s": dict(report.status),
         "up_s": report.uptime_s,
         "iv_s": report.interval_s,

@@ -34,7 +34,8 @@ _LIMITS = {"<B": (0, 0xFF), "<h": (-0x8000, 0x7FFF), "<H": (0, 0xFFFF), "<I": (0
 def _items(readings: "list[tuple[str, float, str]]") -> "list[tuple[int, bytes]]":
     """(object id, object bytes) for each reading BTHome can carry, in ascending id order."""
     items = []
-    for quantity, value, _unit in readings:
+    for reading in readings:
+        quantity, value = reading[0], reading[1]
         spec = OBJECTS.get(quantity)
         if spec is None or quantity == "packet_id":
             continue

@@ -218,7 +218,7 @@ class Node:
                 if sensor is None:
                     sensor = self.sensors[name] = make_sensor(self.specs[name], self.nap)
                 for q, v, u in read_sensor(self.kinds[name], sensor):
-                    readings.append([q, v, u])
+                    readings.append([q, v, u, name])  # the sensor keeps same-named quantities apart
                 status[name] = "ok"
             except Exception as e:  # a sensor never takes the node down
                 self.sensors.pop(name, None)  # build it again next cycle

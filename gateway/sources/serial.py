@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import serial
 
 from drivers import new_stream, node, pms5003, sds011
+from drivers.base import Measurement
 from gateway.backoff import Backoff
 from gateway.clock import WallClock
 from gateway.config import SerialSource as SerialSourceConfig
@@ -212,6 +213,9 @@ class SerialSource:
                         readings = [
                             Reading(name, m.quantity, m.unit, m.value, ts_ms, flags)
                             for frame in frames for m in frame.measurements
+                        ] if self._node is None else [
+                            Reading(source, m.quantity, m.unit, m.value, ts_ms, flags)
+                            for frame in frames for source, m in _per_sensor(name, frame)
                         ]
                         if readings:
                             stats.readings += len(readings)
@@ -243,6 +247,15 @@ class SerialSource:
             _write(fd, self._commands.sleep)
             self.stats.state = "sleeping"
             await asyncio.sleep(max(0.0, started + cycle.period_s - self._monotonic_s()))
+
+
+def _per_sensor(name: str, frame: Any) -> list[tuple[str, Measurement]]:
+    """A node's readings under `<source>/<sensor>` when the node names its sensors."""
+    sensors = getattr(frame, "sensors", ())
+    if not sensors:
+        return [(name, m) for m in frame.measurements]
+    return [(f"{name}/{s}" if s else name, m)
+            for m, s in zip(frame.measurements, sensors, strict=True)]
 
 
 class _Inbox:

@@ -88,11 +88,12 @@ def test_report_round_trip_per_sensor(
     micropython: Callable[..., str], spec: dict[str, Any], readings: list[list[Any]], name: str
 ) -> None:
     wire = micropython(prelude(config(spec)) + "n.run_once()\nprint(wire())").strip()
-    assert bytes.fromhex(wire) == report_bytes(0, readings, {name: "ok"})
+    assert bytes.fromhex(wire) == report_bytes(0, [[*r, name] for r in readings], {name: "ok"})
     (frame,) = decode_all(wire)
     assert isinstance(frame, node.Report)
     assert (frame.node_id, frame.seq, frame.interval_s) == (17, 0, 60)
     assert frame.measurements == tuple(Measurement(q, v, u) for q, v, u in readings)
+    assert frame.sensors == (name,) * len(readings)
     assert frame.status == ((name, "ok"),)
 
 

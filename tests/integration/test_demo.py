@@ -33,7 +33,7 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     assert "adverts of unlisted devices dropped" in out
     assert "5E:11:22:33:44:55" not in out.upper(), "a passing phone never reaches the hub"
     if nodesim.missing() is None:  # Node.js and the MicroPython package (make test installs them)
-        assert "gw-demo/pole-node temperature_c=" in out, "the virtual node's real firmware"
+        assert "gw-demo/pole-node/bme280 temperature_c=" in out, "the virtual node's firmware"
     assert "== health gw-demo" in out and "0 dropped" in out
     assert out.rstrip().endswith("readings."), out
     assert "Traceback" not in out

@@ -89,7 +89,10 @@ async def test_virtual_node_readings_and_a_command_round_trip(
     # the agent set, not at node.json's 60 s.
     msgs = await sub.wait_for(lambda ms: len(temperatures(ms)) >= 4, timeout=20)
     readings = [r for m in msgs for r in wire.decode_data(m.payload)]
-    assert {r.source for r in readings} == {"vnode"}
+    # Each sensor's readings under its own name: the two temperatures stay apart.
+    assert {r.source for r in readings} == {"vnode/bme280", "vnode/sht3x", "vnode/supply"}
+    assert {r.source for r in readings if r.quantity == "temperature_c"} == {
+        "vnode/bme280", "vnode/sht3x"}
     assert {r.quantity for r in readings} >= {
         "temperature_c", "pressure_hpa", "humidity_pct", "supply_v"}
     assert all(15 < t < 35 for t in temperatures(msgs))
