@@ -18,7 +18,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from gateway.simulate import _host_attached, close_pty, open_pty
+from gateway.simulate import REATTACH_S, close_pty, host_attached, open_pty, read_master
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ SIM_DIR = Path(__file__).resolve().parent.parent / "firmware" / "sim"
 RUNNER = SIM_DIR / "simulate.mjs"
 PACKAGE = SIM_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 _READ_SIZE = 4096
-_REATTACH_S = 0.05
 
 
 class SimulatorUnavailable(RuntimeError):
@@ -60,15 +59,12 @@ class _PtyBridge:
         self.loop.add_reader(self.master_fd, self._on_readable)
 
     def _on_readable(self) -> None:
-        try:
-            chunk = os.read(self.master_fd, _READ_SIZE)
-        except BlockingIOError:
+        chunk = read_master(self.master_fd)
+        if chunk is None:
             return
-        except OSError:
-            chunk = b""  # EIO: no host has the slave open
-        if not chunk:  # the master stays readable (hang-up) until a host opens the slave
+        if not chunk:  # no host yet: look again shortly
             self.loop.remove_reader(self.master_fd)
-            self.loop.call_later(_REATTACH_S, self.watch)
+            self.loop.call_later(REATTACH_S, self.watch)
             return
         stdin = self.proc.stdin
         if stdin is not None and not stdin.is_closing():
@@ -79,7 +75,7 @@ class _PtyBridge:
         stdout = self.proc.stdout
         assert stdout is not None
         while chunk := await stdout.read(_READ_SIZE):
-            if not _host_attached(self.master_fd):
+            if not host_attached(self.master_fd):
                 self.dropped += len(chunk)
                 continue
             try:

@@ -31,7 +31,7 @@ PmsFrame: TypeAlias = pms5003.DataFrame | pms5003.DataFrameT
 
 _INBOX_SIZE = 64  # chunks read from the pty and not yet parsed
 _READ_SIZE = 4096
-_REATTACH_S = 0.05  # how soon to look again for a host after the slave side was closed
+REATTACH_S = 0.05  # how soon to look again for a host after the slave side was closed
 
 CommandT = TypeVar("CommandT")
 ValueT = TypeVar("ValueT")
@@ -77,7 +77,18 @@ def close_pty(master_fd: int, link_path: str | None = None) -> None:
     os.close(master_fd)
 
 
-def _host_attached(master_fd: int) -> bool:
+def read_master(master_fd: int) -> bytes | None:
+    """What the host wrote to the pty: None if nothing is waiting, b"" if no host has the slave
+    open (the master then stays readable, a hang-up, until one does)."""
+    try:
+        return os.read(master_fd, _READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""  # EIO: no host has the slave open
+
+
+def host_attached(master_fd: int) -> bool:
     """Whether anything has the slave side open (else the master reports a hang-up)."""
     poller = select.poll()
     poller.register(master_fd, select.POLLIN)
@@ -191,15 +202,12 @@ class _PtySensor(abc.ABC, Generic[CommandT]):
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[bytes]) -> None:
         """Reader callback: only reads and queues; parsing happens in run()."""
-        try:
-            chunk = os.read(self.master_fd, _READ_SIZE)
-        except BlockingIOError:
+        chunk = read_master(self.master_fd)
+        if chunk is None:
             return
-        except OSError:
-            chunk = b""  # EIO: no host has the slave open
-        if not chunk:  # the master stays readable (hang-up) until a host opens the slave
+        if not chunk:
             loop.remove_reader(self.master_fd)
-            self._reattach = loop.call_later(_REATTACH_S, self._watch, loop, inbox)
+            self._reattach = loop.call_later(REATTACH_S, self._watch, loop, inbox)
             return
         try:
             inbox.put_nowait(chunk)
@@ -216,7 +224,7 @@ class _PtySensor(abc.ABC, Generic[CommandT]):
     def _deliverable(self) -> bool:
         """Whether a host has the slave open; counts a dropped frame if not. Checked before a
         frame's values are drawn, so a seeded sensor sends the same sequence whenever it starts."""
-        if _host_attached(self.master_fd):
+        if host_attached(self.master_fd):
             return True
         self.frames_dropped += 1
         return False
