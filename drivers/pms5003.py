@@ -18,9 +18,11 @@ Host command, 7 bytes: 42 4D | command | data u16 | checksum u16 = sum of bytes 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from typing import Final, Literal, TypeAlias
 
+from drivers import framing
 from drivers.base import DecodeError, Measurement, StreamStats
 
 HEAD: Final = b"BM"
@@ -205,40 +207,19 @@ class StreamDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf + data
-        n, pos = len(buf), 0
-        stats, model = self.stats, self._model
+        model = self._model
         length = COMMAND_LEN if self._commands else FRAME_LEN
-        frames: list[Frame] = []
-        while True:
-            i = buf.find(HEAD, pos)
-            if i < 0:  # keep a trailing 42: it may be the first half of the head
-                keep = 1 if n > pos and buf[-1] == HEAD[0] else 0
-                stats.skipped_bytes += n - pos - keep
-                pos = n - keep
-                break
-            stats.skipped_bytes += i - pos
-            pos = i
-            if n - i < 4:
-                break
-            if not self._plausible(buf, i):
-                stats.skipped_bytes += 1
-                pos = i + 1
-                continue
-            if n - i < length:
-                break
-            try:
-                frame: Frame = (
-                    _decode_command_at(buf, i) if self._commands else _decode_data_at(buf, i, model)
-                )
-            except DecodeError:
-                stats.bad_frames += 1
-                stats.skipped_bytes += 1
-                pos = i + 1
-                continue
-            frames.append(frame)
-            stats.frames += 1
-            pos = i + length
-        self._buf = buf[pos:]
+
+        def probe(b: bytes, i: int) -> int:
+            if len(b) - i < 4:
+                return framing.NEED_MORE
+            return length if self._plausible(b, i) else framing.NOT_A_FRAME
+
+        decode_at: Callable[[bytes, int], Frame] = (
+            _decode_command_at if self._commands
+            else lambda b, i: _decode_data_at(b, i, model))
+        frames, used = framing.scan(buf, HEAD, probe, decode_at, self.stats)
+        self._buf = buf[used:]
         return frames
 
     def _plausible(self, buf: bytes, i: int) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from drivers import framing
 from drivers.base import DecodeError, Measurement, StreamStats
 
 HEAD: Final = 0xAA
@@ -151,6 +152,7 @@ _KINDS: Final = {
     CMD_REPLY: _Kind(SENSOR_FRAME_LEN, _parse_reply),
     CMD_HOST: _Kind(HOST_FRAME_LEN, _parse_command),
 }
+_HEAD_BYTES: Final = bytes((HEAD,))
 _SENSOR_KINDS: Final = {cmd: _KINDS[cmd] for cmd in (CMD_DATA, CMD_REPLY)}
 _HOST_KINDS: Final = {CMD_HOST: _KINDS[CMD_HOST]}
 
@@ -209,37 +211,17 @@ class StreamDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf + data
-        n, pos = len(buf), 0
-        kinds, stats = self._kinds, self.stats
-        frames: list[Frame] = []
-        while True:
-            i = buf.find(HEAD, pos)
-            if i < 0:
-                stats.skipped_bytes += n - pos
-                pos = n
-                break
-            stats.skipped_bytes += i - pos
-            pos = i
-            if n - i < 2:
-                break
-            kind = kinds.get(buf[i + 1])
-            if kind is None:
-                stats.skipped_bytes += 1
-                pos = i + 1
-                continue
-            if n - i < kind.length:
-                break
-            try:
-                frame = _decode_at(buf, i, kind)
-            except DecodeError:
-                stats.bad_frames += 1
-                stats.skipped_bytes += 1
-                pos = i + 1
-                continue
-            frames.append(frame)
-            stats.frames += 1
-            pos = i + kind.length
-        self._buf = buf[pos:]
+        kinds = self._kinds
+
+        def probe(b: bytes, i: int) -> int:
+            if len(b) - i < 2:
+                return framing.NEED_MORE
+            kind = kinds.get(b[i + 1])
+            return framing.NOT_A_FRAME if kind is None else kind.length
+
+        frames, used = framing.scan(buf, _HEAD_BYTES, probe,
+                                    lambda b, i: _decode_at(b, i, kinds[b[i + 1]]), self.stats)
+        self._buf = buf[used:]
         return frames
 
 
