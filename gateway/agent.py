@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__, systemd
 from gateway.backoff import Backoff
@@ -26,12 +26,17 @@ from gateway.clock import WallClock
 from gateway.config import BleSource as BleSourceConfig
 from gateway.config import Config
 from gateway.config import SerialSource as SerialSourceConfig
+from gateway.config import Source as SourceConfig
 from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
 from gateway.ingest import Ingest
 from gateway.sources.ble import BleSource
 from gateway.sources.ble_scanner import ScannerFactory
 from gateway.sources.serial import SerialSource
 from gateway.uplink import Uplink
+
+if TYPE_CHECKING:  # remote config loads `cryptography` (~8 MB): only when it is on
+    from gateway.remote_config import RemoteConfig
+    from gateway.remote_policy import Changes
 
 log = logging.getLogger(__name__)
 
@@ -83,39 +88,126 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 class Agent:
+    """Runs one gateway. With `[remote_config]` in the local file, signed pushes may replace
+    its config while it runs (`apply`): only the affected sources or the uplink restart."""
+
     def __init__(
-        self, config: Config, *, ble_scanner_factory: ScannerFactory | None = None
+        self, config: Config, *, document: dict[str, Any] | None = None,
+        ble_scanner_factory: ScannerFactory | None = None,
     ) -> None:
+        self.local_config = config
+        self.remote: RemoteConfig | None = None
+        boot = None
+        if config.remote_config.enabled:
+            from gateway.remote_config import RemoteConfig, config_at_boot
+
+            if document is None:
+                raise ValueError("remote config needs the local config document")
+            boot = config_at_boot(document, config)
+            config = boot.config
         self.config = config
         self.started_ms = int(time.time() * 1000)
         self._started_monotonic = time.monotonic()
+        self._ble_scanner_factory = ble_scanner_factory
         buffer_cfg = config.buffer
         self.buffer = AsyncBuffer(lambda: SqliteBuffer(
             config.data_dir / "buffer.db", max_readings=buffer_cfg.max_readings,
             when_full=buffer_cfg.when_full, synchronous=buffer_cfg.synchronous))
-        self.uplink = Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
-                             version=__version__, started_ms=self.started_ms,
-                             wire_format=config.hub.wire_format)
+        if boot is not None and document is not None:
+            self.remote = RemoteConfig(
+                local_document=document, local=self.local_config, boot=boot, applier=self,
+                publish_state=lambda payload: self.uplink.publish_config_state(payload))
+        self.uplink = self._make_uplink(config)
         self.ingest = Ingest(
             self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
-            on_committed=self.uplink.notify)
-        clock = WallClock()
-        self.clock = clock
-        self.sources = [
-            BleSource(s, clock=clock, scanner_factory=ble_scanner_factory)
-            if isinstance(s, BleSourceConfig) and ble_scanner_factory is not None
-            else SOURCE_TYPES[type(s)](s, clock=clock)
-            for s in config.sources
-        ]
+            on_committed=lambda committed: self.uplink.notify(committed))
+        self.clock = WallClock()
+        self.sources = {s.name: self._make_source(s) for s in config.sources}
+        self._group: asyncio.TaskGroup | None = None
+        self._source_tasks: dict[str, asyncio.Task[None]] = {}
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+
+    def _make_uplink(self, config: Config) -> Uplink:
+        return Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
+                      version=__version__, started_ms=self.started_ms,
+                      wire_format=config.hub.wire_format, config_channel=self.remote)
+
+    def _make_source(self, config: SourceConfig) -> SerialSource | BleSource:
+        if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
+            return BleSource(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
+        return SOURCE_TYPES[type(config)](config, clock=self.clock)
+
+    # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
+
+    async def hub_reached(self) -> None:
+        await self.uplink.reached.wait()
+
+    def hub_last_error(self) -> str:
+        return self.uplink.stats.last_error
+
+    async def apply(self, config: Config, changes: Changes) -> None:
+        """Switch to `config` while running. Sources that went away or changed stop first
+        (what they read is staged already), the uplink finishes its batches in flight before
+        it reconnects with new settings (nothing sent twice), new sources start last.
+        Buffer settings take effect at the next start."""
+        for name in [*changes.sources_removed, *changes.sources_changed]:
+            await self._stop_source(name)
+        old = self.config
+        self.config = config
+        if changes.hub:
+            await self._replace_uplink(old)
+        new_sources = {s.name: s for s in config.sources}
+        for name in [*changes.sources_changed, *changes.sources_added]:
+            self.sources[name] = self._make_source(new_sources[name])
+            self._start_source(self.sources[name])
+        if changes.log_level:
+            logging.getLogger().setLevel(config.gateway.log_level.upper())
+
+    def _start_source(self, source: SerialSource | BleSource) -> None:
+        assert self._group is not None, "the agent is not running"
+        self._source_tasks[source.name] = self._group.create_task(
+            _supervise(f"source {source.name}", lambda: source.run(self.ingest)),
+            name=f"source-{source.name}")
+
+    async def _stop_source(self, name: str) -> None:
+        task = self._source_tasks.pop(name, None)
+        self.sources.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _start_uplink(self) -> None:
+        assert self._group is not None, "the agent is not running"
+        self._uplink_task = self._group.create_task(_supervise("uplink", self.uplink.run),
+                                                    name="uplink")
+        self._metrics_task = self._group.create_task(publish_metrics_every(
+            self.config.hub.metrics_interval_s, self.snapshot,
+            lambda metrics: self.uplink.publish_metrics(metrics)), name="metrics")
+
+    async def _replace_uplink(self, old_config: Config) -> None:
+        old = self.uplink
+        await old.quiesce(timeout_s=min(10.0, old_config.hub.timeout_s))
+        hub, was = self.config.hub, old_config.hub
+        if (hub.host, hub.port, hub.topic_prefix) != (was.host, was.port, was.topic_prefix):
+            await old.announce_offline()  # the old hub would keep "online" forever
+        for task in (self._uplink_task, self._metrics_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self.uplink = self._make_uplink(self.config)
+        self._start_uplink()
+
+    # --- health ------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
         up = self.uplink.stats
-        return {
+        snap: dict[str, Any] = {
             "gateway": self.config.gateway.id, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started_monotonic, 1),
             "rss_bytes": rss, "rss_peak_bytes": peak, "clock_synced": self.clock.is_synced(),
@@ -132,8 +224,12 @@ class Agent:
                 "messages_out": up.messages_out, "readings_out": up.readings_out,
                 "bytes_out": up.bytes_out, "last_error": up.last_error,
             },
-            "sources": {s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources},
+            "sources": {s.name: {**_source_info(s), **s.stats.as_dict()}
+                        for s in self.sources.values()},
         }
+        if self.remote is not None:
+            snap["config_version"] = self.remote.version
+        return snap
 
     async def status_line(self) -> str:
         """One line for `systemctl status` (sd_notify STATUS=)."""
@@ -145,13 +241,17 @@ class Agent:
                 f"{buffer['depth']} readings waiting"
                 f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped")
 
+    # --- running -----------------------------------------------------------------------------
+
     async def run(self, stop: asyncio.Event) -> None:
         config = self.config
         with _data_dir_lock(config.data_dir):
             await self.buffer.open()
             stats = await self.buffer.stats()
-            log.info("citygw %s gateway %s: %d sources, %d readings waiting in the buffer",
-                     __version__, config.gateway.id, len(self.sources), stats.depth)
+            log.info("citygw %s gateway %s: %d sources, %d readings waiting in the buffer%s",
+                     __version__, config.gateway.id, len(self.sources), stats.depth,
+                     "" if self.remote is None
+                     else f", remote config version {self.remote.version}")
             try:
                 await self._run_components(stop)
             finally:
@@ -160,21 +260,18 @@ class Agent:
 
     async def _run_components(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
-            sources = [
-                group.create_task(_supervise(f"source {s.name}",
-                                             lambda s=s: s.run(self.ingest)),  # type: ignore[misc]
-                                  name=f"source-{s.name}")
-                for s in self.sources
-            ]
+            self._group = group
+            for source in self.sources.values():
+                self._start_source(source)
             ingest = group.create_task(self.ingest.run(), name="ingest")
-            uplink = group.create_task(_supervise("uplink", self.uplink.run), name="uplink")
+            self._start_uplink()
             services = [
                 group.create_task(serve_status(status_socket_address(self.config.data_dir),
                                                self.snapshot), name="status"),
-                group.create_task(publish_metrics_every(
-                    self.config.hub.metrics_interval_s, self.snapshot,
-                    self.uplink.publish_metrics), name="metrics"),
             ]
+            if self.remote is not None:
+                services.append(group.create_task(
+                    _supervise("remote config", self.remote.run), name="remote-config"))
             watchdog_s = systemd.watchdog_interval_s()
             if watchdog_s is not None:
                 services.append(group.create_task(
@@ -186,6 +283,10 @@ class Agent:
             await stop.wait()
             systemd.notify_stopping()
             log.info("stopping: sources first, then the buffer, then the uplink")
+            for task in services:  # no config change starts while we stop
+                task.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
+            sources = list(self._source_tasks.values())
             for task in sources:
                 task.cancel()
             await asyncio.gather(*sources, return_exceptions=True)
@@ -195,8 +296,10 @@ class Agent:
             if left:
                 log.info("%d readings stay in the buffer for the next start", left)
             await self.uplink.announce_offline()
-            for task in [uplink, *services]:
-                task.cancel()
+            for maybe in (self._uplink_task, self._metrics_task):
+                if maybe is not None:
+                    maybe.cancel()
+        self._group = None
 
 
 def _one_malloc_arena() -> None:
@@ -207,8 +310,8 @@ def _one_malloc_arena() -> None:
         libc.mallopt(_M_ARENA_MAX, 1)
 
 
-def run(config: Config) -> None:
-    """Blocking entry point for `citygw run`."""
+def run(config: Config, document: dict[str, Any] | None = None) -> None:
+    """Blocking entry point for `citygw run` (`document`: the local file, for remote config)."""
     _one_malloc_arena()
 
     async def main() -> None:
@@ -216,6 +319,6 @@ def run(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Agent(config).run(stop)
+        await Agent(config, document=document).run(stop)
 
     asyncio.run(main())

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
-from gateway.config import ConfigError, SerialSource, json_schema, load_config
+from gateway.config import ConfigError, SerialSource, json_schema, load_config, load_document
 
 if TYPE_CHECKING:
     from drivers import Driver, Frame
@@ -40,10 +41,11 @@ def _iso(ts_ms: int) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.agent import AgentAlreadyRunning, run
 
+    document = load_document(args.config)
     config = load_config(args.config)
     _setup_logging(args.log_level or config.gateway.log_level)
     try:
-        run(config)
+        run(config, document)
     except AgentAlreadyRunning as error:
         print(f"citygw: {error}", file=sys.stderr)
         return 1
@@ -307,6 +309,126 @@ def cmd_node_simulate(args: argparse.Namespace) -> int:
         return 1
 
 
+def _target(args: argparse.Namespace) -> dict[str, str]:
+    if getattr(args, "gateway", None):
+        return {"gateway": args.gateway}
+    if getattr(args, "group", None):
+        return {"group": args.group}
+    return {}
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from gateway import signing
+
+    try:
+        private, public = signing.generate(Path(args.out), args.name)
+    except FileExistsError as error:
+        print(f"citygw keys generate: {error}", file=sys.stderr)
+        return 1
+    kid = signing.key_id(signing.load_public(public))
+    print(f"private key: {private} (keep it offline; mode 0600)\npublic key:  {public} "
+          f"(install on gateways, list in [remote_config] trusted_keys)\nkey id:      {kid}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway import fleet, signing
+
+    private = signing.load_private(args.key)
+    payload = fleet.sign_rotation(private, args.trust, version=args.version,
+                                  target=_target(args))
+    return _write_payload(payload, args.output)
+
+
+def _write_payload(payload: bytes, output: str | None) -> int:
+    if output is None or output == "-":
+        sys.stdout.buffer.write(payload + b"\n")
+    else:
+        Path(output).write_bytes(payload)
+        print(f"{output}: {len(payload)} bytes, sha256 {hashlib.sha256(payload).hexdigest()}",
+              file=sys.stderr)
+    return 0
+
+
+def _signed_config(args: argparse.Namespace) -> bytes:
+    from gateway import fleet, signing
+
+    document = fleet.read_document(args.file)
+    if args.base_version is None:
+        fleet.validate_document(document, file=args.file)
+    private = signing.load_private(args.key)
+    return fleet.sign_config(private, document, version=args.version, target=_target(args),
+                             base_version=args.base_version)
+
+
+def cmd_config_sign(args: argparse.Namespace) -> int:
+    return _write_payload(_signed_config(args), args.output)
+
+
+def cmd_config_push(args: argparse.Namespace) -> int:
+    from gateway import fleet
+    from gateway.hub import HubOptions
+
+    if args.signed:
+        payload = Path(args.file).read_bytes()  # may be anything: the gateways judge it
+    elif args.key:
+        payload = _signed_config(args)
+    else:
+        print("citygw config push: give --key PRIVATE to sign FILE, or --signed for a payload "
+              "signed offline", file=sys.stderr)
+        return 2
+    target = _target(args)
+    options = HubOptions(url=args.url, topic_prefix=args.topic_prefix,
+                         client_id=f"citygw-push-{os.getpid()}", username=args.username,
+                         password=os.environ.get("CITYGW_HUB_PASSWORD") or None,
+                         ca_file=args.ca_file, persistent=False)
+    started = time.monotonic()
+
+    def show(answer: Any) -> None:
+        print(f"{answer.after_s:7.2f}s  {answer.gateway:<24} {answer.result:<12} "
+              f"{answer.detail}", flush=True)
+
+    try:
+        outcome = asyncio.run(fleet.push(options, payload, target=target, timeout_s=args.timeout,
+                                         expect=args.expect, on_answer=show))
+    except LookupError as error:
+        print(f"citygw config push: {error}", file=sys.stderr)
+        return 1
+    for gateway in outcome.missing:
+        why = "offline (the retained push waits for it)" if gateway in outcome.offline \
+            else f"no answer within {args.timeout:g} s"
+        print(f"{'':8}  {gateway:<24} {'no answer':<12} {why}")
+    applied = sum(a.result == "applied" for a in outcome.answers.values())
+    print(f"{applied} of {len(outcome.expected)} gateways applied it; "
+          f"{len(outcome.answers) - applied} refused or rolled back; "
+          f"{len(outcome.missing)} did not answer ({time.monotonic() - started:.2f} s)")
+    if args.expect is not None and len(outcome.answers) < args.expect:
+        print(f"expected {args.expect} answers, got {len(outcome.answers)}", file=sys.stderr)
+        return 1
+    return 0 if outcome.ok else 1
+
+
+def cmd_config_diff(args: argparse.Namespace) -> int:
+    from gateway import fleet
+
+    lines = fleet.describe_diff(fleet.read_document(args.old), fleet.read_document(args.new))
+    print("\n".join(lines) if lines else "no difference")
+    return 0
+
+
+def _add_target(p: argparse.ArgumentParser, *, required: bool) -> None:
+    target = p.add_mutually_exclusive_group(required=required)
+    target.add_argument("--gateway", help="only this gateway may apply it")
+    target.add_argument("--group", help="for the gateways of this group (remote_config.groups)")
+
+
+def _add_signing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--version", type=int, help="must increase (default: now in Unix ms)")
+    p.add_argument("--base-version", type=int,
+                   help="FILE is an RFC 7396 merge patch against this version in force")
+    p.add_argument("file", help="config document: TOML, or JSON (a signed payload with --signed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citygw", description="citygw: smart-city edge gateway agent and its tools.")
@@ -372,6 +494,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-id", type=_node_id, default=17, help="node.json node_id")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.set_defaults(func=cmd_node_simulate)
+
+    keys = sub.add_parser("keys", help="config-signing keys").add_subparsers(
+        dest="keys_command", required=True)
+    p = keys.add_parser("generate", help="a new Ed25519 key pair: NAME.key and NAME.pub")
+    p.add_argument("--out", required=True, help="directory for the key files")
+    p.add_argument("--name", default="ops")
+    p.set_defaults(func=cmd_keys_generate)
+    p = keys.add_parser("rotate", help="sign a key rotation: gateways then trust exactly the "
+                        "--trust keys")
+    p.add_argument("--key", required=True, help="a private key the gateways trust now")
+    p.add_argument("--trust", required=True, action="append", help="public key (repeatable)")
+    p.add_argument("--version", type=int, help="must increase (default: now in Unix ms)")
+    p.add_argument("-o", "--output", help="file for the payload (default: stdout)")
+    _add_target(p, required=False)
+    p.set_defaults(func=cmd_keys_rotate)
+
+    config = sub.add_parser("config", help="remote config: sign, push, diff").add_subparsers(
+        dest="config_command", required=True)
+    p = config.add_parser("sign", help="sign a config offline; the output is the exact payload "
+                          "for config/set")
+    p.add_argument("--key", required=True, help="private key file")
+    p.add_argument("-o", "--output", help="file for the payload (default: stdout)")
+    _add_target(p, required=False)
+    _add_signing(p)
+    p.set_defaults(func=cmd_config_sign, signed=False)
+    p = config.add_parser("push", help="publish a signed config and wait for each gateway's "
+                          "report; exits 1 if any refused or did not answer")
+    p.add_argument("--url", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--key", help="private key file (sign FILE now)")
+    p.add_argument("--signed", action="store_true", help="FILE is a payload from config sign")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for reports")
+    p.add_argument("--expect", type=int, help="wait for at least N answers (gateways that "
+                   "have not reported their group yet)")
+    p.add_argument("--topic-prefix", default="citygw/v1")
+    p.add_argument("--username")
+    p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+    _add_target(p, required=True)
+    _add_signing(p)
+    p.set_defaults(func=cmd_config_push)
+    p = config.add_parser("diff", help="what changes between two configs, and what a gateway "
+                          "would restart")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.set_defaults(func=cmd_config_diff)
     return parser
 
 
@@ -380,8 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as error:
-        print(f"citygw: invalid config: {error}", file=sys.stderr)
+        print(f"citygw: {error.what}: {error}", file=sys.stderr)
         return 2
+
     except BrokenPipeError:
         return 0
     return code

@@ -22,6 +22,8 @@ _record = dataclass(frozen=True, kw_only=True, slots=True)
 class ConfigError(ValueError):
     """A config that cannot be used; `path` says where (e.g. `hub.flush_interval_s`)."""
 
+    what = "invalid config"
+
     def __init__(self, message: str, *, path: str = "", file: str = "") -> None:
         self.path = path
         self.file = file
@@ -223,11 +225,44 @@ Source = SerialSource | BleSource
 
 
 @_record
+class RemoteConfigSection:
+    """Signed config pushes over MQTT (docs/remote-config.md). Only the local file sets this
+    section: a push can neither change it nor the trust it grants."""
+
+    trusted_keys: list[str] = field(default_factory=list)
+    """Ed25519 public keys (PEM files) whose signatures this gateway accepts; empty: remote
+    config is off."""
+    groups: list[str] = field(default_factory=list)
+    """Fleet groups this gateway belongs to; it also obeys pushes on each group's topic."""
+    rollback_after_s: Annotated[float, Range(ge=5, le=3600)] = 60.0
+    """A push that changed the hub settings is rolled back if the hub is not reached again
+    within this time."""
+    max_payload_bytes: Annotated[int, Range(ge=1024, le=1_048_576)] = 65_536
+    """Bigger pushes are rejected before they are parsed."""
+    allow_insecure_hub: bool = False
+    """Whether a push may switch the hub from mqtts:// to mqtt:// or turn tls_verify off."""
+
+    def __post_init__(self) -> None:
+        for index, group in enumerate(self.groups):
+            if not _ID.match(group):
+                raise ValueError(f"groups[{index}]: expected 1-64 characters from "
+                                 "A-Z a-z 0-9 _ . - (used in topics)")
+        for index, path in enumerate(self.trusted_keys):
+            if not path.startswith("/"):
+                raise ValueError(f"trusted_keys[{index}]: expected an absolute path")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.trusted_keys)
+
+
+@_record
 class Config:
     gateway: GatewaySection
     hub: HubSection
     buffer: BufferSection = field(default_factory=BufferSection)
     sources: list[Source] = field(default_factory=list)
+    remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -250,20 +285,25 @@ def parse_config(document: dict[str, Any]) -> Config:
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file; raises ConfigError naming the file and the key."""
-    file = str(path)
+def load_document(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a document (not yet validated)."""
     try:
         with open(path, "rb") as handle:
-            document = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as error:
-        raise ConfigError(f"cannot read: {error.strerror}", file=file) from None
+        raise ConfigError(f"cannot read: {error.strerror}", file=str(path)) from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML: {error}", file=file) from None
+        raise ConfigError(f"not valid TOML: {error}", file=str(path)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raises ConfigError naming the file and the key."""
     try:
-        return parse_config(document)
+        return parse_config(load_document(path))
     except ConfigError as error:
-        raise ConfigError(str(error), file=file) from None
+        if error.file:
+            raise
+        raise ConfigError(str(error), file=str(path)) from None
 
 
 def json_schema() -> dict[str, Any]:

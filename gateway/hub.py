@@ -50,27 +50,30 @@ class HubOptions:
     password: str | None = None
     ca_file: str | None = None
     protocol: str = "5"
+    persistent: bool = True
+    """A session the broker keeps (the hub must not miss data); False for one-shot tools."""
 
     def default_client_id(self) -> str:
         return f"citygw-hub-{socket.gethostname()}"[:64]
 
 
-def _client(options: HubOptions) -> aiomqtt.Client:
+def hub_client(options: HubOptions) -> aiomqtt.Client:
     parts = urlsplit(options.url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"expected mqtt://host[:port] or mqtts://host[:port], got {options.url!r}")
     tls = parts.scheme == "mqtts"
     v5 = options.protocol == "5"
     properties = None
-    if v5:
+    persistent = options.persistent
+    if v5 and persistent:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
     return aiomqtt.Client(
         parts.hostname, parts.port or (8883 if tls else 1883),
         identifier=options.client_id or options.default_client_id(),
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
-        clean_session=None if v5 else False,
+        clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+        clean_session=None if v5 else not persistent,
         properties=properties,
         username=options.username, password=options.password,
         tls_context=ssl.create_default_context(cafile=options.ca_file) if tls else None,
@@ -114,7 +117,7 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
     prefix = options.topic_prefix
     while True:
         try:
-            async with _client(options) as client:
+            async with hub_client(options) as client:
                 backoff.reset()
                 for leaf in (wire.TOPIC_DATA, wire.TOPIC_STATUS, wire.TOPIC_METRICS):
                     await client.subscribe(f"{prefix}/+/{leaf}", qos=1)

@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 
@@ -39,6 +39,17 @@ class UplinkStats:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+class ConfigChannel(Protocol):
+    """The remote config as the uplink sees it: topics to subscribe, a non-blocking hand-off
+    for what arrives there, and the retained report to (re)publish on every connect."""
+
+    def topics(self, topic_prefix: str, gateway_id: str) -> list[str]: ...
+
+    def offer(self, payload: bytes, *, retained: bool) -> None: ...
+
+    def state_payload(self) -> bytes: ...
+
+
 def tls_context(hub: HubSection) -> ssl.SSLContext | None:
     """Verification is on unless the local config says `tls_verify = false`."""
     if not hub.tls:
@@ -62,6 +73,7 @@ class Uplink:
         version: str,
         started_ms: int,
         wire_format: int = 1,
+        config_channel: ConfigChannel | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hub = hub
@@ -76,6 +88,11 @@ class Uplink:
         self._wire_format = wire_format
         self._announced: set[int] = set()  # v2: series aliases in the birth on this connection
         self._client: aiomqtt.Client | None = None
+        self._config_channel = config_channel
+        self._window: asyncio.Semaphore | None = None
+        self._quiescing = False
+        self.reached = asyncio.Event()
+        """Set once this uplink has connected to the hub (remote config's health check)."""
         self._log = RateLimitedLog(log, interval_s=300)
         self.stats = UplinkStats()
 
@@ -125,10 +142,12 @@ class Uplink:
                     self.stats.connected_since_ms = int(time.time() * 1000)
                     if self.stats.connects > 1:
                         self.stats.reconnects += 1
+                    self.reached.set()
                     log.info("connected to hub %s as %s", self._hub.url, self._gateway_id)
                     outage_logged = False
                     backoff.reset()
                     await self._publish_birth(client)
+                    await self._open_config_channel(client)
                     self._unsent = (await self._buffer.stats()).depth
                     await self._pump(client)
             except aiomqtt.MqttError as error:
@@ -146,6 +165,7 @@ class Uplink:
                               self._hub.url, error)
             finally:
                 self._client = None
+                self._window = None
                 self.stats.connected = False
             await asyncio.sleep(backoff.next_delay())
 
@@ -162,6 +182,47 @@ class Uplink:
             qos=1, retain=True, timeout=self._hub.timeout_s,
         )
 
+    async def _open_config_channel(self, client: aiomqtt.Client) -> None:
+        channel = self._config_channel
+        if channel is None:
+            return
+        await client.publish(self.topic(wire.TOPIC_CONFIG_STATE), channel.state_payload(), qos=1,
+                             retain=True, timeout=self._hub.timeout_s)
+        topics = channel.topics(self._hub.topic_prefix, self._gateway_id)
+        await client.subscribe([(t, 1) for t in topics], timeout=self._hub.timeout_s)
+
+    async def _read_config(self, client: aiomqtt.Client, channel: ConfigChannel) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if isinstance(payload, bytes | bytearray):
+                channel.offer(bytes(payload), retained=bool(message.retain))
+
+    async def publish_config_state(self, payload: bytes) -> bool:
+        """The retained `config/state` report; False if the hub is not connected now (the
+        report goes out on the next connect)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(self.topic(wire.TOPIC_CONFIG_STATE), payload, qos=1, retain=True,
+                                 timeout=self._hub.timeout_s)
+        except aiomqtt.MqttError:
+            return False
+        return True
+
+    async def quiesce(self, *, timeout_s: float) -> None:
+        """Start no new batch and wait for the PUBACKs of those in flight, so that switching to
+        new hub settings sends nothing twice. The uplink is cancelled afterwards."""
+        self._quiescing = True
+        self._new_data.set()
+        window = self._window
+        if window is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                for _ in range(self._hub.max_inflight_batches):
+                    await window.acquire()
+
     def _encode(self, batch: list[StoredReading]) -> bytes:
         epoch = self._buffer.sync.epoch or 0
         if self._wire_format == 2:
@@ -172,17 +233,22 @@ class Uplink:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
         try:
             async with asyncio.TaskGroup() as inflight:
+                if self._config_channel is not None:
+                    inflight.create_task(self._read_config(client, self._config_channel),
+                                         name="config-reader")
                 await self._batches(client, inflight)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
 
     async def _batches(self, client: aiomqtt.Client, inflight: asyncio.TaskGroup) -> None:
         hub = self._hub
-        window = asyncio.Semaphore(hub.max_inflight_batches)
+        window = self._window = asyncio.Semaphore(hub.max_inflight_batches)
         cursor = 0  # highest seq handed to a publish on this connection
         flush_due = True  # drain the backlog at once after (re)connecting
         next_flush = self._monotonic_s() + hub.flush_interval_s
         while True:
+            if self._quiescing:
+                await asyncio.Future()  # until cancelled: the in-flight batches finish
             if self._flush_now:
                 flush_due, self._flush_now = True, False
             if flush_due or self._unsent >= hub.batch_max_readings:

@@ -15,6 +15,7 @@ VERSION = 1
 TOPIC_DATA = "data"
 TOPIC_STATUS = "status"
 TOPIC_METRICS = "metrics"
+TOPIC_CONFIG_STATE = "config/state"
 
 
 class WireError(ValueError):

@@ -38,6 +38,7 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     assert set(document["hub"]) == keys(type(config.hub))
     assert set(document["buffer"]) == keys(type(config.buffer))
     assert set(document["gateway"]) == keys(type(config.gateway))
+    assert set(document["remote_config"]) == keys(type(config.remote_config))
     serial = [set(s) for s in document["sources"] if s["type"] == "serial"]
     assert set().union(*serial) == keys(type(config.sources[0])) | {"type"}
     ble = next(i for i, s in enumerate(document["sources"]) if s["type"] == "ble")

@@ -1,0 +1,241 @@
+"""The operator's side of remote config: build and sign pushes, publish them, watch the fleet.
+
+`citygw config sign` and `citygw config push` (docs/remote-config.md). Gateways announce
+themselves with their retained `config/state`, which names their groups, so a push to a group
+knows which gateways must answer without a separate inventory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway import signing, wire
+from gateway.config import ConfigError, load_document, parse_config
+from gateway.hub import HubOptions, hub_client
+from gateway.remote_config import GROUP_TOPIC_ROOT
+from gateway.remote_policy import Changes, diff
+
+SETTLE_S = 1.0
+"""How long to collect the gateways' retained state reports before publishing."""
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """A config document from TOML, JSON, or the `config` of a signed payload."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        return load_document(path)
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror}", file=str(path)) from None
+    except ValueError:
+        raise ConfigError("not valid JSON (or name it .toml)", file=str(path)) from None
+    if isinstance(document, dict) and document.get("type") == signing.ENVELOPE_TYPE:
+        body = json.loads(document.get("signed", "{}"))
+        document = body.get("config")
+    if not isinstance(document, dict):
+        raise ConfigError("expected a config document (a table / object)", file=str(path))
+    return document
+
+
+def validate_document(document: dict[str, Any], *, file: str = "") -> None:
+    """Schema check before signing. The gateway fills in its own id and data_dir."""
+    gateway = {"id": "validate", **document.get("gateway", {})}
+    try:
+        parse_config({**document, "gateway": gateway})
+    except ConfigError as error:
+        raise ConfigError(str(error), file=file) from None
+
+
+def body(
+    *, kind: str, version: int | None, target: dict[str, str], **content: Any
+) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    return {"kind": kind, "version": version or now_ms, "issued_ms": now_ms, "target": target,
+            **content}
+
+
+def sign_config(private: Ed25519PrivateKey, document: dict[str, Any], *, version: int | None,
+                target: dict[str, str], base_version: int | None = None) -> bytes:
+    """A full config (or, with `base_version`, an RFC 7396 merge patch against that version)."""
+    if base_version is None:
+        return signing.sign(private, body(kind="config", version=version, target=target,
+                                          config=document))
+    return signing.sign(private, body(kind="patch", version=version, target=target,
+                                      patch=document, base_version=base_version))
+
+
+def sign_rotation(private: Ed25519PrivateKey, public_files: list[str], *, version: int | None,
+                  target: dict[str, str]) -> bytes:
+    keys = [signing.public_raw_b64(signing.load_public(p)) for p in public_files]
+    return signing.sign(private, body(kind="keys", version=version, target=target, keys=keys))
+
+
+def describe_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Key-level differences, then what the gateway would restart."""
+    lines = [f"{path}: {_show(a)} -> {_show(b)}" for path, a, b in _walk(old, new, "")]
+    gateway = {"id": "diff", "data_dir": "/var/lib/citygw"}
+    changes: Changes = diff(
+        parse_config({**old, "gateway": {**gateway, **old.get("gateway", {})}}),
+        parse_config({**new, "gateway": {**gateway, **new.get("gateway", {})}}))
+    return lines + [f"=> {line}" for line in changes.describe()]
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _MISSING else json.dumps(value)
+
+
+def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new)):
+            found += _walk(old.get(key, _MISSING), new.get(key, _MISSING),
+                           f"{path}.{key}" if path else key)
+        return found
+    if _named_list(old) and _named_list(new):
+        before = {item["name"]: item for item in old}
+        after = {item["name"]: item for item in new}
+        found = []
+        for name in [*before, *(n for n in after if n not in before)]:
+            found += _walk(before.get(name, _MISSING), after.get(name, _MISSING),
+                           f"{path}[{name}]")
+        return found
+    return [] if old == new else [(path, old, new)]
+
+
+def _named_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
+
+
+# --- push ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Answer:
+    gateway: str
+    result: str
+    detail: str = ""
+    after_s: float = 0.0
+    """Seconds from the publish to this report (0 for a push the gateway had already)."""
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    expected: set[str]
+    answers: dict[str, Answer] = field(default_factory=dict)
+    offline: set[str] = field(default_factory=set)
+
+    @property
+    def missing(self) -> list[str]:
+        return sorted(self.expected - set(self.answers))
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and all(a.result == "applied" for a in self.answers.values())
+
+
+def topic_for(prefix: str, target: dict[str, str]) -> str:
+    if "gateway" in target:
+        return f"{prefix}/{target['gateway']}/config/set"
+    return f"{prefix}/{GROUP_TOPIC_ROOT}/{target['group']}/config/set"
+
+
+def _answer(gateway: str, report: dict[str, Any], after_s: float = 0.0) -> Answer:
+    last = report.get("last", {})
+    result = str(last.get("result", "?"))
+    if result == "applied":
+        changes = last.get("changes") or ["no change"]
+        detail = f"version {report.get('version')}: {'; '.join(map(str, changes))}"
+    else:
+        detail = str(last.get("reason", ""))
+    return Answer(gateway, result, detail, after_s)
+
+
+async def push(
+    options: HubOptions, payload: bytes, *, target: dict[str, str], timeout_s: float,
+    expect: int | None = None, on_answer: Callable[[Answer], None] = lambda answer: None,
+) -> PushOutcome:
+    """Publish a signed payload (retained, so offline gateways get it when they return) and
+    collect the state reports that name it (by the payload's SHA-256)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    prefix = options.topic_prefix
+    states: dict[str, dict[str, Any]] = {}
+    outcome = PushOutcome(expected=set())
+    done = asyncio.Event()
+
+    def expected() -> set[str]:
+        if "gateway" in target:
+            return {target["gateway"]}
+        return {gw for gw, report in states.items() if target["group"] in report.get("groups", [])}
+
+    def check_done() -> None:
+        outcome.expected = expected()
+        if not outcome.missing and (expect is None or len(outcome.answers) >= expect):
+            done.set()
+
+    async with hub_client(options) as client:
+        await client.subscribe(f"{prefix}/+/config/state", qos=1)
+        await client.subscribe(f"{prefix}/+/status", qos=1)
+        published, published_at = False, 0.0
+
+        async def read() -> None:
+            async for message in client.messages:
+                parts = str(message.topic).split("/")
+                gateway = parts[-3] if parts[-2:] == ["config", "state"] else parts[-2]
+                raw = message.payload if isinstance(message.payload, bytes) else b""
+                if parts[-1] == "status":
+                    with contextlib.suppress(wire.WireError):
+                        if wire.decode_map(raw).get("state") == "offline":
+                            outcome.offline.add(gateway)
+                        else:
+                            outcome.offline.discard(gateway)
+                    continue
+                try:
+                    report = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(report, dict):
+                    continue
+                states[gateway] = report
+                if published and report.get("last", {}).get("push") == digest \
+                        and gateway not in outcome.answers:
+                    after_s = time.monotonic() - published_at
+                    outcome.answers[gateway] = answer = _answer(gateway, report, after_s)
+                    on_answer(answer)
+                    check_done()
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.sleep(SETTLE_S)  # the retained reports arrive first
+            for gateway, report in states.items():  # already applied (a push sent twice)
+                if report.get("last", {}).get("push") == digest:
+                    outcome.answers[gateway] = answer = _answer(gateway, report)
+                    on_answer(answer)
+            published, published_at = True, time.monotonic()
+            await client.publish(topic_for(prefix, target), payload, qos=1, retain=True)
+            check_done()
+            if "group" in target and not outcome.expected and expect is None:
+                raise LookupError(f"no gateway has reported being in group {target['group']!r} "
+                                  "(pass --expect N to wait for gateways not seen yet)")
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await done.wait()
+            except TimeoutError:
+                pass
+            outcome.expected = expected()
+        finally:
+            reader.cancel()
+    return outcome

@@ -1,0 +1,161 @@
+"""What a config push may change: from a pushed document to the config the gateway would run.
+
+Pure functions, no I/O beyond resolving paths. The rules (docs/remote-config.md):
+the local file owns the gateway's identity, its data directory and the remote-config section
+(trust); files a push names must lie in the data directory or be files the local config already
+names; serial ports must be devices under /dev; the hub cannot be made insecure unless the local
+file allows it; no inline broker password travels in a (retained, widely readable) push.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import BleSource, Config, ConfigError, SerialSource, parse_config
+
+PROTECTED = (("gateway", "id"), ("gateway", "data_dir"))
+FILE_KEYS = ("ca_file", "cert_file", "key_file", "password_file")
+
+
+class PolicyError(ValueError):
+    """A push the policy refuses; the message names the key and the rule."""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge recursively, null deletes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _inside(path: str, directory: str) -> bool:
+    real_dir = os.path.realpath(directory)
+    real = os.path.realpath(path)
+    return os.path.commonpath([real, real_dir]) == real_dir
+
+
+def _local_files(local: Config) -> set[str]:
+    hub = local.hub
+    return {os.path.normpath(p) for p in (getattr(hub, k) for k in FILE_KEYS) if p}
+
+
+def effective_document(pushed: dict[str, Any], local_document: dict[str, Any],
+                       local: Config) -> dict[str, Any]:
+    """The document the gateway would run: the push, with the locally owned parts filled in
+    from the local file. Raises PolicyError if the push tries to change them."""
+    document = copy.deepcopy(pushed)
+    if "remote_config" in document and document["remote_config"] != local_document.get(
+            "remote_config", {}):
+        raise PolicyError("remote_config: only the local file sets the remote-config section "
+                          "(trusted keys change by a signed key rotation)")
+    gateway = document.setdefault("gateway", {})
+    if not isinstance(gateway, dict):
+        raise PolicyError("gateway: expected a table")
+    for section, key in PROTECTED:
+        local_value = local_document.get(section, {}).get(key)
+        if key in gateway and gateway[key] != local_value:
+            raise PolicyError(f"{section}.{key}: a push may not change it (local file: "
+                              f"{local_value!r})")
+        if local_value is not None:
+            gateway[key] = local_value
+    if "remote_config" in local_document:
+        document["remote_config"] = copy.deepcopy(local_document["remote_config"])
+    else:
+        document.pop("remote_config", None)
+    hub = document.get("hub")
+    if isinstance(hub, dict) and hub.get("password"):
+        raise PolicyError("hub.password: a push is readable by whoever may subscribe to it; "
+                          "put the password in a file and name it in hub.password_file")
+    return document
+
+
+def check(candidate: Config, local: Config) -> None:
+    """Rules that need the validated candidate. Raises PolicyError."""
+    data_dir = local.gateway.data_dir
+    allowed_files = _local_files(local)
+    for key in FILE_KEYS:
+        path = getattr(candidate.hub, key)
+        if not path:
+            continue
+        if not os.path.isabs(path):
+            raise PolicyError(f"hub.{key}: expected an absolute path")
+        if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
+            raise PolicyError(f"hub.{key}: {path} is outside the data directory {data_dir} "
+                              "and not a file the local config names")
+    local_ports = {s.port for s in local.sources if isinstance(s, SerialSource)}
+    for index, source in enumerate(candidate.sources):
+        if isinstance(source, SerialSource) and source.port not in local_ports:
+            port = os.path.normpath(source.port)
+            if not port.startswith("/dev/") or port != source.port:
+                raise PolicyError(f"sources[{index}].port: expected a device under /dev/ "
+                                  f"(got {source.port!r})")
+    if not local.remote_config.allow_insecure_hub:
+        if local.hub.tls and not candidate.hub.tls:
+            raise PolicyError("hub.url: a push may not switch from mqtts:// to mqtt:// "
+                              "(remote_config.allow_insecure_hub is false)")
+        if local.hub.tls_verify and not candidate.hub.tls_verify:
+            raise PolicyError("hub.tls_verify: a push may not turn TLS verification off "
+                              "(remote_config.allow_insecure_hub is false)")
+
+
+def candidate_config(pushed: dict[str, Any], local_document: dict[str, Any],
+                     local: Config) -> tuple[dict[str, Any], Config]:
+    """Policy, schema and policy again: the effective document and its Config, or PolicyError
+    / ConfigError (with the exact path) saying why not."""
+    document = effective_document(pushed, local_document, local)
+    candidate = parse_config(document)
+    check(candidate, local)
+    return document, candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What differs between two configs, in the units the agent restarts."""
+
+    sources_added: list[str] = field(default_factory=list)
+    sources_removed: list[str] = field(default_factory=list)
+    sources_changed: list[str] = field(default_factory=list)
+    hub: bool = False
+    buffer: bool = False
+    log_level: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.sources_added or self.sources_removed or self.sources_changed
+                    or self.hub or self.buffer or self.log_level)
+
+    def describe(self) -> list[str]:
+        lines = [f"source {name} added" for name in self.sources_added]
+        lines += [f"source {name} removed" for name in self.sources_removed]
+        lines += [f"source {name} changed (restarted)" for name in self.sources_changed]
+        if self.hub:
+            lines.append("hub changed (uplink restarted)")
+        if self.buffer:
+            lines.append("buffer changed (takes effect at the next restart)")
+        if self.log_level:
+            lines.append("log level changed")
+        return lines
+
+
+def diff(old: Config, new: Config) -> Changes:
+    before: dict[str, SerialSource | BleSource] = {s.name: s for s in old.sources}
+    after: dict[str, SerialSource | BleSource] = {s.name: s for s in new.sources}
+    return Changes(
+        sources_added=[n for n in after if n not in before],
+        sources_removed=[n for n in before if n not in after],
+        sources_changed=[n for n in after if n in before and after[n] != before[n]],
+        hub=old.hub != new.hub,
+        buffer=old.buffer != new.buffer,
+        log_level=old.gateway.log_level != new.gateway.log_level,
+    )
+
+
+__all__ = ["Changes", "ConfigError", "PolicyError", "candidate_config", "diff", "merge_patch"]
