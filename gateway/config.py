@@ -241,15 +241,20 @@ class RemoteConfigSection:
     """Bigger pushes are rejected before they are parsed."""
     allow_insecure_hub: bool = False
     """Whether a push may switch the hub from mqtts:// to mqtt:// or turn tls_verify off."""
+    allowed_ports: list[str] = field(
+        default_factory=lambda: ["/dev/tty*", "/dev/citygw/*", "/dev/serial/by-id/*"])
+    """Serial ports a push may name (shell patterns); ports the local file names are allowed."""
 
     def __post_init__(self) -> None:
         for index, group in enumerate(self.groups):
             if not _ID.match(group):
                 raise ValueError(f"groups[{index}]: expected 1-64 characters from "
                                  "A-Z a-z 0-9 _ . - (used in topics)")
-        for index, path in enumerate(self.trusted_keys):
-            if not path.startswith("/"):
-                raise ValueError(f"trusted_keys[{index}]: expected an absolute path")
+        for name, paths in (("trusted_keys", self.trusted_keys),
+                            ("allowed_ports", self.allowed_ports)):
+            for index, path in enumerate(paths):
+                if not path.startswith("/"):
+                    raise ValueError(f"{name}[{index}]: expected an absolute path")
 
     @property
     def enabled(self) -> bool:

@@ -142,6 +142,14 @@ class Store:
     def save_trust(self, data: dict[str, Any]) -> None:
         self._write("trust.json", data)
 
+    def refused_version(self) -> int:
+        data = self._read("refused.json") or {}
+        version = data.get("version", 0)
+        return version if isinstance(version, int) else 0
+
+    def save_refused_version(self, version: int) -> None:
+        self._write("refused.json", {"version": version})
+
     def report(self) -> dict[str, Any] | None:
         return self._read("state.json")
 
@@ -215,6 +223,9 @@ class RemoteConfig:
         self._publish_state = publish_state
         self._store = Store(local.data_dir)
         self._in_force = boot.in_force
+        self._refused_version = self._store.refused_version()
+        """The highest version refused or rolled back: a push must be newer than it too, or
+        a retained push that failed would be tried again at every reconnect."""
         self._trusted, self._trust_version = load_trust(local, self._store)
         self._queue: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(maxsize=16)
         self._log = RateLimitedLog(log, interval_s=60)
@@ -278,15 +289,23 @@ class RemoteConfig:
         if envelope.kind == "keys":
             await self._rotate_keys(envelope, retained=retained)
             return
-        current = self._in_force.version
-        if envelope.version <= current:
+        floor = max(self._in_force.version, self._refused_version)
+        if envelope.version <= floor:
             if retained:  # an older retained push (e.g. the group's) seen again: not news
                 log.debug("remote config: retained version %d <= %d, ignored",
-                          envelope.version, current)
+                          envelope.version, floor)
                 return
-            raise Rejected(f"version {envelope.version} is not newer than the version in force "
-                           f"{current} (stale or replayed)")
-        await self._apply(envelope, self._pushed_document(envelope))
+            raise Rejected(f"version {envelope.version} is not newer than {floor} (the version "
+                           "in force or last refused): stale or replayed")
+        try:
+            await self._apply(envelope, self._pushed_document(envelope))
+        except Rejected:
+            self._refuse_version(envelope.version)
+            raise
+
+    def _refuse_version(self, version: int) -> None:
+        self._refused_version = max(self._refused_version, version)
+        self._store.save_refused_version(self._refused_version)
 
     def _check_target(self, envelope: signing.Envelope) -> None:
         target = envelope.target
@@ -362,6 +381,7 @@ class RemoteConfig:
             _, config = candidate_config(document, self._local_document, self._local)
         back.probation = False
         self._store.save_active(back, last_good=None)
+        self._refuse_version(new.version)
         await self._applier.apply(config, diff(self._applier.config, config))
         self._in_force = back
         log.warning("remote config: %s to version %d", reason, back.version)

@@ -10,6 +10,7 @@ file allows it; no inline broker password travels in a (retained, widely readabl
 from __future__ import annotations
 
 import copy
+import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,12 +93,15 @@ def check(candidate: Config, local: Config) -> None:
             raise PolicyError(f"hub.{key}: {path} is outside the data directory {data_dir} "
                               "and not a file the local config names")
     local_ports = {s.port for s in local.sources if isinstance(s, SerialSource)}
+    patterns = local.remote_config.allowed_ports
     for index, source in enumerate(candidate.sources):
         if isinstance(source, SerialSource) and source.port not in local_ports:
-            port = os.path.normpath(source.port)
-            if not port.startswith("/dev/") or port != source.port:
-                raise PolicyError(f"sources[{index}].port: expected a device under /dev/ "
-                                  f"(got {source.port!r})")
+            port = source.port
+            if os.path.normpath(port) != port or not any(fnmatch.fnmatchcase(port, p)
+                                                         for p in patterns):
+                raise PolicyError(f"sources[{index}].port: {port!r} is not a serial port a "
+                                  f"push may name (remote_config.allowed_ports: "
+                                  f"{', '.join(patterns)})")
     if not local.remote_config.allow_insecure_hub:
         if local.hub.tls and not candidate.hub.tls:
             raise PolicyError("hub.url: a push may not switch from mqtts:// to mqtt:// "
