@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey
 
 from gateway import signing, wire
 from gateway.config import ConfigError, load_document, parse_config
@@ -65,7 +65,7 @@ def body(
             **content}
 
 
-def sign_config(private: Ed25519PrivateKey, document: dict[str, Any], *, version: int | None,
+def sign_config(private: SigningKey, document: dict[str, Any], *, version: int | None,
                 target: dict[str, str], base_version: int | None = None) -> bytes:
     """A full config (or, with `base_version`, an RFC 7396 merge patch against that version)."""
     if base_version is None:
@@ -75,7 +75,7 @@ def sign_config(private: Ed25519PrivateKey, document: dict[str, Any], *, version
                                       patch=document, base_version=base_version))
 
 
-def sign_rotation(private: Ed25519PrivateKey, public_files: list[str], *, version: int | None,
+def sign_rotation(private: SigningKey, public_files: list[str], *, version: int | None,
                   target: dict[str, str]) -> bytes:
     keys = [signing.public_raw_b64(signing.load_public(p)) for p in public_files]
     return signing.sign(private, body(kind="keys", version=version, target=target, keys=keys))

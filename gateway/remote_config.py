@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.signing import VerifyKey
 
 from gateway import signing
 from gateway.backoff import RateLimitedLog
@@ -157,7 +157,7 @@ class Store:
         self._write("state.json", report)
 
 
-def load_trust(config: Config, store: Store) -> tuple[dict[str, Ed25519PublicKey], int]:
+def load_trust(config: Config, store: Store) -> tuple[dict[str, VerifyKey], int]:
     """Trusted keys: the local provisioning, or a signed rotation made from that same
     provisioning (if the local keys change, the local keys win: physical access decides)."""
     local = {signing.key_id(k): k for k in

@@ -13,19 +13,25 @@ import binascii
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from gateway.config import ConfigError
 
 ENVELOPE_TYPE = "citygw.config/1"
 CONTEXT = b"citygw config envelope v1\x00"
 KINDS = ("config", "patch", "keys")
+
+# Ed25519 keys in the PEM files OpenSSL writes (`openssl genpkey -algorithm ed25519`): the DER
+# of an Ed25519 key is a fixed prefix and the 32 key bytes (RFC 8410).
+_PUBLIC_DER = bytes.fromhex("302a300506032b6570032100")
+_PRIVATE_DER = bytes.fromhex("302e020100300506032b657004220420")
+_PEM = re.compile(rb"-----BEGIN ([A-Z ]+)-----\s+([A-Za-z0-9+/=\s]+?)\s*-----END \1-----")
 
 
 class EnvelopeError(ValueError):
@@ -38,23 +44,46 @@ class KeyFileError(ConfigError):
     what = "key"
 
 
-def key_id(public: Ed25519PublicKey) -> str:
+def key_id(public: VerifyKey) -> str:
     """First 8 bytes of SHA-256 of the raw public key, in hex: short, stable, printable."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(bytes(public)).hexdigest()[:16]
 
 
-def public_raw_b64(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
+def public_raw_b64(public: VerifyKey) -> str:
+    return base64.b64encode(bytes(public)).decode("ascii")
 
 
-def public_from_b64(text: str) -> Ed25519PublicKey:
+def public_from_b64(text: str) -> VerifyKey:
     try:
         raw = base64.b64decode(text, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
     except (binascii.Error, ValueError):
-        raise EnvelopeError("expected a base64 Ed25519 public key (32 bytes)") from None
+        raw = b""
+    if len(raw) != 32:
+        raise EnvelopeError("expected a base64 Ed25519 public key (32 bytes)")
+    return VerifyKey(raw)
+
+
+def _pem(label: str, prefix: bytes, raw: bytes) -> bytes:
+    body = base64.encodebytes(prefix + raw).replace(b"\n", b"")
+    return b"-----BEGIN %s-----\n%s\n-----END %s-----\n" % (label.encode(), body, label.encode())
+
+
+def _read_pem(path: str | Path, label: str, prefix: bytes) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise KeyFileError(f"{path}: cannot read: {error.strerror}") from None
+    match = _PEM.search(data)
+    if match is None or match.group(1).decode() != label:
+        raise KeyFileError(f"{path}: expected a PEM {label} (from citygw keys generate or "
+                           "openssl genpkey -algorithm ed25519)")
+    try:
+        der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
+    except (binascii.Error, ValueError):
+        der = b""
+    if len(der) != len(prefix) + 32 or not der.startswith(prefix):
+        raise KeyFileError(f"{path}: not an Ed25519 key (or an encrypted one)")
+    return der[len(prefix):]
 
 
 def generate(out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -64,43 +93,20 @@ def generate(out_dir: Path, name: str) -> tuple[Path, Path]:
     for path in (private_path, public_path):
         if path.exists():
             raise FileExistsError(f"{path} exists; not overwriting a key")
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    key = SigningKey.generate()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    public_path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        handle.write(_pem("PRIVATE KEY", _PRIVATE_DER, bytes(key)))
+    public_path.write_bytes(_pem("PUBLIC KEY", _PUBLIC_DER, bytes(key.verify_key)))
     return private_path, public_path
 
 
-def load_private(path: str | Path) -> Ed25519PrivateKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise KeyFileError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as error:
-        raise KeyFileError(f"{path}: not an unencrypted PEM private key ({error})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: not an Ed25519 key")
-    return key
+def load_private(path: str | Path) -> SigningKey:
+    return SigningKey(_read_pem(path, "PRIVATE KEY", _PRIVATE_DER))
 
 
-def load_public(path: str | Path) -> Ed25519PublicKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise KeyFileError(f"{path}: cannot read: {error.strerror}") from None
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as error:
-        raise KeyFileError(f"{path}: not a PEM public key ({error})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path}: not an Ed25519 key")
-    return key
+def load_public(path: str | Path) -> VerifyKey:
+    return VerifyKey(_read_pem(path, "PUBLIC KEY", _PUBLIC_DER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +127,11 @@ class Envelope:
         return target
 
 
-def sign(private: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
+def sign(private: SigningKey, body: dict[str, Any]) -> bytes:
     """The exact payload to publish on `config/set` for this body."""
     signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    signature = private.sign(CONTEXT + signed.encode("ascii"))
-    envelope = {"type": ENVELOPE_TYPE, "key_id": key_id(private.public_key()),
+    signature = private.sign(CONTEXT + signed.encode("ascii")).signature
+    envelope = {"type": ENVELOPE_TYPE, "key_id": key_id(private.verify_key),
                 "sig": base64.b64encode(signature).decode("ascii"), "signed": signed}
     return json.dumps(envelope, indent=None, separators=(",", ":")).encode("ascii")
 
@@ -147,7 +153,7 @@ def _int_field(body: dict[str, Any], name: str) -> int:
     return value
 
 
-def verify(payload: bytes, trusted: dict[str, Ed25519PublicKey]) -> Envelope:
+def verify(payload: bytes, trusted: dict[str, VerifyKey]) -> Envelope:
     """Checks the signature against the trusted keys (key id -> key), then parses the body."""
     document = _json_object(payload, "payload")
     if document.get("type") != ENVELOPE_TYPE:
@@ -159,8 +165,8 @@ def verify(payload: bytes, trusted: dict[str, Ed25519PublicKey]) -> Envelope:
     if key is None:
         raise EnvelopeError(f"signed by key {kid[:16]!r}, which this gateway does not trust")
     try:
-        key.verify(base64.b64decode(sig, validate=True), CONTEXT + signed.encode("utf-8"))
-    except (InvalidSignature, binascii.Error, ValueError):
+        key.verify(CONTEXT + signed.encode("utf-8"), base64.b64decode(sig, validate=True))
+    except (BadSignatureError, binascii.Error, ValueError):
         raise EnvelopeError(f"bad signature (key {kid})") from None
     body = _json_object(signed, "signed")
     kind = body.get("kind")
