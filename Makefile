@@ -148,6 +148,7 @@ demo: deps $(STAMP) $(SIM_STAMP)
 bench: deps
 bench: $(STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
+	$(VPY) bench/fleet_push.py --count 200 --write
 
 # Wheels for offline installs on aarch64 and armv7l gateways (deploy/install.sh --wheelhouse).
 .PHONY: wheelhouse

@@ -54,17 +54,21 @@ def document_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write a temporary file, fsync it, rename it over `path`, fsync the directory: after a
-    crash or power cut the file is either the old or the new one, whole."""
+    crash or power cut the file is either the old or the new one, whole. `durable=False`
+    skips the fsyncs: still whole after a crash, but a power cut may bring the old one back."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
@@ -113,8 +117,9 @@ class Store:
             return None
         return data if isinstance(data, dict) else None
 
-    def _write(self, name: str, data: dict[str, Any]) -> None:
-        write_atomically(self.dir / name, json.dumps(data, sort_keys=True).encode())
+    def _write(self, name: str, data: dict[str, Any], *, durable: bool = True) -> None:
+        write_atomically(self.dir / name, json.dumps(data, sort_keys=True).encode(),
+                         durable=durable)
 
     def active(self) -> InForce | None:
         data = self._read("active.json")
@@ -154,7 +159,8 @@ class Store:
         return self._read("state.json")
 
     def save_report(self, report: dict[str, Any]) -> None:
-        self._write("state.json", report)
+        """Not fsynced: the report is a courtesy after a restart; the config files decide."""
+        self._write("state.json", report, durable=False)
 
 
 def load_trust(config: Config, store: Store) -> tuple[dict[str, VerifyKey], int]:
@@ -300,12 +306,12 @@ class RemoteConfig:
         try:
             await self._apply(envelope, self._pushed_document(envelope))
         except Rejected:
-            self._refuse_version(envelope.version)
+            await self._refuse_version(envelope.version)
             raise
 
-    def _refuse_version(self, version: int) -> None:
+    async def _refuse_version(self, version: int) -> None:
         self._refused_version = max(self._refused_version, version)
-        self._store.save_refused_version(self._refused_version)
+        await asyncio.to_thread(self._store.save_refused_version, self._refused_version)
 
     def _check_target(self, envelope: signing.Envelope) -> None:
         target = envelope.target
@@ -344,7 +350,7 @@ class RemoteConfig:
         new = InForce(version=envelope.version, document=document, key_id=envelope.key_id,
                       push=envelope.digest, probation=changes.hub,
                       applied_ms=int(time.time() * 1000))
-        self._store.save_active(new, last_good=previous)
+        await asyncio.to_thread(self._store.save_active, new, last_good=previous)
         await self._applier.apply(candidate, changes)
         self._in_force = new
         log.info("remote config: version %d applied: %s", new.version,
@@ -367,7 +373,7 @@ class RemoteConfig:
         described = changes.describe() if changes else []
         if reached:
             new.probation = False
-            self._store.save_active(new, last_good=None)
+            await asyncio.to_thread(self._store.save_active, new, last_good=None)
             await self._finish("applied", push=new.push, changes=described)
             return
         error = self._applier.hub_last_error() or "no connection"
@@ -380,8 +386,8 @@ class RemoteConfig:
         else:
             _, config = candidate_config(document, self._local_document, self._local)
         back.probation = False
-        self._store.save_active(back, last_good=None)
-        self._refuse_version(new.version)
+        await asyncio.to_thread(self._store.save_active, back, last_good=None)
+        await self._refuse_version(new.version)
         await self._applier.apply(config, diff(self._applier.config, config))
         self._in_force = back
         log.warning("remote config: %s to version %d", reason, back.version)
@@ -403,8 +409,8 @@ class RemoteConfig:
             raise Rejected(f"signed.keys: {error}") from None
         local = {signing.key_id(signing.load_public(p))
                  for p in self._local.remote_config.trusted_keys}
-        self._store.save_trust({"anchors": sorted(local), "version": envelope.version,
-                                "keys": texts})
+        await asyncio.to_thread(self._store.save_trust, {
+            "anchors": sorted(local), "version": envelope.version, "keys": texts})
         self._trusted = {signing.key_id(k): k for k in keys}
         self._trust_version = envelope.version
         ids = sorted(self._trusted)
