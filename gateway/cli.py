@@ -246,6 +246,10 @@ def _format_status(status: dict[str, Any]) -> str:
         state = "connected" if uplink["connected"] else f"DISCONNECTED ({uplink['last_error']})"
         lines.append(f"  uplink: {state}, {uplink['readings_out']} readings in "
                      f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects")
+    if "config_version" in status:
+        version = status["config_version"]
+        where = "the local file" if version == 0 else f"pushed version {version}"
+        lines.append(f"  config: {where}")
     for name, source in status.get("sources", {}).items():
         if source.get("type") == "ble":
             lines.append(f"  source {name} (BLE on {source['adapter']}, {source['devices']} "

@@ -404,6 +404,15 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
             capture_output=True, text=True, cwd=REPO, env=env)
         assert bad.returncode == 1
         assert bad.stdout.count("rejected") == 50 and "patch against version 1" in bad.stdout
+
+        nobody = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway.cli", "config", "push", "--url", mosquitto.url,
+             "--topic-prefix", topic_prefix, "--gateway", "gw-9999", "--key",
+             str(keys["private_path"]), "--timeout", "2", str(document)],
+            capture_output=True, text=True, cwd=REPO, env=env)
+        assert nobody.returncode == 1
+        assert "gw-9999" in nobody.stdout and "no answer within 2 s" in nobody.stdout
     finally:
         fleet.terminate()
         fleet.wait(timeout=30)
