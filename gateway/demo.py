@@ -3,7 +3,8 @@
 A local broker (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto is absent), two
 simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), BLE
 adverts from a replay scanner (a BTHome sensor on the allow-list, a phone that is not), the
-agent as `citygw run` runs it, and a live view of what arrives at the hub.
+agent as `citygw run` runs it, and a live view of what arrives at the hub. A few seconds in, the
+demo signs and pushes a config that adds the PMS5003 (remote config), as an operator would.
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ async def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
 
 
 def _demo_config(
-    url: str, protocol: str, workdir: Path, ports: dict[str, str]
+    url: str, protocol: str, workdir: Path, ports: dict[str, str], trusted_key: Path
 ) -> dict[str, Any]:
+    """The gateway's local file; the PMS5003 is not in it yet (a push adds it)."""
     node = ([{"type": "serial", "name": "pole-node", "port": ports["node"], "driver": "node",
               "baud": 115200, "node_interval_s": 5}] if "node" in ports else [])
     return {
@@ -111,13 +113,39 @@ def _demo_config(
                 "metrics_interval_s": 5},
         "sources": [
             {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
-            {"type": "serial", "name": "pm-south", "port": ports["pms5003"],
-             "driver": "pms5003"},
             {"type": "ble", "name": "ble", "devices": [
                 {"name": "kerbside", "address": SENSOR_ADDRESS, "kind": "bthome"}]},
             *node,
         ],
+        "remote_config": {"trusted_keys": [str(trusted_key)], "groups": ["demo"],
+                          "allowed_ports": [str(workdir / "tty*")]},
     }
+
+
+def _pushed_config(local: dict[str, Any], ports: dict[str, str]) -> dict[str, Any]:
+    """What the operator pushes: the same, plus the PMS5003 on its port."""
+    pm_south = {"type": "serial", "name": "pm-south", "port": ports["pms5003"],
+                "driver": "pms5003"}
+    return {"gateway": {"log_level": "warning"}, "hub": local["hub"],
+            "sources": [*local["sources"], pm_south]}
+
+
+async def _push_after(delay_s: float, url: str, protocol: str, private_key: Path,
+                      document: dict[str, Any], view: LiveView) -> None:
+    from gateway import fleet, signing
+
+    await asyncio.sleep(delay_s)
+    payload = fleet.sign_config(signing.load_private(private_key), document, version=None,
+                                target={"gateway": GATEWAY_ID})
+    options = HubOptions(url=url, client_id=f"citygw-demo-ops-{time.time_ns()}",
+                         protocol=protocol, persistent=False)
+    print(view.style(f"-- operator: signed config push to {GATEWAY_ID} (adds pm-south, a "
+                     f"PMS5003)", _BOLD), flush=True)
+    outcome = await fleet.push(options, payload, target={"gateway": GATEWAY_ID},
+                               timeout_s=30)
+    for answer in outcome.answers.values():
+        print(view.style(f"-- {answer.gateway}: push {answer.result} after "
+                         f"{answer.after_s:.2f} s: {answer.detail}", _BOLD), flush=True)
 
 
 class LiveView:
@@ -127,7 +155,7 @@ class LiveView:
         self._color = color
         self.readings = 0
 
-    def _style(self, text: str, style: str) -> str:
+    def style(self, text: str, style: str) -> str:
         return f"{style}{text}{_RESET}" if self._color else text
 
     def show(self, event: HubEvent) -> None:
@@ -141,9 +169,9 @@ class LiveView:
                 stamp = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000))
                 print(f"{stamp}  hub <- {gateway}/{source:<9} {' '.join(values)}", flush=True)
         elif event.kind == "metrics" and event.fields:
-            print(self._style(_health_line(event.fields), _BOLD), flush=True)
+            print(self.style(_health_line(event.fields), _BOLD), flush=True)
         elif event.kind == "status" and event.fields:
-            print(self._style(f"-- gateway {event.gateway} is {event.fields.get('state')}",
+            print(self.style(f"-- gateway {event.gateway} is {event.fields.get('state')}",
                               _DIM), flush=True)
 
 
@@ -176,6 +204,7 @@ async def _demo(seconds: float | None) -> int:
             sds = SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1)
             pms = SimulatedPms5003(pms_master, interval_s=1.0, seed=2)
             ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
+            push_after_s = 8.0 if seconds is None else min(8.0, seconds / 3)
             node_missing = nodesim.missing()
             virtual_node = None
             if node_missing is None:  # the real firmware in MicroPython, its UART on a pty
@@ -188,13 +217,18 @@ async def _demo(seconds: float | None) -> int:
                     if os.path.exists(ports["node"]):  # noqa: ASYNC240 - a stat, once per 50 ms
                         break
                     await asyncio.sleep(0.05)
-            config = parse_config(_demo_config(url, protocol, workdir, ports))
+            from gateway import signing  # remote config, as on a gateway: a provisioned key
+
+            private_key, public_key = signing.generate(workdir / "keys", "ops")
+            document = _demo_config(url, protocol, workdir, ports, public_key)
+            config = parse_config(document)
             print(f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
                   f"PMS5003 on {pms_port}, a BTHome climate sensor and a passing phone on a "
                   f"replayed BLE adapter; "
                   + ("a virtual node running the real firmware; " if virtual_node else
                      f"no virtual node ({node_missing}); ")
-                  + f"agent {GATEWAY_ID}. "
+                  + f"agent {GATEWAY_ID}; an operator pushes a signed config adding the PMS5003 "
+                  f"after {push_after_s:g} s. "
                   + ("Ctrl-C stops." if seconds is None else f"Stops after {seconds:g} s."),
                   flush=True)
             view = LiveView(color=sys.stdout.isatty())
@@ -212,9 +246,13 @@ async def _demo(seconds: float | None) -> int:
                     stop.set()
 
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(c) for c in (sds.run(), pms.run(), hub(), timer())]
+                operator = _push_after(push_after_s, url, protocol, private_key,
+                                       _pushed_config(document, ports), view)
+                tasks = [group.create_task(c)
+                         for c in (sds.run(), pms.run(), hub(), timer(), operator)]
                 agent = group.create_task(Agent(
-                    config, ble_scanner_factory=replay_scanner_factory).run(agent_stop))
+                    config, document=document,
+                    ble_scanner_factory=replay_scanner_factory).run(agent_stop))
                 await stop.wait()
                 agent_stop.set()
                 await agent

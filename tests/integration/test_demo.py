@@ -28,7 +28,10 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     code, out = await run_demo("--seconds", "6")
     assert code == 0, out
     assert "gw-demo/pm-north  pm2_5_ugm3=" in out
-    assert "gw-demo/pm-south  pm1_0_cf1_ugm3=" in out
+    assert "-- gw-demo: push applied" in out and "source pm-south added" in out
+    pushed = out.index("-- gw-demo: push applied")
+    assert "gw-demo/pm-south  pm1_0_cf1_ugm3=" in out[pushed:], "the pushed source reports"
+    assert "gw-demo/pm-south" not in out[:out.index("-- operator: signed config push")]
     assert "gw-demo/ble/kerbside battery_pct=87 temperature_c=" in out
     assert "adverts of unlisted devices dropped" in out
     assert "5E:11:22:33:44:55" not in out.upper(), "a passing phone never reaches the hub"
