@@ -398,6 +398,9 @@ def cmd_config_push(args: argparse.Namespace) -> int:
     except LookupError as error:
         print(f"citygw config push: {error}", file=sys.stderr)
         return 1
+    except (fleet.BrokerError, ValueError) as error:
+        print(f"citygw config push: broker {args.url}: {error}", file=sys.stderr)
+        return 1
     for gateway in outcome.missing:
         why = "offline (the retained push waits for it)" if gateway in outcome.offline \
             else f"no answer within {args.timeout:g} s"

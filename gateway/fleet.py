@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from nacl.signing import SigningKey
 
 from gateway import signing, wire
@@ -24,6 +25,9 @@ from gateway.config import ConfigError, load_document, parse_config
 from gateway.hub import HubOptions, hub_client
 from gateway.remote_config import GROUP_TOPIC_ROOT
 from gateway.remote_policy import Changes, diff
+
+BrokerError = aiomqtt.MqttError
+"""The broker is unreachable or refused us (the message says which)."""
 
 SETTLE_S = 1.0
 """How long to collect the gateways' retained state reports before publishing."""

@@ -331,3 +331,18 @@ def test_cli_keys_sign_and_diff(tmp_path: Path, capsys: Any) -> None:
     assert "citygw: key:" in capsys.readouterr().err
     assert main(["config", "diff", str(config), str(out)]) == 0
     assert capsys.readouterr().out == "no difference\n"
+
+
+def test_cli_push_to_an_unreachable_broker_says_so_and_fails(tmp_path: Path, capsys: Any) -> None:
+    import socket
+
+    assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 0
+    config = tmp_path / "new.toml"
+    config.write_text('[hub]\nurl = "mqtts://hub.example.org"\n')
+    with socket.socket() as sock:  # bound, not listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        url = f"mqtt://127.0.0.1:{sock.getsockname()[1]}"
+        code = main(["config", "push", "--url", url, "--gateway", "gw-1", "--key",
+                     str(tmp_path / "k" / "ops.key"), str(config)])
+    assert code == 1
+    assert f"citygw config push: broker {url}: " in capsys.readouterr().err
