@@ -89,6 +89,7 @@ class MicroPythonBoard:
         self.port = port
         self._t.exec(_HASHER)
         self._feed = ""
+        self.was_reset = False
 
     def _exec(self, code: str) -> bytes:
         try:
@@ -143,6 +144,7 @@ class MicroPythonBoard:
 
     def reset(self) -> None:
         """Hard reset: the board boots and runs main.py. The connection is not usable after."""
+        self.was_reset = True
         with contextlib.suppress(TransportError, serial.SerialException, OSError):
             self._t.exec_raw_no_follow("import machine\nmachine.reset()")
 
@@ -181,11 +183,14 @@ def open_board(port: str, *, timeout_s: float = 10.0,
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.5)
+    board = None
     try:
-        yield MicroPythonBoard(transport, port)
+        board = MicroPythonBoard(transport, port)
+        yield board
     finally:
-        with contextlib.suppress(TransportError, serial.SerialException, OSError):
-            transport.exit_raw_repl()
+        if board is None or not board.was_reset:  # a board that reboots takes no keys
+            with contextlib.suppress(TransportError, serial.SerialException, OSError):
+                transport.exit_raw_repl()
         with contextlib.suppress(serial.SerialException, OSError):
             transport.close()
 

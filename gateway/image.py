@@ -76,6 +76,17 @@ def _esptool_commands() -> tuple[str, str]:
     return ("erase-flash", "write-flash") if major >= 5 else ("erase_flash", "write_flash")
 
 
+def _esptool_error(output: str) -> str:
+    """The line of esptool's output that says what went wrong."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for marker in ("fatal error occurred:", "error:"):
+        for line in lines:
+            at = line.lower().find(marker)
+            if at >= 0:
+                return line[at + len(marker):].strip()
+    return lines[-1] if lines else ""
+
+
 def _run(args: list[str], progress: Callable[[str], None], what: str) -> None:
     progress(" ".join(args[-4:]) if len(args) > 4 else " ".join(args))
     try:
@@ -86,8 +97,7 @@ def _run(args: list[str], progress: Callable[[str], None], what: str) -> None:
                          "the command again") from None
     log.debug("%s: %s%s", what, proc.stdout, proc.stderr)
     if proc.returncode != 0:
-        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
-        detail = lines[-1] if lines else f"exit {proc.returncode}"
+        detail = _esptool_error(proc.stderr + proc.stdout) or f"exit {proc.returncode}"
         raise ImageError(f"{what} failed: {detail}. Is the board in its bootloader? Hold BOOT, "
                          "press EN (reset), release BOOT, and run the command again")
 

@@ -196,6 +196,21 @@ def test_image_that_is_not_for_the_board_is_refused_before_erasing(
               image=esp32_bin)
 
 
+def test_esp32_image_needs_the_rom_bootloader(esp32: VirtualBoard, node_json: Path,
+                                              tmp_path: Path) -> None:
+    """Real esptool against a board that runs MicroPython (no ROM bootloader answers): one
+    line saying how to get the board into its bootloader, and nothing on the board changes."""
+    image = tmp_path / "ESP32_GENERIC.bin"
+    image.write_bytes(bytes([0xE9, 3, 2, 0x20]) + bytes(60))
+    proc = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
+                   "--node-config", str(node_json), "--micropython", str(image))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "esptool erase failed: Failed to connect to ESP32" in proc.stderr
+    assert "Hold BOOT" in proc.stderr
+    assert esp32.files() == {}
+
+
 def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
