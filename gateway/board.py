@@ -95,8 +95,11 @@ class MicroPythonBoard:
         try:
             out: bytes = self._t.exec(self._feed + code)
         except TransportExecError as error:
-            last = error.error_output.strip().splitlines()[-1:] or ["?"]
-            raise BoardError(f"{self.port}: the board said {last[0]!r}") from None
+            last = (error.error_output.strip().splitlines()[-1:] or ["?"])[0]
+            if "ENOSPC" in last or last.endswith("OSError: 28"):
+                raise BoardError(f"{self.port}: the board's filesystem is full; make room "
+                                 "(mpremote fs rm) or start afresh with --micropython") from None
+            raise BoardError(f"{self.port}: the board said {last!r}") from None
         except (TransportError, serial.SerialException, OSError) as error:
             raise BoardError(f"{self.port}: the connection failed ({error}); check the cable "
                              "and run the command again") from None
@@ -195,9 +198,11 @@ def open_board(port: str, *, timeout_s: float = 10.0,
             transport.close()
 
 
-def console(port: str, out: BinaryIO, *, stop: Callable[[], bool] = lambda: False) -> None:
+def console(port: str, out: BinaryIO, *, on_open: Callable[[], None] = lambda: None,
+            stop: Callable[[], bool] = lambda: False) -> None:
     """Copy what the board prints to `out` until `stop()` or Ctrl-C (KeyboardInterrupt, left to
-    the caller). Opens the port without touching the board: the node keeps running."""
+    the caller); `on_open` runs once the port is open. The board is not touched: the node
+    keeps running."""
     check_port(port)
     try:
         line = serial.Serial(port, BAUDRATE, timeout=0.2, exclusive=True)
@@ -205,6 +210,7 @@ def console(port: str, out: BinaryIO, *, stop: Callable[[], bool] = lambda: Fals
         raise BoardError(f"{port}: cannot open it ({error}); is another program using it?") \
             from None
     with line:
+        on_open()
         while not stop():
             data = line.read(line.in_waiting or 1)
             if data:

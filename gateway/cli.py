@@ -349,9 +349,11 @@ def cmd_node_monitor(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
 
-    print(f"{args.port}: the node's console (Ctrl-C to leave)", file=sys.stderr, flush=True)
+    def opened() -> None:
+        print(f"{args.port}: the node's console (Ctrl-C to leave)", file=sys.stderr, flush=True)
+
     try:
-        console(args.port, sys.stdout.buffer)
+        console(args.port, sys.stdout.buffer, on_open=opened)
     except BoardError as error:
         print(f"citygw node monitor: {error}", file=sys.stderr)
         return 1

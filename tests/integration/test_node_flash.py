@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import pytest
 from virtual_board import VirtualBoard, require
 
 from drivers import node as node_link
+from gateway import image as image_module
 from gateway.board import BoardError
 from gateway.flash import FIRMWARE_DIR, FlashError, FlashReport, compile_firmware, flash
 from gateway.image import ImageError
@@ -211,7 +213,26 @@ def test_esp32_image_needs_the_rom_bootloader(esp32: VirtualBoard, node_json: Pa
     assert esp32.files() == {}
 
 
-def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard) -> None:
+def test_pico_image_goes_onto_its_uf2_drive(tmp_path: Path, node_json: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Pico held in BOOTSEL shows a USB drive (RPI-RP2); the image is copied onto it and the
+    flasher waits for the board to come back. The drive is a folder here (no USB)."""
+    require()
+    drive = tmp_path / "media" / "RPI-RP2"
+    drive.mkdir(parents=True)
+    (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\n")
+    monkeypatch.setattr(image_module, "UF2_DRIVES", (str(tmp_path / "media" / "RPI-RP2"),))
+    uf2 = tmp_path / "RPI_PICO_W-v1.24.1.uf2"
+    uf2.write_bytes(struct.pack("<II", 0x0A324655, 0x9E5D5157) + bytes(504))
+    with VirtualBoard(tmp_path, platform="rp2") as pico:
+        report = flash(port=str(pico.port), board="rp2", node_config=node_json, image=uf2)
+        assert (drive / uf2.name).read_bytes() == uf2.read_bytes()
+        assert report.board.platform == "rp2"
+        assert "main.py" in pico.files()
+
+
+def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard,
+                                                      node_json: Path) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     monitor = subprocess.Popen(
@@ -233,9 +254,18 @@ def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard) -> No
         finally:
             os.close(fd)
         assert b"hello from 42" in seen
+        with pytest.raises(BoardError, match="another program has it open"):
+            flash(port=str(esp32.port), board="esp32", node_config=node_json)
         monitor.send_signal(signal.SIGINT)
         assert monitor.wait(timeout=10) == 0
     finally:
         if monitor.poll() is None:
             monitor.kill()
             monitor.wait()
+
+
+def test_monitor_of_a_missing_port_is_one_clear_line(tmp_path: Path) -> None:
+    proc = _citygw("node", "monitor", "--port", str(tmp_path / "ttyACM7"))
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "ttyACM7: no such port" in proc.stderr
