@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ MPY_VERSION = 6  # what mpy-cross writes and MicroPython >= 1.20 loads
 # The firmware arms the hardware watchdog; while flashing it is re-armed at the board's maximum.
 WATCHDOG_MS: dict[Board, int] = {"esp32": 60_000, "rp2": 8_388}
 BOOT_WAIT_S = 20.0  # how long a board may take to come back after a new image
+FIRST_BOOT_S = 3.0  # then how long its first boot (formatting the filesystem) may take
 
 
 class FlashError(RuntimeError):
@@ -96,6 +99,15 @@ def _shadowing_sources(files: list[BoardFile], on_board: list[str]) -> list[str]
     return sorted(name for name in on_board if name in ours)
 
 
+def _wait_for_first_boot(port: str) -> None:
+    """A fresh MicroPython formats its filesystem at first boot: a Ctrl-C then would leave it
+    broken, so give the port time to appear and the board time to finish."""
+    deadline = time.monotonic() + BOOT_WAIT_S
+    while not os.path.exists(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(FIRST_BOOT_S)
+
+
 def flash(*, port: str, board: Board, node_config: Path, image: Path | None = None,
           firmware_dir: Path = FIRMWARE_DIR, connect_timeout_s: float = 10.0,
           progress: Callable[[str], None] = lambda line: None) -> FlashReport:
@@ -108,6 +120,8 @@ def flash(*, port: str, board: Board, node_config: Path, image: Path | None = No
         if board == "esp32":  # a Pico in its bootloader has no serial port until it restarts
             boards.check_port(port)
         images.write_image(image, board=board, port=port, progress=progress)
+        progress("waiting for the board to start MicroPython")
+        _wait_for_first_boot(port)
     wait_s = BOOT_WAIT_S if image is not None else 0.0
     with boards.open_board(port, timeout_s=connect_timeout_s, wait_s=wait_s) as mp:
         info = mp.identify()

@@ -125,7 +125,10 @@ def _write_rp2(image: Path, progress: Callable[[str], None]) -> None:
         with image.open("rb") as src, (drive / image.name).open("wb") as dst:
             shutil.copyfileobj(src, dst)
             dst.flush()
-            os.fsync(dst.fileno())
+            try:
+                os.fsync(dst.fileno())
+            except OSError as error:  # the Pico may restart, and the drive go, on the last block
+                log.debug("fsync on %s: %s", drive, error)
         return
     picotool = shutil.which("picotool")
     if picotool is not None:

@@ -31,11 +31,19 @@ class BoardLimits:
     gpio: tuple[int, int]
     uart_ids: tuple[int, int]
     i2c_buses: tuple[int, int]
+    reserved: dict[int, str]  # GPIOs that are not free, and why
+    input_only: frozenset[int]  # GPIOs that cannot drive a line (TX, SDA, SCL, LED)
 
 
 LIMITS: dict[Board, BoardLimits] = {
-    "esp32": BoardLimits(gpio=(0, 39), uart_ids=(0, 2), i2c_buses=(0, 1)),
-    "rp2": BoardLimits(gpio=(0, 29), uart_ids=(0, 1), i2c_buses=(0, 1)),
+    "esp32": BoardLimits(gpio=(0, 39), uart_ids=(0, 2), i2c_buses=(0, 1),
+                         reserved={n: "wired to the ESP32's SPI flash" for n in range(6, 12)}
+                         | {n: "not on the ESP32" for n in (20, 24, 28, 29, 30, 31)},
+                         input_only=frozenset(range(34, 40))),
+    "rp2": BoardLimits(gpio=(0, 29), uart_ids=(0, 1), i2c_buses=(0, 1),
+                       reserved={23: "used inside the Pico (power supply / radio)",
+                                 24: "used inside the Pico (VBUS sense / radio)"},
+                       input_only=frozenset()),
 }
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -87,22 +95,39 @@ def _bind_key(value: Any) -> str | None:
     return None if ok else "expected null or 32 hex digits (the BTHome bind key)"
 
 
+def _pin(limits: BoardLimits, *, drives: bool, null: bool = False) -> Check:
+    """A GPIO the board has free; `drives`: the pin must be able to drive the line."""
+    in_range = _int(*limits.gpio, null=null)
+
+    def check(value: Any) -> str | None:
+        if (expected := in_range(value)) is not None or value is None:
+            return expected
+        if value in limits.reserved:
+            return f"GPIO {value} is {limits.reserved[value]}; expected a free pin"
+        if drives and value in limits.input_only:
+            return f"GPIO {value} is input-only; expected a pin that can drive the line"
+        return None
+    return check
+
+
 def _fields(limits: BoardLimits) -> dict[str, dict[str, Check]]:
     """Per object kind, each key the firmware reads and its check."""
-    pin = _int(*limits.gpio)
-    pin_or_null = _int(*limits.gpio, null=True)
+    out = _pin(limits, drives=True)
+    pin = _pin(limits, drives=False)
+    out_or_null = _pin(limits, drives=True, null=True)
+    pin_or_null = _pin(limits, drives=False, null=True)
     return {
         "node": {"node_id": _int(*NODE_ID), "interval_s": _int(*INTERVAL_S),
                  "link": _choice("uart", "ble"), "uart": lambda v: None, "ble": lambda v: None,
-                 "sensors": lambda v: None, "led": pin_or_null, "wdt_ms": _int(*WDT_MS)},
+                 "sensors": lambda v: None, "led": out_or_null, "wdt_ms": _int(*WDT_MS)},
         "uart": {"id": _int(*limits.uart_ids), "baudrate": _int(1_200, 3_000_000),
-                 "tx": pin_or_null, "rx": pin_or_null},
+                 "tx": out_or_null, "rx": pin_or_null},
         "ble": {"interval_ms": _int(20, 10_240), "key": _bind_key},
         "i2c": {"type": lambda v: None, "name": _name, "bus": _int(*limits.i2c_buses),
-                "sda": pin, "scl": pin, "freq": _int(10_000, 1_000_000),
+                "sda": out, "scl": out, "freq": _int(10_000, 1_000_000),
                 "address": _int(0x08, 0x77)},
         "uart_sensor": {"type": lambda v: None, "name": _name, "uart": _int(*limits.uart_ids),
-                        "tx": pin, "rx": pin, "warmup_s": _int(0, 600), "discard": _int(0, 100),
+                        "tx": out, "rx": pin, "warmup_s": _int(0, 600), "discard": _int(0, 100),
                         "timeout_ms": _int(100, 60_000)},
         "supply": {"type": lambda v: None, "name": _name, "pin": pin,
                    "scale": _number(0.01, 1000)},

@@ -75,6 +75,8 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     ("wdt_ms", 90000, "wdt_ms: expected an int 1000..60000"),
     ("led", 40, "led: expected an int 0..39 or null, got 40"),
     ("uart.baud", 9600, "uart.baud: unknown key"),
+    ("uart.tx", 6, "uart.tx: GPIO 6 is wired to the ESP32's SPI flash"),
+    ("sensors.0.sda", 35, "sensors[0].sda: GPIO 35 is input-only"),
     ("uart.rx", None, "uart.tx, rx: give both pins or neither"),
     ("ble", {"key": "00112233"}, "ble.key: expected null or 32 hex digits"),
     ("sensors.0.type", "bmp180", "sensors[0].type: expected one of bme280, sht3x"),
@@ -87,6 +89,17 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 def test_each_mistake_is_named_by_its_path(path: str, value: Any, problem: str) -> None:
     problems = validate(_with(path, value), board="esp32")
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_input_only_pins_may_receive() -> None:
+    assert validate(_with("sensors.1.rx", 34), board="esp32") == []
+
+
+def test_a_pico_reserves_its_internal_pins() -> None:
+    cfg = {"led": 23, "uart": {"id": 0, "baudrate": 115200, "tx": 0, "rx": 1}}
+    assert validate(cfg, board="rp2") == [
+        "led: GPIO 23 is used inside the Pico (power supply / radio); expected a free pin, "
+        "got 23"]
 
 
 def test_a_supply_needs_its_pin() -> None:
