@@ -31,6 +31,7 @@ FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 SOURCE_ONLY = ("main.py", "boot.py")  # the board runs these by name: they stay source
 NODE_CONFIG = "node.json"
 MPY_VERSION = 6  # what mpy-cross writes and MicroPython >= 1.20 loads
+MIN_MICROPYTHON = (1, 22)  # what firmware/ is written and tested for (firmware/README.md)
 # The firmware arms the hardware watchdog; while flashing it is re-armed at the board's maximum.
 WATCHDOG_MS: dict[Board, int] = {"esp32": 60_000, "rp2": 8_388}
 BOOT_WAIT_S = 20.0  # how long a board may take to come back after a new image
@@ -99,6 +100,14 @@ def _shadowing_sources(files: list[BoardFile], on_board: list[str]) -> list[str]
     return sorted(name for name in on_board if name in ours)
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """(1, 24) from "1.24.1"; () for what does not parse (then it is too old to tell)."""
+    try:
+        return tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return ()
+
+
 def _wait_for_first_boot(port: str) -> None:
     """A fresh MicroPython formats its filesystem at first boot: a Ctrl-C then would leave it
     broken, so give the port time to appear and the board time to finish."""
@@ -130,10 +139,9 @@ def flash(*, port: str, board: Board, node_config: Path, image: Path | None = No
                 f"{port}: this board is {info.platform} ({info.machine or 'unknown model'}), "
                 f"not {board}: pass --board {info.platform} if that is right, or plug in the "
                 f"{board} board")
-        if info.mpy_version != MPY_VERSION:
-            raise FlashError(f"{port}: MicroPython {info.version} loads .mpy version "
-                             f"{info.mpy_version}, not {MPY_VERSION}; flash MicroPython >= 1.22 "
-                             "with --micropython IMAGE")
+        if info.mpy_version != MPY_VERSION or _release(info.version) < MIN_MICROPYTHON:
+            raise FlashError(f"{port}: the board runs MicroPython {info.version}; the firmware "
+                             "needs 1.22 or newer: flash a current image with --micropython IMAGE")
         progress(f"board: MicroPython {info.version} on {info.machine or info.platform}")
         report = FlashReport(board=info)
         on_board = mp.listdir()

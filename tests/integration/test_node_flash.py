@@ -92,6 +92,18 @@ def test_second_flash_writes_nothing(esp32: VirtualBoard, node_json: Path) -> No
     assert {p.name: p.stat().st_mtime_ns for p in esp32.root.iterdir()} == stamps
 
 
+def test_the_command_line_flashes_and_repeats(esp32: VirtualBoard, node_json: Path) -> None:
+    first = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
+                    "--node-config", str(node_json))
+    assert first.returncode == 0, first.stderr
+    files = len(MODULES) + 2
+    assert f"{files} written, 0 unchanged, 0 removed, {files} verified" in first.stdout
+    again = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
+                    "--node-config", str(node_json))
+    assert again.returncode == 0, again.stderr
+    assert f"0 written, {files} unchanged, 0 removed, {files} verified" in again.stdout
+
+
 def test_changed_config_rewrites_only_node_json(esp32: VirtualBoard, node_json: Path) -> None:
     _flash(esp32, node_json)
     node_json.write_text(json.dumps(dict(NODE_CONFIG, interval_s=300)))
