@@ -53,10 +53,14 @@ def node_json(tmp_path: Path) -> Path:
     return path
 
 
-def _citygw(*args: str) -> subprocess.CompletedProcess[str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO_ROOT, env=env,
+    return env
+
+
+def _citygw(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO_ROOT, env=_env(),
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -245,11 +249,9 @@ def test_pico_image_goes_onto_its_uf2_drive(tmp_path: Path, node_json: Path,
 
 def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard,
                                                       node_json: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     monitor = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "node", "monitor", "--port", str(esp32.port)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert monitor.stderr is not None and monitor.stdout is not None
         assert b"Ctrl-C" in monitor.stderr.readline()  # printed once the port is open
