@@ -431,11 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = node.add_parser("flash", help="MicroPython (optional), the firmware and node.json onto "
                         "a board, verified by SHA-256 (docs/flashing.md)")
     p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--board", required=True, choices=["esp32", "rp2"])
-    p.add_argument("--node-config", required=True, help="the node.json to put on the board")
+    p.add_argument("--board", required=True, choices=["esp32", "rp2"],
+                   help="esp32 (ESP32_GENERIC boards) or rp2 (Pico, Pico W)")
+    p.add_argument("--node-config", required=True, metavar="FILE",
+                   help="the node.json to put on the board (checked first)")
     p.add_argument("--micropython", metavar="IMAGE", help="write this MicroPython image first "
                    "(.bin for esp32, .uf2 for rp2)")
-    p.add_argument("--firmware", help="the firmware folder (default: this checkout's firmware/)")
+    p.add_argument("--firmware", metavar="DIR",
+                   help="the firmware folder (default: this checkout's firmware/)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    default="warning")
     p.set_defaults(func=cmd_node_flash)
