@@ -40,7 +40,8 @@ class _Writer:
     def write(self, data):
         if isinstance(data, str):
             data = data.encode()
-        _check(hostfs.append(self._path, bytes(data).hex()))
+        if data:  # (an empty bytes' hex() is b"" on this port, not "")
+            _check(hostfs.append(self._path, bytes(data).hex()))
         return len(data)
 
     def flush(self):
