@@ -117,13 +117,56 @@ def _wait_for_first_boot(port: str) -> None:
     time.sleep(FIRST_BOOT_S)
 
 
+def _check_board(info: boards.BoardInfo, *, port: str, board: Board) -> None:
+    if info.platform != board:
+        raise FlashError(
+            f"{port}: this board is {info.platform} ({info.machine or 'unknown model'}), "
+            f"not {board}: pass --board {info.platform} if that is right, or plug in the "
+            f"{board} board")
+    if info.mpy_version != MPY_VERSION or _release(info.version) < MIN_MICROPYTHON:
+        raise FlashError(f"{port}: the board runs MicroPython {info.version}; the firmware "
+                         "needs 1.22 or newer: flash a current image with --micropython IMAGE")
+
+
+def _sync(mp: boards.MicroPythonBoard, files: list[BoardFile], report: FlashReport, *,
+          board: Board, progress: Callable[[str], None]) -> None:
+    """Write what differs, remove what would shadow it, then read every hash back."""
+    on_board = mp.listdir()
+    if "main.py" in on_board or "main.mpy" in on_board:
+        mp.keep_watchdog_fed(WATCHDOG_MS[board])
+    for name in sorted(n for n in on_board if n.endswith(boards.TMP_SUFFIX)):
+        progress(f"removing {name} (left by a run that was cut off)")
+        mp.remove(name)
+        report.removed.append(name)
+    before = mp.hashes([f.name for f in files])
+    for f in files:
+        if before.get(f.name) == f.sha256:
+            report.unchanged.append(f.name)
+            continue
+        progress(f"writing {f.name} ({len(f.data)} bytes)")
+        mp.write(f.name, f.data)
+        report.written.append(f.name)
+    for name in _shadowing_sources(files, on_board):
+        progress(f"removing {name} (the board would import it instead of its .mpy)")
+        mp.remove(name)
+        report.removed.append(name)
+    after = mp.hashes([f.name for f in files])
+    wrong = [f.name for f in files if after.get(f.name) != f.sha256]
+    if wrong:
+        raise FlashError(f"{mp.port}: verification failed for {', '.join(wrong)} (the board "
+                         "reads back other bytes); run the command again")
+    report.verified = {f.name: f.sha256 for f in files}
+    progress(f"verified {len(files)} files on the board (SHA-256)")
+
+
 def flash(*, port: str, board: Board, node_config: Path, image: Path | None = None,
           firmware_dir: Path = FIRMWARE_DIR, connect_timeout_s: float = 10.0,
           progress: Callable[[str], None] = lambda line: None) -> FlashReport:
-    """Flash the node on `port`; FlashError, NodeConfigError or BoardError if it cannot."""
+    """Flash the node on `port`; FlashError, NodeConfigError, ImageError or BoardError (each
+    saying what to do) if it cannot."""
     config = load(node_config, board=board)  # before anything touches the board
-    files = [*compile_firmware(firmware_dir), BoardFile(NODE_CONFIG, config)]
-    files.sort(key=_write_order)
+    files = sorted([*compile_firmware(firmware_dir), BoardFile(NODE_CONFIG, config)],
+                   key=_write_order)
     if image is not None:
         images.check_image(image, board=board)
         if board == "esp32":  # a Pico in its bootloader has no serial port until it restarts
@@ -134,37 +177,9 @@ def flash(*, port: str, board: Board, node_config: Path, image: Path | None = No
     wait_s = BOOT_WAIT_S if image is not None else 0.0
     with boards.open_board(port, timeout_s=connect_timeout_s, wait_s=wait_s) as mp:
         info = mp.identify()
-        if info.platform != board:
-            raise FlashError(
-                f"{port}: this board is {info.platform} ({info.machine or 'unknown model'}), "
-                f"not {board}: pass --board {info.platform} if that is right, or plug in the "
-                f"{board} board")
-        if info.mpy_version != MPY_VERSION or _release(info.version) < MIN_MICROPYTHON:
-            raise FlashError(f"{port}: the board runs MicroPython {info.version}; the firmware "
-                             "needs 1.22 or newer: flash a current image with --micropython IMAGE")
+        _check_board(info, port=port, board=board)
         progress(f"board: MicroPython {info.version} on {info.machine or info.platform}")
         report = FlashReport(board=info)
-        on_board = mp.listdir()
-        if "main.py" in on_board or "main.mpy" in on_board:
-            mp.keep_watchdog_fed(WATCHDOG_MS[board])
-        before = mp.hashes([f.name for f in files])
-        for f in files:
-            if before.get(f.name) == f.sha256:
-                report.unchanged.append(f.name)
-                continue
-            progress(f"writing {f.name} ({len(f.data)} bytes)")
-            mp.write(f.name, f.data)
-            report.written.append(f.name)
-        for name in _shadowing_sources(files, on_board):
-            progress(f"removing {name} (the board would import it instead of its .mpy)")
-            mp.remove(name)
-            report.removed.append(name)
-        after = mp.hashes([f.name for f in files])
-        wrong = [f.name for f in files if after.get(f.name) != f.sha256]
-        if wrong:
-            raise FlashError(f"{port}: verification failed for {', '.join(wrong)} (the board "
-                             "reads back other bytes); run the command again")
-        report.verified = {f.name: f.sha256 for f in files}
-        progress(f"verified {len(files)} files on the board (SHA-256)")
+        _sync(mp, files, report, board=board, progress=progress)
         mp.reset()
     return report

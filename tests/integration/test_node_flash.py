@@ -118,14 +118,16 @@ def test_changed_config_rewrites_only_node_json(esp32: VirtualBoard, node_json: 
     assert json.loads(esp32.files()["node.json"])["interval_s"] == 300
 
 
-def test_stale_sources_go_and_the_ble_counter_stays(esp32: VirtualBoard, node_json: Path) -> None:
+def test_stale_sources_and_leftovers_go_and_the_ble_counter_stays(
+        esp32: VirtualBoard, node_json: Path) -> None:
     (esp32.root / "link.py").write_text("raise ImportError('stale source install')\n")
     (esp32.root / "bthome_counter").write_text("4096")
+    (esp32.root / "main.py.citygw-tmp").write_text("# a run that was cut off\n")
 
     report = _flash(esp32, node_json)
 
-    assert report.removed == ["link.py"]
-    assert "link.py" not in esp32.files()
+    assert report.removed == ["main.py.citygw-tmp", "link.py"]
+    assert "link.py" not in esp32.files() and "main.py.citygw-tmp" not in esp32.files()
     assert esp32.files()["bthome_counter"] == b"4096"
 
 
