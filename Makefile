@@ -85,7 +85,7 @@ venv install: $(STAMP)
 lock:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[test]'; \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[test,flash]'; \
 	{ echo "# Exact pins for the dev/test venv. Regenerate with 'make lock'; do not edit."; \
 	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; \
 	  grep '^micropython-' constraints.txt || true; } > constraints.txt.new; \

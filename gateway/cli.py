@@ -434,6 +434,59 @@ def _add_signing(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-version", type=int,
                    help="FILE is an RFC 7396 merge patch against this version in force")
     p.add_argument("file", help="config document: TOML, or JSON (a signed payload with --signed)")
+def cmd_node_flash(args: argparse.Namespace) -> int:
+    try:
+        from gateway.board import BoardError
+        from gateway.flash import FIRMWARE_DIR, FlashError, flash
+    except ImportError as error:  # mpremote is in the flash extra
+        print(f"citygw node flash: {error.name} is missing: pip install 'citygw[flash]'",
+              file=sys.stderr)
+        return 1
+    from gateway.image import ImageError
+    from gateway.nodeconfig import NodeConfigError
+
+    _setup_logging(args.log_level)
+
+    def progress(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        report = flash(port=args.port, board=args.board, node_config=Path(args.node_config),
+                       image=Path(args.micropython) if args.micropython else None,
+                       firmware_dir=Path(args.firmware) if args.firmware else FIRMWARE_DIR,
+                       progress=progress)
+    except NodeConfigError as error:
+        print(f"citygw node flash: invalid node config: {error} (nothing was written to the "
+              "board; fix the file and run again)", file=sys.stderr)
+        return 2
+    except (BoardError, FlashError, ImageError) as error:
+        print(f"citygw node flash: {error}", file=sys.stderr)
+        return 1
+    print(f"flashed {args.port}: {len(report.written)} written, {len(report.unchanged)} "
+          f"unchanged, {len(report.removed)} removed, {len(report.verified)} verified; "
+          "the board was reset", flush=True)
+    return 0
+
+
+def cmd_node_monitor(args: argparse.Namespace) -> int:
+    try:
+        from gateway.board import BoardError, console
+    except ImportError as error:
+        print(f"citygw node monitor: {error.name} is missing: pip install 'citygw[flash]'",
+              file=sys.stderr)
+        return 1
+
+    def opened() -> None:
+        print(f"{args.port}: the node's console (Ctrl-C to leave)", file=sys.stderr, flush=True)
+
+    try:
+        console(args.port, sys.stdout.buffer, on_open=opened)
+    except BoardError as error:
+        print(f"citygw node monitor: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -545,6 +598,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old")
     p.add_argument("new")
     p.set_defaults(func=cmd_config_diff)
+    p = node.add_parser("flash", help="MicroPython (optional), the firmware and node.json onto "
+                        "a board, verified by SHA-256 (docs/flashing.md)")
+    p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--board", required=True, choices=["esp32", "rp2"],
+                   help="esp32 (ESP32_GENERIC boards) or rp2 (Pico, Pico W)")
+    p.add_argument("--node-config", required=True, metavar="FILE",
+                   help="the node.json to put on the board (checked first)")
+    p.add_argument("--micropython", metavar="IMAGE", help="write this MicroPython image first "
+                   "(.bin for esp32, .uf2 for rp2)")
+    p.add_argument("--firmware", metavar="DIR",
+                   help="the firmware folder (default: this checkout's firmware/)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   default="warning")
+    p.set_defaults(func=cmd_node_flash)
+
+    p = node.add_parser("monitor", help="show a node's console output (Ctrl-C to leave)")
+    p.add_argument("--port", required=True, help="the board's serial port")
+    p.set_defaults(func=cmd_node_monitor)
     return parser
 
 
