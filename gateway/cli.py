@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
     p.add_argument("--flush-seconds", type=float, required=True)
     p.add_argument("--sensors", help="only these sensor ids, comma-separated")
-    p.add_argument("--format", type=int, choices=[1, 2], default=1, help="wire format version")
+    p.add_argument("--format", type=int, choices=[1, 2, 3], default=1, help="wire format version")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_wire)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import wire, wire2
+from gateway import wire, wire2, wire3
 from gateway.readings import Series, StoredReading
 
 _UNITS = (("_ugm3", "ug/m3"), ("_c", "Cel"), ("_pct", "%"), ("_hpa", "hPa"), ("_ppm", "ppm"))
@@ -100,7 +100,7 @@ def replay(
     def send() -> None:
         for start in range(0, len(pending), batch_max_readings):
             batch = pending[start:start + batch_max_readings]
-            if wire_format == 2:
+            if wire_format in (2, 3):
                 new = {row[2] for row in batch} - announced
                 if new:  # the uplink re-publishes its birth before data uses a new alias
                     announced.update(new)
@@ -110,7 +110,8 @@ def replay(
                     stats.birth_bytes += size
                     stats.bytes += size
                     stats.zlib_bytes += size
-                payload = wire2.encode_data(1, batch)
+                payload = (wire2.encode_data(1, batch) if wire_format == 2
+                           else wire3.encode_data(1, batch, by_id.__getitem__))
             else:
                 payload = wire.encode_data(gateway_id, 1, batch, by_id.__getitem__)
             compressed = zlib.compress(payload, 9)
