@@ -11,6 +11,7 @@ import pytest
 
 from gateway import wire
 from gateway.cli import main
+from gateway.readings import Series
 from gateway.wirebench import (
     PINGREQ,
     TOPIC_ALIAS_PROPERTY,
@@ -41,7 +42,7 @@ def test_readings_are_batched_per_flush_window_of_their_own_time() -> None:
 def test_the_count_matches_the_real_encoder_byte_for_byte() -> None:
     rows = [Row(1000, "s1", "pm10_ugm3", 1.5), Row(1000, "s1", "temperature_c", 21.25)]
     stats = replay(rows, flush_seconds=60, gateway_id="gw", topic_prefix="p")
-    series = {1: wire.Series("s1", "pm10_ugm3", "ug/m3"), 2: wire.Series("s1", "temperature_c",
+    series = {1: Series("s1", "pm10_ugm3", "ug/m3"), 2: Series("s1", "temperature_c",
                                                                          "Cel")}
     payload = wire.encode_data("gw", 1, [(1, 1000, 1, 1.5, 0), (2, 1000, 2, 21.25, 0)],
                                series.__getitem__)
