@@ -54,10 +54,9 @@ class _Adaptive:
         self.total, self.count = mean, 1
 
     def k(self) -> int:
-        k = 0
-        while (self.count << k) < self.total:
-            k += 1
-        return k
+        """The smallest k with count * 2**k >= total."""
+        ceiling = -(-self.total // self.count)
+        return (ceiling - 1).bit_length() if ceiling > 1 else 0
 
     def update(self, u: int) -> None:
         self.total += u
@@ -225,13 +224,14 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
     last: dict[int, int] = {}  # series -> its previous scaled value in this message
     by_quantity: dict[tuple[str, int], int] = {}  # (quantity, decimals) -> previous value
     scale_of: dict[str, int] = {}  # quantity -> decimals of its previous series here
-    previous = batch[0]
+    names: dict[int, str] = {}
+    previous_seq, previous_ts, previous_alias = s0, t0, -1
     for index, (seq, ts, alias, value, flags) in enumerate(batch):
         same_row = False
         if index:
             if gaps:
-                bits.golomb(seq - previous[0] - 1, ctx.gap)
-            same_row = ts == previous[1] and alias == previous[2] + 1
+                bits.golomb(seq - previous_seq - 1, ctx.gap)
+            same_row = ts == previous_ts and alias == previous_alias + 1
             bits.put(int(same_row), 1)
         if flagged:
             bits.put(int(bool(flags)), 1)
@@ -239,10 +239,10 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
                 bits.golomb(flags - 1, ctx.gap)
         if not index or not same_row:
             if index:
-                bits.golomb(_zigzag((ts - previous[1]) // tick), ctx.step)
+                bits.golomb(_zigzag((ts - previous_ts) // tick), ctx.step)
             bits.put(alias, width)
         scale = places[alias]
-        name = series_of(alias).quantity
+        name = names.get(alias) or names.setdefault(alias, series_of(alias).quantity)
         if alias not in last:
             _put_decimals(bits, scale, scale_of.get(name))
             scale_of[name] = scale
@@ -257,7 +257,7 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
             else:
                 bits.golomb(_zigzag(scaled - by_quantity.get(quantity, 0)), ctx.first_of(name))
             last[alias] = by_quantity[quantity] = scaled
-        previous = (seq, ts, alias, value, flags)
+        previous_seq, previous_ts, previous_alias = seq, ts, alias
     return bytes(head) + bits.finish()
 
 
