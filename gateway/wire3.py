@@ -18,6 +18,7 @@ from itertools import pairwise
 
 from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
 from gateway.wire import HubReading, WireError
+from gateway.wire2 import tick_ms
 
 VERSION = 3
 RAW = 15  # decimals code: the series' values travel as IEEE 754 float64 (NaN, inf, -0.0, ...)
@@ -203,10 +204,7 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
     if not batch:
         raise ValueError("empty batch")
     s0, t0 = batch[0][0], batch[0][1]
-    tick = 0
-    for _, ts, *_rest in batch:
-        tick = math.gcd(tick, ts - t0)
-    tick = tick or 1
+    tick = tick_ms(batch)
     width = max(alias for _, _, alias, _, _ in batch).bit_length()
     if width > _MAX_ALIAS_BITS or min(alias for _, _, alias, _, _ in batch) < 0:
         raise ValueError("series alias out of range for wire v3")
