@@ -176,7 +176,7 @@ class Uplink:
             await asyncio.sleep(backoff.next_delay())
 
     async def _publish_birth(self, client: aiomqtt.Client) -> None:
-        """Retained "online"; for wire v2 with the series table the data messages refer to."""
+        """Retained "online"; for wire v2 and v3 with the series table the data messages use."""
         series = None
         if self._wire_format >= 2:
             series = self._announced = await self._buffer.series_table()
