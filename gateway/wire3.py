@@ -188,11 +188,14 @@ def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
 def _series_decimals(batch: Sequence[StoredReading]) -> dict[int, int]:
     """Per series, the decimals all its values in this batch need (RAW if one needs float64)."""
     places: dict[int, int] = {}
+    largest: dict[int, float] = {}
     for _, _, alias, value, _ in batch:
         current = places.get(alias, 0)
-        places[alias] = RAW if current == RAW else max(current, decimals(value))
-    for _, _, alias, value, _ in batch:  # more decimals may push a large value past 2**53
-        if places[alias] != RAW and abs(value) * 10 ** places[alias] >= _MAX_EXACT:
+        if current != RAW:
+            places[alias] = max(current, decimals(value))
+            largest[alias] = max(largest.get(alias, 0.0), abs(value))
+    for alias, scale in places.items():  # more decimals may push a large value past 2**53
+        if scale != RAW and largest[alias] * 10**scale >= _MAX_EXACT:
             places[alias] = RAW
     return places
 
