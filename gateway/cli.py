@@ -268,7 +268,9 @@ def cmd_bench_wire(args: argparse.Namespace) -> int:
     sensors = set(args.sensors.split(",")) if args.sensors else None
     try:
         stats = replay(read_rows(Path(args.readings), sensors=sensors),
-                       flush_seconds=args.flush_seconds, wire_format=args.format)
+                       flush_seconds=args.flush_seconds, wire_format=args.format,
+                       topic_alias=not args.no_topic_alias,
+                       connection_hours=args.connection_hours)
     except (OSError, ValueError) as error:
         print(f"citygw bench wire: {error}", file=sys.stderr)
         return 2
@@ -537,7 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
     p.add_argument("--flush-seconds", type=float, required=True)
     p.add_argument("--sensors", help="only these sensor ids, comma-separated")
-    p.add_argument("--format", type=int, choices=[1, 2], default=1, help="wire format version")
+    p.add_argument("--format", type=int, choices=[1, 2, 3], default=1, help="wire format version")
+    p.add_argument("--no-topic-alias", action="store_true",
+                   help="the full data topic in every message (a broker without topic aliases)")
+    p.add_argument("--connection-hours", type=float, default=24.0,
+                   help="how long a connection lasts (a birth and the full topic each time)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_wire)
 

@@ -54,8 +54,9 @@ class HubSection:
     flush_interval_s: PositiveSeconds = 30.0
     batch_max_readings: Annotated[int, Range(ge=1, le=10_000)] = 1000
     protocol: Literal["5", "3.1.1"] = "5"
-    wire_format: Literal[1, 2] = 1
-    """1: self-describing msgpack maps; 2: compact, names in the retained birth (protocol.md)."""
+    wire_format: Literal[1, 2, 3] = 1
+    """1: self-describing msgpack maps; 2: compact msgpack; 3: bit-packed, for metered links.
+    2 and 3 name their series in the retained birth (docs/protocol.md)."""
     client_id: str = ""
     username: str = ""
     password: str = field(default="", repr=False)

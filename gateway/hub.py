@@ -20,7 +20,7 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway import wire, wire2
+from gateway import wire, wire2, wire3
 from gateway.backoff import Backoff
 from gateway.readings import Series
 
@@ -82,7 +82,7 @@ def hub_client(options: HubOptions) -> aiomqtt.Client:
 
 
 class HubDecoder:
-    """Decodes what gateways publish, v1 and v2: keeps each gateway's series table from its
+    """Decodes what gateways publish, v1, v2 and v3: keeps each gateway's series table from its
     birth (v2 aliases) and drops readings whose key was seen."""
 
     def __init__(self) -> None:
@@ -95,8 +95,13 @@ class HubDecoder:
         gateway = parts[-2] if len(parts) >= 2 else ""
         try:
             if leaf == wire.TOPIC_DATA:
-                readings = (wire2.decode_data(payload, gateway, self._series.get(gateway, {}).get)
-                            if wire2.is_v2(payload) else wire.decode_data(payload))
+                series_of = self._series.get(gateway, {}).get
+                if wire3.is_v3(payload):
+                    readings = wire3.decode_data(payload, gateway, series_of)
+                elif wire2.is_v2(payload):
+                    readings = wire2.decode_data(payload, gateway, series_of)
+                else:
+                    readings = wire.decode_data(payload)
                 fresh = tuple(r for r in readings if self.dedup.is_new(r))
                 return HubEvent(topic, gateway, "data", readings=fresh)
             if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):

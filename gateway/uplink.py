@@ -16,14 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from gateway import wire, wire2
+from gateway import wire, wire2, wire3
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
-from gateway.readings import StoredReading
+from gateway.readings import Series, StoredReading
 
 log = logging.getLogger(__name__)
+
+DATA_TOPIC_ALIAS = 1
+"""MQTT 5 topic alias of the data topic: named once per connection, then sent as an empty topic
+(saves the topic's bytes on every data message; only when the broker's CONNACK allows aliases)."""
 
 
 @dataclass(slots=True)
@@ -86,7 +92,9 @@ class Uplink:
         self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
         self._flush_now = False
         self._wire_format = wire_format
-        self._announced: set[int] = set()  # v2: series aliases in the birth on this connection
+        self._announced: dict[int, Series] = {}  # v2/v3: the series table of the last birth
+        self._alias_allowed = False  # the broker's CONNACK allows topic aliases (MQTT 5)
+        self._alias_set = False  # the data topic's alias is established on this connection
         self._client: aiomqtt.Client | None = None
         self._config_channel = config_channel
         self._window: asyncio.Semaphore | None = None
@@ -129,13 +137,31 @@ class Uplink:
             logger=logging.getLogger("citygw.mqtt"),
         )
 
+    def _watch_connack(self, client: aiomqtt.Client) -> None:
+        """Note the broker's TopicAliasMaximum (aiomqtt drops CONNACK properties: wrap paho's
+        callback, which aiomqtt installed; aiomqtt is pinned <3)."""
+        paho = client._client
+        inner = paho.on_connect
+
+        def on_connect(*args: Any) -> None:
+            properties = args[4] if len(args) > 4 else None
+            self._alias_allowed = getattr(properties, "TopicAliasMaximum", 0) >= DATA_TOPIC_ALIAS
+            if inner is not None:
+                inner(*args)
+
+        paho.on_connect = on_connect
+
     async def run(self) -> None:
         """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled."""
         backoff = Backoff(base_s=self._hub.reconnect_min_s, cap_s=self._hub.reconnect_max_s)
         outage_logged = False
         while True:
             try:
-                async with self._make_client() as client:
+                client = self._make_client()
+                self._alias_allowed = self._alias_set = False
+                if self._hub.protocol == "5":
+                    self._watch_connack(client)
+                async with client:
                     self._client = client
                     self.stats.connected = True
                     self.stats.connects += 1
@@ -170,15 +196,15 @@ class Uplink:
             await asyncio.sleep(backoff.next_delay())
 
     async def _publish_birth(self, client: aiomqtt.Client) -> None:
-        """Retained "online"; for wire v2 with the series table the data messages refer to."""
+        """Retained "online"; for wire v2 and v3 with the series table the data messages use."""
         series = None
-        if self._wire_format == 2:
-            series = await self._buffer.series_table()
-            self._announced = set(series)
+        if self._wire_format >= 2:
+            series = self._announced = await self._buffer.series_table()
         await client.publish(
             self.topic(wire.TOPIC_STATUS),
             wire.encode_status(self._gateway_id, state="online", version=self._version,
-                               started_ms=self._started_ms, series=series),
+                               started_ms=self._started_ms, series=series,
+                               wire_format=self._wire_format),
             qos=1, retain=True, timeout=self._hub.timeout_s,
         )
 
@@ -225,9 +251,23 @@ class Uplink:
 
     def _encode(self, batch: list[StoredReading]) -> bytes:
         epoch = self._buffer.sync.epoch or 0
+        if self._wire_format == 3:
+            return wire3.encode_data(epoch, batch, self._announced.__getitem__)
         if self._wire_format == 2:
             return wire2.encode_data(epoch, batch)
         return wire.encode_data(self._gateway_id, epoch, batch, self._buffer.sync.series)
+
+    def _data_topic(self) -> tuple[str, Properties | None]:
+        """The data topic as this publish names it: in full the first time on a connection
+        (with the alias when the broker allows aliases), then empty with the alias."""
+        if not self._alias_allowed:
+            return self.topic(wire.TOPIC_DATA), None
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.TopicAlias = DATA_TOPIC_ALIAS
+        if self._alias_set:
+            return "", properties
+        self._alias_set = True
+        return self.topic(wire.TOPIC_DATA), properties
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
@@ -257,7 +297,8 @@ class Uplink:
                 if batch and (flush_due or len(batch) >= hub.batch_max_readings):
                     cursor = batch[-1][0]
                     self._unsent = max(0, self._unsent - len(batch))
-                    if self._wire_format == 2 and not {r[2] for r in batch} <= self._announced:
+                    named = self._announced.keys()
+                    if self._wire_format >= 2 and not {r[2] for r in batch} <= named:
                         await self._publish_birth(client)  # new series: name them first
                     payload = self._encode(batch)
                     inflight.create_task(
@@ -285,8 +326,9 @@ class Uplink:
         self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,
         window: asyncio.Semaphore,
     ) -> None:
+        topic, properties = self._data_topic()  # before any await: publishes keep their order
         try:
-            await client.publish(self.topic(wire.TOPIC_DATA), payload, qos=1,
+            await client.publish(topic, payload, qos=1, properties=properties,
                                  timeout=self._hub.timeout_s)
             await self._buffer.ack(first, last)  # PUBACK received: the hub has them
             self.stats.messages_out += 1

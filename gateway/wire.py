@@ -56,13 +56,14 @@ def encode_data(
 
 def encode_status(
     gateway_id: str, *, state: str, version: str, started_ms: int,
-    series: dict[int, Series] | None = None,
+    series: dict[int, Series] | None = None, wire_format: int = 2,
 ) -> bytes:
-    """Birth/will. With `series` (wire v2) it carries the alias table v2 data messages use."""
+    """Birth/will. With `series` (wire v2, v3) it carries the alias table their data messages
+    use, and `wire` says which of the two the data messages are."""
     message: dict[str, Any] = {"v": VERSION, "gw": gateway_id, "state": state,
                                "version": version, "started_ms": started_ms}
     if series is not None:
-        message["wire"] = 2
+        message["wire"] = wire_format
         message["series"] = [[alias, *s] for alias, s in sorted(series.items())]
     return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 

@@ -59,15 +59,20 @@ def _decimals(value: float) -> int | None:
     return digits
 
 
+def tick_ms(batch: Sequence[StoredReading]) -> int:
+    """The largest step dividing every timestamp's distance to the first (1 if all are equal)."""
+    t0, tick = batch[0][1], 0
+    for _, ts, *_rest in batch:
+        tick = math.gcd(tick, ts - t0)
+    return tick or 1
+
+
 def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
     """One v2 data message for a batch in buffer order."""
     if not batch:
         raise ValueError("empty batch")
     s0, t0 = batch[0][0], batch[0][1]
-    tick = 0
-    for _, ts, *_rest in batch:
-        tick = math.gcd(tick, ts - t0)
-    tick = tick or 1
+    tick = tick_ms(batch)
     scales: dict[int, int] = {}
     for _, _, alias, value, _ in batch:
         places = _decimals(value)

@@ -68,9 +68,10 @@ async def test_hub_tail_prints_each_reading_once_and_survives_a_broker_restart(
         await tail.wait()
 
 
-async def test_wire_v2_end_to_end_agent_to_hub_tail_with_exact_values(
+@pytest.mark.parametrize("wire_format", [2, 3])
+async def test_wire_v2_and_v3_end_to_end_agent_to_hub_tail_with_exact_values(
     tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any,
+    agent_process: Any, wire_format: int,
 ) -> None:
     from drivers import sds011
 
@@ -78,7 +79,7 @@ async def test_wire_v2_end_to_end_agent_to_hub_tail_with_exact_values(
     agent = agent_process(write_config({
         "gateway": {"id": "gw-v2", "data_dir": str(tmp_path / "data")},
         "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2,
-                "wire_format": 2},
+                "wire_format": wire_format},
         "buffer": {"commit_interval_ms": 50},
         "sources": [{"type": "serial", "name": "pm", "port": str(pty.link),
                      "driver": "sds011"}],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import pytest
 
 from gateway import wire
 from gateway.cli import main
-from gateway.wirebench import Row, mqtt_publish_size, read_rows, replay, unit_of
+from gateway.readings import Series
+from gateway.wirebench import (
+    PINGREQ,
+    TOPIC_ALIAS_PROPERTY,
+    Row,
+    mqtt_publish_size,
+    read_rows,
+    replay,
+    unit_of,
+)
 
 DATA = Path(__file__).parents[2] / "bench" / "data" / "aberdeen-2019-05" / "readings.csv.gz"
 
@@ -19,6 +29,7 @@ def test_publish_size_counts_fixed_header_topic_packet_id_and_properties() -> No
     assert mqtt_publish_size("a/b", 10) == 1 + 1 + (2 + 3 + 2 + 1 + 10)
     assert mqtt_publish_size("a/b", 200) == 1 + 2 + (2 + 3 + 2 + 1 + 200)  # 2-byte length
     assert mqtt_publish_size("a/b", 10, mqtt5=False) == 1 + 1 + (2 + 3 + 2 + 10)
+    assert mqtt_publish_size("", 10, properties_len=3) == 1 + 1 + (2 + 0 + 2 + 1 + 3 + 10)
 
 
 def test_readings_are_batched_per_flush_window_of_their_own_time() -> None:
@@ -31,13 +42,43 @@ def test_readings_are_batched_per_flush_window_of_their_own_time() -> None:
 def test_the_count_matches_the_real_encoder_byte_for_byte() -> None:
     rows = [Row(1000, "s1", "pm10_ugm3", 1.5), Row(1000, "s1", "temperature_c", 21.25)]
     stats = replay(rows, flush_seconds=60, gateway_id="gw", topic_prefix="p")
-    series = {1: wire.Series("s1", "pm10_ugm3", "ug/m3"), 2: wire.Series("s1", "temperature_c",
+    series = {1: Series("s1", "pm10_ugm3", "ug/m3"), 2: Series("s1", "temperature_c",
                                                                          "Cel")}
     payload = wire.encode_data("gw", 1, [(1, 1000, 1, 1.5, 0), (2, 1000, 2, 21.25, 0)],
                                series.__getitem__)
+    birth = wire.encode_status("gw", state="online", version="0", started_ms=0)
     assert stats.payload_bytes == len(payload)
-    assert stats.bytes == mqtt_publish_size("p/gw/data", len(payload))
+    assert stats.birth_bytes == mqtt_publish_size("p/gw/status", len(birth))
+    assert stats.bytes == stats.birth_bytes + mqtt_publish_size(
+        "p/gw/data", len(payload), properties_len=TOPIC_ALIAS_PROPERTY)
     assert [r.value for r in wire.decode_data(payload)] == [1.5, 21.25]
+
+
+def test_the_topic_travels_once_per_connection_then_by_alias() -> None:
+    rows = [Row(t * 1000, "s1", "pm10_ugm3", 1.5) for t in (0, 60, 120, 3600, 3660)]
+    one_hour = replay(rows, flush_seconds=60, wire_format=3, connection_hours=1)
+    no_alias = replay(rows, flush_seconds=60, wire_format=3, connection_hours=1,
+                      topic_alias=False)
+    topic = len("citygw/v1/gw-0001/data")
+    assert (one_hour.messages, one_hour.connections) == (5, 2)
+    # 5 messages: without the alias each names the topic; with it, the first of each connection
+    # names it, and every one carries the 3-byte alias property
+    assert no_alias.bytes - one_hour.bytes == 3 * topic - 5 * TOPIC_ALIAS_PROPERTY
+    assert one_hour.birth_bytes == no_alias.birth_bytes > 0
+
+
+def test_idle_time_between_messages_costs_pings_at_the_keepalive() -> None:
+    rows = [Row(t * 1000, "s1", "pm10_ugm3", 1.5) for t in (0, 300, 600)]
+    stats = replay(rows, flush_seconds=300, wire_format=3, keepalive_s=60)
+    assert stats.ping_bytes == 2 * PINGREQ * 5  # two 300 s gaps, a PINGREQ each 60 s
+
+
+def test_v3_is_the_smallest_on_the_real_data_of_one_station() -> None:
+    rows = list(itertools.islice(read_rows(DATA, sensors={"5331", "5332"}), 2000))
+    per_reading = {fmt: replay(rows, flush_seconds=300, wire_format=fmt).as_dict(300)[
+        "bytes_per_reading"] for fmt in (1, 2, 3)}
+    assert per_reading[3] < per_reading[2] < per_reading[1]
+    assert per_reading[3] <= 8  # the target for one station at a 300 s flush
 
 
 def test_units_come_from_the_quantity_suffix() -> None:
