@@ -7,6 +7,7 @@ broker restart or a hub reconnect loses nothing; duplicates are dropped by readi
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
@@ -35,7 +36,7 @@ class HubEvent:
 
     topic: str
     gateway: str
-    kind: str  # "data", "status", "metrics", "invalid"
+    kind: str  # "data", "status", "metrics", "config", "invalid"
     readings: tuple[wire.HubReading, ...] = ()
     fields: dict[str, Any] | None = None
     error: str = ""
@@ -90,6 +91,8 @@ class HubDecoder:
         self._series: dict[str, dict[int, Series]] = {}
 
     def decode(self, topic: str, payload: bytes) -> HubEvent:
+        if topic.endswith("/" + wire.TOPIC_CONFIG_STATE):
+            return _config_state(topic, payload)
         parts = topic.split("/")
         leaf = parts[-1]
         gateway = parts[-2] if len(parts) >= 2 else ""
@@ -115,6 +118,19 @@ class HubDecoder:
         return HubEvent(topic, gateway, "invalid", error="unknown topic")
 
 
+def _config_state(topic: str, payload: bytes) -> HubEvent:
+    """A gateway's remote-config report (JSON, docs/remote-config.md)."""
+    parts = topic.split("/")
+    gateway = parts[-3] if len(parts) >= 3 else ""
+    try:
+        report = json.loads(payload)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        return HubEvent(topic, gateway, "invalid", error="config state: expected a JSON object")
+    return HubEvent(topic, gateway, "config", fields=report)
+
+
 async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
     """Decoded events forever, reconnecting with backoff; the session keeps what we missed."""
     decoder = HubDecoder()
@@ -124,7 +140,8 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
         try:
             async with hub_client(options) as client:
                 backoff.reset()
-                for leaf in (wire.TOPIC_DATA, wire.TOPIC_STATUS, wire.TOPIC_METRICS):
+                for leaf in (wire.TOPIC_DATA, wire.TOPIC_STATUS, wire.TOPIC_METRICS,
+                             wire.TOPIC_CONFIG_STATE):
                     await client.subscribe(f"{prefix}/+/{leaf}", qos=1)
                 async for message in client.messages:
                     payload = message.payload

@@ -346,3 +346,15 @@ def test_cli_push_to_an_unreachable_broker_says_so_and_fails(tmp_path: Path, cap
                      str(tmp_path / "k" / "ops.key"), str(config)])
     assert code == 1
     assert f"citygw config push: broker {url}: " in capsys.readouterr().err
+
+
+def test_the_hub_decoder_reads_config_state_reports() -> None:
+    from gateway.hub import HubDecoder
+
+    decoder = HubDecoder()
+    event = decoder.decode("citygw/v1/gw-7/config/state",
+                           b'{"version": 3, "last": {"result": "applied"}}')
+    assert (event.kind, event.gateway, event.fields) == (
+        "config", "gw-7", {"version": 3, "last": {"result": "applied"}})
+    bad = decoder.decode("citygw/v1/gw-7/config/state", b"\x93\x01")
+    assert (bad.kind, bad.gateway) == ("invalid", "gw-7")
