@@ -154,6 +154,12 @@ bench: $(STAMP)
 wheelhouse: $(STAMP)
 	$(VPY) deploy/wheelhouse.py
 
+# Debian packages (dist/citygw_<version>_<arch>.deb) from the wheelhouse; deploy/build-deb.sh.
+DEB_ARCHES ?= arm64 armhf amd64
+.PHONY: deb
+deb: wheelhouse
+	for arch in $(DEB_ARCHES); do deploy/build-deb.sh --arch $$arch --out dist; done
+
 clean:
 	rm -rf $(VENV) $(FW_DIR)/node_modules $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
