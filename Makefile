@@ -16,7 +16,7 @@ PYTEST_WALL_S ?= 540
 BENCH_ARGS ?=
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd \
-	nodejs
+	nodejs debootstrap lintian
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
@@ -33,6 +33,7 @@ help:
 	@echo "make lock       regenerate constraints.txt from a fresh venv"
 	@echo "make test       deps, install, ruff, mypy, pytest (what CI runs)"
 	@echo "make lint | typecheck | pytest | demo [DEMO_SECONDS=N] | bench | clean"
+	@echo "make wheelhouse | deb   offline wheels; dist/citygw_<version>_<arch>.deb (DEB_ARCHES)"
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
