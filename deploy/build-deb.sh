@@ -60,6 +60,18 @@ for file in "$WHEELHOUSE"/*; do
     wheels=$((wheels + 1))
 done
 [ $wheels -gt 0 ] || die "no wheels for $MACHINE in $WHEELHOUSE"
+# An sdist is used only where no wheel fits; then postinst needs a compiler (and the build's
+# own requirements, which an offline install does not have).
+for sdist in "$LIB"/wheelhouse/*.tar.gz; do
+    [ -e "$sdist" ] || continue
+    name=$(basename "$sdist" .tar.gz)
+    project=${name%-*}
+    project=${project//-/_}  # as in wheel names
+    if ! compgen -G "$LIB/wheelhouse/${project,,}-*.whl" >/dev/null; then
+        echo "build-deb.sh: warning: $ARCH: no wheel for ${name}, only its sdist: installing" \
+            "needs a compiler and network (PIWHEELS=1 make wheelhouse has armv7l wheels)" >&2
+    fi
+done
 
 install -D -m 0644 "$REPO/deploy/citygw.service" "$PKG/lib/systemd/system/citygw.service"
 install -D -m 0644 "$REPO/deploy/99-citygw-serial.rules" \
@@ -107,4 +119,4 @@ CONTROL
 mkdir -p "$OUT"
 DEB=$OUT/citygw_${VERSION}_$ARCH.deb
 dpkg-deb --root-owner-group -Zxz --build "$PKG" "$DEB" >/dev/null
-echo "build-deb.sh: $DEB ($wheels wheels for $MACHINE, citygw $VERSION)"
+echo "build-deb.sh: $DEB (citygw $VERSION and $wheels dependency files for $MACHINE)"

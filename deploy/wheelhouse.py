@@ -84,7 +84,8 @@ def main() -> int:
                 notes.append(f"{machine}: {spec}: no binary wheel; "
                              + ("pure-Python wheel built (works, slower)" if ok else "FAILED"))
             else:
-                ok = pip("download", "--no-deps", "--no-binary=:all:", "--dest", str(out), spec)
+                # Only this package from source: its build requirements may come as wheels.
+                ok = pip("download", "--no-deps", "--no-binary", name, "--dest", str(out), spec)
                 notes.append(f"{machine}: {spec}: no binary wheel; sdist only "
                              + ("(needs a compiler on the gateway)" if ok else "FAILED"))
     print(f"wheelhouse: {len(list(out.glob('*.whl')))} wheels in {out}/")
