@@ -12,11 +12,11 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 TEST_TIMEOUT_S ?= 120
-PYTEST_WALL_S ?= 540
+PYTEST_WALL_S ?= 840
 BENCH_ARGS ?=
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd \
-	nodejs
+	nodejs debootstrap lintian
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
@@ -33,6 +33,7 @@ help:
 	@echo "make lock       regenerate constraints.txt from a fresh venv"
 	@echo "make test       deps, install, ruff, mypy, pytest (what CI runs)"
 	@echo "make lint | typecheck | pytest | demo [DEMO_SECONDS=N] | bench | clean"
+	@echo "make wheelhouse | deb   offline wheels; dist/citygw_<version>_<arch>.deb (DEB_ARCHES)"
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -154,6 +155,12 @@ bench: $(STAMP)
 .PHONY: wheelhouse
 wheelhouse: $(STAMP)
 	$(VPY) deploy/wheelhouse.py
+
+# Debian packages (dist/citygw_<version>_<arch>.deb) from the wheelhouse; deploy/build-deb.sh.
+DEB_ARCHES ?= arm64 armhf amd64
+.PHONY: deb
+deb: wheelhouse
+	for arch in $(DEB_ARCHES); do deploy/build-deb.sh --arch $$arch --out dist; done
 
 clean:
 	rm -rf $(VENV) $(FW_DIR)/node_modules $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

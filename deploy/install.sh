@@ -6,6 +6,7 @@
 #   sudo deploy/install.sh --wheelhouse ./wheelhouse  # offline, from `make wheelhouse`
 #   sudo deploy/install.sh --uninstall [--purge]    # remove the program [and config + data]
 #   deploy/install.sh --root /tmp/root              # into a throwaway root (also DESTDIR=...)
+#   --package                                       # for the .deb's maintainer scripts (below)
 #
 # What goes where (docs/install.md):
 #   /opt/citygw                 virtual environment with citygw; replaced on upgrade
@@ -17,6 +18,10 @@
 #
 # Safe to run twice: files are only written when their content differs, and the virtual
 # environment is only rebuilt when what it is built from (sources or wheelhouse) changed.
+#
+# --package: called by the .deb (deploy/deb/), which owns the unit (/lib/systemd/system), the
+# udev rules, the modules list and /usr/bin/citygw and does the systemctl calls itself; this
+# script then does the user, the virtual environment, /etc/citygw and /var/lib/citygw only.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -25,6 +30,7 @@ ROOT=${DESTDIR:-}
 WHEELHOUSE=""
 ACTION=install
 PURGE=0
+PACKAGE=0
 PYTHON=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
         --python) PYTHON=${2:?--python needs an interpreter}; shift ;;
         --uninstall) ACTION=uninstall ;;
         --purge) PURGE=1 ;;
+        --package) PACKAGE=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -105,9 +112,13 @@ ensure_user() {
     fi
     local group
     for group in dialout bluetooth; do
+        # The unit's SupplementaryGroups= fails the start without them (bluez, if installed
+        # later, keeps an existing bluetooth group: its postinst creates it the same way).
         if ! getent group "$group" >/dev/null; then
-            say "note: no group $group on this system (SupplementaryGroups= in the unit needs it)"
-        elif ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx "$group"; then
+            groupadd --system "$group"
+            changed "created group $group"
+        fi
+        if ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx "$group"; then
             usermod -a -G "$group" "$USER_NAME"
             changed "added $USER_NAME to group $group"
         fi
@@ -169,15 +180,40 @@ install_program() {
         'from importlib.metadata import version; print(version("citygw"))') into $PREFIX"
 }
 
-do_install() {
-    [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || die "run as root (or use --root DIR for a test root)"
-    ensure_user
-    install_program
+# The unit, udev rules, modules list and command link, with the systemctl/udevadm calls they
+# need (the .deb ships these files itself: --package skips this).
+install_system_files() {
     if [ "$(readlink "$LINK" 2>/dev/null)" != /opt/citygw/bin/citygw ]; then
         mkdir -p "$(dirname "$LINK")"
         ln -sfn /opt/citygw/bin/citygw "$LINK"
         changed "linked $LINK"
     fi
+    install_file "$REPO/deploy/citygw.service" "$UNIT" 0644 && UNIT_CHANGED=1
+    install_file "$REPO/deploy/99-citygw-serial.rules" "$RULES" 0644 && RULES_CHANGED=1
+    install_file "$REPO/deploy/citygw-modules.conf" "$MODULES" 0644 && MODULES_CHANGED=1
+
+    if ! systemd_running; then
+        say "systemd is not running here (or --root): skipped systemctl and udevadm"
+        return
+    fi
+    if [ $RULES_CHANGED = 1 ] && command -v udevadm >/dev/null; then
+        udevadm control --reload && udevadm trigger --subsystem-match=tty
+    fi
+    if [ $MODULES_CHANGED = 1 ]; then modprobe -a usbserial cdc_acm || true; fi
+    if [ $UNIT_CHANGED = 1 ]; then systemctl daemon-reload; fi
+    if ! systemctl is-enabled --quiet citygw; then
+        systemctl enable citygw
+        changed "enabled citygw.service (start it once the config is done)"
+    fi
+    if [ $PROGRAM_CHANGED = 1 ] || [ $UNIT_CHANGED = 1 ]; then
+        systemctl try-restart citygw  # restarts it only if it is running
+    fi
+}
+
+do_install() {
+    [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || die "run as root (or use --root DIR for a test root)"
+    ensure_user
+    install_program
     make_dir "$ETC" 0750 "root:$USER_NAME"
     make_dir "$ETC/tls" 0750 "root:$USER_NAME"
     if [ ! -e "$ETC/gateway.toml" ]; then
@@ -186,36 +222,19 @@ do_install() {
         changed "installed the example config as $ETC/gateway.toml: edit it (docs/install.md)"
     fi
     make_dir "$STATE" 0750 "$USER_NAME:$USER_NAME"
-    install_file "$REPO/deploy/citygw.service" "$UNIT" 0644 && UNIT_CHANGED=1
-    install_file "$REPO/deploy/99-citygw-serial.rules" "$RULES" 0644 && RULES_CHANGED=1
-    install_file "$REPO/deploy/citygw-modules.conf" "$MODULES" 0644 && MODULES_CHANGED=1
-
-    if ! systemd_running; then
-        say "systemd is not running here (or --root): skipped systemctl and udevadm"
-    else
-        if [ $RULES_CHANGED = 1 ] && command -v udevadm >/dev/null; then
-            udevadm control --reload && udevadm trigger --subsystem-match=tty
-        fi
-        if [ $MODULES_CHANGED = 1 ]; then modprobe -a usbserial cdc_acm || true; fi
-        if [ $UNIT_CHANGED = 1 ]; then systemctl daemon-reload; fi
-        if ! systemctl is-enabled --quiet citygw; then
-            systemctl enable citygw
-            changed "enabled citygw.service (start it once the config is done)"
-        fi
-        if [ $PROGRAM_CHANGED = 1 ] || [ $UNIT_CHANGED = 1 ]; then
-            systemctl try-restart citygw  # restarts it only if it is running
-        fi
-    fi
+    [ $PACKAGE = 1 ] || install_system_files
     if [ $CHANGES = 0 ]; then say "nothing to do: citygw is installed and up to date"; fi
 }
 
 do_uninstall() {
     [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || die "run as root (or use --root DIR for a test root)"
-    if systemd_running && systemctl list-unit-files citygw.service >/dev/null 2>&1; then
+    local path paths=("$UNIT" "$RULES" "$MODULES" "$PREFIX")
+    if [ $PACKAGE = 1 ]; then
+        paths=("$PREFIX")  # dpkg removes its own files and stops the service
+    elif systemd_running && systemctl list-unit-files citygw.service >/dev/null 2>&1; then
         systemctl disable --now citygw 2>/dev/null || true
     fi
-    local path
-    for path in "$UNIT" "$RULES" "$MODULES" "$PREFIX"; do
+    for path in "${paths[@]}"; do
         if [ -e "$path" ]; then rm -rf "$path"; changed "removed $path"; fi
     done
     if [ "$(readlink "$LINK" 2>/dev/null)" = /opt/citygw/bin/citygw ]; then
@@ -228,7 +247,9 @@ do_uninstall() {
         done
         if user_exists; then userdel "$USER_NAME"; changed "removed user $USER_NAME"; fi
     else
-        say "kept $ETC and $STATE (config and unsent readings); --purge removes them"
+        local how=--purge
+        [ $PACKAGE = 0 ] || how="purging the package (dpkg --purge citygw)"
+        say "kept $ETC and $STATE (config and unsent readings); $how removes them"
     fi
 }
 

@@ -1,10 +1,11 @@
 """`make wheelhouse`: the wheels a gateway needs to install citygw offline (--wheelhouse).
 
 Downloads the runtime dependencies of the installed citygw (transitively, pinned by
-constraints.txt) for CPython 3.11 on aarch64 (Pi OS arm64) and armv7l (Pi OS armhf), plus a
-citygw wheel built from this checkout, into ./wheelhouse. Reports packages that have no binary
-wheel for a platform; msgpack then gets a pure-Python wheel (msgpack's own fallback: same API,
-slower encoding), anything else its sdist (which needs a compiler and setuptools on the gateway).
+constraints.txt) for CPython 3.11 on aarch64 (Pi OS arm64), armv7l (Pi OS armhf) and x86_64
+(Debian 12 on a PC), plus a citygw wheel built from this checkout, into ./wheelhouse (`make deb`
+packages it per architecture). Reports packages that have no binary wheel for a platform;
+msgpack then gets a pure-Python wheel (msgpack's own fallback: same API, slower encoding),
+anything else its sdist (which needs a compiler and setuptools on the gateway).
 
 PIWHEELS=1 also asks piwheels.org (compiled linux_armv7l wheels for Raspberry Pi OS) for armv7l.
 """
@@ -25,6 +26,9 @@ PLATFORMS = {
                 "linux_aarch64"],
     "armv7l": ["manylinux2014_armv7l", "manylinux_2_31_armv7l", "musllinux_1_1_armv7l",
                "musllinux_1_2_armv7l", "linux_armv7l"],
+    # Plain Debian 12 on a PC or VM (and the .deb for amd64).
+    "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64",
+               "linux_x86_64"],
 }
 PURE_FALLBACK_ENV = {"msgpack": {"MSGPACK_PUREPYTHON": "1"}}
 
@@ -80,7 +84,8 @@ def main() -> int:
                 notes.append(f"{machine}: {spec}: no binary wheel; "
                              + ("pure-Python wheel built (works, slower)" if ok else "FAILED"))
             else:
-                ok = pip("download", "--no-deps", "--no-binary=:all:", "--dest", str(out), spec)
+                # Only this package from source: its build requirements may come as wheels.
+                ok = pip("download", "--no-deps", "--no-binary", name, "--dest", str(out), spec)
                 notes.append(f"{machine}: {spec}: no binary wheel; sdist only "
                              + ("(needs a compiler on the gateway)" if ok else "FAILED"))
     print(f"wheelhouse: {len(list(out.glob('*.whl')))} wheels in {out}/")

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from drivers import Driver, Frame
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, *, gateway_id: str = "") -> None:
+    """Plain lines on stderr; under systemd straight to journald, with fields (journal.py)."""
+    from gateway.journal import log_handler
+
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler(fields={"CITYGW_GATEWAY": gateway_id} if gateway_id else None)],
     )
     logging.getLogger("citygw.mqtt").setLevel(logging.WARNING)
 
@@ -43,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     document = load_document(args.config)
     config = load_config(args.config)
-    _setup_logging(args.log_level or config.gateway.log_level)
+    _setup_logging(args.log_level or config.gateway.log_level, gateway_id=config.gateway.id)
     try:
         run(config, document)
     except AgentAlreadyRunning as error:

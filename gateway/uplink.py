@@ -169,7 +169,8 @@ class Uplink:
                     if self.stats.connects > 1:
                         self.stats.reconnects += 1
                     self.reached.set()
-                    log.info("connected to hub %s as %s", self._hub.url, self._gateway_id)
+                    log.info("connected to hub %s as %s", self._hub.url, self._gateway_id,
+                             extra={"event": "hub_connected"})
                     outage_logged = False
                     backoff.reset()
                     await self._publish_birth(client)
@@ -183,7 +184,7 @@ class Uplink:
                     what = ("refused us (check username and password)"
                             if "authori" in text or "bad user" in text else "unreachable")
                     log.warning("hub %s %s: %s; readings stay buffered, retrying",
-                                self._hub.url, what, error)
+                                self._hub.url, what, error, extra={"event": "hub_down"})
                     outage_logged = True
             except (OSError, ssl.SSLError) as error:  # TLS material unreadable, DNS, ...
                 self.stats.last_error = str(error)

@@ -123,13 +123,15 @@ class SerialSource:
                     outage_since = self._monotonic_s()
                     self.stats.state = "port missing"
                     log.warning("source %s: cannot open %s (%s); retrying until it is back",
-                                self.name, self.config.port, error)
+                                self.name, self.config.port, error,
+                                extra={"source": self.name, "event": "port_missing"})
                 await asyncio.sleep(backoff.next_delay())
                 continue
             if outage_since is not None:
                 self.stats.reopens += 1
                 log.info("source %s: %s is back after %.1f s", self.name, self.config.port,
-                         self._monotonic_s() - outage_since)
+                         self._monotonic_s() - outage_since,
+                         extra={"source": self.name, "event": "port_back"})
                 outage_since = None
             backoff.reset()
             self.stats.connected = True
@@ -140,7 +142,8 @@ class SerialSource:
                 self.stats.state = "port missing"
                 outage_since = self._monotonic_s()
                 log.warning("source %s: %s vanished (%s); waiting for it to come back",
-                            self.name, self.config.port, error)
+                            self.name, self.config.port, error,
+                            extra={"source": self.name, "event": "port_vanished"})
             finally:
                 self.stats.connected = False
                 port.close()

@@ -1,6 +1,6 @@
 """deploy/citygw.service passes `systemd-analyze verify` and stays hardened: the exposure score
 of `systemd-analyze security --offline=true` is 2.0 or lower ("OK"). Also shellcheck on the
-install script where shellcheck is installed."""
+install script and the .deb's build and maintainer scripts where shellcheck is installed."""
 
 from __future__ import annotations
 
@@ -62,10 +62,12 @@ def test_unit_essentials() -> None:
     assert "\nPrivateDevices=yes" not in text  # it would hide the serial adapters
 
 
-def test_install_script_is_shellcheck_clean() -> None:
+@pytest.mark.parametrize("script", ["install.sh", "build-deb.sh", "deb/postinst", "deb/prerm",
+                                    "deb/postrm"])
+def test_install_script_is_shellcheck_clean(script: str) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not installed (Debian package 'shellcheck')")
-    proc = subprocess.run([shellcheck, str(REPO / "deploy" / "install.sh")],
+    proc = subprocess.run([shellcheck, str(REPO / "deploy" / script)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
