@@ -41,7 +41,8 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def log(self, level: int, key: str, message: str, *args: object) -> bool:
+    def log(self, level: int, key: str, message: str, *args: object,
+            extra: dict[str, object] | None = None) -> bool:
         now = self._monotonic_s()
         last = self._last.get(key)
         if last is not None and now - last < self._interval_s:
@@ -50,5 +51,5 @@ class RateLimitedLog:
         self._last[key] = now
         held = self._held.pop(key, 0)
         suffix = f" ({held} more like this in the last {self._interval_s:.0f} s)" if held else ""
-        self._logger.log(level, message + suffix, *args)
+        self._logger.log(level, message + suffix, *args, extra=extra)
         return True

@@ -280,7 +280,7 @@ class RemoteConfig:
             if retained and self._report.get("last", {}).get("push") == digest:
                 return  # the same retained push again after a reconnect: reported already
             self._log.log(logging.WARNING, str(error)[:40], "remote config: push rejected: %s",
-                          error)
+                          error, extra={"event": "config_rejected"})
             await self._finish("rejected", reason=str(error), push=digest)
 
     async def _handle(self, payload: bytes, *, retained: bool) -> None:
@@ -354,7 +354,8 @@ class RemoteConfig:
         await self._applier.apply(candidate, changes)
         self._in_force = new
         log.info("remote config: version %d applied: %s", new.version,
-                 "; ".join(changes.describe()) or "no change")
+                 "; ".join(changes.describe()) or "no change",
+                 extra={"event": "config_applied", "config_version": new.version})
         if changes.hub:
             await self._probation(previous, new, changes=changes)
         else:
@@ -390,7 +391,8 @@ class RemoteConfig:
         await self._refuse_version(new.version)
         await self._applier.apply(config, diff(self._applier.config, config))
         self._in_force = back
-        log.warning("remote config: %s to version %d", reason, back.version)
+        log.warning("remote config: %s to version %d", reason, back.version,
+                    extra={"event": "config_rolled_back", "config_version": back.version})
         await self._finish("rolled_back", reason=reason, push=new.push,
                            rolled_back_version=new.version)
 
@@ -414,7 +416,8 @@ class RemoteConfig:
         self._trusted = {signing.key_id(k): k for k in keys}
         self._trust_version = envelope.version
         ids = sorted(self._trusted)
-        log.info("remote config: trusted keys rotated to %s", ", ".join(ids))
+        log.info("remote config: trusted keys rotated to %s", ", ".join(ids),
+                 extra={"event": "keys_rotated"})
         await self._finish("applied", push=envelope.digest, changes=[f"trusted keys: {ids}"])
 
     # --- reporting -------------------------------------------------------------------------
