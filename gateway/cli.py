@@ -617,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micropython", metavar="IMAGE", help="write this MicroPython image first "
                    "(.bin for esp32, .uf2 for rp2)")
     p.add_argument("--firmware", metavar="DIR",
-                   help="the firmware folder (default: this checkout's firmware/)")
+                   help="the firmware folder (default: this checkout's firmware/, else the "
+                   "copy in the installed package)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    default="warning")
     p.set_defaults(func=cmd_node_flash)

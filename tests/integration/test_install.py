@@ -39,9 +39,9 @@ def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> Non
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for package in ("gateway", "drivers"):
+    for package in ("gateway", "drivers", "firmware"):
         shutil.copytree(REPO / package, src / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules", "sim"))
     if version is not None:
         init = src / "gateway" / "__init__.py"
         text = init.read_text().replace('__version__ = "', f'__version__ = "{version}"  # ', 1)
@@ -104,6 +104,12 @@ def test_fresh_install_then_a_second_run_changes_nothing(
     version = subprocess.run([str(root / "opt/citygw/bin/citygw"), "--version"],
                              capture_output=True, text=True, check=True).stdout
     assert "0.1" in version
+    firmware = subprocess.run(  # the node firmware travels in the wheel (for `node flash`)
+        [str(root / "opt/citygw/bin/python"), "-c",
+         "import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / 'node_firmware')"],
+        capture_output=True, text=True, check=True, cwd="/").stdout.strip()
+    assert firmware.startswith(str(root / "opt/citygw")), firmware
+    assert (Path(firmware) / "main.py").read_bytes() == (REPO / "firmware/main.py").read_bytes()
     before = manifest(root)
 
     out = run_install(root, "--wheelhouse", str(wheelhouse))
