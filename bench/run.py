@@ -31,7 +31,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.agent import Agent, AgentSettings, cpu_seconds, io_counters, memory_kb
+from bench.agent import (
+    Agent,
+    AgentSettings,
+    cpu_seconds,
+    deployed_env,
+    io_counters,
+    memory_kb,
+)
 from bench.broker import (
     HOST,
     SYS_BYTES_RECEIVED,
@@ -49,7 +56,6 @@ from bench.procs import (
     Deadline,
     Pinning,
     install_signal_handlers,
-    python_env,
 )
 from bench.profile import Profiler, hot_spots, py_spy_binary
 from bench.report import (
@@ -82,6 +88,7 @@ class Bench:
     python: str = sys.executable
     runs: int = 0
     notes: list[str] = field(default_factory=list)
+    agent_env: dict[str, str] | None = None
 
     def py(self, *args: str) -> list[str]:
         return self.pinning.other([self.python, *args])
@@ -107,7 +114,9 @@ class Bench:
         return [folder / f"ttyPM{i}" for i in range(count)]
 
     def agent(self, name: str, settings: AgentSettings) -> Agent:
-        return Agent(self.children, self.pinning, self.tmp / name, settings)
+        if self.agent_env is None:
+            self.agent_env = deployed_env(self.tmp / "pycache")
+        return Agent(self.children, self.pinning, self.tmp / name, settings, self.agent_env)
 
 
 def _prefix() -> str:
@@ -380,8 +389,9 @@ def _mb(kib: int) -> float:
 
 def import_breakdown(bench: Bench) -> list[dict[str, Any]]:
     """VmRSS of a fresh interpreter after each group of the agent's imports."""
+    env = bench.agent_env or deployed_env(bench.tmp / "pycache")
     out = subprocess.run(bench.py("-m", "bench.imports"), capture_output=True, text=True,
-                         cwd=REPO_ROOT, env=python_env(),
+                         cwd=REPO_ROOT, env=env,
                          timeout=bench.deadline.cap(60, "measuring imports"))
     if out.returncode != 0:
         raise BenchError(f"bench.imports failed:\n{out.stderr[-2000:]}")
@@ -424,6 +434,8 @@ def _memory_once(bench: Bench, readings: int, rate: float) -> dict[str, Any] | N
         "idle_rss_mb": _mb(idle["VmRSS"]),
         "rss_mb": _mb(full["VmRSS"]),
         "peak_rss_mb": _mb(full["VmHWM"]),
+        "idle_pss_mb": _mb(idle.get("Pss", 0)),
+        "pss_mb": _mb(full.get("Pss", 0)),
         "idle_anon_mb": _mb(idle.get("RssAnon", 0)),
         "idle_file_mb": _mb(idle.get("RssFile", 0)),
         "anon_mb": _mb(full.get("RssAnon", 0)),

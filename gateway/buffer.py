@@ -111,7 +111,9 @@ class SqliteBuffer:
         db.execute("PRAGMA page_size=1024")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        db.execute("PRAGMA cache_size=-512")  # 512 KiB page cache: RSS stays flat at any depth
+        # 128 KiB page cache: inserts touch the b-tree's right edge, peek and ack its left
+        # edge; a larger cache only adds RSS (BENCHMARKS.md, memory). Flat at any depth.
+        db.execute("PRAGMA cache_size=-128")
         db.execute("PRAGMA wal_autocheckpoint=1000")
         db.executescript(_SCHEMA)
         db.execute("SELECT count(*) FROM readings").fetchone()  # fails here if not a database
@@ -162,14 +164,14 @@ class SqliteBuffer:
                     dropped_new = len(readings) - self.max_readings
                     readings = readings[dropped_new:]  # keep the newest
         first = self._next_seq
-        series_id = self._series_id
         try:
             with self._db:
-                rows = [
-                    (first + i, r.ts_ms, series_id(Series(r.source, r.quantity, r.unit)),
-                     r.value, r.flags)
-                    for i, r in enumerate(readings)
-                ]
+                # Series ids first (a new series is an INSERT), then the rows as a generator:
+                # no list of row tuples beside the readings (peak memory, BENCHMARKS.md).
+                ids = {key: self._series_id(Series(*key))
+                       for key in {(r.source, r.quantity, r.unit) for r in readings}}
+                rows = ((first + i, r.ts_ms, ids[r.source, r.quantity, r.unit], r.value, r.flags)
+                        for i, r in enumerate(readings))
                 if drop_old:
                     self._set_meta("next_seq", first)
                     self._db.execute(
@@ -181,10 +183,10 @@ class SqliteBuffer:
         except sqlite3.Error as error:
             self._forget_uncommitted_series()
             raise BufferWriteError(f"cannot store {len(readings)} readings: {error}") from error
-        self._next_seq = first + len(rows)
-        self.depth += len(rows) - drop_old
+        self._next_seq = first + len(readings)
+        self.depth += len(readings) - drop_old
         self.dropped_total += drop_old + dropped_new
-        return AppendResult(accepted=len(rows), dropped=drop_old + dropped_new)
+        return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
 
     def _forget_uncommitted_series(self) -> None:
         stored = {row[0] for row in self._db.execute("SELECT id FROM series")}

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiomqtt
-
-from gateway import wire, wire2
+from gateway import lazy_import, wire, wire2
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
 from gateway.readings import StoredReading
+
+lazy_import.defer("urllib.request")  # paho's proxy lookup, unused without PySocks (RSS)
+import aiomqtt  # noqa: E402  (after the deferral)
 
 log = logging.getLogger(__name__)
 
