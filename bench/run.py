@@ -253,7 +253,8 @@ class _Measured:
 
 def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False,
               sources: int | None = None, flush_interval_s: float = 1.0,
-              label: str = "throughput") -> dict[str, Any]:
+              label: str = "throughput", synchronous: str = "full",
+              commit_interval_ms: int = 250) -> dict[str, Any]:
     """N readings from `sources` ptys through the agent to Mosquitto at an offered load."""
     bench.runs += 1
     name = f"{'profile' if profile else label}{bench.runs}"
@@ -266,7 +267,7 @@ def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False
         counters = SysCounters(broker)
         try:
             measured = _measure(bench, name, broker, counters, readings, rate, profile,
-                                sources, flush_interval_s)
+                                sources, flush_interval_s, synchronous, commit_interval_ms)
         finally:
             counters.close()
     return _figures(readings, rate, sources, measured)
@@ -274,13 +275,15 @@ def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False
 
 def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
              readings: int, rate: float, profile: bool, sources: int,
-             flush_interval_s: float) -> _Measured:
+             flush_interval_s: float, synchronous: str,
+             commit_interval_ms: int = 250) -> _Measured:
     prefix = _prefix()
     links = bench.links(name, sources)
     feeder = bench.start_feeder(name, links, "--readings", str(readings), "--rate", str(rate))
     hub = bench.start_hub(name, broker, prefix, readings)
     settings = AgentSettings(hub_url=broker.url, topic_prefix=prefix,
-                             ports=[str(p) for p in links], flush_interval_s=flush_interval_s)
+                             ports=[str(p) for p in links], flush_interval_s=flush_interval_s,
+                             synchronous=synchronous, commit_interval_ms=commit_interval_ms)
     agent = bench.agent(name, settings)
     agent.start()
     feeder.expect("attached", bench.deadline.cap(60, "waiting for the agent to open ports"))
@@ -358,12 +361,22 @@ def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str
     return result
 
 
-def run_real_rate(bench: Bench, seconds: int) -> dict[str, Any]:
+REAL_RATE_VARIANTS = [("full", 250), ("normal", 1000), ("normal", 15_000)]
+"""(synchronous, commit_interval_ms) of the real-rate runs: the bench's setting, the default
+commit interval without fsync per commit, and a commit every 15 s (BENCHMARKS.md, disk)."""
+
+
+def run_real_rate(bench: Bench, seconds: int, synchronous: str = "full",
+                  commit_interval_ms: int = 250) -> dict[str, Any]:
     """One SDS011 at its real rate (1 frame, 2 readings, per second), flush_interval_s = 10,
     the other settings as in the throughput run: disk and wire bytes per reading as a
-    streetlight gateway would see them (here each commit carries 2 readings)."""
+    streetlight gateway would see them (with a 250 ms commit interval each commit carries
+    2 readings)."""
     result = run_trial(bench, 2 * seconds, 2.0, sources=1, flush_interval_s=10.0,
-                       label="real-rate")
+                       label=f"real-rate-{synchronous}-{commit_interval_ms}",
+                       synchronous=synchronous, commit_interval_ms=commit_interval_ms)
+    result["synchronous"] = synchronous
+    result["commit_interval_ms"] = commit_interval_ms
     result["disk_bytes_per_day"] = round(result["disk_write_bytes"] / result["seconds"] * 86400)
     return result
 
@@ -597,6 +610,12 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         rr = results["real_rate"]
         log(f"real rate: {rr['disk_bytes_per_reading']:.0f} B disk/reading, "
             f"{rr['wire_bytes_per_reading']:.2f} B wire/reading")
+        results["real_rate_variants"] = []
+        for synchronous, commit_ms in REAL_RATE_VARIANTS[1:]:
+            variant = run_real_rate(bench, 10 if args.quick else 30, synchronous, commit_ms)
+            results["real_rate_variants"].append(variant)
+            log(f"real rate, synchronous = {synchronous}, commit_interval_ms = {commit_ms}: "
+                f"{variant['disk_bytes_per_reading']:.0f} B disk/reading")
     if "memory" in parts:
         tp = results.get("throughput")
         mem_rate = args.memory_rate if args.memory_rate is not None else (

@@ -9,7 +9,6 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -217,14 +216,10 @@ def _buffer_at_rest(path: Path) -> dict[str, Any]:
     """Buffer figures read straight from the file (read-only), when no agent is running."""
     if not path.exists():
         return {"depth": 0, "note": "no buffer yet"}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        depth = db.execute("SELECT count(*) FROM readings").fetchone()[0]
-        oldest = db.execute("SELECT min(ts_ms) FROM readings").fetchone()[0]
-        dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
-    finally:
-        db.close()
-    return {"depth": depth, "dropped": dropped[0] if dropped else 0,
+    from gateway.buffer import at_rest
+
+    depth, oldest, dropped = at_rest(path)
+    return {"depth": depth, "dropped": dropped,
             "oldest_unsent_age_s": None if oldest is None
             else round(time.time() - oldest / 1000, 1)}
 
