@@ -162,14 +162,14 @@ class SqliteBuffer:
                               "ORDER BY seq")
             converted = 0
             for first, run in chunks.runs(rows):
-                self._insert(first, run)
+                self._insert(first, len(run), chunks.pack_rows(run))
                 converted += len(run)
             db.execute(f"DROP TABLE {_OLD_ROWS}")
         log.info("buffer %s: %d readings converted to the chunked format", self.path, converted)
 
-    def _insert(self, first_seq: int, rows: Sequence[chunks.Row]) -> None:
+    def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
         self._db.execute("INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)",
-                         (first_seq, len(rows), chunks.pack(rows)))
+                         (first_seq, count, blob))
 
     def _delete(self, first_seq: int) -> None:
         self._db.execute("DELETE FROM chunks WHERE first_seq = ?", (first_seq,))
@@ -234,9 +234,10 @@ class SqliteBuffer:
                     self._set_meta("next_seq", first)
                     self._drop_oldest(drop_old)
                 for start in range(0, len(readings), chunks.MAX_READINGS):
-                    self._insert(first + start, [
-                        (r.ts_ms, ids[r.source, r.quantity, r.unit], r.value, r.flags)
-                        for r in readings[start:start + chunks.MAX_READINGS]])
+                    part = readings[start:start + chunks.MAX_READINGS]
+                    self._insert(first + start, len(part), chunks.pack(
+                        [r.ts_ms for r in part], [ids[r.source, r.quantity, r.unit] for r in part],
+                        [r.value for r in part], [r.flags for r in part]))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
@@ -262,7 +263,7 @@ class SqliteBuffer:
             if live > count:  # keep the newest of this chunk
                 keep = [r for r in chunks.unpack(c0, data) if not _is_acked(acked, r[0])]
                 for first, rows in chunks.runs(keep[count:]):
-                    self._insert(first, rows)
+                    self._insert(first, len(rows), chunks.pack_rows(rows))
             count -= min(live, count)
 
     def _forget_uncommitted_series(self) -> None:

@@ -32,20 +32,26 @@ class ChunkError(ValueError):
     """A stored chunk does not decode (the file was damaged)."""
 
 
-def pack(rows: Sequence[Row]) -> bytes:
-    """Readings with consecutive keys -> one blob (the key of the first is stored beside it)."""
-    ts = [row[0] for row in rows]
-    values = array("d", [row[2] for row in rows])
+def pack(ts_ms: Sequence[int], series: Sequence[int], values: Sequence[float],
+         flags: Sequence[int]) -> bytes:
+    """Readings with consecutive keys, as columns -> one blob (the key of the first is stored
+    beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS)."""
+    raw = array("d", values)
     if sys.byteorder != "little":
-        values.byteswap()
-    flags = [row[3] for row in rows]
+        raw.byteswap()
     blob: bytes = msgpack.packb([
-        [ts[0], *(b - a for a, b in pairwise(ts))] if ts else [],
-        [row[1] for row in rows],
-        values.tobytes(),
-        0 if not any(flags) else flags,  # nearly always: clock synchronised, no flags
+        [ts_ms[0], *(b - a for a, b in pairwise(ts_ms))] if ts_ms else [],
+        list(series),
+        raw.tobytes(),
+        0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
     ])
     return blob
+
+
+def pack_rows(rows: Sequence[Row]) -> bytes:
+    """`pack` for rows (ts_ms, series, value, flags)."""
+    ts_ms, series, values, flags = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return pack(ts_ms, series, values, flags)
 
 
 def unpack(first_seq: int, blob: bytes) -> list[StoredReading]:

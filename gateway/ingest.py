@@ -36,7 +36,7 @@ class Ingest:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self._high_water = max(1, staging_max // 2)
+        self._high_water = max(1, min(staging_max, commit_max) // 2)
         self._log = RateLimitedLog(log)
         self.accepted = 0
         self.dropped_staging = 0

@@ -18,7 +18,7 @@ rows_strategy = st.lists(
 
 @given(first=st.integers(1, 2**62), rows=rows_strategy)
 def test_round_trip(first: int, rows: list[chunks.Row]) -> None:
-    back = chunks.unpack(first, chunks.pack(rows))
+    back = chunks.unpack(first, chunks.pack_rows(rows))
     assert [r[0] for r in back] == list(range(first, first + len(rows)))
     for (ts, series, value, flags), (_, ts2, series2, value2, flags2) in zip(
             rows, back, strict=True):
@@ -29,7 +29,7 @@ def test_round_trip(first: int, rows: list[chunks.Row]) -> None:
 def test_a_commit_of_one_sensor_packs_to_about_eleven_bytes_a_reading() -> None:
     rows = [(1_700_000_000_000 + (n // 2) * 1000, 1 + n % 2, 10.0 + n / 10, 0)
             for n in range(1000)]
-    assert len(chunks.pack(rows)) < 12 * len(rows)
+    assert len(chunks.pack_rows(rows)) < 12 * len(rows)
 
 
 def test_garbage_is_a_chunk_error() -> None:
