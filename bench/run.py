@@ -249,6 +249,7 @@ class _Measured:
     broker_publish_bytes: int
     db_after: int
     raw_profile: str | None
+    flush_interval_s: float
 
 
 def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False,
@@ -318,7 +319,7 @@ def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
     return _Measured(start_t, end_t, done, written, final, cpu1 - cpu0, io0, io1,
                      after[SYS_BYTES_RECEIVED] - before[SYS_BYTES_RECEIVED],
                      after[SYS_PUBLISH_BYTES_RECEIVED] - before[SYS_PUBLISH_BYTES_RECEIVED],
-                     db_after, raw_profile if profile else None)
+                     db_after, raw_profile if profile else None, flush_interval_s)
 
 
 def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str, Any]:
@@ -355,6 +356,8 @@ def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str
         "hub_bytes_subtracted": hub_bytes,
         "wire_bytes": wire_bytes,
         "wire_bytes_per_reading": round(wire_bytes / delivered, 2),
+        "flush_interval_s": m.flush_interval_s,
+        **{k: done.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")},
     }
     if m.raw_profile is not None:
         result["profile"] = hot_spots(m.raw_profile)

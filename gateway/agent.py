@@ -101,7 +101,8 @@ class Agent:
             when_full=buffer_cfg.when_full, synchronous=buffer_cfg.synchronous))
         self.uplink = Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
                              version=__version__, started_ms=self.started_ms,
-                             wire_format=config.hub.wire_format)
+                             wire_format=config.hub.wire_format,
+                             before_flush=lambda: self.ingest.commit())
         self.ingest = Ingest(
             self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,7 @@ class Uplink:
         started_ms: int,
         wire_format: int = 1,
         monotonic_s: Callable[[], float] = time.monotonic,
+        before_flush: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._hub = hub
         self._gateway_id = gateway_id
@@ -71,6 +72,7 @@ class Uplink:
         self._version = version
         self._started_ms = started_ms
         self._monotonic_s = monotonic_s
+        self._before_flush = before_flush  # the ingest's commit: what arrived goes out now
         self._new_data = asyncio.Event()
         self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
         self._flush_now = False
@@ -215,6 +217,8 @@ class Uplink:
                     pass
             flush_due = True
             next_flush = self._monotonic_s() + hub.flush_interval_s
+            if self._before_flush is not None:
+                await self._before_flush()
 
     async def _publish(
         self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,
