@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -48,6 +49,7 @@ from bench.broker import (
     closed_port,
     mosquitto_binary,
 )
+from bench.encodings import encode_all, publish_packet_bytes
 from bench.procs import (
     REPO_ROOT,
     BenchError,
@@ -67,6 +69,8 @@ from bench.report import (
     verdicts,
     write_benchmarks,
 )
+from bench.tb_peer import TELEMETRY
+from gateway.readings import Series, StoredReading
 
 FULL_READINGS = 1_000_000
 QUICK_READINGS = 100_000
@@ -506,41 +510,64 @@ def run_cold_start(bench: Bench, runs: int) -> dict[str, Any]:
 # --- 5b: wire bytes for one sensor and a 30 s flush, computed with the real encoder -----------
 
 
-def _varint_len(n: int) -> int:
-    length = 1
-    while n >= 128:
-        n >>= 7
-        length += 1
-    return length
+def sds011_batches(ports: int, per_message: int, messages: int, *, frame_period_ms: int,
+                   frames_per_ts: int = 1) -> tuple[list[list[StoredReading]], dict[int, Series]]:
+    """What the agent stores for `ports` SDS011s: per frame PM2.5 and PM10 (0.1 resolution,
+    a random walk), `per_message` readings per flush. At full rate one timestamp covers a
+    whole read of many frames (`frames_per_ts`)."""
+    from gateway.simulate import pm_random_walk
+
+    series = {}
+    for port in range(ports):
+        series[2 * port + 1] = Series(f"pm-{port}", "pm2_5_ugm3", "ug/m3")
+        series[2 * port + 2] = Series(f"pm-{port}", "pm10_ugm3", "ug/m3")
+    walks = [pm_random_walk(seed=1 + port) for port in range(ports)]
+    t0, seq = 1_717_000_000_000, 123_456
+    readings: list[StoredReading] = []
+    frame = 0
+    while len(readings) < per_message * messages:
+        ts = t0 + (frame // frames_per_ts) * frame_period_ms
+        for port, walk in enumerate(walks):
+            pm2_5, pm10 = next(walk)
+            readings.append((seq, ts, 2 * port + 1, round(pm2_5, 1), 0))
+            readings.append((seq + 1, ts, 2 * port + 2, round(pm10, 1), 0))
+            seq += 2
+        frame += 1
+    batches = [readings[i:i + per_message] for i in range(0, per_message * messages,
+                                                           per_message)]
+    return batches, series
 
 
-def publish_packet_bytes(topic: str, payload_len: int) -> int:
-    """An MQTT 5 QoS 1 PUBLISH: fixed header (1 + remaining-length varint), topic (2 + len),
-    packet id (2), properties length (1, no properties), payload."""
-    remaining = 2 + len(topic.encode()) + 2 + 1 + payload_len
-    return 1 + _varint_len(remaining) + remaining
+def encodings(tp: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """citygw's formats, ThingsBoard gateway JSON and Sparkplug B on the same readings: one
+    SDS011 with a 30 s flush, and the throughput run's shape (4 ports at full rate)."""
+    per_full = round(tp["delivered"] / max(tp["messages"], 1)) if tp else 3000
+    cases = [
+        ("one SDS011, flush_interval_s = 30 (60 readings/message)",
+         sds011_batches(1, 60, 20, frame_period_ms=1000)),
+        (f"4 SDS011 ports at full rate ({fmt(per_full)} readings/message)",
+         sds011_batches(4, per_full, 5, frame_period_ms=4, frames_per_ts=100)),
+    ]
+    out = []
+    for name, (batches, series) in cases:
+        encoded = encode_all(batches, series)
+        ours = encoded[0].bytes_per_reading
+        out.append({"case": name, "encodings": [
+            {"name": e.name, "messages": e.messages, "bytes_per_reading":
+             round(e.bytes_per_reading, 2), "ratio_to_v1": round(e.bytes_per_reading / ours, 2)}
+            for e in encoded]})
+    return out
 
 
 def realistic_wire() -> dict[str, Any]:
     """One SDS011 (2 readings/s), flush_interval_s = 30: 60 readings per message."""
     from gateway import wire
-    from gateway.readings import Series
-    from gateway.simulate import pm_random_walk
 
     gateway_id, prefix = "gw-0001", "citygw/v1"
-    series = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
-              2: Series("pm-north", "pm10_ugm3", "ug/m3")}
     topic = wire.topic(prefix, gateway_id, wire.TOPIC_DATA)
-    walk = pm_random_walk(seed=1)
-    t0, seq0, sizes, per_msg = 1_717_000_000_000, 123_456, [], 60
-    for message in range(10):  # ten consecutive 30 s windows, averaged
-        batch = []
-        for second in range(per_msg // 2):
-            pm2_5, pm10 = next(walk)
-            ts = t0 + (message * 30 + second) * 1000
-            seq = seq0 + message * per_msg + second * 2
-            batch.append((seq, ts, 1, round(pm2_5, 1), 0))
-            batch.append((seq + 1, ts, 2, round(pm10, 1), 0))
+    sizes, per_msg = [], 60
+    batches, series = sds011_batches(1, per_msg, 10, frame_period_ms=1000)
+    for batch in batches:  # ten consecutive 30 s windows, averaged
         payload = wire.encode_data(gateway_id, 1_234_567_890, batch, series.__getitem__)
         sizes.append((len(payload), publish_packet_bytes(topic, len(payload))))
     payload_avg = statistics.mean(s[0] for s in sizes)
@@ -552,6 +579,122 @@ def realistic_wire() -> dict[str, Any]:
         "mqtt_bytes": round(packet_avg, 1),
         "bytes_per_reading": round(packet_avg / per_msg, 2),
         "bytes_per_reading_with_tcp_ip": round((packet_avg + 52) / per_msg, 2),
+    }
+
+
+# --- the peer: ThingsBoard IoT Gateway on the same workload -----------------------------------
+
+TB_VENV = REPO_ROOT / "bench" / ".tb-venv"
+TB_READINGS = 100_000
+
+
+def _tb_config(workdir: Path, port: int) -> Path:
+    """ThingsBoard gateway config: "ThingsBoard" and the MQTT-in source are the bench's
+    Mosquitto; memory storage; statistics and remote configuration off; logs to stdout at
+    WARNING (its own file handlers need a ./logs tree)."""
+    config = workdir / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    gateway = {
+        "thingsboard": {
+            "host": HOST, "port": port, "remoteShell": False, "remoteConfiguration": False,
+            "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600},
+            "deviceFiltering": {"enable": False}, "maxPayloadSizeBytes": 8196,
+            "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
+            "reportStrategy": {"type": "ON_RECEIVED"},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False}},
+        "storage": {"type": "memory", "read_records_count": 100,
+                    "max_records_count": 10 * TB_READINGS},
+        "grpc": {"enabled": False},
+        "connectors": [{"type": "mqtt", "name": "MQTT in", "configuration": "mqtt.json"}],
+    }
+    timeseries = [{"type": "double", "key": key, "value": "${" + key + "}"}
+                  for key in ("pm2_5_ugm3", "pm10_ugm3")]
+    connector = {
+        "broker": {"host": HOST, "port": port, "clientId": "tb-gateway-in", "version": 5,
+                   "maxMessageNumberPerWorker": 10, "maxNumberOfWorkers": 100,
+                   "cleanSession": True, "cleanStart": True, "sessionExpiryInterval": 0,
+                   "security": {"type": "anonymous"}},
+        "mapping": [{"topicFilter": "sensor/+/data", "subscriptionQos": 1, "converter": {
+            "type": "json", "deviceInfo": {
+                "deviceNameExpressionSource": "topic",
+                "deviceNameExpression": "(?<=sensor/)(.*?)(?=/data)",
+                "deviceProfileExpressionSource": "constant", "deviceProfileExpression": "default"},
+            "sendDataOnlyOnChange": False, "timeout": 60000, "attributes": [],
+            "timeseries": timeseries}}],
+    }
+    handler = {"class": "logging.StreamHandler", "level": "WARNING", "stream": "ext://sys.stdout"}
+    logs = {"version": 1, "disable_existing_loggers": False,
+            "handlers": {name: handler for name in (
+                "consoleHandler", "databaseHandler", "serviceHandler", "connectorHandler",
+                "converterHandler", "tb_connectionHandler", "storageHandler",
+                "extensionHandler")},
+            "loggers": {name: {"handlers": ["consoleHandler"], "level": "WARNING",
+                               "propagate": False}
+                        for name in ("database", "service", "connector", "converter",
+                                     "tb_connection", "storage", "extension")},
+            "root": {"level": "WARNING", "handlers": ["consoleHandler"]}}
+    for name, document in (("tb_gateway.json", gateway), ("mqtt.json", connector),
+                           ("logs.json", logs)):
+        (config / name).write_text(json.dumps(document, indent=1))
+    return config
+
+
+def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
+    """The same SDS011 readings through ThingsBoard IoT Gateway's MQTT-in path (its serial
+    connector is an example to extend, not a product path) into the same Mosquitto, which
+    plays ThingsBoard (bench/tb_peer.py answers the one RPC the gateway waits for)."""
+    binary = TB_VENV / "bin" / "thingsboard-gateway"
+    if not binary.exists():
+        return {"skipped": f"{binary} is missing: `make bench` installs it (thingsboard-gateway "
+                "from PyPI into bench/.tb-venv)"}
+    log(f"thingsboard gateway: {readings:,} readings through its MQTT-in connector")
+    workdir = bench.tmp / "thingsboard"
+    with bench.children.scope():
+        broker = Broker(bench.children, bench.pinning, workdir / "broker")
+        broker.start()
+        config = _tb_config(workdir, broker.port)
+        peer = bench.children.start(
+            "tb-peer", bench.py("-m", "bench.tb_peer", HOST, str(broker.port),
+                                "--readings", str(readings)),
+            log_path=workdir / "tb-peer.log", lines=True, stdin=True)
+        peer.expect("ready", bench.deadline.cap(15, "fake ThingsBoard subscribing"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["TB_GW_CONFIG_DIR"] = str(config)
+        gateway = bench.children.start(
+            "thingsboard-gateway", bench.pinning.agent([str(binary)]),
+            log_path=workdir / "thingsboard-gateway.log", env=env, cwd=workdir)
+        started = time.monotonic()
+        peer.expect("limits", bench.deadline.cap(60, "ThingsBoard gateway asking its limits"))
+        time.sleep(3.0)  # its MQTT connector subscribes after the session limits
+        startup_s = time.monotonic() - started
+        cpu0 = cpu_seconds(gateway.pid)
+        peer.send("go")
+        start_t = float(peer.expect("start", bench.deadline.cap(10, "starting the feed"))["t"])
+        try:
+            done = peer.expect("done", bench.deadline.cap(max(30.0, readings / 200),
+                                                          "ThingsBoard gateway forwarding"))
+        except BenchError:
+            peer.send("report")
+            done = peer.expect("report", bench.deadline.cap(10, "peer report"))
+        cpu1 = cpu_seconds(gateway.pid)
+        memory = memory_kb(gateway.pid)
+    delivered = int(done["readings"])
+    elapsed = float(done["t"] or start_t) - start_t
+    messages = max(int(done["messages"]), 1)
+    payload = int(done["payload_bytes"])
+    wire_bytes = payload + messages * (publish_packet_bytes(TELEMETRY, payload // messages)
+                                       - payload // messages)
+    return {
+        "readings": readings, "delivered": delivered,
+        "readings_per_s": round(delivered / elapsed) if elapsed > 0 else 0,
+        "seconds": round(elapsed, 2),
+        "cpu_us_per_reading": round((cpu1 - cpu0) / max(delivered, 1) * 1e6, 1),
+        "peak_rss_mb": _mb(memory["VmHWM"]), "rss_mb": _mb(memory["VmRSS"]),
+        "pss_mb": _mb(memory.get("Pss", 0)),
+        "messages": messages, "wire_bytes_per_reading": round(wire_bytes / max(delivered, 1), 2),
+        "startup_s": round(startup_s, 1),
     }
 
 
@@ -574,8 +717,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="offered load for the RSS run (default: the lossless throughput rate)")
     p.add_argument("--sources", type=int, default=4, help="SDS011 ports fed in parallel")
     p.add_argument("--cold-runs", type=int, help="cold starts to take the median of (3)")
+    p.add_argument("--peer-readings", type=int,
+                   help=f"readings through ThingsBoard IoT Gateway ({TB_READINGS:,}; --quick "
+                   "10,000)")
     p.add_argument("--only", action="append",
-                   choices=["throughput", "real-rate", "memory", "cold", "wire", "profile"],
+                   choices=["throughput", "real-rate", "memory", "cold", "wire", "peer",
+                            "profile"],
                    help="run only these parts (repeatable)")
     p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
                    help="py-spy profile of a separate throughput run: auto = when a target "
@@ -594,7 +741,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
-    parts = set(args.only or ["throughput", "real-rate", "memory", "cold", "wire", "profile"])
+    parts = set(args.only or ["throughput", "real-rate", "memory", "cold", "wire", "peer",
+                              "profile"])
     readings = args.readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     mem_readings = args.memory_readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     cold_runs = args.cold_runs or (1 if args.quick else 3)
@@ -627,6 +775,15 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         results["memory"]["imports"] = import_breakdown(bench)
         mem = results["memory"]
         log(f"memory: peak RSS {mem['peak_rss_mb']:.1f} MB, idle {mem['idle_rss_mb']:.1f} MB")
+    if "wire" in parts:
+        results["encodings"] = encodings(results.get("throughput"))
+    if "peer" in parts:
+        results["thingsboard"] = run_thingsboard(
+            bench, args.peer_readings or (10_000 if args.quick else TB_READINGS))
+        tb = results["thingsboard"]
+        log("thingsboard gateway: " + (tb["skipped"] if "skipped" in tb else
+            f"{fmt(tb['readings_per_s'])} readings/s, {tb['cpu_us_per_reading']} us CPU/reading"
+            f", peak RSS {tb['peak_rss_mb']} MB"))
     if "cold" in parts:
         results["cold_start"] = run_cold_start(bench, cold_runs)
         log(f"cold start: {results['cold_start']['first_publish_ms']} ms")
