@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull
+from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull, at_rest
 from gateway.readings import Reading
 
 Factory = Callable[..., SqliteBuffer]
@@ -189,3 +189,13 @@ def test_a_chunk_that_no_longer_decodes_is_dropped_and_counted(make_buffer: Fact
         buffer._db.execute("UPDATE chunks SET data = x'c1' WHERE first_seq = 1")
     assert [r[0] for r in buffer.peek(0, 10)] == [4, 5]
     assert (buffer.depth, buffer.dropped_total) == (2, 3)
+
+
+def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
+    tmp_path: Path, make_buffer: Factory,
+) -> None:
+    """What `citygw status` shows when no agent runs (read-only, from the file)."""
+    buffer = make_buffer(max_readings=5)
+    buffer.append(readings(0, 7))  # 2 dropped
+    buffer.close()
+    assert at_rest(tmp_path / "buffer.db") == (5, readings(2, 1)[0].ts_ms, 2)
