@@ -145,9 +145,18 @@ demo: deps $(STAMP) $(SIM_STAMP)
 		     $(VPY) -m pip install --quiet -e '.[demo]'; }
 	$(VENV)/bin/citygw demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
 
-# The bench runs a real Mosquitto (see bench/README.md).
+# The bench runs a real Mosquitto (see bench/README.md), and ThingsBoard IoT Gateway side by
+# side from its own venv (bench/.tb-venv, never the project's); without it that part is skipped.
+TB_VENV := bench/.tb-venv
+TB_GATEWAY := thingsboard-gateway==3.8.5
 bench: deps
 bench: $(STAMP)
+	@[ -x $(TB_VENV)/bin/thingsboard-gateway ] || { \
+		echo "bench: installing $(TB_GATEWAY) into $(TB_VENV)"; \
+		$(PYTHON) -m venv $(TB_VENV) && $(TB_VENV)/bin/pip install --quiet \
+			--disable-pip-version-check $(TB_GATEWAY) \
+		|| { echo "bench: could not install $(TB_GATEWAY); the side-by-side run is skipped" >&2; \
+		     rm -rf $(TB_VENV); }; }
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/fleet_push.py --count 200 --write
 
@@ -163,5 +172,5 @@ deb: wheelhouse
 	for arch in $(DEB_ARCHES); do deploy/build-deb.sh --arch $$arch --out dist; done
 
 clean:
-	rm -rf $(VENV) $(FW_DIR)/node_modules $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(TB_VENV) $(FW_DIR)/node_modules $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -6,15 +6,51 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import BenchError, Child, Children, Pinning
+from bench.procs import REPO_ROOT, BenchError, Child, Children, Pinning, python_env
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+UNIT = REPO_ROOT / "deploy" / "citygw.service"
+UNIT_ENV_KEYS = ("PYTHONOPTIMIZE",)
+"""What the bench takes from the unit's Environment= so it measures the agent as deployed;
+PYTHONPYCACHEPREFIX is replaced by the bench's own compiled tree (see `deployed_env`)."""
+WARM_UP = "import gateway.agent, gateway.cli, encodings.idna, runpy"
+"""What the running agent imports (runpy for `-m`, idna for the hub's host name), as
+deploy/install.sh compiles it."""
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """The variables the systemd unit sets (Environment= lines, space-separated KEY=VALUE)."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in line.removeprefix("Environment=").split():
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def deployed_env(pycache: Path) -> dict[str, str]:
+    """The agent's environment as the unit gives it (-OO), with its bytecode compiled first
+    into `pycache`, as deploy/install.sh does: without that every start compiles from source
+    (PYTHONDONTWRITEBYTECODE, a read-only /opt), which costs memory and time."""
+    unit = unit_environment()
+    env = python_env()
+    env.update({k: unit[k] for k in UNIT_ENV_KEYS if k in unit})
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    warm = subprocess.run([sys.executable, "-c", WARM_UP],
+                          env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    if warm.returncode != 0:
+        raise BenchError(f"compiling the agent's bytecode failed:\n{warm.stderr[-2000:]}")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # measured runs only read what was compiled
+    return env
 
 
 @dataclass(frozen=True)
@@ -75,18 +111,20 @@ def io_counters(pid: int) -> dict[str, int]:
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (peak RSS) and friends from /proc/PID/status, in kB."""
+    """VmRSS, VmHWM (peak RSS) and friends from /proc/PID/status, and Pss (shared pages
+    divided among the processes that map them) from /proc/PID/smaps_rollup, in kB."""
     out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.startswith(("Vm", "Rss")) and value.strip().endswith("kB"):
-            out[key] = int(value.split()[0])
+    for name in ("status", "smaps_rollup"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.startswith(("Vm", "Rss", "Pss")) and value.strip().endswith("kB"):
+                out[key] = int(value.split()[0])
     return out
 
 
 class Agent:
     def __init__(self, children: Children, pinning: Pinning, workdir: Path,
-                 settings: AgentSettings) -> None:
+                 settings: AgentSettings, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.config_path = workdir / "citygw.toml"
@@ -97,6 +135,7 @@ class Agent:
         self._pinning = pinning
         self.child: Child | None = None
         self.started_s = 0.0
+        self._env = env
 
     @property
     def argv(self) -> list[str]:
@@ -110,7 +149,7 @@ class Agent:
     def start(self) -> None:
         self.started_s = time.monotonic()
         self.child = self._children.start("agent", self._pinning.agent(self.argv),
-                                          log_path=self.log_path)
+                                          log_path=self.log_path, env=self._env)
 
     def check_alive(self) -> None:
         if self.child is None or not self.child.running:

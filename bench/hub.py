@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 import time
@@ -31,6 +32,19 @@ def say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def latency_figures(latencies_ms: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of the readings' latencies (nearest rank), ms."""
+    if not latencies_ms:
+        return {"latency_ms_p50": None, "latency_ms_p99": None, "latency_ms_max": None}
+    ordered = sorted(latencies_ms)
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p * len(ordered)) - 1)], 1)
+
+    return {"latency_ms_p50": rank(0.50), "latency_ms_p99": rank(0.99),
+            "latency_ms_max": round(ordered[-1], 1)}
+
+
 class Counter:
     def __init__(self, target: int) -> None:
         self.target = target
@@ -42,9 +56,11 @@ class Counter:
         self.last_t: float | None = None
         self.done = False
         self._seen: set[tuple[str, int, int]] = set()
+        self.latencies_ms: list[float] = []
 
     def on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         now = time.monotonic()
+        now_ms = time.time() * 1000
         readings = list(decode_data(bytes(msg.payload)))
         if not readings:
             return
@@ -58,6 +74,11 @@ class Counter:
             say("first", t=now, readings=len(readings))
         self.messages += 1
         self.last_t = now
+        # Latency of each reading: its timestamp (the agent's clock when it decoded the frame,
+        # a fraction of a millisecond after the frame was written to the pty) -> here. The
+        # broker sends the agent's PUBACK as it forwards the message: on one machine the same
+        # moment to within a millisecond.
+        self.latencies_ms.extend(now_ms - r.ts_ms for r in readings)
         self.readings += len(readings)
         self.payload_bytes += len(msg.payload)
         if not self.done and self.readings >= self.target:
@@ -69,7 +90,8 @@ class Counter:
         return {"t": self.last_t, "first_t": self.first_t, "readings": self.readings,
                 "messages": self.messages, "duplicate_messages": self.duplicate_messages,
                 "payload_bytes": self.payload_bytes,
-                "puback_messages": self.messages + self.duplicate_messages}
+                "puback_messages": self.messages + self.duplicate_messages,
+                **latency_figures(self.latencies_ms)}
 
     def answer_reports(self) -> None:
         """On "report" from stdin: what arrived so far (for runs where the agent dropped some

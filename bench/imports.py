@@ -3,6 +3,7 @@
 Run by bench/run.py as `python -m bench.imports`; prints one JSON object:
 {"steps": [{"step": "...", "rss_kb": ..., "delta_kb": ..., "anon_kb": ..., "file_kb": ...}]}
 (RssAnon: the process's own heap; RssFile: pages of mapped files such as shared libraries).
+bench/run.py runs it with the agent's environment (-OO, compiled bytecode; bench/agent.py).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from pathlib import Path
 
 STEPS: list[tuple[str, list[str]]] = [
     ("python interpreter", []),
-    ("ssl (OpenSSL; asyncio imports it)", ["ssl"]),
+    ("ssl (OpenSSL; asyncio and aiomqtt import it)", ["ssl"]),
     ("asyncio, logging, json", ["asyncio", "logging", "json"]),
     ("sqlite3", ["sqlite3"]),
     ("pyserial", ["serial"]),
     ("gateway.config (its schema checker)", ["gateway.config"]),
     ("msgpack", ["msgpack"]),
-    ("aiomqtt + paho-mqtt", ["aiomqtt"]),
+    ("aiomqtt + paho-mqtt (via gateway.uplink: urllib.request deferred)", ["gateway.uplink"]),
     ("drivers", ["drivers"]),
     ("rest of gateway (agent, cli)", ["gateway.agent", "gateway.cli"]),
 ]

@@ -182,12 +182,12 @@ class Children:
 
     def start(
         self, name: str, argv: list[str], *, log_path: Path | None = None, lines: bool = False,
-        stdin: bool = False, env: dict[str, str] | None = None,
+        stdin: bool = False, env: dict[str, str] | None = None, cwd: Path | None = None,
     ) -> Child:
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                argv, cwd=REPO_ROOT, env=env or python_env(),
+                argv, cwd=cwd or REPO_ROOT, env=env or python_env(),
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if lines else log,
                 stderr=log, start_new_session=True,

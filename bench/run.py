@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -31,7 +32,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.agent import Agent, AgentSettings, cpu_seconds, io_counters, memory_kb
+from bench.agent import (
+    Agent,
+    AgentSettings,
+    cpu_seconds,
+    deployed_env,
+    io_counters,
+    memory_kb,
+)
 from bench.broker import (
     HOST,
     SYS_BYTES_RECEIVED,
@@ -41,6 +49,7 @@ from bench.broker import (
     closed_port,
     mosquitto_binary,
 )
+from bench.encodings import encode_all, publish_packet_bytes
 from bench.procs import (
     REPO_ROOT,
     BenchError,
@@ -49,7 +58,6 @@ from bench.procs import (
     Deadline,
     Pinning,
     install_signal_handlers,
-    python_env,
 )
 from bench.profile import Profiler, hot_spots, py_spy_binary
 from bench.report import (
@@ -61,6 +69,8 @@ from bench.report import (
     verdicts,
     write_benchmarks,
 )
+from bench.tb_peer import TELEMETRY
+from gateway.readings import Series, StoredReading
 
 FULL_READINGS = 1_000_000
 QUICK_READINGS = 100_000
@@ -82,6 +92,7 @@ class Bench:
     python: str = sys.executable
     runs: int = 0
     notes: list[str] = field(default_factory=list)
+    agent_env: dict[str, str] | None = None
 
     def py(self, *args: str) -> list[str]:
         return self.pinning.other([self.python, *args])
@@ -107,7 +118,9 @@ class Bench:
         return [folder / f"ttyPM{i}" for i in range(count)]
 
     def agent(self, name: str, settings: AgentSettings) -> Agent:
-        return Agent(self.children, self.pinning, self.tmp / name, settings)
+        if self.agent_env is None:
+            self.agent_env = deployed_env(self.tmp / "pycache")
+        return Agent(self.children, self.pinning, self.tmp / name, settings, self.agent_env)
 
 
 def _prefix() -> str:
@@ -240,11 +253,13 @@ class _Measured:
     broker_publish_bytes: int
     db_after: int
     raw_profile: str | None
+    flush_interval_s: float
 
 
 def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False,
               sources: int | None = None, flush_interval_s: float = 1.0,
-              label: str = "throughput") -> dict[str, Any]:
+              label: str = "throughput", synchronous: str = "full",
+              commit_interval_ms: int = 250) -> dict[str, Any]:
     """N readings from `sources` ptys through the agent to Mosquitto at an offered load."""
     bench.runs += 1
     name = f"{'profile' if profile else label}{bench.runs}"
@@ -257,7 +272,7 @@ def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False
         counters = SysCounters(broker)
         try:
             measured = _measure(bench, name, broker, counters, readings, rate, profile,
-                                sources, flush_interval_s)
+                                sources, flush_interval_s, synchronous, commit_interval_ms)
         finally:
             counters.close()
     return _figures(readings, rate, sources, measured)
@@ -265,13 +280,15 @@ def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False
 
 def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
              readings: int, rate: float, profile: bool, sources: int,
-             flush_interval_s: float) -> _Measured:
+             flush_interval_s: float, synchronous: str,
+             commit_interval_ms: int = 250) -> _Measured:
     prefix = _prefix()
     links = bench.links(name, sources)
     feeder = bench.start_feeder(name, links, "--readings", str(readings), "--rate", str(rate))
     hub = bench.start_hub(name, broker, prefix, readings)
     settings = AgentSettings(hub_url=broker.url, topic_prefix=prefix,
-                             ports=[str(p) for p in links], flush_interval_s=flush_interval_s)
+                             ports=[str(p) for p in links], flush_interval_s=flush_interval_s,
+                             synchronous=synchronous, commit_interval_ms=commit_interval_ms)
     agent = bench.agent(name, settings)
     agent.start()
     feeder.expect("attached", bench.deadline.cap(60, "waiting for the agent to open ports"))
@@ -306,7 +323,7 @@ def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
     return _Measured(start_t, end_t, done, written, final, cpu1 - cpu0, io0, io1,
                      after[SYS_BYTES_RECEIVED] - before[SYS_BYTES_RECEIVED],
                      after[SYS_PUBLISH_BYTES_RECEIVED] - before[SYS_PUBLISH_BYTES_RECEIVED],
-                     db_after, raw_profile if profile else None)
+                     db_after, raw_profile if profile else None, flush_interval_s)
 
 
 def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str, Any]:
@@ -343,18 +360,30 @@ def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str
         "hub_bytes_subtracted": hub_bytes,
         "wire_bytes": wire_bytes,
         "wire_bytes_per_reading": round(wire_bytes / delivered, 2),
+        "flush_interval_s": m.flush_interval_s,
+        **{k: done.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")},
     }
     if m.raw_profile is not None:
         result["profile"] = hot_spots(m.raw_profile)
     return result
 
 
-def run_real_rate(bench: Bench, seconds: int) -> dict[str, Any]:
+REAL_RATE_VARIANTS = [("full", 250), ("normal", 1000), ("normal", 15_000)]
+"""(synchronous, commit_interval_ms) of the real-rate runs: the bench's setting, the default
+commit interval without fsync per commit, and a commit every 15 s (BENCHMARKS.md, disk)."""
+
+
+def run_real_rate(bench: Bench, seconds: int, synchronous: str = "full",
+                  commit_interval_ms: int = 250) -> dict[str, Any]:
     """One SDS011 at its real rate (1 frame, 2 readings, per second), flush_interval_s = 10,
     the other settings as in the throughput run: disk and wire bytes per reading as a
-    streetlight gateway would see them (here each commit carries 2 readings)."""
+    streetlight gateway would see them (with a 250 ms commit interval each commit carries
+    2 readings)."""
     result = run_trial(bench, 2 * seconds, 2.0, sources=1, flush_interval_s=10.0,
-                       label="real-rate")
+                       label=f"real-rate-{synchronous}-{commit_interval_ms}",
+                       synchronous=synchronous, commit_interval_ms=commit_interval_ms)
+    result["synchronous"] = synchronous
+    result["commit_interval_ms"] = commit_interval_ms
     result["disk_bytes_per_day"] = round(result["disk_write_bytes"] / result["seconds"] * 86400)
     return result
 
@@ -380,8 +409,9 @@ def _mb(kib: int) -> float:
 
 def import_breakdown(bench: Bench) -> list[dict[str, Any]]:
     """VmRSS of a fresh interpreter after each group of the agent's imports."""
+    env = bench.agent_env or deployed_env(bench.tmp / "pycache")
     out = subprocess.run(bench.py("-m", "bench.imports"), capture_output=True, text=True,
-                         cwd=REPO_ROOT, env=python_env(),
+                         cwd=REPO_ROOT, env=env,
                          timeout=bench.deadline.cap(60, "measuring imports"))
     if out.returncode != 0:
         raise BenchError(f"bench.imports failed:\n{out.stderr[-2000:]}")
@@ -424,6 +454,8 @@ def _memory_once(bench: Bench, readings: int, rate: float) -> dict[str, Any] | N
         "idle_rss_mb": _mb(idle["VmRSS"]),
         "rss_mb": _mb(full["VmRSS"]),
         "peak_rss_mb": _mb(full["VmHWM"]),
+        "idle_pss_mb": _mb(idle.get("Pss", 0)),
+        "pss_mb": _mb(full.get("Pss", 0)),
         "idle_anon_mb": _mb(idle.get("RssAnon", 0)),
         "idle_file_mb": _mb(idle.get("RssFile", 0)),
         "anon_mb": _mb(full.get("RssAnon", 0)),
@@ -478,41 +510,64 @@ def run_cold_start(bench: Bench, runs: int) -> dict[str, Any]:
 # --- 5b: wire bytes for one sensor and a 30 s flush, computed with the real encoder -----------
 
 
-def _varint_len(n: int) -> int:
-    length = 1
-    while n >= 128:
-        n >>= 7
-        length += 1
-    return length
+def sds011_batches(ports: int, per_message: int, messages: int, *, frame_period_ms: int,
+                   frames_per_ts: int = 1) -> tuple[list[list[StoredReading]], dict[int, Series]]:
+    """What the agent stores for `ports` SDS011s: per frame PM2.5 and PM10 (0.1 resolution,
+    a random walk), `per_message` readings per flush. At full rate one timestamp covers a
+    whole read of many frames (`frames_per_ts`)."""
+    from gateway.simulate import pm_random_walk
+
+    series = {}
+    for port in range(ports):
+        series[2 * port + 1] = Series(f"pm-{port}", "pm2_5_ugm3", "ug/m3")
+        series[2 * port + 2] = Series(f"pm-{port}", "pm10_ugm3", "ug/m3")
+    walks = [pm_random_walk(seed=1 + port) for port in range(ports)]
+    t0, seq = 1_717_000_000_000, 123_456
+    readings: list[StoredReading] = []
+    frame = 0
+    while len(readings) < per_message * messages:
+        ts = t0 + (frame // frames_per_ts) * frame_period_ms
+        for port, walk in enumerate(walks):
+            pm2_5, pm10 = next(walk)
+            readings.append((seq, ts, 2 * port + 1, round(pm2_5, 1), 0))
+            readings.append((seq + 1, ts, 2 * port + 2, round(pm10, 1), 0))
+            seq += 2
+        frame += 1
+    batches = [readings[i:i + per_message] for i in range(0, per_message * messages,
+                                                           per_message)]
+    return batches, series
 
 
-def publish_packet_bytes(topic: str, payload_len: int) -> int:
-    """An MQTT 5 QoS 1 PUBLISH: fixed header (1 + remaining-length varint), topic (2 + len),
-    packet id (2), properties length (1, no properties), payload."""
-    remaining = 2 + len(topic.encode()) + 2 + 1 + payload_len
-    return 1 + _varint_len(remaining) + remaining
+def encodings(tp: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """citygw's formats, ThingsBoard gateway JSON and Sparkplug B on the same readings: one
+    SDS011 with a 30 s flush, and the throughput run's shape (4 ports at full rate)."""
+    per_full = round(tp["delivered"] / max(tp["messages"], 1)) if tp else 3000
+    cases = [
+        ("one SDS011, flush_interval_s = 30 (60 readings/message)",
+         sds011_batches(1, 60, 20, frame_period_ms=1000)),
+        (f"4 SDS011 ports at full rate ({fmt(per_full)} readings/message)",
+         sds011_batches(4, per_full, 5, frame_period_ms=4, frames_per_ts=100)),
+    ]
+    out = []
+    for name, (batches, series) in cases:
+        encoded = encode_all(batches, series)
+        ours = encoded[0].bytes_per_reading
+        out.append({"case": name, "encodings": [
+            {"name": e.name, "messages": e.messages, "bytes_per_reading":
+             round(e.bytes_per_reading, 2), "ratio_to_v1": round(e.bytes_per_reading / ours, 2)}
+            for e in encoded]})
+    return out
 
 
 def realistic_wire() -> dict[str, Any]:
     """One SDS011 (2 readings/s), flush_interval_s = 30: 60 readings per message."""
     from gateway import wire
-    from gateway.readings import Series
-    from gateway.simulate import pm_random_walk
 
     gateway_id, prefix = "gw-0001", "citygw/v1"
-    series = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
-              2: Series("pm-north", "pm10_ugm3", "ug/m3")}
     topic = wire.topic(prefix, gateway_id, wire.TOPIC_DATA)
-    walk = pm_random_walk(seed=1)
-    t0, seq0, sizes, per_msg = 1_717_000_000_000, 123_456, [], 60
-    for message in range(10):  # ten consecutive 30 s windows, averaged
-        batch = []
-        for second in range(per_msg // 2):
-            pm2_5, pm10 = next(walk)
-            ts = t0 + (message * 30 + second) * 1000
-            seq = seq0 + message * per_msg + second * 2
-            batch.append((seq, ts, 1, round(pm2_5, 1), 0))
-            batch.append((seq + 1, ts, 2, round(pm10, 1), 0))
+    sizes, per_msg = [], 60
+    batches, series = sds011_batches(1, per_msg, 10, frame_period_ms=1000)
+    for batch in batches:  # ten consecutive 30 s windows, averaged
         payload = wire.encode_data(gateway_id, 1_234_567_890, batch, series.__getitem__)
         sizes.append((len(payload), publish_packet_bytes(topic, len(payload))))
     payload_avg = statistics.mean(s[0] for s in sizes)
@@ -524,6 +579,122 @@ def realistic_wire() -> dict[str, Any]:
         "mqtt_bytes": round(packet_avg, 1),
         "bytes_per_reading": round(packet_avg / per_msg, 2),
         "bytes_per_reading_with_tcp_ip": round((packet_avg + 52) / per_msg, 2),
+    }
+
+
+# --- the peer: ThingsBoard IoT Gateway on the same workload -----------------------------------
+
+TB_VENV = REPO_ROOT / "bench" / ".tb-venv"
+TB_READINGS = 100_000
+
+
+def _tb_config(workdir: Path, port: int) -> Path:
+    """ThingsBoard gateway config: "ThingsBoard" and the MQTT-in source are the bench's
+    Mosquitto; memory storage; statistics and remote configuration off; logs to stdout at
+    WARNING (its own file handlers need a ./logs tree)."""
+    config = workdir / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    gateway = {
+        "thingsboard": {
+            "host": HOST, "port": port, "remoteShell": False, "remoteConfiguration": False,
+            "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600},
+            "deviceFiltering": {"enable": False}, "maxPayloadSizeBytes": 8196,
+            "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
+            "reportStrategy": {"type": "ON_RECEIVED"},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False}},
+        "storage": {"type": "memory", "read_records_count": 100,
+                    "max_records_count": 10 * TB_READINGS},
+        "grpc": {"enabled": False},
+        "connectors": [{"type": "mqtt", "name": "MQTT in", "configuration": "mqtt.json"}],
+    }
+    timeseries = [{"type": "double", "key": key, "value": "${" + key + "}"}
+                  for key in ("pm2_5_ugm3", "pm10_ugm3")]
+    connector = {
+        "broker": {"host": HOST, "port": port, "clientId": "tb-gateway-in", "version": 5,
+                   "maxMessageNumberPerWorker": 10, "maxNumberOfWorkers": 100,
+                   "cleanSession": True, "cleanStart": True, "sessionExpiryInterval": 0,
+                   "security": {"type": "anonymous"}},
+        "mapping": [{"topicFilter": "sensor/+/data", "subscriptionQos": 1, "converter": {
+            "type": "json", "deviceInfo": {
+                "deviceNameExpressionSource": "topic",
+                "deviceNameExpression": "(?<=sensor/)(.*?)(?=/data)",
+                "deviceProfileExpressionSource": "constant", "deviceProfileExpression": "default"},
+            "sendDataOnlyOnChange": False, "timeout": 60000, "attributes": [],
+            "timeseries": timeseries}}],
+    }
+    handler = {"class": "logging.StreamHandler", "level": "WARNING", "stream": "ext://sys.stdout"}
+    logs = {"version": 1, "disable_existing_loggers": False,
+            "handlers": {name: handler for name in (
+                "consoleHandler", "databaseHandler", "serviceHandler", "connectorHandler",
+                "converterHandler", "tb_connectionHandler", "storageHandler",
+                "extensionHandler")},
+            "loggers": {name: {"handlers": ["consoleHandler"], "level": "WARNING",
+                               "propagate": False}
+                        for name in ("database", "service", "connector", "converter",
+                                     "tb_connection", "storage", "extension")},
+            "root": {"level": "WARNING", "handlers": ["consoleHandler"]}}
+    for name, document in (("tb_gateway.json", gateway), ("mqtt.json", connector),
+                           ("logs.json", logs)):
+        (config / name).write_text(json.dumps(document, indent=1))
+    return config
+
+
+def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
+    """The same SDS011 readings through ThingsBoard IoT Gateway's MQTT-in path (its serial
+    connector is an example to extend, not a product path) into the same Mosquitto, which
+    plays ThingsBoard (bench/tb_peer.py answers the one RPC the gateway waits for)."""
+    binary = TB_VENV / "bin" / "thingsboard-gateway"
+    if not binary.exists():
+        return {"skipped": f"{binary} is missing: `make bench` installs it (thingsboard-gateway "
+                "from PyPI into bench/.tb-venv)"}
+    log(f"thingsboard gateway: {readings:,} readings through its MQTT-in connector")
+    workdir = bench.tmp / "thingsboard"
+    with bench.children.scope():
+        broker = Broker(bench.children, bench.pinning, workdir / "broker")
+        broker.start()
+        config = _tb_config(workdir, broker.port)
+        peer = bench.children.start(
+            "tb-peer", bench.py("-m", "bench.tb_peer", HOST, str(broker.port),
+                                "--readings", str(readings)),
+            log_path=workdir / "tb-peer.log", lines=True, stdin=True)
+        peer.expect("ready", bench.deadline.cap(15, "fake ThingsBoard subscribing"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["TB_GW_CONFIG_DIR"] = str(config)
+        gateway = bench.children.start(
+            "thingsboard-gateway", bench.pinning.agent([str(binary)]),
+            log_path=workdir / "thingsboard-gateway.log", env=env, cwd=workdir)
+        started = time.monotonic()
+        peer.expect("limits", bench.deadline.cap(60, "ThingsBoard gateway asking its limits"))
+        time.sleep(3.0)  # its MQTT connector subscribes after the session limits
+        startup_s = time.monotonic() - started
+        cpu0 = cpu_seconds(gateway.pid)
+        peer.send("go")
+        start_t = float(peer.expect("start", bench.deadline.cap(10, "starting the feed"))["t"])
+        try:
+            done = peer.expect("done", bench.deadline.cap(max(30.0, readings / 200),
+                                                          "ThingsBoard gateway forwarding"))
+        except BenchError:
+            peer.send("report")
+            done = peer.expect("report", bench.deadline.cap(10, "peer report"))
+        cpu1 = cpu_seconds(gateway.pid)
+        memory = memory_kb(gateway.pid)
+    delivered = int(done["readings"])
+    elapsed = float(done["t"] or start_t) - start_t
+    messages = max(int(done["messages"]), 1)
+    payload = int(done["payload_bytes"])
+    wire_bytes = payload + messages * (publish_packet_bytes(TELEMETRY, payload // messages)
+                                       - payload // messages)
+    return {
+        "readings": readings, "delivered": delivered,
+        "readings_per_s": round(delivered / elapsed) if elapsed > 0 else 0,
+        "seconds": round(elapsed, 2),
+        "cpu_us_per_reading": round((cpu1 - cpu0) / max(delivered, 1) * 1e6, 1),
+        "peak_rss_mb": _mb(memory["VmHWM"]), "rss_mb": _mb(memory["VmRSS"]),
+        "pss_mb": _mb(memory.get("Pss", 0)),
+        "messages": messages, "wire_bytes_per_reading": round(wire_bytes / max(delivered, 1), 2),
+        "startup_s": round(startup_s, 1),
     }
 
 
@@ -546,8 +717,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="offered load for the RSS run (default: the lossless throughput rate)")
     p.add_argument("--sources", type=int, default=4, help="SDS011 ports fed in parallel")
     p.add_argument("--cold-runs", type=int, help="cold starts to take the median of (3)")
+    p.add_argument("--peer-readings", type=int,
+                   help=f"readings through ThingsBoard IoT Gateway ({TB_READINGS:,}; --quick "
+                   "10,000)")
     p.add_argument("--only", action="append",
-                   choices=["throughput", "real-rate", "memory", "cold", "wire", "profile"],
+                   choices=["throughput", "real-rate", "memory", "cold", "wire", "peer",
+                            "profile"],
                    help="run only these parts (repeatable)")
     p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
                    help="py-spy profile of a separate throughput run: auto = when a target "
@@ -566,7 +741,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
-    parts = set(args.only or ["throughput", "real-rate", "memory", "cold", "wire", "profile"])
+    parts = set(args.only or ["throughput", "real-rate", "memory", "cold", "wire", "peer",
+                              "profile"])
     readings = args.readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     mem_readings = args.memory_readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     cold_runs = args.cold_runs or (1 if args.quick else 3)
@@ -585,6 +761,12 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         rr = results["real_rate"]
         log(f"real rate: {rr['disk_bytes_per_reading']:.0f} B disk/reading, "
             f"{rr['wire_bytes_per_reading']:.2f} B wire/reading")
+        results["real_rate_variants"] = []
+        for synchronous, commit_ms in REAL_RATE_VARIANTS[1:]:
+            variant = run_real_rate(bench, 10 if args.quick else 30, synchronous, commit_ms)
+            results["real_rate_variants"].append(variant)
+            log(f"real rate, synchronous = {synchronous}, commit_interval_ms = {commit_ms}: "
+                f"{variant['disk_bytes_per_reading']:.0f} B disk/reading")
     if "memory" in parts:
         tp = results.get("throughput")
         mem_rate = args.memory_rate if args.memory_rate is not None else (
@@ -593,6 +775,15 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         results["memory"]["imports"] = import_breakdown(bench)
         mem = results["memory"]
         log(f"memory: peak RSS {mem['peak_rss_mb']:.1f} MB, idle {mem['idle_rss_mb']:.1f} MB")
+    if "wire" in parts:
+        results["encodings"] = encodings(results.get("throughput"))
+    if "peer" in parts:
+        results["thingsboard"] = run_thingsboard(
+            bench, args.peer_readings or (10_000 if args.quick else TB_READINGS))
+        tb = results["thingsboard"]
+        log("thingsboard gateway: " + (tb["skipped"] if "skipped" in tb else
+            f"{fmt(tb['readings_per_s'])} readings/s, {tb['cpu_us_per_reading']} us CPU/reading"
+            f", peak RSS {tb['peak_rss_mb']} MB"))
     if "cold" in parts:
         results["cold_start"] = run_cold_start(bench, cold_runs)
         log(f"cold start: {results['cold_start']['first_publish_ms']} ms")

@@ -140,6 +140,20 @@ source_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# The unit runs the agent with -OO and PYTHONPYCACHEPREFIX=/opt/citygw/pycache (see
+# deploy/citygw.service): compile that bytecode now, for the virtual environment and for the
+# standard library modules the agent imports (the warm-up import writes those).
+compile_bytecode() {
+    local venv_python=$1 cache=$PREFIX/pycache
+    rm -rf "$cache"
+    PYTHONPYCACHEPREFIX=$cache "$venv_python" -OO -m compileall -q -j 0 \
+        "$("$venv_python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+        >/dev/null || die "compiling the bytecode into $cache failed"
+    PYTHONPYCACHEPREFIX=$cache PYTHONDONTWRITEBYTECODE='' "$venv_python" -OO \
+        -c 'import gateway.agent, gateway.cli, gateway.sources.ble, encodings.idna' \
+        || die "the installed agent cannot import its modules"
+}
+
 install_program() {
     local fingerprint pip_args
     fingerprint=$(source_fingerprint)
@@ -172,6 +186,7 @@ install_program() {
         "$venv_python" -m pip install "${pip_args[@]}" "$REPO"
     fi
     "$PREFIX/bin/citygw" --help >/dev/null || die "the installed citygw does not start"
+    compile_bytecode "$venv_python"
     install -d "$PREFIX/share/doc/citygw"
     cp "$REPO/docs/install.md" "$REPO/config/gateway.example.toml" "$PREFIX/share/doc/citygw/"
     echo "$fingerprint" >"$STAMP"

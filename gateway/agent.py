@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import fcntl
 import logging
 import signal
@@ -19,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import __version__, systemd
+from gateway import __version__, libc, systemd
 from gateway.backoff import Backoff
 from gateway.buffer import AsyncBuffer, SqliteBuffer
 from gateway.clock import WallClock
@@ -29,28 +27,34 @@ from gateway.config import SerialSource as SerialSourceConfig
 from gateway.config import Source as SourceConfig
 from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
 from gateway.ingest import Ingest
-from gateway.sources.ble import BleSource
-from gateway.sources.ble_scanner import ScannerFactory
 from gateway.sources.serial import SerialSource
 from gateway.uplink import Uplink
 
-if TYPE_CHECKING:  # remote config loads `cryptography` (~8 MB): only when it is on
+if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
     from gateway.remote_config import RemoteConfig
     from gateway.remote_policy import Changes
+    from gateway.sources.ble import BleSource
+    from gateway.sources.ble_scanner import ScannerFactory
 
 log = logging.getLogger(__name__)
 
-_M_ARENA_MAX = -8  # mallopt(3)
+def _ble_source(config: BleSourceConfig, **kwargs: Any) -> BleSource:
+    # Imported only when a BLE source is configured: its drivers, filter and scanner are
+    # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
+    from gateway.sources.ble import BleSource
+
+    return BleSource(config, **kwargs)
+
 
 SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
     SerialSourceConfig: SerialSource,
-    BleSourceConfig: BleSource,
+    BleSourceConfig: _ble_source,
 }
 """Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
 
 
 def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
-    if isinstance(source, BleSource):
+    if isinstance(source.config, BleSourceConfig):
         return {"type": "ble", "adapter": source.config.adapter,
                 "devices": len(source.config.devices)}
     return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
@@ -133,11 +137,13 @@ class Agent:
     def _make_uplink(self, config: Config) -> Uplink:
         return Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
                       version=__version__, started_ms=self.started_ms,
-                      wire_format=config.hub.wire_format, config_channel=self.remote)
+                      wire_format=config.hub.wire_format, config_channel=self.remote,
+                      before_flush=lambda: self.ingest.commit())
 
     def _make_source(self, config: SourceConfig) -> SerialSource | BleSource:
         if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
-            return BleSource(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
+            return _ble_source(config, clock=self.clock,
+                               scanner_factory=self._ble_scanner_factory)
         return SOURCE_TYPES[type(config)](config, clock=self.clock)
 
     # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
@@ -302,17 +308,11 @@ class Agent:
         self._group = None
 
 
-def _one_malloc_arena() -> None:
-    """glibc gives each thread its own malloc arena, which keeps freed memory: one arena for
-    this small process (the SQLite worker and the loop) keeps RSS down on a 512 MB gateway."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, 1)
-
-
 def run(config: Config, document: dict[str, Any] | None = None) -> None:
     """Blocking entry point for `citygw run` (`document`: the local file, for remote config)."""
-    _one_malloc_arena()
+    # One malloc arena for this small process (the SQLite worker and the loop): per-thread
+    # arenas keep what they freed, which shows as RSS on a 512 MB gateway.
+    libc.limit_malloc_arenas(1)
 
     async def main() -> None:
         stop = asyncio.Event()

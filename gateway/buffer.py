@@ -3,6 +3,12 @@
 The promise: a reading that `append` accepted (its transaction committed) is handed out by
 `peek` in order until `ack` removes it, across crashes and restarts. `seq` keys never repeat
 within an epoch; a new epoch starts only when the database file is new.
+
+Readings are stored as chunks, one compact blob per commit (gateway/chunks.py): about a third of
+the SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is deleted once every
+reading in it is acknowledged; which readings of a partly acknowledged chunk the hub already has
+is kept in memory only, so after a crash or restart those few are sent again, with their keys,
+and the hub drops them as duplicates.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from gateway import chunks
 from gateway.readings import Reading, Series, StoredReading
 
 log = logging.getLogger(__name__)
@@ -29,10 +36,32 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) W
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
     UNIQUE (source, quantity, unit));
-CREATE TABLE IF NOT EXISTS readings (
-    seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, series INTEGER NOT NULL,
-    value REAL NOT NULL, flags INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
 """
+_OLD_ROWS = "readings"
+"""The table of the row-per-reading format (before chunks); converted when a buffer opens."""
+
+Ranges = list[tuple[int, int]]
+"""Inclusive (first, last) seq ranges, sorted and disjoint."""
+
+
+def _merge(ranges: Ranges, new: tuple[int, int]) -> Ranges:
+    merged: Ranges = []
+    for lo, hi in sorted([*ranges, new]):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _covered(ranges: Ranges) -> int:
+    return sum(hi - lo + 1 for lo, hi in ranges)
+
+
+def _is_acked(ranges: Ranges, seq: int) -> bool:
+    return any(lo <= seq <= hi for lo, hi in ranges)
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
@@ -81,12 +110,14 @@ class SqliteBuffer:
             self.epoch = secrets.randbits(31)
             with self._db:
                 self._set_meta("epoch", self.epoch)
-        self._next_seq = max(
-            self._meta("next_seq", default=1) or 1,
-            (self._db.execute("SELECT max(seq) FROM readings").fetchone()[0] or 0) + 1,
-        )
+        self._convert_rows()
+        last = self._db.execute(
+            "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1").fetchone()
+        self._next_seq = max(self._meta("next_seq", default=1) or 1, last[0] if last else 1)
         self.dropped_total = self._meta("dropped_total", default=0) or 0
-        self.depth: int = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        self._acked: dict[int, Ranges] = {}  # chunk first_seq -> what the hub has of it
+        self.depth: int = self._db.execute(
+            "SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
 
     def _open(self, synchronous: str) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,11 +142,43 @@ class SqliteBuffer:
         db.execute("PRAGMA page_size=1024")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        db.execute("PRAGMA cache_size=-512")  # 512 KiB page cache: RSS stays flat at any depth
+        # 128 KiB page cache: inserts touch the b-tree's right edge, peek and ack its left
+        # edge; a larger cache only adds RSS (BENCHMARKS.md, memory). Flat at any depth.
+        db.execute("PRAGMA cache_size=-128")
         db.execute("PRAGMA wal_autocheckpoint=1000")
         db.executescript(_SCHEMA)
-        db.execute("SELECT count(*) FROM readings").fetchone()  # fails here if not a database
+        db.execute("SELECT count(*) FROM chunks").fetchone()  # fails here if not a database
         return db
+
+    def _convert_rows(self) -> None:
+        """A buffer written by the row-per-reading format: its readings become chunks, keys
+        unchanged, in one transaction."""
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (_OLD_ROWS,)).fetchone() is None:
+            return
+        with db:
+            rows = db.execute(f"SELECT seq, ts_ms, series, value, flags FROM {_OLD_ROWS} "
+                              "ORDER BY seq")
+            converted = 0
+            for first, run in chunks.runs(rows):
+                self._insert(first, len(run), chunks.pack_rows(run))
+                converted += len(run)
+            db.execute(f"DROP TABLE {_OLD_ROWS}")
+        log.info("buffer %s: %d readings converted to the chunked format", self.path, converted)
+
+    def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
+        self._db.execute("INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)",
+                         (first_seq, count, blob))
+
+    def _delete(self, first_seq: int) -> None:
+        self._db.execute("DELETE FROM chunks WHERE first_seq = ?", (first_seq,))
+
+    def _chunk_start(self, seq: int) -> int:
+        """The first_seq of the chunk that holds `seq` (or of the first chunk after it)."""
+        row = self._db.execute("SELECT max(first_seq) FROM chunks WHERE first_seq <= ?",
+                               (seq,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _meta(self, key: str, *, default: int | None) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -162,29 +225,46 @@ class SqliteBuffer:
                     dropped_new = len(readings) - self.max_readings
                     readings = readings[dropped_new:]  # keep the newest
         first = self._next_seq
-        series_id = self._series_id
+        acked_before = {c0: list(ranges) for c0, ranges in self._acked.items()}
         try:
             with self._db:
-                rows = [
-                    (first + i, r.ts_ms, series_id(Series(r.source, r.quantity, r.unit)),
-                     r.value, r.flags)
-                    for i, r in enumerate(readings)
-                ]
+                ids = {key: self._series_id(Series(*key))
+                       for key in {(r.source, r.quantity, r.unit) for r in readings}}
                 if drop_old:
                     self._set_meta("next_seq", first)
-                    self._db.execute(
-                        "DELETE FROM readings WHERE seq IN "
-                        "(SELECT seq FROM readings ORDER BY seq LIMIT ?)", (drop_old,))
-                self._db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+                    self._drop_oldest(drop_old)
+                for start in range(0, len(readings), chunks.MAX_READINGS):
+                    part = readings[start:start + chunks.MAX_READINGS]
+                    self._insert(first + start, len(part), chunks.pack(
+                        [r.ts_ms for r in part], [ids[r.source, r.quantity, r.unit] for r in part],
+                        [r.value for r in part], [r.flags for r in part]))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
             self._forget_uncommitted_series()
+            self._acked = acked_before
             raise BufferWriteError(f"cannot store {len(readings)} readings: {error}") from error
-        self._next_seq = first + len(rows)
-        self.depth += len(rows) - drop_old
+        self._next_seq = first + len(readings)
+        self.depth += len(readings) - drop_old
         self.dropped_total += drop_old + dropped_new
-        return AppendResult(accepted=len(rows), dropped=drop_old + dropped_new)
+        return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
+
+    def _drop_oldest(self, count: int) -> None:
+        """Delete the `count` oldest unacknowledged readings (inside append's transaction)."""
+        while count > 0:
+            row = self._db.execute("SELECT first_seq, count, data FROM chunks "
+                                   "ORDER BY first_seq LIMIT 1").fetchone()
+            if row is None:
+                return
+            c0, size, data = row
+            acked = self._acked.pop(c0, [])
+            live = size - _covered(acked)
+            self._delete(c0)
+            if live > count:  # keep the newest of this chunk
+                keep = [r for r in chunks.unpack(c0, data) if not _is_acked(acked, r[0])]
+                for first, rows in chunks.runs(keep[count:]):
+                    self._insert(first, len(rows), chunks.pack_rows(rows))
+            count -= min(live, count)
 
     def _forget_uncommitted_series(self) -> None:
         stored = {row[0] for row in self._db.execute("SELECT id FROM series")}
@@ -193,27 +273,74 @@ class SqliteBuffer:
 
     def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
         """Up to `limit` unacknowledged readings with seq > after_seq, oldest first."""
+        out: list[StoredReading] = []
         cursor = self._db.execute(
-            "SELECT seq, ts_ms, series, value, flags FROM readings "
-            "WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
-        rows: list[StoredReading] = cursor.fetchall()
-        return rows
+            "SELECT first_seq, count, data FROM chunks WHERE first_seq >= ? ORDER BY first_seq",
+            (self._chunk_start(after_seq + 1),))
+        damaged: list[tuple[int, int, chunks.ChunkError]] = []
+        try:  # closed early: an open statement would hold back WAL checkpoints
+            for c0, size, data in cursor:
+                try:
+                    rows = chunks.unpack(c0, data)
+                except chunks.ChunkError as error:
+                    damaged.append((c0, size, error))
+                    continue
+                acked = self._acked.get(c0)
+                if acked or rows[0][0] <= after_seq:
+                    rows = [r for r in rows
+                            if r[0] > after_seq and not (acked and _is_acked(acked, r[0]))]
+                out.extend(rows[:limit - len(out)])
+                if len(out) >= limit:
+                    break
+        finally:
+            cursor.close()
+        for c0, size, problem in damaged:
+            self._discard(c0, size, problem)
+        return out
+
+    def _discard(self, first_seq: int, size: int, error: chunks.ChunkError) -> None:
+        """A chunk that no longer decodes would stop the uplink forever: drop it, counted."""
+        lost = size - _covered(self._acked.pop(first_seq, []))
+        log.error("buffer %s: %s; dropping its %d readings", self.path, error, lost)
+        with self._db:
+            self._delete(first_seq)
+            self._set_meta("dropped_total", self.dropped_total + lost)
+        self.dropped_total += lost
+        self.depth -= lost
 
     def ack(self, first_seq: int, last_seq: int) -> int:
         """The hub acknowledged seq first..last: remove them. Returns how many were removed."""
+        removed = 0
+        changed: dict[int, Ranges] = {}
         with self._db:
-            # Keys must never repeat: before rows go, remember where the sequence stands (the
-            # rows still stored carry it otherwise; see __init__). Not per append: one page
+            # Keys must never repeat: before chunks go, remember where the sequence stands (the
+            # chunks still stored carry it otherwise; see __init__). Not per append: one page
             # write less per commit, which is most of an SD card's wear at a sensor's pace.
             self._set_meta("next_seq", self._next_seq)
-            removed = self._db.execute(
-                "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq)
-            ).rowcount
+            for c0, size in self._db.execute(
+                    "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
+                    "ORDER BY first_seq", (self._chunk_start(first_seq), last_seq)).fetchall():
+                lo, hi = max(first_seq, c0), min(last_seq, c0 + size - 1)
+                if lo > hi:
+                    continue
+                before = self._acked.get(c0, [])
+                after = _merge(before, (lo, hi))
+                removed += _covered(after) - _covered(before)
+                if _covered(after) >= size:
+                    self._delete(c0)
+                    after = []
+                changed[c0] = after
+        for c0, ranges in changed.items():
+            if ranges:
+                self._acked[c0] = ranges
+            else:
+                self._acked.pop(c0, None)
         self.depth -= removed
-        return int(removed)
+        return removed
 
     def stats(self) -> BufferStats:
-        row = self._db.execute("SELECT ts_ms FROM readings ORDER BY seq LIMIT 1").fetchone()
+        first = self.peek(0, 1)
+        row = (first[0][1],) if first else None
         size = 0
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):
@@ -229,6 +356,27 @@ class SqliteBuffer:
         except sqlite3.Error as error:
             log.warning("buffer checkpoint at close failed: %s", error)
         self._db.close()
+
+
+def at_rest(path: Path) -> tuple[int, int | None, int]:
+    """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
+    either storage format)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        depth, oldest = 0, None
+        if _OLD_ROWS in tables:
+            depth, oldest = db.execute(f"SELECT count(*), min(ts_ms) FROM {_OLD_ROWS}").fetchone()
+        if "chunks" in tables:
+            depth += db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
+            first = db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
+                               ).fetchone()
+            if first is not None and oldest is None:
+                oldest = chunks.unpack(*first)[0][1]
+        dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+    finally:
+        db.close()
+    return depth, oldest, dropped[0] if dropped else 0
 
 
 T = TypeVar("T")

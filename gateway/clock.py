@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import time
 from collections.abc import Callable
+
+from gateway import libc
 
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 _RECHECK_S = 60.0
@@ -13,13 +13,8 @@ _RECHECK_S = 60.0
 
 def _kernel_clock_synced() -> bool | None:
     """True/False from ntp_adjtime(2) read-only; None where the call is unavailable."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
-        state = libc.ntp_adjtime(timex)
-    except (OSError, AttributeError):
-        return None
-    if state < 0:
+    state = libc.ntp_adjtime_state()
+    if state is None or state < 0:
         return None
     return bool(state != _TIME_ERROR)
 

@@ -36,7 +36,8 @@ class Ingest:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self._high_water = max(1, staging_max // 2)
+        self._high_water = max(1, min(staging_max, commit_max) // 2)
+        self._committing = asyncio.Lock()  # the loop and the uplink's flush both commit
         self._log = RateLimitedLog(log)
         self.accepted = 0
         self.dropped_staging = 0
@@ -87,7 +88,13 @@ class Ingest:
             await asyncio.shield(self.commit())
 
     async def commit(self) -> bool:
-        """Move staged readings into the buffer; False if the buffer refused them (kept staged)."""
+        """Move staged readings into the buffer; False if the buffer refused them (kept staged).
+        Also called by the uplink right before a flush, so a flush carries every reading that
+        arrived before it (latency: at most the flush interval, not flush plus commit)."""
+        async with self._committing:
+            return await self._commit_staged()
+
+    async def _commit_staged(self) -> bool:
         while self._staged:
             batch = self._staged[: self._commit_max]
             del self._staged[: len(batch)]  # emit() may append or trim while we await

@@ -11,19 +11,20 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from gateway import wire, wire2, wire3
+from gateway import lazy_import, wire, wire2, wire3
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
 from gateway.readings import Series, StoredReading
+
+lazy_import.defer("urllib.request")  # paho's proxy lookup, unused without PySocks (RSS)
+import aiomqtt  # noqa: E402  (after the deferral)
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Uplink:
         wire_format: int = 1,
         config_channel: ConfigChannel | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
+        before_flush: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._hub = hub
         self._gateway_id = gateway_id
@@ -88,6 +90,7 @@ class Uplink:
         self._version = version
         self._started_ms = started_ms
         self._monotonic_s = monotonic_s
+        self._before_flush = before_flush  # the ingest's commit: what arrived goes out now
         self._new_data = asyncio.Event()
         self._unsent = 0  # readings committed but not yet handed to a publish (an estimate)
         self._flush_now = False
@@ -322,6 +325,8 @@ class Uplink:
                     pass
             flush_due = True
             next_flush = self._monotonic_s() + hub.flush_interval_s
+            if self._before_flush is not None:
+                await self._before_flush()
 
     async def _publish(
         self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,

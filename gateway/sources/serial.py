@@ -26,9 +26,13 @@ from gateway.sources.node_monitor import NodeMonitor
 
 log = logging.getLogger(__name__)
 
-_MAX_PENDING_BYTES = 64 * 1024
+_MAX_PENDING_BYTES = 16 * 1024
 """Bytes read but not yet decoded; beyond this the port is not read until they are (backpressure
-reaches the UART's own buffer instead of our memory)."""
+reaches the UART's own buffer instead of our memory). 1,600 SDS011 frames; 64 KiB cost ~0.5 MB
+of peak RSS with four ports at full rate (BENCHMARKS.md, memory)."""
+_READ_BYTES = 4096
+"""Asked per read(2): a tty hands out at most a few KiB at a time, and each read first allocates
+this much (a larger buffer, shrunk afterwards, fragments the heap)."""
 _SLICE_BYTES = 4096
 """Decoded and emitted at a time, with `sink.room()` awaited in between (a few hundred readings),
 so one burst can never overrun the ingest's staging."""
@@ -155,7 +159,7 @@ class SerialSource:
 
         def on_readable() -> None:  # only reads and queues; decoding happens in _decode_loop
             try:
-                data = os.read(fd, 65536)
+                data = os.read(fd, _READ_BYTES)
             except BlockingIOError:
                 return
             except OSError as error:

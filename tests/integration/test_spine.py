@@ -287,3 +287,22 @@ async def test_birth_is_retained_and_the_last_will_says_offline_after_kill_9(
     agent.kill9()
     msgs = await late.wait_for(lambda ms: len(ms) >= 2)
     assert msgpack.unpackb(msgs[1].payload)["state"] == "offline"
+
+
+async def test_a_flush_carries_readings_not_yet_committed_by_the_ingest_timer(
+    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
+    agent_process: Any, hub_subscriber: Any,
+) -> None:
+    """The uplink commits what is staged right before it flushes, so a reading waits for one
+    flush at most, never for the (here very long) commit interval on top."""
+    pty = make_pty("ttyUSB0")
+    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
+    agent = agent_process(write_config(config(
+        tmp_path, mosquitto, topic_prefix, {"pm-north": pty.link},
+        flush_interval_s=0.5, buffer={"commit_interval_ms": 60_000})))
+    agent.start()
+    await agent.wait_for_log("connected to hub")
+    await asyncio.sleep(0.5)  # the source has opened the port
+    await pty.write_async(frame(321))
+    msgs = await sub.wait_for(lambda ms: len(readings(ms)) >= 2, timeout=20)
+    assert frame_numbers(readings(msgs)) == [321]

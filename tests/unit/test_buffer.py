@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull
+from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull, at_rest
 from gateway.readings import Reading
 
 Factory = Callable[..., SqliteBuffer]
@@ -110,3 +110,92 @@ def test_a_failing_disk_raises_buffer_write_error_and_accepts_nothing(
     assert buffer.depth == 2
     assert values(buffer) == [0.0, 1.0]
     assert isinstance(buffer._db, sqlite3.Connection)
+
+
+def test_acks_across_and_within_chunks_in_any_order(make_buffer: Factory) -> None:
+    """The uplink's batches do not line up with the commits, and PUBACKs arrive out of order."""
+    buffer = make_buffer()
+    buffer.append(readings(0, 6))  # keys 1..6
+    buffer.append(readings(6, 6))  # keys 7..12
+    assert buffer.ack(5, 8) == 4
+    assert buffer.ack(1, 2) == 2
+    assert buffer.ack(2, 3) == 1, "only what was not acknowledged before counts"
+    assert buffer.depth == 5
+    assert [r[0] for r in buffer.peek(0, 100)] == [4, 9, 10, 11, 12]
+    assert [r[0] for r in buffer.peek(4, 2)] == [9, 10]
+    assert buffer.ack(4, 4) == 1
+    assert buffer.stats().oldest_ts_ms == readings(8, 1)[0].ts_ms
+
+
+def test_a_partly_acknowledged_chunk_is_sent_again_after_a_restart(
+    make_buffer: Factory,
+) -> None:
+    """What the hub has of a partly acknowledged chunk is kept in memory only: after a crash
+    those readings come again with the same keys (the hub drops them as duplicates)."""
+    buffer = make_buffer()
+    buffer.append(readings(0, 4))
+    buffer.ack(1, 2)
+    del buffer  # as after kill -9
+    reopened = make_buffer()
+    assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(1, 0.0), (2, 1.0), (3, 2.0),
+                                                             (4, 3.0)]
+
+
+def test_drop_oldest_skips_what_is_acknowledged_and_keeps_the_rest_of_a_chunk(
+    make_buffer: Factory,
+) -> None:
+    buffer = make_buffer(max_readings=10)
+    buffer.append(readings(0, 10))
+    buffer.ack(2, 3)  # depth 8
+    result = buffer.append(readings(10, 5))  # 3 too many: keys 1, 4, 5 go
+    assert (result.accepted, result.dropped) == (5, 3)
+    assert [r[0] for r in buffer.peek(0, 100)] == [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert buffer.depth == 10
+    reopened = make_buffer(max_readings=10)
+    assert reopened.depth == 10 and reopened.dropped_total == 3
+
+
+def test_a_buffer_of_the_row_format_is_converted_with_its_keys(tmp_path: Path) -> None:
+    """Gateways upgraded with unsent readings in the older row-per-reading table."""
+    path = tmp_path / "buffer.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE series (id INTEGER PRIMARY KEY, source TEXT NOT NULL,
+            quantity TEXT NOT NULL, unit TEXT NOT NULL, UNIQUE (source, quantity, unit));
+        CREATE TABLE readings (seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,
+            series INTEGER NOT NULL, value REAL NOT NULL, flags INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('epoch', 77), ('next_seq', 41);
+        INSERT INTO series VALUES (1, 'pm', 'pm2_5_ugm3', 'ug/m3');
+        INSERT INTO readings VALUES (40, 1000, 1, 1.5, 0), (41, 1000, 1, 2.5, 1),
+            (43, 2000, 1, -3.25, 0);
+    """)
+    db.commit()
+    db.close()
+    buffer = SqliteBuffer(path, max_readings=100)
+    assert buffer.epoch == 77
+    assert buffer.peek(0, 10) == [(40, 1000, 1, 1.5, 0), (41, 1000, 1, 2.5, 1),
+                                  (43, 2000, 1, -3.25, 0)]
+    assert buffer.depth == 3
+    buffer.append(readings(0, 1))
+    assert buffer.peek(43, 10)[0][0] == 44
+
+
+def test_a_chunk_that_no_longer_decodes_is_dropped_and_counted(make_buffer: Factory) -> None:
+    buffer = make_buffer()
+    buffer.append(readings(0, 3))
+    buffer.append(readings(3, 2))
+    with buffer._db:
+        buffer._db.execute("UPDATE chunks SET data = x'c1' WHERE first_seq = 1")
+    assert [r[0] for r in buffer.peek(0, 10)] == [4, 5]
+    assert (buffer.depth, buffer.dropped_total) == (2, 3)
+
+
+def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
+    tmp_path: Path, make_buffer: Factory,
+) -> None:
+    """What `citygw status` shows when no agent runs (read-only, from the file)."""
+    buffer = make_buffer(max_readings=5)
+    buffer.append(readings(0, 7))  # 2 dropped
+    buffer.close()
+    assert at_rest(tmp_path / "buffer.db") == (5, readings(2, 1)[0].ts_ms, 2)

@@ -50,7 +50,7 @@ async def test_room_pauses_a_source_until_a_commit_makes_space(tmp_path: Path) -
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
     await buffer.open()
     ingest = Ingest(buffer, commit_interval_s=60, commit_max=10_000, staging_max=1000)
-    ingest.emit(readings(0, 600))  # above the high-water mark (half of staging_max)
+    ingest.emit(readings(0, 600))  # above the high-water mark (half of staging_max here)
     waiting = asyncio.create_task(ingest.room())
     await asyncio.sleep(0.05)
     assert not waiting.done(), "a source must wait while staging is over its high-water mark"
@@ -59,4 +59,22 @@ async def test_room_pauses_a_source_until_a_commit_makes_space(tmp_path: Path) -
     assert ingest.staged == 0 and ingest.dropped_staging == 0
     committer.cancel()
     await asyncio.gather(committer, return_exceptions=True)
+    await buffer.close()
+
+
+async def test_sources_pause_at_half_a_commit_when_that_is_smaller(tmp_path: Path) -> None:
+    """Readings waiting in memory stay around one commit's worth (peak RSS), however large
+    the staging area that rides out a failing disk."""
+    import asyncio
+
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    await buffer.open()
+    ingest = Ingest(buffer, commit_interval_s=60, commit_max=100, staging_max=10_000)
+    ingest.emit(readings(0, 49))
+    await asyncio.wait_for(ingest.room(), 1)  # below half a commit: no pause
+    ingest.emit(readings(49, 1))
+    waiting = asyncio.create_task(ingest.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()
     await buffer.close()
