@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway import lazy_import, wire, wire2, wire3
+from gateway import lazy_import, wire, wire2
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
@@ -256,6 +256,8 @@ class Uplink:
     def _encode(self, batch: list[StoredReading]) -> bytes:
         epoch = self._buffer.sync.epoch or 0
         if self._wire_format == 3:
+            from gateway import wire3  # only for gateways that send v3 (~0.4 MB of RSS)
+
             return wire3.encode_data(epoch, batch, self._announced.__getitem__)
         if self._wire_format == 2:
             return wire2.encode_data(epoch, batch)
