@@ -73,6 +73,10 @@ from bench.tb_peer import TELEMETRY
 from gateway.readings import Series, StoredReading
 
 FULL_READINGS = 1_000_000
+PACED_MEMORY_RATE = 20_000
+"""The second memory run fills the buffer at this rate: 40 times what 50 sensors reporting
+every 5 s send, yet without the burst of the unpaced run (whose decode objects in flight are
+most of the growth over idle RSS)."""
 QUICK_READINGS = 100_000
 PUBACK_BYTES = 4  # MQTT 5 PUBACK, reason "success", no properties: what the hub subscriber sends
 DISCONNECT_BYTES = 2
@@ -775,6 +779,10 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         results["memory"]["imports"] = import_breakdown(bench)
         mem = results["memory"]
         log(f"memory: peak RSS {mem['peak_rss_mb']:.1f} MB, idle {mem['idle_rss_mb']:.1f} MB")
+        if args.memory_rate is None:  # the same buffer filled at a sustained, paced rate
+            paced = results["memory_paced"] = run_memory(bench, mem_readings, PACED_MEMORY_RATE)
+            log(f"memory at {fmt(PACED_MEMORY_RATE)} readings/s: peak RSS "
+                f"{paced['peak_rss_mb']:.1f} MB")
     if "wire" in parts:
         results["encodings"] = encodings(results.get("throughput"))
     if "peer" in parts:
