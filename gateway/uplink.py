@@ -12,7 +12,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway import lazy_import, wire, wire2
@@ -43,7 +43,6 @@ class UplinkStats:
     bytes_out: int = 0
     last_error: str = ""
     connected_since_ms: int | None = None
-    latencies_ms: list[float] = field(default_factory=list)
 
 
 class ConfigChannel(Protocol):
