@@ -158,14 +158,23 @@ class Deduplicator:
 
 
 class _Stream:
-    __slots__ = ("above", "heap", "mark")
+    """Seqs seen of one (gateway, epoch). The stream starts at the first seq seen; seqs below
+    it (a re-sent batch older than the first message the hub saw) are remembered apart, so
+    they count as new once and as duplicates after."""
+
+    __slots__ = ("above", "below", "below_heap", "first", "heap", "mark")
 
     def __init__(self, mark: int) -> None:
         self.mark = mark
+        self.first = mark + 1
         self.above: set[int] = set()
         self.heap: list[int] = []
+        self.below: set[int] = set()
+        self.below_heap: list[int] = []
 
     def add(self, seq: int, max_pending: int) -> bool:
+        if seq < self.first:
+            return self._add_below(seq, max_pending)
         if seq <= self.mark or seq in self.above:
             return False
         self.above.add(seq)
@@ -173,4 +182,13 @@ class _Stream:
         while self.heap and (self.heap[0] == self.mark + 1 or len(self.heap) > max_pending):
             self.mark = heapq.heappop(self.heap)
             self.above.discard(self.mark)
+        return True
+
+    def _add_below(self, seq: int, max_pending: int) -> bool:
+        if seq in self.below:
+            return False
+        self.below.add(seq)
+        heapq.heappush(self.below_heap, seq)
+        if len(self.below_heap) > max_pending:  # bounded: forget the oldest
+            self.below.discard(heapq.heappop(self.below_heap))
         return True

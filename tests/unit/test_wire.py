@@ -79,3 +79,17 @@ def test_deduplicator_tells_epochs_and_gateways_apart_and_stays_bounded() -> Non
     stream = dedup._streams[("a", 1)]
     assert len(stream.above) <= 10
     assert not dedup.is_new(make("a", 1, 998))
+
+
+def test_deduplicator_keeps_a_resent_batch_older_than_the_first_message_it_saw() -> None:
+    """The hub starts while batch 2 is in flight; batch 1 (its PUBACK lost) comes again later:
+    its readings were never seen, so they are new, once."""
+    dedup = wire.Deduplicator(max_pending=150)
+    make = lambda seq: wire.HubReading("gw", 1, seq, 0, "s", "q", "u", 0.0, True)  # noqa: E731
+    assert all(dedup.is_new(make(seq)) for seq in range(101, 201))
+    assert all(dedup.is_new(make(seq)) for seq in range(1, 101))
+    assert not any(dedup.is_new(make(seq)) for seq in [*range(1, 101), *range(101, 201)])
+    assert dedup.duplicates == 200
+    for seq in range(-1000, 0):  # what is kept below the first seq stays bounded too
+        dedup.is_new(make(seq))
+    assert len(dedup._streams[("gw", 1)].below) <= 150
