@@ -121,19 +121,18 @@ class Store:
         write_atomically(self.dir / name, json.dumps(data, sort_keys=True).encode(),
                          durable=durable)
 
-    def active(self) -> InForce | None:
-        data = self._read("active.json")
+    def _in_force(self, name: str) -> InForce | None:
+        data = self._read(name)
         try:
             return InForce.from_json(data) if data else None
         except (KeyError, TypeError, ValueError):
             return None
 
+    def active(self) -> InForce | None:
+        return self._in_force("active.json")
+
     def last_good(self) -> InForce | None:
-        data = self._read("last-good.json")
-        try:
-            return InForce.from_json(data) if data else None
-        except (KeyError, TypeError, ValueError):
-            return None
+        return self._in_force("last-good.json")
 
     def save_active(self, in_force: InForce, *, last_good: InForce | None) -> None:
         """Last-good first: a crash between the two renames leaves a consistent pair."""
