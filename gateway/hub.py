@@ -28,6 +28,7 @@ from gateway.readings import Series
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+_EPOCHS_KEPT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,10 @@ class HubDecoder:
 
     def __init__(self) -> None:
         self.dedup = wire.Deduplicator()
-        self._series: dict[str, dict[int, Series]] = {}
+        self._series: dict[str, dict[int | None, dict[int, Series]]] = {}
+        """gateway -> buffer epoch (None: a birth that does not say) -> alias table. Kept for
+        the last few epochs, so a late message from before a buffer was recreated still gets
+        the names its own birth gave (aliases start again in a new buffer)."""
 
     def decode(self, topic: str, payload: bytes) -> HubEvent:
         if topic.endswith("/" + wire.TOPIC_CONFIG_STATE):
@@ -98,11 +102,12 @@ class HubDecoder:
         gateway = parts[-2] if len(parts) >= 2 else ""
         try:
             if leaf == wire.TOPIC_DATA:
-                series_of = self._series.get(gateway, {}).get
                 if wire3.is_v3(payload):
-                    readings = wire3.decode_data(payload, gateway, series_of)
+                    table = self._table(gateway, wire3.epoch_of(payload))
+                    readings = wire3.decode_data(payload, gateway, table.get)
                 elif wire2.is_v2(payload):
-                    readings = wire2.decode_data(payload, gateway, series_of)
+                    table = self._table(gateway, wire2.epoch_of(payload))
+                    readings = wire2.decode_data(payload, gateway, table.get)
                 else:
                     readings = wire.decode_data(payload)
                 fresh = tuple(r for r in readings if self.dedup.is_new(r))
@@ -110,12 +115,28 @@ class HubDecoder:
             if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
                 fields = wire.decode_map(payload)
                 if leaf == wire.TOPIC_STATUS and "series" in fields:
-                    self._series[gateway] = wire2.series_table(fields)
+                    epoch = fields.get("ep")
+                    tables = self._series.setdefault(gateway, {})
+                    tables.pop(epoch if isinstance(epoch, int) else None, None)
+                    tables[epoch if isinstance(epoch, int) else None] = \
+                        wire2.series_table(fields)
+                    while len(tables) > _EPOCHS_KEPT:
+                        del tables[next(iter(tables))]
                     fields = {k: v for k, v in fields.items() if k != "series"}
                 return HubEvent(topic, gateway, leaf, fields=fields)
         except wire.WireError as error:
             return HubEvent(topic, gateway, "invalid", error=str(error))
         return HubEvent(topic, gateway, "invalid", error="unknown topic")
+
+    def _table(self, gateway: str, epoch: int) -> dict[int, Series]:
+        tables = self._series.get(gateway)
+        if not tables:
+            return {}  # no birth seen yet: the decoder says which alias it lacks
+        table = tables.get(epoch, tables.get(None))
+        if table is None:
+            raise wire.WireError(f"data of buffer epoch {epoch}, whose birth this hub has not "
+                                 "seen (series names unknown); not decoded")
+        return table
 
 
 def _config_state(topic: str, payload: bytes) -> HubEvent:

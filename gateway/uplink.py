@@ -207,7 +207,8 @@ class Uplink:
             self.topic(wire.TOPIC_STATUS),
             wire.encode_status(self._gateway_id, state="online", version=self._version,
                                started_ms=self._started_ms, series=series,
-                               wire_format=self._wire_format),
+                               wire_format=self._wire_format,
+                               epoch=self._buffer.sync.epoch if series is not None else None),
             qos=1, retain=True, timeout=self._hub.timeout_s,
         )
 

@@ -151,6 +151,22 @@ class _Reader:
         return value
 
 
+def epoch_of(payload: bytes) -> int:
+    """The buffer epoch of a v2 data message (which birth's series table it needs)."""
+    unpacker = msgpack.Unpacker(max_bin_len=1 << 22)
+    unpacker.feed(payload)
+    try:
+        if unpacker.read_array_header() != 10 or unpacker.unpack() != VERSION:
+            raise WireError("not a v2 data message")
+        epoch = unpacker.unpack()
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            msgpack.OutOfData) as error:
+        raise WireError(f"not a v2 data message: {error!r}") from None
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise WireError("v2 data message: the epoch is not an integer")
+    return epoch
+
+
 def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series | None],
                 *, max_readings: int = 100_000) -> Iterator[HubReading]:
     """Readings of a v2 message from `gateway` (its topic); `series_of(alias)` comes from the

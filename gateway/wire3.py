@@ -32,6 +32,13 @@ def is_v3(payload: bytes) -> bool:
     return payload[:1] == b"\x03"
 
 
+def epoch_of(payload: bytes) -> int:
+    """The buffer epoch of a v3 data message (which birth's series table it needs)."""
+    if len(payload) < 2 or payload[0] != VERSION:
+        raise WireError("not a v3 data message")
+    return _read_uvarint(payload, 2)[0]
+
+
 def decimals(value: float) -> int:
     """Decimal places that represent `value` exactly (its shortest repr), or RAW."""
     if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):

@@ -185,3 +185,30 @@ def test_every_copy_of_a_reading_decodes_the_same_in_any_message_order(
         _, ts, alias, value, flags = readings[seq - 1]
         assert epoch == 11
         assert seen == {(ts, SERIES[alias].source, SERIES[alias].quantity, value, not flags)}
+
+
+def test_the_hub_names_series_by_the_birth_of_the_messages_own_buffer_epoch() -> None:
+    """A recreated buffer (new epoch) numbers its series again: a late message of the old
+    epoch must keep its old names, and one of an epoch whose birth was never seen is refused
+    rather than mislabelled."""
+    from gateway import wire2
+    from gateway.readings import Series
+
+    old = {1: Series("pm", "pm2_5_ugm3", "ug/m3")}
+    new = {1: Series("climate", "temperature_c", "C")}
+    batch = [(5, 1_000_000, 1, 21.5, 0)]
+    for encode in (lambda ep: wire3.encode_data(ep, batch, {**old, **new}.__getitem__),
+                   lambda ep: wire2.encode_data(ep, batch)):
+        decoder = HubDecoder()
+        for epoch, table in ((7, old), (8, new)):
+            decoder.decode("p/gw/status", wire.encode_status(
+                "gw", state="online", version="1", started_ms=0, series=table, wire_format=3,
+                epoch=epoch))
+        late = decoder.decode("p/gw/data", encode(7))
+        current = decoder.decode("p/gw/data", encode(8))
+        assert [(r.source, r.quantity) for r in (*late.readings, *current.readings)] == [
+            ("pm", "pm2_5_ugm3"), ("climate", "temperature_c")]
+        unknown = decoder.decode("p/gw/data", encode(6))
+        assert unknown.kind == "invalid" and "epoch 6" in unknown.error
+    assert wire3.epoch_of(wire3.encode_data(9, batch, old.__getitem__)) == 9
+    assert wire2.epoch_of(wire2.encode_data(9, batch)) == 9
