@@ -162,7 +162,18 @@ class Store:
         self._write("state.json", report, durable=False)
 
 
-def load_trust(config: Config, store: Store) -> tuple[dict[str, VerifyKey], int]:
+@dataclass(slots=True)
+class Trust:
+    """The keys whose signatures count, and what they derive from."""
+
+    keys: dict[str, VerifyKey]
+    version: int
+    """Version of the signed rotation in force (0: the local keys themselves)."""
+    anchors: list[str]
+    """Key ids of the local provisioning a rotation was made from."""
+
+
+def load_trust(config: Config, store: Store) -> Trust:
     """Trusted keys: the local provisioning, or a signed rotation made from that same
     provisioning (if the local keys change, the local keys win: physical access decides)."""
     local = {signing.key_id(k): k for k in
@@ -172,10 +183,10 @@ def load_trust(config: Config, store: Store) -> tuple[dict[str, VerifyKey], int]
     if rotated and rotated.get("anchors") == anchors:
         try:
             keys = [signing.public_from_b64(text) for text in rotated["keys"]]
-            return {signing.key_id(k): k for k in keys}, int(rotated["version"])
+            return Trust({signing.key_id(k): k for k in keys}, int(rotated["version"]), anchors)
         except (KeyError, TypeError, ValueError, signing.EnvelopeError):
             log.warning("remote config: ignoring a damaged key rotation record")
-    return local, 0
+    return Trust(local, 0, anchors)
 
 
 @dataclass(slots=True)
@@ -183,6 +194,14 @@ class Boot:
     config: Config
     in_force: InForce
     notes: list[str] = field(default_factory=list)
+
+
+def runnable(in_force: InForce, local_document: dict[str, Any], local: Config) -> Config:
+    """The config a pushed version gives with this local file and this software; the local
+    file itself for version 0. PolicyError / ConfigError if it no longer passes."""
+    if in_force.document is None:
+        return local
+    return candidate_config(in_force.document, local_document, local)[1]
 
 
 def config_at_boot(local_document: dict[str, Any], local: Config) -> Boot:
@@ -197,7 +216,7 @@ def config_at_boot(local_document: dict[str, Any], local: Config) -> Boot:
         if in_force is None or in_force.document is None:
             continue
         try:
-            _, config = candidate_config(in_force.document, local_document, local)
+            config = runnable(in_force, local_document, local)
         except (PolicyError, ConfigError) as error:
             notes.append(f"pushed config version {in_force.version} ({which}) no longer "
                          f"applies: {error}")
@@ -231,7 +250,7 @@ class RemoteConfig:
         self._refused_version = self._store.refused_version()
         """The highest version refused or rolled back: a push must be newer than it too, or
         a retained push that failed would be tried again at every reconnect."""
-        self._trusted, self._trust_version = load_trust(local, self._store)
+        self._trust = load_trust(local, self._store)
         self._queue: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(maxsize=16)
         self._log = RateLimitedLog(log, interval_s=60)
         self._report: dict[str, Any] = self._store.report() or {}
@@ -287,7 +306,7 @@ class RemoteConfig:
         if len(payload) > limit:
             raise Rejected(f"payload of {len(payload)} bytes exceeds max_payload_bytes {limit}")
         try:
-            envelope = signing.verify(payload, self._trusted)
+            envelope = signing.verify(payload, self._trust.keys)
         except signing.EnvelopeError as error:
             raise Rejected(str(error)) from None
         self._check_target(envelope)
@@ -380,11 +399,12 @@ class RemoteConfig:
         reason = (f"hub not reached within {limit_s:g} s with version {new.version}"
                   f"{' (after a restart)' if resumed else ''}: {error}; rolled back")
         back = previous if previous is not None else InForce()
-        document = back.document
-        if document is None:
-            config = self._local
-        else:
-            _, config = candidate_config(document, self._local_document, self._local)
+        try:
+            config = runnable(back, self._local_document, self._local)
+        except (PolicyError, ConfigError) as error:  # e.g. the local file changed since
+            log.warning("remote config: version %d no longer applies (%s); back to the local "
+                        "file", back.version, error)
+            back, config = InForce(), self._local
         back.probation = False
         await asyncio.to_thread(self._store.save_active, back, last_good=None)
         await self._refuse_version(new.version)
@@ -396,11 +416,11 @@ class RemoteConfig:
                            rolled_back_version=new.version)
 
     async def _rotate_keys(self, envelope: signing.Envelope, *, retained: bool) -> None:
-        if envelope.version <= self._trust_version:
+        if envelope.version <= self._trust.version:
             if retained:
                 return
             raise Rejected(f"key rotation version {envelope.version} is not newer than "
-                           f"{self._trust_version} (stale or replayed)")
+                           f"{self._trust.version} (stale or replayed)")
         texts = envelope.body.get("keys")
         if not isinstance(texts, list) or not 0 < len(texts) <= MAX_KEYS:
             raise Rejected(f"signed.keys: expected 1 to {MAX_KEYS} base64 public keys")
@@ -408,13 +428,11 @@ class RemoteConfig:
             keys = [signing.public_from_b64(text) for text in texts]
         except signing.EnvelopeError as error:
             raise Rejected(f"signed.keys: {error}") from None
-        local = {signing.key_id(signing.load_public(p))
-                 for p in self._local.remote_config.trusted_keys}
+        anchors = self._trust.anchors
         await asyncio.to_thread(self._store.save_trust, {
-            "anchors": sorted(local), "version": envelope.version, "keys": texts})
-        self._trusted = {signing.key_id(k): k for k in keys}
-        self._trust_version = envelope.version
-        ids = sorted(self._trusted)
+            "anchors": anchors, "version": envelope.version, "keys": texts})
+        self._trust = Trust({signing.key_id(k): k for k in keys}, envelope.version, anchors)
+        ids = sorted(self._trust.keys)
         log.info("remote config: trusted keys rotated to %s", ", ".join(ids),
                  extra={"event": "keys_rotated"})
         await self._finish("applied", push=envelope.digest, changes=[f"trusted keys: {ids}"])
@@ -426,7 +444,7 @@ class RemoteConfig:
         document = in_force.document or self._local_document
         return {"gateway": self._local.gateway.id, "groups": self._local.remote_config.groups,
                 "version": in_force.version, "hash": document_hash(document),
-                "key_id": in_force.key_id, "trusted_keys": sorted(self._trusted)}
+                "key_id": in_force.key_id, "trusted_keys": sorted(self._trust.keys)}
 
     async def _finish(self, result: str, *, push: str, reason: str = "",
                       changes: list[str] | None = None, **extra: Any) -> None:
