@@ -21,7 +21,7 @@ import aiomqtt
 from nacl.signing import SigningKey
 
 from gateway import signing, wire
-from gateway.config import ConfigError, load_document, parse_config
+from gateway.config import Config, ConfigError, load_document, parse_config
 from gateway.hub import HubOptions, hub_client
 from gateway.remote_config import GROUP_TOPIC_ROOT
 from gateway.remote_policy import Changes, diff
@@ -52,11 +52,16 @@ def read_document(path: str | Path) -> dict[str, Any]:
     return document
 
 
+def _as_pushed(document: dict[str, Any]) -> Config:
+    """A pushed document as a Config: the gateway fills in its own id and data_dir."""
+    gateway = {"id": "pushed", "data_dir": "/var/lib/citygw", **document.get("gateway", {})}
+    return parse_config({**document, "gateway": gateway})
+
+
 def validate_document(document: dict[str, Any], *, file: str = "") -> None:
-    """Schema check before signing. The gateway fills in its own id and data_dir."""
-    gateway = {"id": "validate", **document.get("gateway", {})}
+    """Schema check before signing."""
     try:
-        parse_config({**document, "gateway": gateway})
+        _as_pushed(document)
     except ConfigError as error:
         raise ConfigError(str(error), file=file) from None
 
@@ -88,10 +93,7 @@ def sign_rotation(private: SigningKey, public_files: list[str], *, version: int 
 def describe_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Key-level differences, then what the gateway would restart."""
     lines = [f"{path}: {_show(a)} -> {_show(b)}" for path, a, b in _walk(old, new, "")]
-    gateway = {"id": "diff", "data_dir": "/var/lib/citygw"}
-    changes: Changes = diff(
-        parse_config({**old, "gateway": {**gateway, **old.get("gateway", {})}}),
-        parse_config({**new, "gateway": {**gateway, **new.get("gateway", {})}}))
+    changes: Changes = diff(_as_pushed(old), _as_pushed(new))
     return lines + [f"=> {line}" for line in changes.describe()]
 
 

@@ -230,11 +230,15 @@ class Uplink:
     async def publish_config_state(self, payload: bytes) -> bool:
         """The retained `config/state` report; False if the hub is not connected now (the
         report goes out on the next connect)."""
+        return await self._publish_if_connected(wire.TOPIC_CONFIG_STATE, payload, retain=True)
+
+    async def _publish_if_connected(self, leaf: str, payload: bytes, *, retain: bool) -> bool:
+        """Best effort, not buffered: False when not connected or the publish failed."""
         client = self._client
         if client is None:
             return False
         try:
-            await client.publish(self.topic(wire.TOPIC_CONFIG_STATE), payload, qos=1, retain=True,
+            await client.publish(self.topic(leaf), payload, qos=1, retain=retain,
                                  timeout=self._hub.timeout_s)
         except aiomqtt.MqttError:
             return False
@@ -358,16 +362,8 @@ class Uplink:
 
     async def publish_metrics(self, metrics: dict[str, Any]) -> bool:
         """Best effort: metrics are a snapshot, not buffered."""
-        client = self._client
-        if client is None:
-            return False
-        try:
-            await client.publish(self.topic(wire.TOPIC_METRICS),
-                                 wire.encode_metrics(self._gateway_id, metrics), qos=1,
-                                 timeout=self._hub.timeout_s)
-        except aiomqtt.MqttError:
-            return False
-        return True
+        return await self._publish_if_connected(
+            wire.TOPIC_METRICS, wire.encode_metrics(self._gateway_id, metrics), retain=False)
 
     async def announce_offline(self) -> None:
         """On an orderly shutdown the will is not sent: say "offline" ourselves."""
