@@ -20,14 +20,14 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from gateway import chunks
-from gateway.readings import Reading, Series, StoredReading
+from gateway.readings import Columns, Series, StoredReading
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class SqliteBuffer:
         """Every series this buffer has named, by id (the wire v2 aliases)."""
         return dict(self._series)
 
-    def append(self, readings: Sequence[Reading]) -> AppendResult:
+    def append(self, readings: Columns) -> AppendResult:
         """Store readings in one transaction, applying the when-full policy."""
         if not readings:
             return AppendResult(0, 0)
@@ -218,26 +218,27 @@ class SqliteBuffer:
         if len(readings) > room:
             if self.when_full == "drop_newest":
                 dropped_new = len(readings) - max(room, 0)
-                readings = readings[: max(room, 0)]
+                readings = readings.part(0, max(room, 0))
             else:
                 drop_old = min(len(readings) - room, self.depth)
                 if len(readings) > self.max_readings:
                     dropped_new = len(readings) - self.max_readings
-                    readings = readings[dropped_new:]  # keep the newest
+                    readings = readings.part(dropped_new)  # keep the newest
         first = self._next_seq
         acked_before = {c0: list(ranges) for c0, ranges in self._acked.items()}
         try:
             with self._db:
-                ids = {key: self._series_id(Series(*key))
-                       for key in {(r.source, r.quantity, r.unit) for r in readings}}
+                series = readings.index.series
+                ids = {i: self._series_id(series[i]) for i in set(readings.sid)}
                 if drop_old:
                     self._set_meta("next_seq", first)
                     self._drop_oldest(drop_old)
                 for start in range(0, len(readings), chunks.MAX_READINGS):
-                    part = readings[start:start + chunks.MAX_READINGS]
-                    self._insert(first + start, len(part), chunks.pack(
-                        [r.ts_ms for r in part], [ids[r.source, r.quantity, r.unit] for r in part],
-                        [r.value for r in part], [r.flags for r in part]))
+                    stop = start + chunks.MAX_READINGS
+                    sids = readings.sid[start:stop]
+                    self._insert(first + start, len(sids), chunks.pack(
+                        readings.ts_ms[start:stop], [ids[i] for i in sids],
+                        readings.values[start:stop], readings.flags[start:stop]))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
@@ -402,7 +403,7 @@ class AsyncBuffer:
         assert self._buffer is not None, "open() first"
         return self._buffer
 
-    async def append(self, readings: Sequence[Reading]) -> AppendResult:
+    async def append(self, readings: Columns) -> AppendResult:
         return await self._call(lambda: self.sync.append(readings))
 
     async def peek(self, after_seq: int, limit: int) -> list[StoredReading]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
+from drivers.base import Measurement
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer, BufferWriteError
-from gateway.readings import Reading
+from gateway.readings import Columns, SeriesIndex
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Ingest:
         self._commit_max = commit_max
         self._staging_max = staging_max
         self._on_committed = on_committed
-        self._staged: list[Reading] = []
+        self._staged = Columns(SeriesIndex())
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -48,14 +49,15 @@ class Ingest:
     def staged(self) -> int:
         return len(self._staged)
 
-    def emit(self, readings: Iterable[Reading]) -> None:
+    def emit(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
+             flags: int = 0) -> None:
         """Called by sources on the event loop; never blocks. Drops (counted) only when the
         disk has been failing long enough for the staging area to fill."""
         staged = self._staged
-        staged.extend(readings)
+        staged.add(source, measurements, ts_ms, flags)
         overflow = len(staged) - self._staging_max
         if overflow > 0:
-            del staged[:overflow]
+            staged.drop_first(overflow)
             self.dropped_staging += overflow
             self._log.log(logging.ERROR, "staging", "buffer cannot keep up or disk failing: "
                           "dropped %d readings from memory", overflow)
@@ -96,13 +98,12 @@ class Ingest:
 
     async def _commit_staged(self) -> bool:
         while self._staged:
-            batch = self._staged[: self._commit_max]
-            del self._staged[: len(batch)]  # emit() may append or trim while we await
+            batch = self._staged.take(self._commit_max)  # emit() may add or trim meanwhile
             try:
                 result = await self._buffer.append(batch)
             except BufferWriteError as error:
                 self.write_errors += 1
-                self._staged[0:0] = batch
+                self._staged.put_back(batch)
                 self._log.log(logging.ERROR, "write", "%s; keeping %d readings in memory and "
                               "retrying", error, len(self._staged))
                 return False

@@ -26,7 +26,7 @@ from drivers.ble import parse_mac
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.clock import WallClock
 from gateway.config import BleSource as BleSourceConfig
-from gateway.readings import CLOCK_UNSYNCED, Reading, Sink
+from gateway.readings import CLOCK_UNSYNCED, Sink
 from gateway.sources.ble_filter import (
     BTHOME_UUID,
     AdvertFilter,
@@ -188,7 +188,7 @@ class BleSource:
                 batch.append(queue.get_nowait())
             ts_ms = self._clock.now_ms()
             flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
-            readings: list[Reading] = []
+            count = 0
             for queued, payload, address in batch:
                 mac = b""
                 if queued is None:  # not listed by address: does a bind key open it?
@@ -210,12 +210,10 @@ class BleSource:
                                   "source %s: advert of %s not decoded: %s", self.name,
                                   device.config.name, device.last_error)
                 else:
-                    series = f"{self.name}/{device.config.name}"
-                    readings += [Reading(series, m.quantity, m.unit, m.value, ts_ms, flags)
-                                 for m in measurements]
-            if readings:
-                stats.readings += len(readings)
-                sink.emit(readings)
+                    sink.emit(f"{self.name}/{device.config.name}", measurements, ts_ms, flags)
+                    count += len(measurements)
+            if count:
+                stats.readings += count
                 await sink.room()
 
 

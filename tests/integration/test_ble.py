@@ -18,19 +18,19 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import pytest_asyncio
 
 from drivers import bthome
+from drivers.base import Measurement
 from gateway import wire
 from gateway.clock import WallClock
 from gateway.config import BleDevice
 from gateway.config import BleSource as BleSourceConfig
-from gateway.readings import Reading
 from gateway.sources.ble import BleSource
 
 pytestmark = pytest.mark.integration
@@ -255,13 +255,24 @@ def bluez_no_monitors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         yield mock
 
 
+class Reading(NamedTuple):
+    source: str
+    quantity: str
+    unit: str
+    value: float
+    ts_ms: int
+    flags: int
+
+
 class ListSink:
     def __init__(self) -> None:
         self.readings: list[Reading] = []
         self.changed = asyncio.Event()
 
-    def emit(self, readings: Iterable[Reading]) -> None:
-        self.readings.extend(readings)
+    def emit(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
+             flags: int) -> None:
+        self.readings += [Reading(source, m.quantity, m.unit, m.value, ts_ms, flags)
+                          for m in measurements]
         self.changed.set()
 
     async def room(self) -> None:

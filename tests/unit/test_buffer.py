@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.base import Measurement
 from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull, at_rest
-from gateway.readings import Reading
+from gateway.readings import Columns, SeriesIndex
 
 Factory = Callable[..., SqliteBuffer]
 
@@ -22,9 +23,11 @@ def make_buffer(tmp_path: Path) -> Factory:
     return make
 
 
-def readings(first: int, count: int, source: str = "pm") -> list[Reading]:
-    return [Reading(source, "pm2_5_ugm3", "ug/m3", float(n), 1_700_000_000_000 + n)
-            for n in range(first, first + count)]
+def readings(first: int, count: int, source: str = "pm") -> Columns:
+    out = Columns(SeriesIndex())
+    for n in range(first, first + count):
+        out.add(source, [Measurement("pm2_5_ugm3", float(n), "ug/m3")], 1_700_000_000_000 + n)
+    return out
 
 
 def values(buffer: SqliteBuffer) -> list[float]:
@@ -124,7 +127,7 @@ def test_acks_across_and_within_chunks_in_any_order(make_buffer: Factory) -> Non
     assert [r[0] for r in buffer.peek(0, 100)] == [4, 9, 10, 11, 12]
     assert [r[0] for r in buffer.peek(4, 2)] == [9, 10]
     assert buffer.ack(4, 4) == 1
-    assert buffer.stats().oldest_ts_ms == readings(8, 1)[0].ts_ms
+    assert buffer.stats().oldest_ts_ms == readings(8, 1).ts_ms[0]
 
 
 def test_a_partly_acknowledged_chunk_is_sent_again_after_a_restart(
@@ -198,4 +201,4 @@ def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
     buffer = make_buffer(max_readings=5)
     buffer.append(readings(0, 7))  # 2 dropped
     buffer.close()
-    assert at_rest(tmp_path / "buffer.db") == (5, readings(2, 1)[0].ts_ms, 2)
+    assert at_rest(tmp_path / "buffer.db") == (5, readings(2, 1).ts_ms[0], 2)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drivers.base import Measurement
 from gateway.buffer import AsyncBuffer, SqliteBuffer
 from gateway.ingest import Ingest
-from gateway.readings import Reading
 
 
-def readings(first: int, count: int) -> list[Reading]:
-    return [Reading("pm", "pm2_5_ugm3", "ug/m3", float(n), n) for n in range(first, first + count)]
+def emit(ingest: Ingest, first: int, count: int) -> None:
+    """Readings first..first+count-1 of source "pm", each with its own timestamp."""
+    for n in range(first, first + count):
+        ingest.emit("pm", [Measurement("pm2_5_ugm3", float(n), "ug/m3")], n)
 
 
 async def test_a_full_disk_keeps_readings_staged_until_it_recovers(tmp_path: Path) -> None:
@@ -19,11 +21,11 @@ async def test_a_full_disk_keeps_readings_staged_until_it_recovers(tmp_path: Pat
     committed: list[int] = []
     ingest = Ingest(buffer, commit_interval_s=0.01, commit_max=1000, staging_max=10_000,
                     on_committed=committed.append)
-    ingest.emit(readings(0, 10))
+    emit(ingest, 0, 10)
     assert await ingest.commit()
     page_count = sync._db.execute("PRAGMA page_count").fetchone()[0]
     sync._db.execute(f"PRAGMA max_page_count = {page_count}")  # the disk is full now
-    ingest.emit(readings(10, 5000))
+    emit(ingest, 10, 5000)
     assert not await ingest.commit()
     assert ingest.staged == 5000 and ingest.write_errors == 1
     sync._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
@@ -37,7 +39,7 @@ async def test_staging_is_bounded_and_counts_what_it_had_to_drop(tmp_path: Path)
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
     await buffer.open()
     ingest = Ingest(buffer, commit_interval_s=0.01, commit_max=100_000, staging_max=1000)
-    ingest.emit(readings(0, 1500))
+    emit(ingest, 0, 1500)
     assert (ingest.staged, ingest.dropped_staging) == (1000, 500)
     await ingest.commit()
     assert [r[3] for r in buffer.sync.peek(0, 10)][:1] == [500.0], "the oldest went first"
@@ -50,7 +52,7 @@ async def test_room_pauses_a_source_until_a_commit_makes_space(tmp_path: Path) -
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
     await buffer.open()
     ingest = Ingest(buffer, commit_interval_s=60, commit_max=10_000, staging_max=1000)
-    ingest.emit(readings(0, 600))  # above the high-water mark (half of staging_max here)
+    emit(ingest, 0, 600)  # above the high-water mark (half of staging_max here)
     waiting = asyncio.create_task(ingest.room())
     await asyncio.sleep(0.05)
     assert not waiting.done(), "a source must wait while staging is over its high-water mark"
@@ -70,9 +72,9 @@ async def test_sources_pause_at_half_a_commit_when_that_is_smaller(tmp_path: Pat
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
     await buffer.open()
     ingest = Ingest(buffer, commit_interval_s=60, commit_max=100, staging_max=10_000)
-    ingest.emit(readings(0, 49))
+    emit(ingest, 0, 49)
     await asyncio.wait_for(ingest.room(), 1)  # below half a commit: no pause
-    ingest.emit(readings(49, 1))
+    emit(ingest, 49, 1)
     waiting = asyncio.create_task(ingest.room())
     await asyncio.sleep(0.05)
     assert not waiting.done()
