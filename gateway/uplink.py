@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway import lazy_import, wire, wire2
+from gateway import lazy_import, wire
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
@@ -259,11 +259,14 @@ class Uplink:
 
     def _encode(self, batch: list[StoredReading]) -> bytes:
         epoch = self._buffer.sync.epoch or 0
+        # v2 and v3 encoders are imported only by gateways that send them (RSS)
         if self._wire_format == 3:
-            from gateway import wire3  # only for gateways that send v3 (~0.4 MB of RSS)
+            from gateway import wire3
 
             return wire3.encode_data(epoch, batch, self._announced.__getitem__)
         if self._wire_format == 2:
+            from gateway import wire2
+
             return wire2.encode_data(epoch, batch)
         return wire.encode_data(self._gateway_id, epoch, batch, self._buffer.sync.series)
 

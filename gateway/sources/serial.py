@@ -12,17 +12,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import serial
 
-from drivers import new_stream, node, pms5003, sds011
+from drivers import new_stream
 from drivers.base import Measurement
 from gateway.backoff import Backoff
 from gateway.clock import WallClock
 from gateway.config import SerialSource as SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
-from gateway.sources.node_monitor import NodeMonitor
+
+if TYPE_CHECKING:
+    from gateway.sources.node_monitor import NodeMonitor
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,20 @@ class SensorCommands:
 
 
 def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> SensorCommands:
+    # codecs imported here, for the one driver asked: a gateway loads only those it uses
     if driver == "node":  # a citygw node duty-cycles its own sensors; we may set its pace
+        from drivers import node
         start = () if node_interval_s is None else (
             node.encode_command("set_interval", node_interval_s, node_id=node.BROADCAST, seq=1),)
         return SensorCommands(start=start, wake=b"", sleep=b"")
     if driver == "sds011":
+        from drivers import sds011
         return SensorCommands(
             # active reporting, continuous working period: our duty cycle decides
             start=(sds011.cmd_set_sleep(False), sds011.cmd_set_reporting_mode(False),
                    sds011.cmd_set_working_period(0)),
             wake=sds011.cmd_set_sleep(False), sleep=sds011.cmd_set_sleep(True))
+    from drivers import pms5003
     return SensorCommands(start=(pms5003.cmd_wake(), pms5003.cmd_active()),
                           wake=pms5003.cmd_wake(), sleep=pms5003.cmd_sleep())
 
@@ -110,8 +116,10 @@ class SerialSource:
         self._monotonic_s = monotonic_s
         self._commands = sensor_commands(config.driver, node_interval_s=config.node_interval_s)
         self.stats = SerialStats()
-        self._node = NodeMonitor(config.name) if config.driver == "node" else None
-        if self._node is not None:
+        self._node: NodeMonitor | None = None
+        if config.driver == "node":
+            from gateway.sources.node_monitor import NodeMonitor
+            self._node = NodeMonitor(config.name)
             self.stats.node = self._node.state
 
     async def run(self, sink: Sink) -> None:
