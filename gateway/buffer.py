@@ -339,15 +339,31 @@ class SqliteBuffer:
         self.depth -= removed
         return removed
 
+    def _oldest_ts_ms(self) -> int | None:
+        """The timestamp of the oldest unacknowledged reading."""
+        row = self._db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
+                               ).fetchone()
+        if row is None:
+            return None
+        c0, data = row
+        oldest = c0
+        for lo, hi in self._acked.get(c0, []):
+            if lo <= oldest <= hi:
+                oldest = hi + 1
+        try:
+            return chunks.ts_at(c0, data, oldest)
+        except chunks.ChunkError:
+            first = self.peek(0, 1)  # drops the damaged chunk, counted
+            return first[0][1] if first else None
+
     def stats(self) -> BufferStats:
-        first = self.peek(0, 1)
-        row = (first[0][1],) if first else None
+        oldest_ts_ms = self._oldest_ts_ms()
         size = 0
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):
                 size += os.path.getsize(f"{self.path}{suffix}")
         return BufferStats(
-            epoch=self.epoch or 0, depth=self.depth, oldest_ts_ms=None if row is None else row[0],
+            epoch=self.epoch or 0, depth=self.depth, oldest_ts_ms=oldest_ts_ms,
             bytes_on_disk=size, dropped_total=self.dropped_total, next_seq=self._next_seq,
         )
 
@@ -373,7 +389,7 @@ def at_rest(path: Path) -> tuple[int, int | None, int]:
             first = db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
                                ).fetchone()
             if first is not None and oldest is None:
-                oldest = chunks.unpack(*first)[0][1]
+                oldest = chunks.ts_at(first[0], first[1], first[0])
         dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
     finally:
         db.close()

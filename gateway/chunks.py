@@ -16,6 +16,7 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, pairwise
+from typing import Any
 
 import msgpack
 
@@ -44,7 +45,7 @@ def pack(ts_ms: Sequence[int], series: Sequence[int], values: Sequence[float],
         list(series),
         raw.tobytes(),
         0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
-    ])
+    ], buf_size=12 * len(series) + 64)  # what a chunk needs; msgpack's default is 256 KiB
     return blob
 
 
@@ -54,8 +55,7 @@ def pack_rows(rows: Sequence[Row]) -> bytes:
     return pack(ts_ms, series, values, flags)
 
 
-def unpack(first_seq: int, blob: bytes) -> list[StoredReading]:
-    """A blob -> its readings as the buffer hands them out: (seq, ts_ms, series, value, flags)."""
+def _columns(first_seq: int, blob: bytes) -> tuple[list[int], list[int], array[float], Any]:
     try:
         deltas, series, raw, flags = msgpack.unpackb(blob)
         values = array("d")
@@ -67,8 +67,24 @@ def unpack(first_seq: int, blob: bytes) -> list[StoredReading]:
     count = len(series)
     if len(deltas) != count or len(values) != count or (flags != 0 and len(flags) != count):
         raise ChunkError(f"chunk at seq {first_seq}: columns of different lengths")
+    return deltas, series, values, flags
+
+
+def unpack(first_seq: int, blob: bytes) -> list[StoredReading]:
+    """A blob -> its readings as the buffer hands them out: (seq, ts_ms, series, value, flags)."""
+    deltas, series, values, flags = _columns(first_seq, blob)
+    count = len(series)
     return list(zip(range(first_seq, first_seq + count), accumulate(deltas), series,
                     values.tolist(), [0] * count if flags == 0 else flags, strict=True))
+
+
+def ts_at(first_seq: int, blob: bytes, seq: int) -> int:
+    """The ts_ms of reading `seq` of a chunk, without a tuple per reading (the status asks for
+    the oldest one every time: unpacking all 4,096 cost ~0.6 MB of peak RSS)."""
+    deltas = _columns(first_seq, blob)[0]
+    if not 0 <= seq - first_seq < len(deltas):
+        raise ChunkError(f"chunk at seq {first_seq} has no seq {seq}")
+    return sum(deltas[: seq - first_seq + 1])
 
 
 def runs(readings: Iterable[StoredReading]) -> Iterator[tuple[int, list[Row]]]:

@@ -194,6 +194,20 @@ def test_a_chunk_that_no_longer_decodes_is_dropped_and_counted(make_buffer: Fact
     assert (buffer.depth, buffer.dropped_total) == (2, 3)
 
 
+def test_stats_name_the_oldest_unacknowledged_reading_past_a_damaged_chunk(
+    make_buffer: Factory,
+) -> None:
+    buffer = make_buffer()
+    buffer.append(readings(0, 3))  # keys 1..3
+    buffer.append(readings(3, 4))  # keys 4..7
+    buffer.ack(4, 5)
+    with buffer._db:
+        buffer._db.execute("UPDATE chunks SET data = x'c1' WHERE first_seq = 1")
+    stats = buffer.stats()
+    assert stats.oldest_ts_ms == readings(5, 1).ts_ms[0], "key 6: 4 and 5 are acknowledged"
+    assert (stats.depth, stats.dropped_total) == (2, 3)
+
+
 def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
     tmp_path: Path, make_buffer: Factory,
 ) -> None:

@@ -26,6 +26,16 @@ def test_round_trip(first: int, rows: list[chunks.Row]) -> None:
         assert value2 == value or (math.isnan(value) and math.isnan(value2))
 
 
+@given(first=st.integers(1, 2**62), rows=rows_strategy, data=st.data())
+def test_ts_at_is_the_timestamp_unpack_gives(first: int, rows: list[chunks.Row],
+                                             data: st.DataObject) -> None:
+    blob = chunks.pack_rows(rows)
+    seq = data.draw(st.integers(first, first + len(rows) - 1))
+    assert chunks.ts_at(first, blob, seq) == chunks.unpack(first, blob)[seq - first][1]
+    with pytest.raises(chunks.ChunkError):
+        chunks.ts_at(first, blob, first + len(rows))
+
+
 def test_a_commit_of_one_sensor_packs_to_about_eleven_bytes_a_reading() -> None:
     rows = [(1_700_000_000_000 + (n // 2) * 1000, 1 + n % 2, 10.0 + n / 10, 0)
             for n in range(1000)]
