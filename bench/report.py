@@ -124,6 +124,8 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              "checkpoints; readings inserted and deleted after PUBACK), same run",
              f"{fmt(tp['disk_bytes_per_reading'], 1)} B/reading", f"<= {TARGET_DISK_B:.0f} B",
              yes(met["disk"])),
+            ("3c. Peak RSS of the agent in this run (streaming to the hub, backlog drained; "
+             "VmHWM)", f"{tp['peak_rss_mb']:.1f} MB" if "peak_rss_mb" in tp else "n/a", "", ""),
             (f"5a. Bytes on the wire per reading at full rate (agent -> broker, MQTT framing "
              f"included; {fmt(tp['delivered'] / max(tp['messages'], 1))} readings/message)",
              f"{tp['wire_bytes_per_reading']:.2f} B/reading", "", ""),

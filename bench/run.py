@@ -258,6 +258,7 @@ class _Measured:
     db_after: int
     raw_profile: str | None
     flush_interval_s: float
+    peak_rss_kb: int
 
 
 def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False,
@@ -324,10 +325,12 @@ def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
     io1 = io_counters(agent.pid)
     after = counters.fresh(sys_topics)
     db_after = _db_bytes(agent.data_dir)
+    peak_rss_kb = memory_kb(agent.pid)["VmHWM"]
     return _Measured(start_t, end_t, done, written, final, cpu1 - cpu0, io0, io1,
                      after[SYS_BYTES_RECEIVED] - before[SYS_BYTES_RECEIVED],
                      after[SYS_PUBLISH_BYTES_RECEIVED] - before[SYS_PUBLISH_BYTES_RECEIVED],
-                     db_after, raw_profile if profile else None, flush_interval_s)
+                     db_after, raw_profile if profile else None, flush_interval_s,
+                     peak_rss_kb)
 
 
 def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str, Any]:
@@ -365,6 +368,7 @@ def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str
         "wire_bytes": wire_bytes,
         "wire_bytes_per_reading": round(wire_bytes / delivered, 2),
         "flush_interval_s": m.flush_interval_s,
+        "peak_rss_mb": _mb(m.peak_rss_kb),
         **{k: done.get(k) for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max")},
     }
     if m.raw_profile is not None:

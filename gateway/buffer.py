@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -287,10 +288,10 @@ class SqliteBuffer:
                     damaged.append((c0, size, error))
                     continue
                 acked = self._acked.get(c0)
-                if acked or rows[0][0] <= after_seq:
-                    rows = [r for r in rows
-                            if r[0] > after_seq and not (acked and _is_acked(acked, r[0]))]
-                out.extend(rows[:limit - len(out)])
+                if acked or c0 <= after_seq:
+                    rows = (r for r in rows
+                            if r[0] > after_seq and not (acked and _is_acked(acked, r[0])))
+                out.extend(islice(rows, limit - len(out)))
                 if len(out) >= limit:
                     break
         finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate, pairwise
+from itertools import accumulate, pairwise, repeat
 from typing import Any
 
 import msgpack
@@ -70,12 +70,14 @@ def _columns(first_seq: int, blob: bytes) -> tuple[list[int], list[int], array[f
     return deltas, series, values, flags
 
 
-def unpack(first_seq: int, blob: bytes) -> list[StoredReading]:
-    """A blob -> its readings as the buffer hands them out: (seq, ts_ms, series, value, flags)."""
+def unpack(first_seq: int, blob: bytes) -> Iterator[StoredReading]:
+    """A blob -> its readings as the buffer hands them out: (seq, ts_ms, series, value, flags).
+    Checked at once (ChunkError); the tuples are made as they are taken, so a peek that needs
+    a few readings of a chunk does not hold 4,096 of them (peak RSS)."""
     deltas, series, values, flags = _columns(first_seq, blob)
     count = len(series)
-    return list(zip(range(first_seq, first_seq + count), accumulate(deltas), series,
-                    values.tolist(), [0] * count if flags == 0 else flags, strict=True))
+    return zip(range(first_seq, first_seq + count), accumulate(deltas), series, values,
+               repeat(0, count) if flags == 0 else flags, strict=True)
 
 
 def ts_at(first_seq: int, blob: bytes, seq: int) -> int:

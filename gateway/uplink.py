@@ -306,20 +306,10 @@ class Uplink:
                 flush_due, self._flush_now = True, False
             if flush_due or self._unsent >= hub.batch_max_readings:
                 await window.acquire()
-                batch = await self._buffer.peek(cursor, hub.batch_max_readings)
-                if batch and (flush_due or len(batch) >= hub.batch_max_readings):
-                    cursor = batch[-1][0]
-                    self._unsent = max(0, self._unsent - len(batch))
-                    named = self._announced.keys()
-                    if self._wire_format >= 2 and not {r[2] for r in batch} <= named:
-                        await self._publish_birth(client)  # new series: name them first
-                    payload = self._encode(batch)
-                    inflight.create_task(
-                        self._publish(client, payload, batch[0][0], cursor, len(batch), window)
-                    )
+                sent_up_to = await self._send_batch(client, inflight, window, cursor, flush_due)
+                if sent_up_to is not None:
+                    cursor = sent_up_to
                     continue
-                window.release()
-                self._unsent = len(batch)
                 flush_due = False
             timeout = next_flush - self._monotonic_s()
             if timeout > 0:
@@ -336,6 +326,25 @@ class Uplink:
             next_flush = self._monotonic_s() + hub.flush_interval_s
             if self._before_flush is not None:
                 await self._before_flush()
+
+    async def _send_batch(self, client: aiomqtt.Client, inflight: asyncio.TaskGroup,
+                          window: asyncio.Semaphore, cursor: int, flush_due: bool) -> int | None:
+        """Peek the readings after `cursor` and hand them to a publish task: the last key sent,
+        or None (window released) if no batch is due. Only the payload outlives this call, not
+        a tuple per reading (a batch of 5,000 is ~1 MB of them while a PUBACK is awaited)."""
+        hub = self._hub
+        batch = await self._buffer.peek(cursor, hub.batch_max_readings)
+        if not batch or not (flush_due or len(batch) >= hub.batch_max_readings):
+            window.release()
+            self._unsent = len(batch)
+            return None
+        first, last = batch[0][0], batch[-1][0]
+        self._unsent = max(0, self._unsent - len(batch))
+        if self._wire_format >= 2 and not {r[2] for r in batch} <= self._announced.keys():
+            await self._publish_birth(client)  # new series: name them first
+        payload = self._encode(batch)
+        inflight.create_task(self._publish(client, payload, first, last, len(batch), window))
+        return last
 
     async def _publish(
         self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,

@@ -29,29 +29,35 @@ def topic(prefix: str, gateway_id: str, leaf: str) -> str:
 def encode_data(
     gateway_id: str, epoch: int, batch: Sequence[StoredReading], series_of: Callable[[int], Series]
 ) -> bytes:
-    """One self-contained data message: a series table, then readings as deltas from s0/t0."""
+    """One self-contained data message: a series table, then readings as deltas from s0/t0.
+    Rows are packed as they are made: a list per reading for a batch of 5,000 was ~1 MB of
+    peak RSS while the uplink streams (BENCHMARKS.md, memory)."""
     if not batch:
         raise ValueError("empty batch")
     index: dict[int, int] = {}
-    table: list[Series] = []
+    table: list[list[str]] = []
+    for reading in batch:
+        if reading[2] not in index:
+            index[reading[2]] = len(table)
+            table.append(list(series_of(reading[2])))
     s0, t0 = batch[0][0], batch[0][1]
-    rows: list[list[Any]] = []
+    packer = msgpack.Packer(autoreset=False, use_bin_type=True, buf_size=16 * len(batch) + 256)
+    head = {"v": VERSION, "gw": gateway_id, "ep": epoch, "s0": s0, "t0": t0, "series": table}
+    packer.pack_map_header(len(head) + 1)
+    for key, item in head.items():
+        packer.pack(key)
+        packer.pack(item)
+    packer.pack("r")
+    packer.pack_array_header(len(batch))
+    pack = packer.pack
     for seq, ts_ms, sid, value, flags in batch:
-        i = index.get(sid)
-        if i is None:
-            i = index[sid] = len(table)
-            table.append(series_of(sid))
         if value.is_integer() and abs(value) < 2**53:
             value = int(value)  # msgpack packs small ints in 1-3 bytes
-        row = [seq - s0, ts_ms - t0, i, value]
         if flags:
-            row.append(flags)
-        rows.append(row)
-    return msgpack.packb(  # type: ignore[no-any-return]
-        {"v": VERSION, "gw": gateway_id, "ep": epoch, "s0": s0, "t0": t0,
-         "series": [list(s) for s in table], "r": rows},
-        use_bin_type=True,
-    )
+            pack((seq - s0, ts_ms - t0, index[sid], value, flags))
+        else:
+            pack((seq - s0, ts_ms - t0, index[sid], value))
+    return packer.bytes()  # type: ignore[no-any-return]
 
 
 def encode_status(

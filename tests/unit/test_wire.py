@@ -32,6 +32,19 @@ def test_a_data_message_decodes_on_its_own_to_exact_values_and_keys() -> None:
     ]
 
 
+def test_a_data_message_is_the_documented_msgpack_map_byte_for_byte() -> None:
+    """The encoder streams its rows into the packer; the bytes are those of the map in
+    docs/protocol.md packed whole."""
+    payload = wire.encode_data("gw-1", 42, batch(
+        (100, 1_700_000_000_000, 7, 261.8, 0), (101, 1_700_000_000_500, 1, 12.0, CLOCK_UNSYNCED),
+        (102, 1_699_999_999_000, 7, -3.5, 0)), SERIES.__getitem__)
+    assert payload == msgpack.packb({
+        "v": 1, "gw": "gw-1", "ep": 42, "s0": 100, "t0": 1_700_000_000_000,
+        "series": [["pm-north", "pm10_ugm3", "ug/m3"], ["pm-north", "pm2_5_ugm3", "ug/m3"]],
+        "r": [[0, 0, 0, 261.8], [1, 500, 1, 12, CLOCK_UNSYNCED], [2, -1000, 0, -3.5]],
+    }, use_bin_type=True)
+
+
 @given(st.lists(st.tuples(st.integers(1, 2**40), st.integers(0, 2**45),
                           st.sampled_from([1, 7]),
                           st.floats(allow_nan=False, allow_infinity=False),
