@@ -21,7 +21,8 @@ STEPS: list[tuple[str, list[str]]] = [
     ("gateway.config (its schema checker)", ["gateway.config"]),
     ("msgpack", ["msgpack"]),
     ("aiomqtt + paho-mqtt (via gateway.uplink: urllib.request deferred)", ["gateway.uplink"]),
-    ("drivers", ["drivers"]),
+    ("drivers: the registry and the SDS011 codec (the others load when a config names them)",
+     ["drivers", "drivers.sds011"]),
     ("rest of gateway (agent, cli)", ["gateway.agent", "gateway.cli"]),
 ]
 
