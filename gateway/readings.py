@@ -78,9 +78,6 @@ class Columns:
         self.ts_ms.extend(repeat(ts_ms, count))
         self.flags.extend(repeat(flags, count))
 
-    def series(self, i: int) -> Series:
-        return self.index.series[self.sid[i]]
-
     def part(self, start: int, stop: int | None = None) -> Columns:
         """A copy of readings start..stop."""
         out = Columns(self.index)
