@@ -1,4 +1,4 @@
-"""Integration fixtures: a real Mosquitto per test, and a hub-like MQTT v5 subscriber.
+"""Integration fixtures: a real Mosquitto per test, a hub-like MQTT v5 subscriber, a wheelhouse.
 
 - ``mosquitto``: a running Broker (``.host``, ``.port``, ``.url``, ``.stop()``, ``.start()``,
   ``.kill()``, ``.log_text()``) with persistence, so a stop/start keeps retained messages,
@@ -6,6 +6,12 @@
 - ``hub_subscriber``: ``sub = await hub_subscriber(broker, "citygw/v1/#")``, then
   ``await sub.wait_for(lambda msgs: len(msgs) >= 3, timeout=10)``.
 - ``topic_prefix``: a topic prefix unique to the test.
+- ``secure_broker``: a Broker with a TLS + password listener (secure_mqtt.py).
+- ``wheelhouse``: this checkout's wheel and its runtime dependencies, built once per run
+  (offline_install.py); read-only for the tests.
+
+Helpers that test modules share live in plain modules here (offline_install.py, secure_mqtt.py,
+spine_setup.py, skips.py, virtual_board.py); no test module imports another.
 """
 
 from __future__ import annotations
@@ -28,18 +34,14 @@ from typing import Any
 import aiomqtt
 import pytest
 import pytest_asyncio
+from offline_install import build_wheelhouse, manifest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from secure_mqtt import SecureBroker, start_secure_broker
+from skips import skip_or_fail
 
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-
-
-def _skip_or_fail(reason: str) -> None:
-    """A missing tool skips on a developer's machine but fails in CI (where CI is set)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure; run 'make deps' as root)")
-    pytest.skip(reason)
 
 
 def _mosquitto_binary() -> Path | None:
@@ -159,7 +161,7 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Factory: ``make_broker(extra_config="") -> Broker`` (started); stopped at teardown."""
     binary = _mosquitto_binary()
     if binary is None:
-        _skip_or_fail("mosquitto not installed (Debian package 'mosquitto')")
+        skip_or_fail("mosquitto not installed (Debian package 'mosquitto'; make deps as root)")
     assert binary is not None
     brokers: list[Broker] = []
 
@@ -177,6 +179,12 @@ def make_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 @pytest.fixture
 def mosquitto(make_broker: Callable[..., Broker]) -> Broker:
     return make_broker()
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path, make_broker: Callable[..., Broker]) -> SecureBroker:
+    """A broker with a TLS + password listener (secure_mqtt.py); ``.url`` is mqtts://."""
+    return start_secure_broker(tmp_path, make_broker)
 
 
 @pytest.fixture
@@ -336,3 +344,14 @@ async def hub_subscriber() -> AsyncIterator[Callable[..., Awaitable[HubSubscribe
     yield make
     for sub in subscribers:
         await sub.close()
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The offline wheelhouse (offline_install.build_wheelhouse), built once per run and shared
+    by the install, .deb and chroot tests. Read it, never write into it: a test that needs
+    other wheels copies it first. Teardown fails if anything under it changed."""
+    house = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    before = manifest(house)
+    yield house
+    assert manifest(house) == before, f"a test changed the shared wheelhouse {house}"

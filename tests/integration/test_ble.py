@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import pytest_asyncio
+from skips import skip_or_fail
 
 from drivers import bthome
 from drivers.base import Measurement
@@ -83,12 +84,6 @@ def sealed(counter: int, temperature_c: float, *, key: bytes = KEY) -> bytes:
 
 def ruuvi(sequence: int) -> bytes:
     return RUUVI_DF5[:16] + sequence.to_bytes(2, "big") + RUUVI_DF5[18:]
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure; run 'make deps' as root)")
-    pytest.skip(reason)
 
 
 class BlueZMock:
@@ -200,7 +195,7 @@ class BlueZMock:
 def _start_bluez(tmp_path: Path, parameters: dict[str, Any]) -> Iterator[BlueZMock]:
     daemon_binary = shutil.which("dbus-daemon")
     if daemon_binary is None:
-        _skip_or_fail("dbus-daemon not installed (Debian package 'dbus')")
+        skip_or_fail("dbus-daemon not installed (Debian package 'dbus'; make deps as root)")
     assert daemon_binary is not None
     socket = tmp_path / "system_bus_socket"
     config = tmp_path / "system-bus.conf"

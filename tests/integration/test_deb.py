@@ -1,6 +1,6 @@
 """The .deb (deploy/build-deb.sh, `make deb`): what is in it, and its maintainer scripts at work.
 
-The package is built for this machine's architecture from a wheelhouse (as in test_install.py)
+The package is built for this machine's architecture from the ``wheelhouse`` fixture (conftest.py)
 and installed with the real dpkg into a throwaway root: `dpkg --root DIR
 --force-script-chrootless` runs the maintainer scripts here with $DPKG_ROOT=DIR, and they run
 install.sh --package against that root (no user creation there; tests/integration/
@@ -14,14 +14,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_install import build_citygw_wheel, manifest, wheelhouse  # noqa: F401
+from offline_install import build_citygw_wheel, build_deb, manifest, tool
 
 from gateway import __version__
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_DEB = REPO / "deploy" / "build-deb.sh"
 # Shipped by dpkg (besides the wheels): the rest (/opt/citygw, /etc/citygw, /var/lib/citygw,
 # the user) is made by the maintainer scripts.
 PACKAGE_FILES = {
@@ -42,24 +41,8 @@ LINTIAN_ACCEPTED = {
 }
 
 
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} not installed (Debian package 'dpkg'): the .deb needs Debian")
-    return found
-
-
-def build_deb(house: Path, out: Path) -> Path:
-    tool("dpkg-deb")
-    proc = subprocess.run(["bash", str(BUILD_DEB), "--wheelhouse", str(house), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (deb,) = out.glob("citygw_*.deb")
-    return deb
-
-
 @pytest.fixture(scope="module")
-def deb(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def deb(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_deb(wheelhouse, tmp_path_factory.mktemp("deb"))
 
 
@@ -69,7 +52,7 @@ def dpkg_deb(*args: str) -> str:
 
 
 def test_the_package_holds_the_program_files_and_the_wheels_for_its_architecture(
-    deb: Path, wheelhouse: Path,  # noqa: F811
+    deb: Path, wheelhouse: Path,
 ) -> None:
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -141,7 +124,7 @@ def dpkg_root(root: Path, *args: str) -> str:
 
 
 def test_install_reinstall_upgrade_remove_purge_with_dpkg(
-    tmp_path: Path, deb: Path, wheelhouse: Path,  # noqa: F811
+    tmp_path: Path, deb: Path, wheelhouse: Path,
 ) -> None:
     root = tmp_path / "root"
     out = dpkg_root(root, "-i", str(deb))

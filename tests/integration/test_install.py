@@ -1,66 +1,25 @@
 """deploy/install.sh in a throwaway root (--root): fresh install, a second run that changes
 nothing, an upgrade that keeps config and buffer, uninstall that keeps data, --purge.
 
-Offline like a field install: a wheelhouse (this checkout's wheel plus the runtime dependencies
-for this machine, fetched once per module through pip's configured index) and --wheelhouse."""
+Offline like a field install: the ``wheelhouse`` fixture (this checkout's wheel plus the runtime
+dependencies for this machine, fetched once per run through pip's configured index; built in
+tests/integration/conftest.py) and --wheelhouse."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+from offline_install import build_citygw_wheel, manifest
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "deploy" / "install.sh"
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure)")
-    pytest.skip(reason)
-
-
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
-                   check=True, capture_output=True)
-
-
-def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> None:
-    """A citygw wheel from a copy of this checkout (optionally with another version)."""
-    src = tmp / f"src-{version or 'current'}"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, src / name)
-    for package in ("gateway", "drivers", "firmware"):
-        shutil.copytree(REPO / package, src / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "node_modules", "sim"))
-    if version is not None:
-        init = src / "gateway" / "__init__.py"
-        text = init.read_text().replace('__version__ = "', f'__version__ = "{version}"  # ', 1)
-        init.write_text(text)
-    pip("wheel", "--no-deps", "--wheel-dir", str(dest), str(src))
-
-
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("wheelhouse")
-    house = tmp / "wheels"
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    try:
-        pip("download", "--only-binary=:all:", "--dest", str(house),
-            "-c", str(REPO / "constraints.txt"), *deps)
-        build_citygw_wheel(tmp, house)
-    except subprocess.CalledProcessError as error:
-        _skip_or_fail(f"no package index to build the wheelhouse: {error.stderr.decode()[-500:]}")
-    return house
 
 
 def run_install(root: Path, *args: str) -> str:
@@ -70,21 +29,6 @@ def run_install(root: Path, *args: str) -> str:
         env={k: v for k, v in os.environ.items() if k != "DESTDIR"})
     assert proc.returncode == 0, f"install.sh {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
-
-
-def manifest(root: Path) -> dict[str, str]:
-    """Every path under root with its type, mode and content hash (or link target)."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel, st = str(path.relative_to(root)), path.lstat()
-        if path.is_symlink():
-            out[rel] = f"link -> {os.readlink(path)}"
-        elif path.is_dir():
-            out[rel] = f"dir {st.st_mode & 0o7777:o}"
-        else:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            out[rel] = f"file {st.st_mode & 0o7777:o} {digest}"
-    return out
 
 
 def test_fresh_install_then_a_second_run_changes_nothing(

@@ -5,9 +5,9 @@ buffer, uninstall (remove) that keeps them, purge.
 The chroot is `debootstrap --variant=minbase --include=python3-venv bookworm` from the Debian
 mirror ($DEBIAN_MIRROR), made once and cached as a tar file under $CITYGW_CACHE_DIR (default
 ~/.cache/citygw; delete the file to refresh it): about 55 s the first time, 3 s to unpack after
-that. The install is offline, from the same wheelhouse as test_install.py. systemd does not run
-in a chroot, so the scripts skip systemctl and udevadm there (tests/unit/test_service_unit.py
-checks the unit)."""
+that. The install is offline, from the ``wheelhouse`` fixture (conftest.py) as in
+test_install.py. systemd does not run in a chroot, so the scripts skip systemctl and udevadm
+there (tests/unit/test_service_unit.py checks the unit)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_deb import build_deb
-from test_install import _skip_or_fail, build_citygw_wheel, wheelhouse  # noqa: F401
+from offline_install import build_citygw_wheel, build_deb
+from skips import skip_or_fail
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -39,10 +39,10 @@ VOLATILE = {"root", "tmp", "var/cache", "var/log", "dev", "proc", "run", "sys"}
 @pytest.fixture(scope="module")
 def bookworm_tar() -> Path:
     if os.geteuid() != 0:
-        _skip_or_fail("chroot needs root")
+        skip_or_fail("chroot needs root")
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
-        _skip_or_fail("debootstrap not installed (Debian package 'debootstrap'; make deps)")
+        skip_or_fail("debootstrap not installed (Debian package 'debootstrap'; make deps)")
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / ".lock").open("w") as lock:  # other checkouts may build it at the same time
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -54,8 +54,8 @@ def bookworm_tar() -> Path:
                  str(work), MIRROR], capture_output=True, text=True, timeout=540)
             if proc.returncode != 0:
                 shutil.rmtree(work, ignore_errors=True)
-                _skip_or_fail(f"debootstrap from {MIRROR} failed:\n{proc.stdout[-2000:]}"
-                              f"\n{proc.stderr[-2000:]}")
+                skip_or_fail(f"debootstrap from {MIRROR} failed:\n{proc.stdout[-2000:]}"
+                             f"\n{proc.stderr[-2000:]}")
             subprocess.run(["tar", "-C", str(work), "-cf", f"{TARBALL}.tmp", "."], check=True)
             os.replace(f"{TARBALL}.tmp", TARBALL)
             shutil.rmtree(work)
@@ -111,7 +111,7 @@ class Chroot:
 
 
 @pytest.fixture
-def chroot(tmp_path: Path, bookworm_tar: Path, wheelhouse: Path) -> Iterator[Chroot]:  # noqa: F811
+def chroot(tmp_path: Path, bookworm_tar: Path, wheelhouse: Path) -> Iterator[Chroot]:
     root = tmp_path / "bookworm"
     root.mkdir()
     subprocess.run(["tar", "-C", str(root), "-xf", str(bookworm_tar)], check=True)

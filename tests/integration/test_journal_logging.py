@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_uplink_security import PASSWORD, SecureBroker, agent_config, secure_broker  # noqa: F401
+from secure_mqtt import PASSWORD, SecureBroker, agent_config
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ async def collect(sock: socket.socket, until: bytes, agent: Any, timeout_s: floa
 
 @pytest.mark.parametrize("password", [PASSWORD, "wrong-but-secret-pw"])
 async def test_agent_logs_fields_to_journald_and_no_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secure_broker: SecureBroker,  # noqa: F811
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secure_broker: SecureBroker,
     make_pty: Any, write_config: Any, agent_process: Any, password: str,
 ) -> None:
     journal_path = tmp_path / "journal.socket"

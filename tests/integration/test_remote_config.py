@@ -18,6 +18,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from spine_setup import buffer_next_seq
 
 from drivers import sds011
 from gateway import signing, wire
@@ -323,21 +324,11 @@ async def test_kill_9_during_an_apply_boots_into_a_consistent_config_and_loses_n
          str(agent.config_path)], capture_output=True, text=True, cwd=REPO, check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert json.loads(status.stdout)["config_version"] == versions[-1]
-    stored = _next_seq(tmp_path) - 1
+    stored = buffer_next_seq(tmp_path) - 1
     await sub.wait_for(lambda ms: len({r.key for r in readings(sub)}) >= stored, timeout=20)
     seqs = sorted({r.seq for r in readings(sub)})
     assert seqs == list(range(1, stored + 1)), "every accepted reading arrives"
     assert stored == n * 2, "every frame committed before a kill was kept"
-
-
-def _next_seq(tmp_path: Path) -> int:
-    import sqlite3
-
-    db = sqlite3.connect(tmp_path / "data" / "buffer.db")
-    try:
-        return int(db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
-    finally:
-        db.close()
 
 
 async def test_a_key_rotation_signed_by_a_trusted_key_replaces_the_trust(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,34 +14,12 @@ from typing import Any
 
 import msgpack
 import pytest
+from spine_setup import PM10_MARK, buffer_next_seq, config, frame, frame_numbers
 
 from drivers import sds011
 from gateway import wire
 
 pytestmark = pytest.mark.integration
-
-PM10_MARK = 77.7  # every frame's PM10; PM2.5 carries the frame number (0.1 units)
-
-
-def frame(n: int) -> bytes:
-    """Frame number n (1..9999): PM2.5 = n/10, so each reading says which frame it came from."""
-    return sds011.encode_data(n / 10, PM10_MARK, device_id=0xA160)
-
-
-def config(
-    tmp_path: Path, broker: Any, prefix: str, ports: dict[str, Path], **hub: Any
-) -> dict[str, Any]:
-    buffer = hub.pop("buffer", {})
-    return {
-        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": broker.url, "topic_prefix": prefix, "flush_interval_s": 0.2,
-                "metrics_interval_s": 0.5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
-                **hub},
-        "buffer": {"commit_interval_ms": 50, **buffer},
-        "sources": [{"type": "serial", "name": name, "port": str(port), "driver": "sds011",
-                     "reopen_max_s": 0.5}
-                    for name, port in ports.items()],
-    }
 
 
 def readings(messages: list[Any]) -> list[wire.HubReading]:
@@ -53,23 +30,11 @@ def readings(messages: list[Any]) -> list[wire.HubReading]:
     return out
 
 
-def frame_numbers(rs: list[wire.HubReading]) -> list[int]:
-    return [round(r.value * 10) for r in rs if r.quantity == "pm2_5_ugm3"]
-
-
 def latest_metrics(messages: list[Any]) -> dict[str, Any] | None:
     for m in reversed(messages):
         if m.topic.endswith("/metrics"):
             return msgpack.unpackb(m.payload)  # type: ignore[no-any-return]
     return None
-
-
-def buffer_next_seq(tmp_path: Path) -> int:
-    db = sqlite3.connect(tmp_path / "data" / "buffer.db")
-    try:
-        return int(db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
-    finally:
-        db.close()
 
 
 async def test_frames_on_the_serial_line_reach_the_hub_with_their_values(

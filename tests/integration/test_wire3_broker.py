@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_spine import buffer_next_seq, config, frame, frame_numbers
+from spine_setup import buffer_next_seq, config, frame, frame_numbers
 
 from gateway.hub import HubDecoder
 from gateway.wire import HubReading

@@ -1,0 +1,49 @@
+"""What the spine tests (test_spine.py, test_wire3_broker.py) feed the agent and read back.
+
+SDS011 frames that carry their own number (``frame``, ``frame_numbers``), the agent's config for
+a broker (``config``), and the buffer's next sequence number as the agent left it on disk
+(``buffer_next_seq``, also read by test_remote_config.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from drivers import sds011
+from gateway import wire
+
+PM10_MARK = 77.7  # every frame's PM10; PM2.5 carries the frame number (0.1 units)
+
+
+def frame(n: int) -> bytes:
+    """Frame number n (1..9999): PM2.5 = n/10, so each reading says which frame it came from."""
+    return sds011.encode_data(n / 10, PM10_MARK, device_id=0xA160)
+
+
+def frame_numbers(rs: list[wire.HubReading]) -> list[int]:
+    return [round(r.value * 10) for r in rs if r.quantity == "pm2_5_ugm3"]
+
+
+def config(
+    tmp_path: Path, broker: Any, prefix: str, ports: dict[str, Path], **hub: Any
+) -> dict[str, Any]:
+    buffer = hub.pop("buffer", {})
+    return {
+        "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
+        "hub": {"url": broker.url, "topic_prefix": prefix, "flush_interval_s": 0.2,
+                "metrics_interval_s": 0.5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
+                **hub},
+        "buffer": {"commit_interval_ms": 50, **buffer},
+        "sources": [{"type": "serial", "name": name, "port": str(port), "driver": "sds011",
+                     "reopen_max_s": 0.5}
+                    for name, port in ports.items()],
+    }
+
+
+def buffer_next_seq(tmp_path: Path) -> int:
+    db = sqlite3.connect(tmp_path / "data" / "buffer.db")
+    try:
+        return int(db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+    finally:
+        db.close()
