@@ -429,7 +429,8 @@ class SqliteBuffer:
 
 def at_rest(path: Path) -> tuple[int, int | None, int]:
     """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
-    either storage format)."""
+    either storage format). After a crash the depth includes the readings the hub had
+    acknowledged but the next commit had not yet deleted: they are sent again."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
