@@ -257,7 +257,8 @@ class SqliteBuffer:
                     sids = readings.sid[start:stop]
                     self._insert(first + start, len(sids), chunks.pack(
                         readings.ts_ms[start:stop], [ids[i] for i in sids],
-                        readings.values[start:stop], readings.flags[start:stop]))
+                        readings.values[start:stop], readings.flags[start:stop],
+                        try_scaled=len(readings) <= chunks.SCALED_MAX))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:

@@ -44,13 +44,14 @@ class ChunkError(ValueError):
 
 
 def pack(ts_ms: Sequence[int], series: Sequence[int], values: Sequence[float],
-         flags: Sequence[int]) -> bytes:
+         flags: Sequence[int], *, try_scaled: bool = True) -> bytes:
     """Readings with consecutive keys, as columns -> one blob (the key of the first is stored
-    beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS)."""
+    beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS).
+    `try_scaled=False`: float64 values whatever the size (the tail of a large commit)."""
     blob: bytes = msgpack.packb([
         [ts_ms[0], *(b - a for a, b in pairwise(ts_ms))] if ts_ms else [],
         list(series),
-        (len(values) <= SCALED_MAX and _scaled(values)) or _float64(values),
+        (try_scaled and len(values) <= SCALED_MAX and _scaled(values)) or _float64(values),
         0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
     ], buf_size=12 * len(series) + 64)  # what a chunk needs; msgpack's default is 256 KiB
     return blob
