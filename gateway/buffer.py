@@ -9,6 +9,12 @@ the SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is delete
 reading in it is acknowledged; which readings of a partly acknowledged chunk the hub already has
 is kept in memory only, so after a crash or restart those few are sent again, with their keys,
 and the hub drops them as duplicates.
+
+A fully acknowledged chunk is not deleted at the PUBACK either: the delete rides in the next
+commit's transaction (or, once `DELETE_PENDING_MAX` chunks wait, in one of its own, and at
+close). At a sensor's pace that is one transaction per flush instead of two, and every durable
+transaction writes at least a page (BENCHMARKS.md, disk). Until then the chunk is acknowledged
+in memory like a partly acknowledged one: after a crash it is sent again and dropped by the hub.
 """
 
 from __future__ import annotations
@@ -66,6 +72,10 @@ def _is_acked(ranges: Ranges, seq: int) -> bool:
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
+DELETE_PENDING_MAX = 64
+"""Fully acknowledged chunks that may wait for the next commit's transaction to be deleted; at
+more, `ack` deletes them in a transaction of its own (a backlog draining with no new readings)."""
+
 
 class BufferWriteError(Exception):
     """The buffer could not store readings (disk full, I/O error); nothing was accepted."""
@@ -117,6 +127,7 @@ class SqliteBuffer:
         self._next_seq = max(self._meta("next_seq", default=1) or 1, last[0] if last else 1)
         self.dropped_total = self._meta("dropped_total", default=0) or 0
         self._acked: dict[int, Ranges] = {}  # chunk first_seq -> what the hub has of it
+        self._unneeded: set[int] = set()  # chunks the hub has all of: deleted with the next commit
         self.depth: int = self._db.execute(
             "SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
 
@@ -141,6 +152,12 @@ class SqliteBuffer:
         # wear an SD card 4x less than the default 4 KiB at a sensor's pace (BENCHMARKS.md).
         # Takes effect only when the file is created.
         db.execute("PRAGMA page_size=1024")
+        # One process uses the buffer (`citygw status` reads it only while no agent runs), so
+        # the WAL index lives in the heap instead of a memory-mapped -shm file, whose pages
+        # every commit dirtied: half of the writes at a sensor's pace (docs/operations.md,
+        # SD-card wear). Must come before the first access in WAL mode. A second agent on the
+        # same file now fails at open ("database is locked") instead of sharing it.
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         # 128 KiB page cache: inserts touch the b-tree's right edge, peek and ack its left
@@ -231,6 +248,7 @@ class SqliteBuffer:
             with self._db:
                 series = readings.index.series
                 ids = {i: self._series_id(series[i]) for i in set(readings.sid)}
+                self._delete_unneeded(keys_kept=len(readings) > 0)
                 if drop_old:
                     self._set_meta("next_seq", first)
                     self._drop_oldest(drop_old)
@@ -239,17 +257,36 @@ class SqliteBuffer:
                     sids = readings.sid[start:stop]
                     self._insert(first + start, len(sids), chunks.pack(
                         readings.ts_ms[start:stop], [ids[i] for i in sids],
-                        readings.values[start:stop], readings.flags[start:stop]))
+                        readings.values[start:stop], readings.flags[start:stop],
+                        try_scaled=len(readings) <= chunks.SCALED_MAX))
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
             self._forget_uncommitted_series()
             self._acked = acked_before
             raise BufferWriteError(f"cannot store {len(readings)} readings: {error}") from error
+        self._forget_deleted()
         self._next_seq = first + len(readings)
         self.depth += len(readings) - drop_old
         self.dropped_total += drop_old + dropped_new
         return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
+
+    def _delete_unneeded(self, *, keys_kept: bool) -> None:
+        """Delete the fully acknowledged chunks, inside the caller's transaction. Keys must
+        never repeat: unless the transaction stores newer chunks (`keys_kept`), which carry
+        where the sequence stands (see __init__), remember it before the chunks go."""
+        if not self._unneeded:
+            return
+        if not keys_kept:
+            self._set_meta("next_seq", self._next_seq)
+        self._db.executemany("DELETE FROM chunks WHERE first_seq = ?",
+                             [(c0,) for c0 in self._unneeded])
+
+    def _forget_deleted(self) -> None:
+        """After the transaction of `_delete_unneeded` committed."""
+        for c0 in self._unneeded:
+            self._acked.pop(c0, None)
+        self._unneeded.clear()
 
     def _drop_oldest(self, count: int) -> None:
         """Delete the `count` oldest unacknowledged readings (inside append's transaction)."""
@@ -282,6 +319,8 @@ class SqliteBuffer:
         damaged: list[tuple[int, int, chunks.ChunkError]] = []
         try:  # closed early: an open statement would hold back WAL checkpoints
             for c0, size, data in cursor:
+                if c0 in self._unneeded:
+                    continue
                 try:
                     rows = chunks.unpack(c0, data)
                 except chunks.ChunkError as error:
@@ -305,45 +344,50 @@ class SqliteBuffer:
         lost = size - _covered(self._acked.pop(first_seq, []))
         log.error("buffer %s: %s; dropping its %d readings", self.path, error, lost)
         with self._db:
+            self._set_meta("next_seq", self._next_seq)  # it may have been the newest chunk
             self._delete(first_seq)
             self._set_meta("dropped_total", self.dropped_total + lost)
         self.dropped_total += lost
         self.depth -= lost
 
     def ack(self, first_seq: int, last_seq: int) -> int:
-        """The hub acknowledged seq first..last: remove them. Returns how many were removed."""
+        """The hub acknowledged seq first..last: remove them. Returns how many were removed.
+        Writes nothing itself: fully acknowledged chunks are deleted with the next commit."""
         removed = 0
-        changed: dict[int, Ranges] = {}
-        with self._db:
-            # Keys must never repeat: before chunks go, remember where the sequence stands (the
-            # chunks still stored carry it otherwise; see __init__). Not per append: one page
-            # write less per commit, which is most of an SD card's wear at a sensor's pace.
-            self._set_meta("next_seq", self._next_seq)
-            for c0, size in self._db.execute(
-                    "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
-                    "ORDER BY first_seq", (self._chunk_start(first_seq), last_seq)).fetchall():
-                lo, hi = max(first_seq, c0), min(last_seq, c0 + size - 1)
-                if lo > hi:
-                    continue
-                before = self._acked.get(c0, [])
-                after = _merge(before, (lo, hi))
-                removed += _covered(after) - _covered(before)
-                if _covered(after) >= size:
-                    self._delete(c0)
-                    after = []
-                changed[c0] = after
-        for c0, ranges in changed.items():
-            if ranges:
-                self._acked[c0] = ranges
-            else:
-                self._acked.pop(c0, None)
+        for c0, size in self._db.execute(
+                "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
+                "ORDER BY first_seq", (self._chunk_start(first_seq), last_seq)).fetchall():
+            lo, hi = max(first_seq, c0), min(last_seq, c0 + size - 1)
+            if lo > hi or c0 in self._unneeded:
+                continue
+            before = self._acked.get(c0, [])
+            after = _merge(before, (lo, hi))
+            removed += _covered(after) - _covered(before)
+            self._acked[c0] = after
+            if _covered(after) >= size:
+                self._unneeded.add(c0)
         self.depth -= removed
+        if len(self._unneeded) > DELETE_PENDING_MAX:
+            self.delete_acknowledged()
         return removed
+
+    def delete_acknowledged(self) -> None:
+        """Delete the fully acknowledged chunks now, in a transaction of their own."""
+        try:
+            with self._db:
+                self._delete_unneeded(keys_kept=False)
+        except sqlite3.Error as error:  # they stay acknowledged in memory; the next commit retries
+            log.warning("buffer %s: cannot delete acknowledged readings: %s", self.path, error)
+            return
+        self._forget_deleted()
 
     def _oldest_ts_ms(self) -> int | None:
         """The timestamp of the oldest unacknowledged reading."""
-        row = self._db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
-                               ).fetchone()
+        cursor = self._db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq")
+        try:
+            row = next((r for r in cursor if r[0] not in self._unneeded), None)
+        finally:
+            cursor.close()
         if row is None:
             return None
         c0, data = row
@@ -370,6 +414,14 @@ class SqliteBuffer:
 
     def close(self) -> None:
         try:
+            with self._db:  # where the sequence stands, even with nothing to delete
+                self._set_meta("next_seq", self._next_seq)
+                self._delete_unneeded(keys_kept=True)
+            self._forget_deleted()
+        except sqlite3.Error as error:
+            log.warning("buffer %s: cannot delete acknowledged readings at close: %s",
+                        self.path, error)
+        try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:
             log.warning("buffer checkpoint at close failed: %s", error)
@@ -378,7 +430,8 @@ class SqliteBuffer:
 
 def at_rest(path: Path) -> tuple[int, int | None, int]:
     """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
-    either storage format)."""
+    either storage format). After a crash the depth includes the readings the hub had
+    acknowledged but the next commit had not yet deleted: they are sent again."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}

@@ -7,11 +7,15 @@ A chunk packs a run of readings with consecutive `seq` (one commit) as columns:
     msgpack [ts_ms deltas (the first from 0), series ids, values (float64 little-endian), flags]
 
 ~11 B per reading (timestamps within a commit mostly repeat; values stay exact float64), and
-deleting a chunk frees its overflow pages without rewriting them. Pure functions, no I/O.
+deleting a chunk frees its overflow pages without rewriting them. A small chunk (a commit at a
+sensor's pace, where every page a commit writes counts) stores its values as [scale, integers]
+instead when every value is exactly integer / scale (an SDS011's tenths of ug/m3): ~5 B per
+reading. Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +29,12 @@ from gateway.readings import StoredReading
 MAX_READINGS = 4096
 """Readings per chunk at most: `peek` from the middle of a chunk decodes all of it."""
 
+SCALED_MAX = 2048
+"""Chunks of at most this many readings (10 minutes of an SDS011: 1,200) try the scaled values;
+larger ones (full rate, where a chunk's pages are full anyway) keep float64 and save the CPU."""
+
+_SCALES = (1, 10, 100, 1000)
+
 Row = tuple[int, int, float, int]
 """A reading as a chunk stores it, without its key: (ts_ms, series id, value, flags)."""
 
@@ -34,19 +44,38 @@ class ChunkError(ValueError):
 
 
 def pack(ts_ms: Sequence[int], series: Sequence[int], values: Sequence[float],
-         flags: Sequence[int]) -> bytes:
+         flags: Sequence[int], *, try_scaled: bool = True) -> bytes:
     """Readings with consecutive keys, as columns -> one blob (the key of the first is stored
-    beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS)."""
-    raw = array("d", values)
-    if sys.byteorder != "little":
-        raw.byteswap()
+    beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS).
+    `try_scaled=False`: float64 values whatever the size (the tail of a large commit)."""
     blob: bytes = msgpack.packb([
         [ts_ms[0], *(b - a for a, b in pairwise(ts_ms))] if ts_ms else [],
         list(series),
-        raw.tobytes(),
+        (try_scaled and len(values) <= SCALED_MAX and _scaled(values)) or _float64(values),
         0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
     ], buf_size=12 * len(series) + 64)  # what a chunk needs; msgpack's default is 256 KiB
     return blob
+
+
+def _float64(values: Sequence[float]) -> bytes:
+    raw = array("d", values)
+    if sys.byteorder != "little":
+        raw.byteswap()
+    return raw.tobytes()
+
+
+def _scaled(values: Sequence[float]) -> list[Any] | None:
+    """[scale, integers] that give back every value bit for bit (-0.0, NaN, infinities and
+    what no scale fits keep float64: None)."""
+    for scale in _SCALES:
+        try:
+            ints = [round(v * scale) for v in values]
+        except (ValueError, OverflowError):  # NaN, infinity
+            return None
+        if all(i / scale == v and (i or math.copysign(1.0, v) > 0)
+               for i, v in zip(ints, values, strict=True)):
+            return [scale, ints] if max(map(abs, ints), default=0) < 2**63 else None
+    return None
 
 
 def pack_rows(rows: Sequence[Row]) -> bytes:
@@ -58,12 +87,16 @@ def pack_rows(rows: Sequence[Row]) -> bytes:
 def _columns(first_seq: int, blob: bytes) -> tuple[list[int], list[int], array[float], Any]:
     try:
         deltas, series, raw, flags = msgpack.unpackb(blob)
-        values = array("d")
-        values.frombytes(raw)
-    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        if isinstance(raw, list):
+            scale, ints = raw
+            values = array("d", [i / scale for i in ints])
+        else:
+            values = array("d")
+            values.frombytes(raw)
+            if sys.byteorder != "little":
+                values.byteswap()
+    except (ValueError, TypeError, ZeroDivisionError, msgpack.UnpackException) as error:
         raise ChunkError(f"chunk at seq {first_seq} does not decode: {error}") from error
-    if sys.byteorder != "little":
-        values.byteswap()
     count = len(series)
     if len(deltas) != count or len(values) != count or (flags != 0 and len(flags) != count):
         raise ChunkError(f"chunk at seq {first_seq}: columns of different lengths")

@@ -112,7 +112,7 @@ class HubSection:
 class BufferSection:
     max_readings: Annotated[int, Range(ge=100, le=100_000_000)] = 2_000_000
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
-    commit_interval_ms: Annotated[int, Range(ge=10, le=60_000)] = 1000
+    commit_interval_ms: Annotated[int, Range(ge=10, le=3_600_000)] = 1000
     commit_max_readings: Annotated[int, Range(ge=1, le=100_000)] = 5000
     synchronous: Literal["full", "normal"] = "full"
     """`full`: a committed reading survives a power cut. `normal`: it survives a crash, and

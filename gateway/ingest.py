@@ -39,6 +39,7 @@ class Ingest:
         self._room.set()
         self._high_water = max(1, min(staging_max, commit_max) // 2)
         self._committing = asyncio.Lock()  # the loop and the uplink's flush both commit
+        self._last_commit_s = 0.0  # event loop time
         self._log = RateLimitedLog(log)
         self.accepted = 0
         self.dropped_staging = 0
@@ -74,10 +75,11 @@ class Ingest:
     async def run(self) -> None:
         """Commit loop; runs until cancelled, then commits what is staged once more."""
         backoff = Backoff(base_s=0.5, cap_s=30.0)
+        self._last_commit_s = asyncio.get_running_loop().time()
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self._commit_interval_s):
+                try:  # counted from the last commit, the flush's too: one commit per flush
+                    async with asyncio.timeout_at(self._last_commit_s + self._commit_interval_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
@@ -94,6 +96,7 @@ class Ingest:
         Also called by the uplink right before a flush, so a flush carries every reading that
         arrived before it (latency: at most the flush interval, not flush plus commit)."""
         async with self._committing:
+            self._last_commit_s = asyncio.get_running_loop().time()
             return await self._commit_staged()
 
     async def _commit_staged(self) -> bool:

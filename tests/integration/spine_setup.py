@@ -42,8 +42,12 @@ def config(
 
 
 def buffer_next_seq(tmp_path: Path) -> int:
+    """Read once the agent stopped: it holds the file exclusively while it runs. The chunks
+    still stored carry the sequence as well as `meta` (which is written when chunks go)."""
     db = sqlite3.connect(tmp_path / "data" / "buffer.db")
     try:
-        return int(db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0])
+        return int(db.execute(
+            "SELECT max((SELECT coalesce(max(value), 1) FROM meta WHERE key = 'next_seq'), "
+            "(SELECT coalesce(max(first_seq + count), 1) FROM chunks))").fetchone()[0])
     finally:
         db.close()

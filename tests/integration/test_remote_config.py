@@ -324,6 +324,8 @@ async def test_kill_9_during_an_apply_boots_into_a_consistent_config_and_loses_n
          str(agent.config_path)], capture_output=True, text=True, cwd=REPO, check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert json.loads(status.stdout)["config_version"] == versions[-1]
+    agent.terminate()  # an orderly stop publishes what waits; the buffer file is free to read
+    assert agent.wait() == 0
     stored = buffer_next_seq(tmp_path) - 1
     await sub.wait_for(lambda ms: len({r.key for r in readings(sub)}) >= stored, timeout=20)
     seqs = sorted({r.seq for r in readings(sub)})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import Measurement
-from gateway.buffer import BufferWriteError, SqliteBuffer, WhenFull, at_rest
+from gateway.buffer import DELETE_PENDING_MAX, BufferWriteError, SqliteBuffer, WhenFull, at_rest
 from gateway.readings import Columns, SeriesIndex
 
 Factory = Callable[..., SqliteBuffer]
@@ -28,6 +28,12 @@ def readings(first: int, count: int, source: str = "pm") -> Columns:
     for n in range(first, first + count):
         out.add(source, [Measurement("pm2_5_ugm3", float(n), "ug/m3")], 1_700_000_000_000 + n)
     return out
+
+
+def crash(buffer: SqliteBuffer) -> None:
+    """As after kill -9: the file is let go without close() (which deletes what the hub
+    acknowledged and checkpoints). The buffer holds its file exclusively while open."""
+    buffer._db.close()
 
 
 def values(buffer: SqliteBuffer) -> list[float]:
@@ -60,7 +66,7 @@ def test_unacknowledged_readings_and_keys_survive_reopening(make_buffer: Factory
     buffer.ack(1, 10)
     buffer.append(readings(10, 3))
     epoch = buffer.epoch
-    del buffer  # no close(): as after kill -9
+    crash(buffer)
     reopened = make_buffer()
     assert reopened.epoch == epoch
     assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(11, 10.0), (12, 11.0), (13, 12.0)]
@@ -79,6 +85,7 @@ def test_drop_oldest_keeps_the_newest_and_counts_every_drop(make_buffer: Factory
     assert result.dropped == 250
     assert values(buffer) == [float(n) for n in range(280, 380)]
     assert buffer.dropped_total == 280
+    crash(buffer)
     assert make_buffer(max_readings=100).dropped_total == 280, "the count is durable"
 
 
@@ -138,7 +145,7 @@ def test_a_partly_acknowledged_chunk_is_sent_again_after_a_restart(
     buffer = make_buffer()
     buffer.append(readings(0, 4))
     buffer.ack(1, 2)
-    del buffer  # as after kill -9
+    crash(buffer)
     reopened = make_buffer()
     assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(1, 0.0), (2, 1.0), (3, 2.0),
                                                              (4, 3.0)]
@@ -154,6 +161,7 @@ def test_drop_oldest_skips_what_is_acknowledged_and_keeps_the_rest_of_a_chunk(
     assert (result.accepted, result.dropped) == (5, 3)
     assert [r[0] for r in buffer.peek(0, 100)] == [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     assert buffer.depth == 10
+    crash(buffer)
     reopened = make_buffer(max_readings=10)
     assert reopened.depth == 10 and reopened.dropped_total == 3
 
@@ -216,3 +224,72 @@ def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
     buffer.append(readings(0, 7))  # 2 dropped
     buffer.close()
     assert at_rest(tmp_path / "buffer.db") == (5, readings(2, 1).ts_ms[0], 2)
+
+
+def stored_chunks(buffer: SqliteBuffer) -> list[int]:
+    return [row[0] for row in buffer._db.execute("SELECT first_seq FROM chunks ORDER BY 1")]
+
+
+def test_an_ack_writes_nothing_and_the_next_commit_deletes_the_acknowledged_chunks(
+    make_buffer: Factory,
+) -> None:
+    """One durable transaction per flush instead of two: at a sensor's pace each costs a page
+    of SD-card writes (docs/operations.md, SD-card wear)."""
+    buffer = make_buffer()
+    buffer.append(readings(0, 4))  # keys 1..4
+    buffer.append(readings(4, 2))  # keys 5..6
+    changes = buffer._db.total_changes
+    assert buffer.ack(1, 5) == 5
+    assert buffer._db.total_changes == changes, "the PUBACK alone writes nothing"
+    assert (buffer.depth, [r[0] for r in buffer.peek(0, 10)]) == (1, [6])
+    assert buffer.stats().oldest_ts_ms == readings(5, 1).ts_ms[0]
+    buffer.append(readings(6, 1))  # key 7
+    assert stored_chunks(buffer) == [5, 7], "keys 1..4 went with the commit"
+    assert [r[0] for r in buffer.peek(0, 10)] == [6, 7]
+
+
+def test_acknowledged_chunks_not_yet_deleted_come_again_after_a_crash_with_their_keys(
+    make_buffer: Factory,
+) -> None:
+    buffer = make_buffer()
+    buffer.append(readings(0, 3))
+    buffer.ack(1, 3)
+    assert buffer.depth == 0
+    crash(buffer)  # before the next commit
+    reopened = make_buffer()
+    assert reopened.depth == 3
+    assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(1, 0.0), (2, 1.0), (3, 2.0)]
+    reopened.ack(1, 3)
+    reopened.append(readings(3, 1))
+    assert [r[0] for r in reopened.peek(0, 10)] == [4]
+
+
+def test_close_deletes_acknowledged_chunks_so_the_file_at_rest_is_empty(
+    tmp_path: Path, make_buffer: Factory,
+) -> None:
+    buffer = make_buffer()
+    buffer.append(readings(0, 5))
+    buffer.ack(1, 5)
+    buffer.close()
+    assert at_rest(tmp_path / "buffer.db") == (0, None, 0)
+    reopened = make_buffer()
+    reopened.append(readings(5, 1))
+    assert [r[0] for r in reopened.peek(0, 10)] == [6], "keys never repeat"
+
+
+def test_many_acknowledged_chunks_are_deleted_without_waiting_and_keys_never_repeat(
+    make_buffer: Factory,
+) -> None:
+    """A backlog draining while no new readings come: the deletes cannot wait for a commit."""
+    buffer = make_buffer()
+    chunk_count = DELETE_PENDING_MAX + 1
+    for n in range(chunk_count):
+        buffer.append(readings(n, 1))
+    for seq in range(1, chunk_count + 1):
+        buffer.ack(seq, seq)
+    assert stored_chunks(buffer) == [] and buffer.depth == 0
+    crash(buffer)  # nothing stored says where the keys stand but `meta`
+    reopened = make_buffer()
+    reopened.append(readings(0, 1))
+    assert [r[0] for r in reopened.peek(0, 10)] == [chunk_count + 1]
+
