@@ -432,7 +432,7 @@ def at_rest(path: Path) -> tuple[int, int | None, int]:
     """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
     either storage format). After a crash the depth includes the readings the hub had
     acknowledged but the next commit had not yet deleted: they are sent again."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         depth, oldest = 0, None

@@ -221,9 +221,15 @@ def _buffer_at_rest(path: Path) -> dict[str, Any]:
     """Buffer figures read straight from the file (read-only), when no agent is running."""
     if not path.exists():
         return {"depth": 0, "note": "no buffer yet"}
+    import sqlite3
+
     from gateway.buffer import at_rest
 
-    depth, oldest, dropped = at_rest(path)
+    try:
+        depth, oldest, dropped = at_rest(path)
+    except sqlite3.Error as error:  # locked by an agent; or a crash left a WAL to read, which
+        # needs write access to the directory (the citygw user or root)
+        return {"depth": None, "note": f"cannot read {path}: {error}"}
     return {"depth": depth, "dropped": dropped,
             "oldest_unsent_age_s": None if oldest is None
             else round(time.time() - oldest / 1000, 1)}
@@ -236,9 +242,12 @@ def _format_status(status: dict[str, Any]) -> str:
                      f"clock {'synchronised' if status['clock_synced'] else 'NOT synchronised'}")
     buffer = status["buffer"]
     oldest = buffer.get("oldest_unsent_age_s")
-    lines.append(f"  buffer: {buffer['depth']} readings waiting"
-                 + (f", oldest {oldest} s old" if oldest is not None else "")
-                 + f", {buffer.get('dropped', 0)} dropped")
+    if buffer["depth"] is None:
+        lines.append(f"  buffer: unknown ({buffer['note']})")
+    else:
+        lines.append(f"  buffer: {buffer['depth']} readings waiting"
+                     + (f", oldest {oldest} s old" if oldest is not None else "")
+                     + f", {buffer.get('dropped', 0)} dropped")
     uplink = status.get("uplink")
     if uplink:
         state = "connected" if uplink["connected"] else f"DISCONNECTED ({uplink['last_error']})"
