@@ -163,7 +163,7 @@ class Agent:
 
     def status(self, timeout_s: float = 3.0) -> dict[str, Any] | None:
         """The snapshot `citygw status --json` shows, read from the agent's status socket."""
-        from gateway.health import status_socket_address
+        from gateway.agent.health import status_socket_address
 
         address = status_socket_address(self.data_dir)
         try:

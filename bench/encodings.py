@@ -22,8 +22,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from gateway import wire, wire2
+from gateway import wire
 from gateway.readings import Series, StoredReading
+from gateway.wire import v1
+from gateway.wire import v2 as wire2
 
 SPARKPLUG_DOUBLE = 10  # DataType.Double in sparkplug_b.proto
 
@@ -103,7 +105,7 @@ def encode_all(batches: Sequence[Sequence[StoredReading]], series: dict[int, Ser
               "Sparkplug B (aliases)": 0}
     messages = dict.fromkeys(totals, 0)
     for n, batch in enumerate(batches):
-        for name, payload in (("citygw wire v1", wire.encode_data(gateway_id, epoch, batch,
+        for name, payload in (("citygw wire v1", v1.encode_data(gateway_id, epoch, batch,
                                                                   series.__getitem__)),
                               ("citygw wire v2", wire2.encode_data(epoch, batch))):
             totals[name] += publish_packet_bytes(data_topic, len(payload))

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from drivers import sds011
-from gateway.simulate import open_pty
+from gateway.devtools.sim_serial import open_pty
 
 READINGS_PER_FRAME = 2
 FRAME = sds011.SENSOR_FRAME_LEN  # 10 bytes

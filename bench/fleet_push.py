@@ -1,6 +1,6 @@
 """Fleet push benchmark: how long a signed config push takes to converge on N gateways.
 
-N real agents (gateway.fleetsim: full Agent objects, no sensors) in one process on one broker;
+N real agents (gateway.devtools.sim_fleet: full Agent objects, no sensors) in one process on one broker;
 `gateway.fleet.push` publishes a signed push to their group and waits for every `config/state`
 report. Times are from the publish to each gateway's report. One process simulates the whole
 fleet on one core, so the figure is an upper bound: real gateways each have their own CPU.
@@ -29,9 +29,9 @@ from typing import Any
 
 from bench.broker import Broker
 from bench.procs import REPO_ROOT, Children, Pinning, python_env
-from gateway import signing
-from gateway.fleet import push, sign_config
-from gateway.hub import HubOptions
+from gateway.hub.fleet import push, sign_config
+from gateway.hub.tail import HubOptions
+from gateway.remote import signing
 
 GROUP = "bench-fleet"
 PREFIX = "citygw/bench-fleet"
@@ -70,7 +70,7 @@ def run(count: int) -> dict[str, Any]:
         broker.start()
         started = time.monotonic()
         fleet = subprocess.Popen(
-            [sys.executable, "-m", "gateway.fleetsim", "--count", str(count), "--url",
+            [sys.executable, "-m", "gateway.devtools.sim_fleet", "--count", str(count), "--url",
              broker.url, "--topic-prefix", PREFIX, "--data-root", str(work / "fleet"),
              "--trusted-key", str(public_path), "--group", GROUP],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT,

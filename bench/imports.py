@@ -20,7 +20,7 @@ STEPS: list[tuple[str, list[str]]] = [
     ("pyserial", ["serial"]),
     ("gateway.config (its schema checker)", ["gateway.config"]),
     ("msgpack", ["msgpack"]),
-    ("aiomqtt + paho-mqtt (via gateway.uplink: urllib.request deferred)", ["gateway.uplink"]),
+    ("aiomqtt + paho-mqtt (via gateway.uplinks.mqtt: urllib.request deferred)", ["gateway.uplinks.mqtt"]),
     ("drivers: the registry and the SDS011 codec (the others load when a config names them)",
      ["drivers", "drivers.sds011"]),
     ("rest of gateway (agent, cli)", ["gateway.agent", "gateway.cli"]),

@@ -535,7 +535,7 @@ def sds011_batches(ports: int, per_message: int, messages: int, *, frame_period_
     """What the agent stores for `ports` SDS011s: per frame PM2.5 and PM10 (0.1 resolution,
     a random walk), `per_message` readings per flush. At full rate one timestamp covers a
     whole read of many frames (`frames_per_ts`)."""
-    from gateway.simulate import pm_random_walk
+    from gateway.devtools.sim_serial import pm_random_walk
 
     series = {}
     for port in range(ports):
@@ -582,13 +582,14 @@ def encodings(tp: dict[str, Any] | None) -> list[dict[str, Any]]:
 def realistic_wire() -> dict[str, Any]:
     """One SDS011 (2 readings/s), flush_interval_s = 30: 60 readings per message."""
     from gateway import wire
+    from gateway.wire import v1
 
     gateway_id, prefix = "gw-0001", "citygw/v1"
     topic = wire.topic(prefix, gateway_id, wire.TOPIC_DATA)
     sizes, per_msg = [], 60
     batches, series = sds011_batches(1, per_msg, 10, frame_period_ms=1000)
     for batch in batches:  # ten consecutive 30 s windows, averaged
-        payload = wire.encode_data(gateway_id, 1_234_567_890, batch, series.__getitem__)
+        payload = v1.encode_data(gateway_id, 1_234_567_890, batch, series.__getitem__)
         sizes.append((len(payload), publish_packet_bytes(topic, len(payload))))
     payload_avg = statistics.mean(s[0] for s in sizes)
     packet_avg = statistics.mean(s[1] for s in sizes)

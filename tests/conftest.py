@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class PtyPair:
     """The far end of a serial port: tests write sensor bytes to ``master_fd`` (or hand it to a
-    simulator from ``gateway.simulate``); the code under test opens ``link``. ``unplug()`` and
+    simulator from ``gateway.devtools.sim_serial``); the code under test opens ``link``. ``unplug()`` and
     ``replug()`` simulate a USB adapter going away and coming back at the same path, with a new
     raw pty behind it. Built on ``gateway.simulate.open_pty`` / ``close_pty``."""
 
@@ -45,7 +45,9 @@ class PtyPair:
 
     def replug(self) -> None:
         """(Re)creates the device: a fresh raw pty behind the same ``link``."""
-        from gateway.simulate import open_pty  # lazily: a broken gateway fails only pty tests
+        from gateway.devtools.sim_serial import (
+            open_pty,  # lazily: a broken gateway fails only pty tests
+        )
 
         self.close()
         self.master_fd, self.slave_name = open_pty(str(self.link))

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 
 from drivers.base import Measurement
 from gateway.backoff import Backoff, RateLimitedLog
-from gateway.buffer import AsyncBuffer, BufferWriteError
 from gateway.readings import Columns, SeriesIndex
+from gateway.store.buffer import BufferWriteError
+from gateway.store.worker import AsyncBuffer
 
 log = logging.getLogger(__name__)
 

@@ -17,31 +17,35 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway import __version__, libc, systemd
+from gateway import __version__
+from gateway.agent.health import (
+    publish_metrics_every,
+    rss_bytes,
+    serve_status,
+    status_socket_address,
+)
+from gateway.agent.ingest import Ingest
 from gateway.backoff import Backoff
-from gateway.buffer import AsyncBuffer, SqliteBuffer
-from gateway.clock import WallClock
-from gateway.config import BleSource as BleSourceConfig
-from gateway.config import Config
-from gateway.config import SerialSource as SerialSourceConfig
-from gateway.config import Source as SourceConfig
-from gateway.health import publish_metrics_every, rss_bytes, serve_status, status_socket_address
-from gateway.ingest import Ingest
-from gateway.sources.serial import SerialSource
-from gateway.uplink import Uplink
+from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
+from gateway.sources.serial.source import SerialSource
+from gateway.store.buffer import SqliteBuffer
+from gateway.store.worker import AsyncBuffer
+from gateway.system import libc, systemd
+from gateway.system.clock import WallClock
+from gateway.uplinks.mqtt import Uplink
 
 if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
-    from gateway.remote_config import RemoteConfig
-    from gateway.remote_policy import Changes
-    from gateway.sources.ble import BleSource
-    from gateway.sources.ble_scanner import ScannerFactory
+    from gateway.remote.channel import RemoteConfig
+    from gateway.remote.policy import Changes
+    from gateway.sources.ble.scanner import ScannerFactory
+    from gateway.sources.ble.source import BleSource
 
 log = logging.getLogger(__name__)
 
 def _ble_source(config: BleSourceConfig, **kwargs: Any) -> BleSource:
     # Imported only when a BLE source is configured: its drivers, filter and scanner are
     # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
-    from gateway.sources.ble import BleSource
+    from gateway.sources.ble.source import BleSource
 
     return BleSource(config, **kwargs)
 
@@ -103,7 +107,7 @@ class Agent:
         self.remote: RemoteConfig | None = None
         boot = None
         if config.remote_config.enabled:
-            from gateway.remote_config import RemoteConfig, config_at_boot
+            from gateway.remote.channel import RemoteConfig, config_at_boot
 
             if document is None:
                 raise ValueError("remote config needs the local config document")

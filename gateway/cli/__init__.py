@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
-from gateway.config import ConfigError, SerialSource, json_schema, load_config, load_document
+from gateway.config import ConfigError, SerialSourceConfig, json_schema, load_config, load_document
 
 if TYPE_CHECKING:
     from drivers import Driver, Frame
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def _setup_logging(level: str, *, gateway_id: str = "") -> None:
     """Plain lines on stderr; under systemd straight to journald, with fields (journal.py)."""
-    from gateway.journal import log_handler
+    from gateway.system.journal import log_handler
 
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -63,7 +63,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
     for index, source in enumerate(config.sources):
-        if isinstance(source, SerialSource) and not Path(source.port).exists():
+        if isinstance(source, SerialSourceConfig) and not Path(source.port).exists():
             print(f"note: sources[{index}].port: {source.port} does not exist now (the agent "
                   "waits for it)", file=sys.stderr)
     if missing:
@@ -185,7 +185,7 @@ def _print_event(event: Any, *, as_json: bool) -> None:
 
 
 def cmd_hub_tail(args: argparse.Namespace) -> int:
-    from gateway.hub import HubOptions, events
+    from gateway.hub.tail import HubOptions, events
 
     password = os.environ.get("CITYGW_HUB_PASSWORD") or None
     options = HubOptions(url=args.url, topic_prefix=args.topic_prefix, client_id=args.client_id,
@@ -201,7 +201,7 @@ def cmd_hub_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.health import read_status, status_socket_address
+    from gateway.agent.health import read_status, status_socket_address
 
     config = load_config(args.config)
     status = asyncio.run(read_status(status_socket_address(config.data_dir)))
@@ -223,7 +223,7 @@ def _buffer_at_rest(path: Path) -> dict[str, Any]:
         return {"depth": 0, "note": "no buffer yet"}
     import sqlite3
 
-    from gateway.buffer import at_rest
+    from gateway.store.at_rest import at_rest
 
     try:
         depth, oldest, dropped = at_rest(path)
@@ -270,7 +270,7 @@ def _format_status(status: dict[str, Any]) -> str:
 
 
 def cmd_bench_wire(args: argparse.Namespace) -> int:
-    from gateway.wirebench import format_report, read_rows, replay
+    from gateway.devtools.wirebench import format_report, read_rows, replay
 
     sensors = set(args.sensors.split(",")) if args.sensors else None
     try:
@@ -292,7 +292,7 @@ def cmd_bench_wire(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.devtools.demo import run_demo
 
     return run_demo(seconds=args.seconds)
 
@@ -312,7 +312,7 @@ def _node_id(text: str) -> int:
 
 
 def cmd_node_simulate(args: argparse.Namespace) -> int:
-    from gateway.nodesim import SimulatorUnavailable, simulate
+    from gateway.devtools.sim_node import SimulatorUnavailable, simulate
 
     _setup_logging(args.log_level)
     try:
@@ -331,7 +331,7 @@ def _target(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
-    from gateway import signing
+    from gateway.remote import signing
 
     try:
         private, public = signing.generate(Path(args.out), args.name)
@@ -345,7 +345,8 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from gateway import fleet, signing
+    from gateway.hub import fleet
+    from gateway.remote import signing
 
     private = signing.load_private(args.key)
     payload = fleet.sign_rotation(private, args.trust, version=args.version,
@@ -364,7 +365,8 @@ def _write_payload(payload: bytes, output: str | None) -> int:
 
 
 def _signed_config(args: argparse.Namespace) -> bytes:
-    from gateway import fleet, signing
+    from gateway.hub import fleet
+    from gateway.remote import signing
 
     document = fleet.read_document(args.file)
     if args.base_version is None:
@@ -379,8 +381,8 @@ def cmd_config_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_config_push(args: argparse.Namespace) -> int:
-    from gateway import fleet
-    from gateway.hub import HubOptions
+    from gateway.hub import fleet
+    from gateway.hub.tail import HubOptions
 
     if args.signed:
         payload = Path(args.file).read_bytes()  # may be anything: the gateways judge it
@@ -425,7 +427,7 @@ def cmd_config_push(args: argparse.Namespace) -> int:
 
 
 def cmd_config_diff(args: argparse.Namespace) -> int:
-    from gateway import fleet
+    from gateway.hub import fleet
 
     lines = fleet.describe_diff(fleet.read_document(args.old), fleet.read_document(args.new))
     print("\n".join(lines) if lines else "no difference")
@@ -445,14 +447,14 @@ def _add_signing(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="config document: TOML, or JSON (a signed payload with --signed)")
 def cmd_node_flash(args: argparse.Namespace) -> int:
     try:
-        from gateway.board import BoardError
-        from gateway.flash import FIRMWARE_DIR, FlashError, flash
+        from gateway.nodes.board import BoardError
+        from gateway.nodes.flash import FIRMWARE_DIR, FlashError, flash
     except ImportError as error:  # mpremote is in the flash extra
         print(f"citygw node flash: {error.name} is missing: pip install 'citygw[flash]'",
               file=sys.stderr)
         return 1
-    from gateway.image import ImageError
-    from gateway.nodeconfig import NodeConfigError
+    from gateway.nodes.config import NodeConfigError
+    from gateway.nodes.image import ImageError
 
     _setup_logging(args.log_level)
 
@@ -479,7 +481,7 @@ def cmd_node_flash(args: argparse.Namespace) -> int:
 
 def cmd_node_monitor(args: argparse.Namespace) -> int:
     try:
-        from gateway.board import BoardError, console
+        from gateway.nodes.board import BoardError, console
     except ImportError as error:
         print(f"citygw node monitor: {error.name} is missing: pip install 'citygw[flash]'",
               file=sys.stderr)

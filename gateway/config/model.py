@@ -1,16 +1,14 @@
-"""The gateway's one typed config schema: from TOML, validated; errors name the exact path."""
+"""The config's sections as typed records: each field's type, bounds and rules in one place."""
 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from gateway import schema
-from gateway.schema import Range, SchemaError
+from gateway.config.schema import Range
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,200}$")
@@ -136,7 +134,7 @@ class DutyCycle:
 
 
 @_record
-class SerialSource:
+class SerialSourceConfig:
     TYPE: ClassVar[str] = "serial"
     name: str
     port: str
@@ -194,7 +192,7 @@ class BleDevice:
 
 
 @_record
-class BleSource:
+class BleSourceConfig:
     """BLE advertisements of allow-listed BTHome v2 and RuuviTag sensors, via BlueZ."""
 
     TYPE: ClassVar[str] = "ble"
@@ -222,7 +220,7 @@ class BleSource:
             addresses.add(device.address.upper())
 
 
-Source = SerialSource | BleSource
+SourceConfig = SerialSourceConfig | BleSourceConfig
 
 
 @_record
@@ -267,7 +265,7 @@ class Config:
     gateway: GatewaySection
     hub: HubSection
     buffer: BufferSection = field(default_factory=BufferSection)
-    sources: list[Source] = field(default_factory=list)
+    sources: list[SourceConfig] = field(default_factory=list)
     remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
 
     def __post_init__(self) -> None:
@@ -280,47 +278,3 @@ class Config:
     @property
     def data_dir(self) -> Path:
         return Path(self.gateway.data_dir)
-
-
-def parse_config(document: dict[str, Any]) -> Config:
-    """Validate a config document (from TOML or a remote push) into a Config."""
-    try:
-        config: Config = schema.convert(document, Config)
-    except SchemaError as error:
-        raise ConfigError(error.detail, path=error.path) from None
-    return config
-
-
-def load_document(path: str | Path) -> dict[str, Any]:
-    """The TOML file as a document (not yet validated)."""
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except OSError as error:
-        raise ConfigError(f"cannot read: {error.strerror}", file=str(path)) from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML: {error}", file=str(path)) from None
-
-
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file; raises ConfigError naming the file and the key."""
-    try:
-        return parse_config(load_document(path))
-    except ConfigError as error:
-        if error.file:
-            raise
-        raise ConfigError(str(error), file=str(path)) from None
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema of the config file, for editors (taplo, VS Code Even Better TOML)."""
-    document = schema.json_schema(Config)
-    document["title"] = "citygw gateway configuration"
-    return document
-
-
-def read_password(hub: HubSection) -> str | None:
-    """The broker password from the config or its file (kept out of logs and reprs)."""
-    if hub.password_file:
-        return Path(hub.password_file).read_text(encoding="utf-8").strip()
-    return hub.password or None

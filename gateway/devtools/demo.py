@@ -24,12 +24,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway import nodesim
 from gateway.agent import Agent
 from gateway.config import parse_config
-from gateway.hub import HubEvent, HubOptions, events
-from gateway.simulate import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
-from gateway.simulate_ble import SENSOR_ADDRESS, replay_scanner_factory
+from gateway.devtools import sim_node as nodesim
+from gateway.devtools.sim_ble import SENSOR_ADDRESS, replay_scanner_factory
+from gateway.devtools.sim_serial import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
+from gateway.hub.tail import HubEvent, HubOptions, events
 
 GATEWAY_ID = "gw-demo"
 _BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
@@ -132,7 +132,8 @@ def _pushed_config(local: dict[str, Any], ports: dict[str, str]) -> dict[str, An
 
 async def _push_after(delay_s: float, url: str, protocol: str, private_key: Path,
                       document: dict[str, Any], view: LiveView) -> None:
-    from gateway import fleet, signing
+    from gateway.hub import fleet
+    from gateway.remote import signing
 
     await asyncio.sleep(delay_s)
     payload = fleet.sign_config(signing.load_private(private_key), document, version=None,
@@ -217,7 +218,7 @@ async def _demo(seconds: float | None) -> int:
                     if os.path.exists(ports["node"]):  # noqa: ASYNC240 - a stat, once per 50 ms
                         break
                     await asyncio.sleep(0.05)
-            from gateway import signing  # remote config, as on a gateway: a provisioned key
+            from gateway.remote import signing  # remote config, as on a gateway: a provisioned key
 
             private_key, public_key = signing.generate(workdir / "keys", "ops")
             document = _demo_config(url, protocol, workdir, ports, public_key)

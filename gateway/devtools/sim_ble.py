@@ -10,8 +10,8 @@ import asyncio
 import random
 import struct
 
-from gateway.sources.ble_filter import BTHOME_UUID
-from gateway.sources.ble_scanner import OnAdvert, Scanner
+from gateway.sources.ble.filter import BTHOME_UUID
+from gateway.sources.ble.scanner import OnAdvert, Scanner
 
 SENSOR_ADDRESS = "A4:C1:38:00:00:01"
 PHONE_ADDRESS = "5E:11:22:33:44:55"  # never on the allow-list: must never leave the gateway

@@ -1,5 +1,5 @@
 """A simulated fleet: N real agents (no sensors) in one process, for fleet-push tests and the
-fleet benchmark (`python -m gateway.fleetsim --count 200 ...`).
+fleet benchmark (`python -m gateway.devtools.sim_fleet --count 200 ...`).
 
 Each is a full `Agent` with its own data directory, buffer, MQTT connection and remote config,
 so a push exercises exactly what a gateway runs; only the sensors are missing.
@@ -43,7 +43,7 @@ async def run_fleet(documents: list[dict[str, Any]], stop: asyncio.Event) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.fleetsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gateway.devtools.sim_fleet", description=__doc__)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--topic-prefix", default="citygw/v1")

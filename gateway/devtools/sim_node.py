@@ -18,7 +18,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from gateway.simulate import REATTACH_S, close_pty, host_attached, open_pty, read_master
+from gateway.devtools.sim_serial import REATTACH_S, close_pty, host_attached, open_pty, read_master
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import wire, wire2, wire3
+from gateway import wire
 from gateway.readings import Series, StoredReading
 
 _UNITS = (("_ugm3", "ug/m3"), ("_c", "Cel"), ("_pct", "%"), ("_hpa", "hPa"), ("_ppm", "ppm"))
@@ -156,11 +156,8 @@ class _Connection:
 def encode(wire_format: int, batch: list[StoredReading], by_id: dict[int, Series], *,
            gateway_id: str, epoch: int = 1) -> bytes:
     """A batch through the uplink's encoder for `wire_format`."""
-    if wire_format == 3:
-        return wire3.encode_data(epoch, batch, by_id.__getitem__)
-    if wire_format == 2:
-        return wire2.encode_data(epoch, batch)
-    return wire.encode_data(gateway_id, epoch, batch, by_id.__getitem__)
+    return wire.encode_data(wire_format, gateway_id=gateway_id, epoch=epoch, batch=batch,
+                            series_of=by_id.__getitem__)
 
 
 def replay(

@@ -20,11 +20,12 @@ from typing import Any
 import aiomqtt
 from nacl.signing import SigningKey
 
-from gateway import signing, wire
+from gateway import wire
 from gateway.config import Config, ConfigError, load_document, parse_config
-from gateway.hub import HubOptions, hub_client
-from gateway.remote_config import GROUP_TOPIC_ROOT
-from gateway.remote_policy import Changes, diff
+from gateway.hub.client import HubOptions, hub_client
+from gateway.remote import signing
+from gateway.remote.channel import GROUP_TOPIC_ROOT
+from gateway.remote.policy import Changes, diff
 
 BrokerError = aiomqtt.MqttError
 """The broker is unreachable or refused us (the message says which)."""

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import board as boards
-from gateway import image as images
-from gateway.nodeconfig import Board, load
+from gateway.nodes import board as boards
+from gateway.nodes import image as images
+from gateway.nodes.config import Board, load
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.nodeconfig import Board
+from gateway.nodes.config import Board
 
 log = logging.getLogger(__name__)
 

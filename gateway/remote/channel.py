@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from nacl.signing import VerifyKey
 
-from gateway import signing
 from gateway.backoff import RateLimitedLog
 from gateway.config import Config, ConfigError
-from gateway.remote_policy import Changes, PolicyError, candidate_config, diff, merge_patch
+from gateway.remote import signing
+from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, merge_patch
 
 log = logging.getLogger(__name__)
 

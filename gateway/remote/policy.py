@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import BleSource, Config, ConfigError, SerialSource, parse_config
+from gateway.config import BleSourceConfig, Config, ConfigError, SerialSourceConfig, parse_config
 
 PROTECTED = (("gateway", "id"), ("gateway", "data_dir"))
 FILE_KEYS = ("ca_file", "cert_file", "key_file", "password_file")
@@ -92,10 +92,10 @@ def check(candidate: Config, local: Config) -> None:
         if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
             raise PolicyError(f"hub.{key}: {path} is outside the data directory {data_dir} "
                               "and not a file the local config names")
-    local_ports = {s.port for s in local.sources if isinstance(s, SerialSource)}
+    local_ports = {s.port for s in local.sources if isinstance(s, SerialSourceConfig)}
     patterns = local.remote_config.allowed_ports
     for index, source in enumerate(candidate.sources):
-        if isinstance(source, SerialSource) and source.port not in local_ports:
+        if isinstance(source, SerialSourceConfig) and source.port not in local_ports:
             port = source.port
             if os.path.normpath(port) != port or not any(fnmatch.fnmatchcase(port, p)
                                                          for p in patterns):
@@ -150,8 +150,8 @@ class Changes:
 
 
 def diff(old: Config, new: Config) -> Changes:
-    before: dict[str, SerialSource | BleSource] = {s.name: s for s in old.sources}
-    after: dict[str, SerialSource | BleSource] = {s.name: s for s in new.sources}
+    before: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in old.sources}
+    after: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in new.sources}
     return Changes(
         sources_added=[n for n in after if n not in before],
         sources_removed=[n for n in before if n not in after],

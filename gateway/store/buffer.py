@@ -4,7 +4,7 @@ The promise: a reading that `append` accepted (its transaction committed) is han
 `peek` in order until `ack` removes it, across crashes and restarts. `seq` keys never repeat
 within an epoch; a new epoch starts only when the database file is new.
 
-Readings are stored as chunks, one compact blob per commit (gateway/chunks.py): about a third of
+Readings are stored as chunks, one compact blob per commit (gateway/store/chunks.py): about a third of
 the SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is deleted once every
 reading in it is acknowledged; which readings of a partly acknowledged chunk the hub already has
 is kept in memory only, so after a crash or restart those few are sent again, with their keys,
@@ -19,22 +19,19 @@ in memory like a partly acknowledged one: after a crash it is sent again and dro
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-from gateway import chunks
 from gateway.readings import Columns, Series, StoredReading
+from gateway.store import chunks, ranges
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +43,8 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS chunks (
     first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
 """
-_OLD_ROWS = "readings"
+OLD_ROWS = "readings"
 """The table of the row-per-reading format (before chunks); converted when a buffer opens."""
-
-Ranges = list[tuple[int, int]]
-"""Inclusive (first, last) seq ranges, sorted and disjoint."""
-
-
-def _merge(ranges: Ranges, new: tuple[int, int]) -> Ranges:
-    merged: Ranges = []
-    for lo, hi in sorted([*ranges, new]):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _covered(ranges: Ranges) -> int:
-    return sum(hi - lo + 1 for lo, hi in ranges)
-
-
-def _is_acked(ranges: Ranges, seq: int) -> bool:
-    return any(lo <= seq <= hi for lo, hi in ranges)
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
@@ -126,7 +102,7 @@ class SqliteBuffer:
             "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1").fetchone()
         self._next_seq = max(self._meta("next_seq", default=1) or 1, last[0] if last else 1)
         self.dropped_total = self._meta("dropped_total", default=0) or 0
-        self._acked: dict[int, Ranges] = {}  # chunk first_seq -> what the hub has of it
+        self._acked: dict[int, ranges.Ranges] = {}  # chunk first_seq -> what the hub has of it
         self._unneeded: set[int] = set()  # chunks the hub has all of: deleted with the next commit
         self.depth: int = self._db.execute(
             "SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
@@ -173,16 +149,16 @@ class SqliteBuffer:
         unchanged, in one transaction."""
         db = self._db
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      (_OLD_ROWS,)).fetchone() is None:
+                      (OLD_ROWS,)).fetchone() is None:
             return
         with db:
-            rows = db.execute(f"SELECT seq, ts_ms, series, value, flags FROM {_OLD_ROWS} "
+            rows = db.execute(f"SELECT seq, ts_ms, series, value, flags FROM {OLD_ROWS} "
                               "ORDER BY seq")
             converted = 0
             for first, run in chunks.runs(rows):
                 self._insert(first, len(run), chunks.pack_rows(run))
                 converted += len(run)
-            db.execute(f"DROP TABLE {_OLD_ROWS}")
+            db.execute(f"DROP TABLE {OLD_ROWS}")
         log.info("buffer %s: %d readings converted to the chunked format", self.path, converted)
 
     def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
@@ -297,10 +273,10 @@ class SqliteBuffer:
                 return
             c0, size, data = row
             acked = self._acked.pop(c0, [])
-            live = size - _covered(acked)
+            live = size - ranges.covered(acked)
             self._delete(c0)
             if live > count:  # keep the newest of this chunk
-                keep = [r for r in chunks.unpack(c0, data) if not _is_acked(acked, r[0])]
+                keep = [r for r in chunks.unpack(c0, data) if not ranges.is_acked(acked, r[0])]
                 for first, rows in chunks.runs(keep[count:]):
                     self._insert(first, len(rows), chunks.pack_rows(rows))
             count -= min(live, count)
@@ -329,7 +305,7 @@ class SqliteBuffer:
                 acked = self._acked.get(c0)
                 if acked or c0 <= after_seq:
                     rows = (r for r in rows
-                            if r[0] > after_seq and not (acked and _is_acked(acked, r[0])))
+                            if r[0] > after_seq and not (acked and ranges.is_acked(acked, r[0])))
                 out.extend(islice(rows, limit - len(out)))
                 if len(out) >= limit:
                     break
@@ -341,7 +317,7 @@ class SqliteBuffer:
 
     def _discard(self, first_seq: int, size: int, error: chunks.ChunkError) -> None:
         """A chunk that no longer decodes would stop the uplink forever: drop it, counted."""
-        lost = size - _covered(self._acked.pop(first_seq, []))
+        lost = size - ranges.covered(self._acked.pop(first_seq, []))
         log.error("buffer %s: %s; dropping its %d readings", self.path, error, lost)
         with self._db:
             self._set_meta("next_seq", self._next_seq)  # it may have been the newest chunk
@@ -361,10 +337,10 @@ class SqliteBuffer:
             if lo > hi or c0 in self._unneeded:
                 continue
             before = self._acked.get(c0, [])
-            after = _merge(before, (lo, hi))
-            removed += _covered(after) - _covered(before)
+            after = ranges.merge(before, (lo, hi))
+            removed += ranges.covered(after) - ranges.covered(before)
             self._acked[c0] = after
-            if _covered(after) >= size:
+            if ranges.covered(after) >= size:
                 self._unneeded.add(c0)
         self.depth -= removed
         if len(self._unneeded) > DELETE_PENDING_MAX:
@@ -426,69 +402,3 @@ class SqliteBuffer:
         except sqlite3.Error as error:
             log.warning("buffer checkpoint at close failed: %s", error)
         self._db.close()
-
-
-def at_rest(path: Path) -> tuple[int, int | None, int]:
-    """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
-    either storage format). After a crash the depth includes the readings the hub had
-    acknowledged but the next commit had not yet deleted: they are sent again."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
-    try:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        depth, oldest = 0, None
-        if _OLD_ROWS in tables:
-            depth, oldest = db.execute(f"SELECT count(*), min(ts_ms) FROM {_OLD_ROWS}").fetchone()
-        if "chunks" in tables:
-            depth += db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
-            first = db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
-                               ).fetchone()
-            if first is not None and oldest is None:
-                oldest = chunks.ts_at(first[0], first[1], first[0])
-        dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
-    finally:
-        db.close()
-    return depth, oldest, dropped[0] if dropped else 0
-
-
-T = TypeVar("T")
-
-
-class AsyncBuffer:
-    """Runs every SqliteBuffer call on one worker thread, so the event loop never blocks on disk."""
-
-    def __init__(self, factory: Callable[[], SqliteBuffer]) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citygw-buffer")
-        self._factory = factory
-        self._buffer: SqliteBuffer | None = None
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-    async def open(self) -> SqliteBuffer:
-        self._buffer = await self._call(self._factory)
-        return self._buffer
-
-    @property
-    def sync(self) -> SqliteBuffer:
-        assert self._buffer is not None, "open() first"
-        return self._buffer
-
-    async def append(self, readings: Columns) -> AppendResult:
-        return await self._call(lambda: self.sync.append(readings))
-
-    async def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
-        return await self._call(lambda: self.sync.peek(after_seq, limit))
-
-    async def ack(self, first_seq: int, last_seq: int) -> int:
-        return await self._call(lambda: self.sync.ack(first_seq, last_seq))
-
-    async def stats(self) -> BufferStats:
-        return await self._call(self.sync.stats)
-
-    async def series_table(self) -> dict[int, Series]:
-        return await self._call(self.sync.series_table)
-
-    async def close(self) -> None:
-        if self._buffer is not None:
-            await self._call(self._buffer.close)
-        self._executor.shutdown(wait=True)

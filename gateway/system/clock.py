@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gateway import libc
+from gateway.system import libc
 
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised
 _RECHECK_S = 60.0

@@ -24,7 +24,7 @@ def defer(name: str) -> ModuleType:
     spec = importlib.util.find_spec(name)  # imports the parent package
     if spec is None:
         raise ModuleNotFoundError(f"cannot defer {name}: no such module", name=name)
-    stand_in = ModuleType(name, f"{name}, imported on first use (gateway.lazy_import)")
+    stand_in = ModuleType(name, f"{name}, imported on first use (gateway.uplinks.lazy_import)")
     stand_in.__spec__ = spec
 
     def load(attribute: str) -> object:  # PEP 562: only for attributes the stand-in lacks

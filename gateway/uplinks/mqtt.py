@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway import lazy_import, wire
+from gateway import wire
 from gateway.backoff import Backoff, RateLimitedLog
-from gateway.buffer import AsyncBuffer
 from gateway.config import HubSection, read_password
 from gateway.readings import Series, StoredReading
+from gateway.store.worker import AsyncBuffer
+from gateway.uplinks import lazy_import
 
 lazy_import.defer("urllib.request")  # paho's proxy lookup, unused without PySocks (RSS)
 import aiomqtt  # noqa: E402  (after the deferral)
@@ -258,17 +259,9 @@ class Uplink:
                     await window.acquire()
 
     def _encode(self, batch: list[StoredReading]) -> bytes:
-        epoch = self._buffer.sync.epoch or 0
-        # v2 and v3 encoders are imported only by gateways that send them (RSS)
-        if self._wire_format == 3:
-            from gateway import wire3
-
-            return wire3.encode_data(epoch, batch, self._announced.__getitem__)
-        if self._wire_format == 2:
-            from gateway import wire2
-
-            return wire2.encode_data(epoch, batch)
-        return wire.encode_data(self._gateway_id, epoch, batch, self._buffer.sync.series)
+        return wire.encode_data(self._wire_format, gateway_id=self._gateway_id,
+                                epoch=self._buffer.sync.epoch or 0, batch=batch,
+                                series_of=self._buffer.sync.series)
 
     def _data_topic(self) -> tuple[str, Properties | None]:
         """The data topic as this publish names it: in full the first time on a connection

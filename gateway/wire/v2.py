@@ -10,7 +10,6 @@ with their names in the gateway's retained `status` (birth) message. See docs/pr
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,53 +17,26 @@ from typing import Any
 import msgpack
 
 from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
-from gateway.wire import HubReading, WireError
+from gateway.wire.codec import (
+    HubReading,
+    WireError,
+    decimals,
+    put_svarint,
+    put_uvarint,
+    read_uvarint,
+    tick_ms,
+    unzigzag,
+    uvarint_bytes,
+)
 
 VERSION = 2
 RAW = 127  # scale marker: values of this series travel as float64
-_MAX_DIGITS = 9
 _CODEC_PLAIN, _CODEC_DEFLATE = 0, 1
 
 
-def is_v2(payload: bytes) -> bool:
-    """v2 data is a msgpack array, v1 a map: tell them apart by the first byte."""
-    return bool(payload) and (0x90 <= payload[0] <= 0x9F or payload[0] in (0xDC, 0xDD))
 
 
-def _uvarint(out: bytearray, n: int) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
 
-
-def _svarint(out: bytearray, n: int) -> None:
-    _uvarint(out, (n << 1) ^ (n >> 63) if -(2**63) <= n < 2**63 else _too_big(n))
-
-
-def _too_big(n: int) -> int:
-    raise ValueError(f"integer out of range for wire v2: {n}")
-
-
-def _decimals(value: float) -> int | None:
-    """Decimal places that represent `value` exactly (as its shortest repr), or None."""
-    if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):
-        return None
-    text = repr(value)
-    if "e" in text or "E" in text:
-        return None if not value.is_integer() else 0
-    digits = len(text.partition(".")[2].rstrip("0"))
-    if digits > _MAX_DIGITS or abs(value) * 10**digits >= 2**53:
-        return None  # not exact as a scaled integer: send the float itself
-    return digits
-
-
-def tick_ms(batch: Sequence[StoredReading]) -> int:
-    """The largest step dividing every timestamp's distance to the first (1 if all are equal)."""
-    t0, tick = batch[0][1], 0
-    for _, ts, *_rest in batch:
-        tick = math.gcd(tick, ts - t0)
-    return tick or 1
 
 
 def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
@@ -75,7 +47,7 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
     tick = tick_ms(batch)
     scales: dict[int, int] = {}
     for _, _, alias, value, _ in batch:
-        places = _decimals(value)
+        places = decimals(value)
         current = scales.get(alias, 0)
         scale = RAW if places is None or current == RAW else max(current, places)
         if scale != RAW and abs(value) * 10**scale >= 2**53:
@@ -89,20 +61,20 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
     previous_seq, previous_ts = s0 - 1, t0
     last: dict[int, int] = {}
     for index, (seq, ts, alias, value, flag) in enumerate(batch):
-        _uvarint(seqs, seq - previous_seq - 1)
-        _svarint(times, (ts - previous_ts) // tick)
-        _uvarint(aliases, alias)
+        put_uvarint(seqs, seq - previous_seq - 1)
+        put_svarint(times, (ts - previous_ts) // tick)
+        put_uvarint(aliases, alias)
         scale = scales[alias]
         if scale == RAW:
             values += msgpack.packb(float(value))
         else:
             scaled = round(value * 10**scale)
-            _svarint(values, scaled - last.get(alias, 0))
+            put_svarint(values, scaled - last.get(alias, 0))
             last[alias] = scaled
         if flag:
             flags.append([index, flag])
         previous_seq, previous_ts = seq, ts
-    blob = bytes(_uvarint_bytes(len(batch)) + seqs + times + aliases + values)
+    blob = bytes(uvarint_bytes(len(batch)) + seqs + times + aliases + values)
     deflated = zlib.compress(blob, 9, wbits=-15)
     codec, body = (_CODEC_DEFLATE, deflated) if len(deflated) < len(blob) else (_CODEC_PLAIN, blob)
     scale_list = [x for alias, scale in sorted(scales.items()) for x in (alias, scale)]
@@ -110,11 +82,6 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
         [VERSION, epoch, s0, t0 // 1000, t0 % 1000, tick, scale_list, flags, codec, body],
         use_bin_type=True)
 
-
-def _uvarint_bytes(n: int) -> bytearray:
-    out = bytearray()
-    _uvarint(out, n)
-    return out
 
 
 class _Reader:
@@ -124,20 +91,11 @@ class _Reader:
         self.data, self.pos = data, 0
 
     def uvarint(self) -> int:
-        shift = result = 0
-        while True:
-            if self.pos >= len(self.data) or shift > 70:
-                raise WireError("truncated or overlong varint in v2 data")
-            byte = self.data[self.pos]
-            self.pos += 1
-            result |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return result
-            shift += 7
+        value, self.pos = read_uvarint(self.data, self.pos)
+        return value
 
     def svarint(self) -> int:
-        n = self.uvarint()
-        return (n >> 1) ^ -(n & 1)
+        return unzigzag(self.uvarint())
 
     def float64(self) -> float:
         chunk = self.data[self.pos:self.pos + 9]
@@ -215,15 +173,3 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
     except (KeyError, TypeError, ValueError, IndexError, zlib.error) as error:
         raise WireError(f"malformed v2 data message: {error!r}") from None
     return iter(readings)
-
-
-def series_table(birth: dict[str, Any]) -> dict[int, Series]:
-    """Alias table from a decoded birth message (empty for a v1 birth)."""
-    table: dict[int, Series] = {}
-    for entry in birth.get("series", ()):
-        try:
-            alias, source, quantity, unit = entry
-            table[int(alias)] = Series(str(source), str(quantity), str(unit))
-        except (TypeError, ValueError):
-            raise WireError(f"malformed series entry in birth: {entry!r}") from None
-    return table

@@ -11,45 +11,41 @@ on its own given the birth's series table. Layout and a worked example: docs/pro
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
 
 from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
-from gateway.wire import HubReading, WireError
-from gateway.wire2 import tick_ms
+from gateway.wire.codec import (
+    MAX_DECIMALS,
+    MAX_EXACT,
+    HubReading,
+    WireError,
+    put_uvarint,
+    read_uvarint,
+    tick_ms,
+    unzigzag,
+    zigzag,
+)
+from gateway.wire.codec import decimals as exact_decimals
 
 VERSION = 3
 RAW = 15  # decimals code: the series' values travel as IEEE 754 float64 (NaN, inf, -0.0, ...)
-_MAX_DECIMALS = 9
 _GAPS, _FLAGS, _MS = 1, 2, 4  # header flag bits; bits 3-7 hold the alias width
 _MAX_ALIAS_BITS = 31
-_MAX_EXACT = 2**53
-
-
-def is_v3(payload: bytes) -> bool:
-    return payload[:1] == b"\x03"
 
 
 def epoch_of(payload: bytes) -> int:
     """The buffer epoch of a v3 data message (which birth's series table it needs)."""
     if len(payload) < 2 or payload[0] != VERSION:
         raise WireError("not a v3 data message")
-    return _read_uvarint(payload, 2)[0]
+    return read_uvarint(payload, 2)[0]
 
 
 def decimals(value: float) -> int:
-    """Decimal places that represent `value` exactly (its shortest repr), or RAW."""
-    if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):
-        return RAW
-    text = repr(value)
-    if "e" in text or "E" in text:
-        return 0 if value.is_integer() and abs(value) < _MAX_EXACT else RAW
-    places = len(text.partition(".")[2].rstrip("0"))
-    if places > _MAX_DECIMALS or abs(value) * 10**places >= _MAX_EXACT:
-        return RAW
-    return places
+    """Decimal places that represent `value` exactly, or RAW (float64)."""
+    places = exact_decimals(value)
+    return RAW if places is None else places
 
 
 class _Adaptive:
@@ -164,32 +160,8 @@ def _get_decimals(bits: _BitReader, expected: int | None) -> int:
     return bits.get(4)
 
 
-def _zigzag(n: int) -> int:
-    return n << 1 if n >= 0 else (-n << 1) - 1
 
 
-def _unzigzag(u: int) -> int:
-    return u >> 1 if not u & 1 else -((u + 1) >> 1)
-
-
-def _uvarint(out: bytearray, n: int) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-
-
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise WireError("truncated or overlong varint in v3 data")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
 
 
 def _series_decimals(batch: Sequence[StoredReading]) -> dict[int, int]:
@@ -202,7 +174,7 @@ def _series_decimals(batch: Sequence[StoredReading]) -> dict[int, int]:
             places[alias] = max(current, decimals(value))
             largest[alias] = max(largest.get(alias, 0.0), abs(value))
     for alias, scale in places.items():  # more decimals may push a large value past 2**53
-        if scale != RAW and largest[alias] * 10**scale >= _MAX_EXACT:
+        if scale != RAW and largest[alias] * 10**scale >= MAX_EXACT:
             places[alias] = RAW
     return places
 
@@ -222,11 +194,11 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
     flagged = any(r[4] for r in batch)
     head = bytearray((VERSION, (width << 3) | (_GAPS if gaps else 0) | (_FLAGS if flagged else 0)
                       | (_MS if t0 % 1000 else 0)))
-    for n in (epoch, s0, len(batch), _zigzag(t0 // 1000)):
-        _uvarint(head, n)
+    for n in (epoch, s0, len(batch), zigzag(t0 // 1000)):
+        put_uvarint(head, n)
     if t0 % 1000:
-        _uvarint(head, t0 % 1000)
-    _uvarint(head, tick)
+        put_uvarint(head, t0 % 1000)
+    put_uvarint(head, tick)
     places = _series_decimals(batch)
     bits, ctx = _BitWriter(), _Contexts()
     last: dict[int, int] = {}  # series -> its previous scaled value in this message
@@ -247,7 +219,7 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
                 bits.golomb(flags - 1, ctx.gap)
         if not index or not same_row:
             if index:
-                bits.golomb(_zigzag((ts - previous_ts) // tick), ctx.step)
+                bits.golomb(zigzag((ts - previous_ts) // tick), ctx.step)
             bits.put(alias, width)
         scale = places[alias]
         name = names.get(alias) or names.setdefault(alias, series_of(alias).quantity)
@@ -261,9 +233,9 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
             scaled = round(value * 10**scale)
             quantity = (name, scale)
             if alias in last:
-                bits.golomb(_zigzag(scaled - last[alias]), ctx.delta)
+                bits.golomb(zigzag(scaled - last[alias]), ctx.delta)
             else:
-                bits.golomb(_zigzag(scaled - by_quantity.get(quantity, 0)), ctx.first_of(name))
+                bits.golomb(zigzag(scaled - by_quantity.get(quantity, 0)), ctx.first_of(name))
             last[alias] = by_quantity[quantity] = scaled
         previous_seq, previous_ts, previous_alias = seq, ts, alias
     return bytes(head) + bits.finish()
@@ -277,18 +249,18 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
         raise WireError("not a v3 data message")
     header = payload[1]
     width, gaps, flagged = header >> 3, bool(header & _GAPS), bool(header & _FLAGS)
-    epoch, pos = _read_uvarint(payload, 2)
-    s0, pos = _read_uvarint(payload, pos)
-    count, pos = _read_uvarint(payload, pos)
-    t0_s, pos = _read_uvarint(payload, pos)
+    epoch, pos = read_uvarint(payload, 2)
+    s0, pos = read_uvarint(payload, pos)
+    count, pos = read_uvarint(payload, pos)
+    t0_s, pos = read_uvarint(payload, pos)
     t0_ms = 0
     if header & _MS:
-        t0_ms, pos = _read_uvarint(payload, pos)
-    tick, pos = _read_uvarint(payload, pos)
+        t0_ms, pos = read_uvarint(payload, pos)
+    tick, pos = read_uvarint(payload, pos)
     if not 1 <= count <= max_readings:
         raise WireError(f"v3 message claims {count} readings")
     bits, ctx = _BitReader(payload, pos), _Contexts()
-    seq, ts, alias = s0, _unzigzag(t0_s) * 1000 + t0_ms, -1
+    seq, ts, alias = s0, unzigzag(t0_s) * 1000 + t0_ms, -1
     scales: dict[int, int] = {}
     last: dict[int, int] = {}
     by_quantity: dict[tuple[str, int], int] = {}
@@ -308,7 +280,7 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
             alias += 1
         else:
             if index:
-                ts += _unzigzag(bits.golomb(ctx.step)) * tick
+                ts += unzigzag(bits.golomb(ctx.step)) * tick
             alias = bits.get(width)
         series = series_of(alias)
         if series is None:
@@ -321,14 +293,14 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
         if scale == RAW:
             value: float = struct.unpack(">d", bits.get(64).to_bytes(8, "big"))[0]
             last[alias] = 0
-        elif scale > _MAX_DECIMALS:
+        elif scale > MAX_DECIMALS:
             raise WireError(f"v3 series {alias} has {scale} decimals")
         else:
             quantity = (series.quantity, scale)
             if alias in last:
-                scaled = last[alias] + _unzigzag(bits.golomb(ctx.delta))
+                scaled = last[alias] + unzigzag(bits.golomb(ctx.delta))
             else:
-                scaled = by_quantity.get(quantity, 0) + _unzigzag(
+                scaled = by_quantity.get(quantity, 0) + unzigzag(
                     bits.golomb(ctx.first_of(series.quantity)))
             last[alias] = by_quantity[quantity] = scaled
             value = scaled / 10**scale if scale else float(scaled)

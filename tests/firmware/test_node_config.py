@@ -1,4 +1,4 @@
-"""What `citygw node flash` lets through (gateway/nodeconfig.py), the node takes without a
+"""What `citygw node flash` lets through (gateway/nodes/config.py), the node takes without a
 "config" error: the host's check is never looser than the firmware's own (`main._check`)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.nodeconfig import validate
+from gateway.nodes.config import validate
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 EXAMPLE = json.loads((FIRMWARE / "node.json").read_text())

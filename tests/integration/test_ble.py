@@ -29,10 +29,9 @@ from skips import skip_or_fail
 from drivers import bthome
 from drivers.base import Measurement
 from gateway import wire
-from gateway.clock import WallClock
-from gateway.config import BleDevice
-from gateway.config import BleSource as BleSourceConfig
-from gateway.sources.ble import BleSource
+from gateway.config import BleDevice, BleSourceConfig
+from gateway.sources.ble.source import BleSource
+from gateway.system.clock import WallClock
 
 pytestmark = pytest.mark.integration
 

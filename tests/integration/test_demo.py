@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gateway import nodesim
+from gateway.devtools import sim_node as nodesim
 
 pytestmark = pytest.mark.integration
 

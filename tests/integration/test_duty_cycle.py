@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway import wire
-from gateway.simulate import SimulatedSds011
+from gateway.devtools.sim_serial import SimulatedSds011
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway import wire
 from gateway.readings import Series, StoredReading
+from gateway.wire import v1
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ SERIES = Series("pm-north", "pm2_5_ugm3", "ug/m3")
 def payload(first: int, last: int) -> bytes:
     rows: list[StoredReading] = [
         (n, 1_700_000_000_000 + n, 1, n / 10, 0) for n in range(first, last + 1)]
-    return wire.encode_data("gw-7", 99, rows, lambda sid: SERIES)
+    return v1.encode_data("gw-7", 99, rows, lambda sid: SERIES)
 
 
 async def read_lines(stream: asyncio.StreamReader, count: int) -> list[dict[str, Any]]:

@@ -71,12 +71,12 @@ async def test_agent_logs_fields_to_journald_and_no_secret(
     record = next(d for d in datagrams if expected in d)
     lines = record.split(b"\n")
     for line in (b"SYSLOG_IDENTIFIER=citygw", b"CITYGW_GATEWAY=gw-sec",
-                 b"CITYGW_LOGGER=gateway.uplink"):
+                 b"CITYGW_LOGGER=gateway.uplinks.mqtt"):
         assert line in lines, record
     assert (b"CITYGW_EVENT=hub_connected" if password == PASSWORD
             else b"CITYGW_EVENT=hub_down") in lines
     assert (b"PRIORITY=6" if password == PASSWORD else b"PRIORITY=4") in lines
-    assert any(line.startswith(b"CODE_FILE=") and line.endswith(b"gateway/uplink.py")
+    assert any(line.startswith(b"CODE_FILE=") and line.endswith(b"gateway/uplinks/mqtt.py")
                for line in lines)
     assert any(b"PRIORITY=7" in d for d in datagrams), "debug records were not sent"
     assert any(b"stopped" in d for d in datagrams)

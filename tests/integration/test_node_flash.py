@@ -20,12 +20,12 @@ import pytest
 from virtual_board import VirtualBoard, require
 
 from drivers import node as node_link
-from gateway import image as image_module
-from gateway.board import BoardError
-from gateway.flash import FIRMWARE_DIR, FlashError, FlashReport, compile_firmware, flash
-from gateway.image import ImageError
-from gateway.nodeconfig import Board, NodeConfigError
-from gateway.simulate import close_pty, open_pty
+from gateway.devtools.sim_serial import close_pty, open_pty
+from gateway.nodes import image as image_module
+from gateway.nodes.board import BoardError
+from gateway.nodes.config import Board, NodeConfigError
+from gateway.nodes.flash import FIRMWARE_DIR, FlashError, FlashReport, compile_firmware, flash
+from gateway.nodes.image import ImageError
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from gateway import nodesim, wire
+from gateway import wire
+from gateway.devtools import sim_node as nodesim
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,9 @@ import pytest
 from spine_setup import buffer_next_seq
 
 from drivers import sds011
-from gateway import signing, wire
-from gateway.fleet import sign_config, sign_rotation
+from gateway import wire
+from gateway.hub.fleet import sign_config, sign_rotation
+from gateway.remote import signing
 
 pytestmark = pytest.mark.integration
 
@@ -363,7 +364,7 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     fleet = subprocess.Popen(  # noqa: ASYNC220 - started once, read from a thread
-        [sys.executable, "-m", "gateway.fleetsim", "--count", "50", "--url", mosquitto.url,
+        [sys.executable, "-m", "gateway.devtools.sim_fleet", "--count", "50", "--url", mosquitto.url,
          "--topic-prefix", topic_prefix, "--data-root", str(tmp_path / "fleet"),
          "--trusted-key", str(keys["pub"]), "--group", "north"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)

@@ -18,6 +18,7 @@ from spine_setup import PM10_MARK, buffer_next_seq, config, frame, frame_numbers
 
 from drivers import sds011
 from gateway import wire
+from gateway.hub.dedupe import Deduplicator
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ async def test_kill_9_while_streaming_loses_no_accepted_reading_and_keys_dedupe(
     msgs = await sub.wait_for(lambda ms: len({r.key for r in readings(ms)}) >= stored,
                               timeout=20)
     got = readings(msgs)
-    dedup = wire.Deduplicator()
+    dedup = Deduplicator()
     unique = [r for r in got if dedup.is_new(r)]
     seqs = sorted(r.seq for r in unique)
     assert seqs == list(range(1, stored + 1)), "every accepted reading arrives, no gap"
@@ -126,7 +127,7 @@ async def test_broker_outage_loses_nothing_and_the_backlog_drains_in_order(
     await asyncio.sleep(1.0)
     mosquitto.start()
     msgs = await sub.wait_for(lambda ms: len({r.key for r in readings(ms)}) >= 600, timeout=20)
-    dedup = wire.Deduplicator()
+    dedup = Deduplicator()
     numbers = frame_numbers([r for r in readings(msgs) if dedup.is_new(r)])
     assert numbers == list(range(1, 301))
     assert agent.log_text().count("unreachable") == 1, "one log line per outage"

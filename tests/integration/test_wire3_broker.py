@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from spine_setup import buffer_next_seq, config, frame, frame_numbers
 
-from gateway.hub import HubDecoder
+from gateway.devtools.wirebench import TOPIC_ALIAS_PROPERTY, mqtt_publish_size
+from gateway.hub.tail import HubDecoder
 from gateway.wire import HubReading
-from gateway.wirebench import TOPIC_ALIAS_PROPERTY, mqtt_publish_size
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from types import TracebackType
 
 import pytest
 
-from gateway import nodesim
+from gateway.devtools import sim_node as nodesim
 
 BOARD_RUNNER = nodesim.SIM_DIR / "board.mjs"
 START_TIMEOUT_S = 10.0

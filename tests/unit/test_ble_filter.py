@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from drivers import bthome
-from gateway.clock import WallClock
-from gateway.config import BleDevice, BleSource
-from gateway.sources import ble as ble_source
-from gateway.sources.ble import BleSource as Source
-from gateway.sources.ble_filter import BTHOME_UUID, AdvertFilter, device_state
+from gateway.config import BleDevice, BleSourceConfig
+from gateway.sources.ble import source as ble_source
+from gateway.sources.ble.filter import BTHOME_UUID, AdvertFilter, device_state
+from gateway.sources.ble.source import BleSource as Source
+from gateway.system.clock import WallClock
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 MAC = "54:48:E6:8F:80:A5"
@@ -86,7 +86,7 @@ def test_min_interval_rate_limits_per_device() -> None:
 
 
 def make_source(**devices: str) -> Source:
-    config = BleSource(name="ble", devices=[
+    config = BleSourceConfig(name="ble", devices=[
         BleDevice(name=name, address=address, kind="bthome") for name, address in devices.items()])
     return Source(config, clock=WallClock(synced=lambda: True))
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from drivers.base import Measurement
-from gateway.buffer import DELETE_PENDING_MAX, BufferWriteError, SqliteBuffer, WhenFull, at_rest
 from gateway.readings import Columns, SeriesIndex
+from gateway.store.at_rest import at_rest
+from gateway.store.buffer import DELETE_PENDING_MAX, BufferWriteError, SqliteBuffer, WhenFull
 
 Factory = Callable[..., SqliteBuffer]
 

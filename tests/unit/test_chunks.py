@@ -1,4 +1,4 @@
-"""gateway.chunks: the buffer's on-disk blob round-trips every reading exactly."""
+"""gateway.store.chunks: the buffer's on-disk blob round-trips every reading exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import chunks
+from gateway.store import chunks
 
 rows_strategy = st.lists(
     st.tuples(st.integers(0, 2**53), st.integers(1, 2**31),

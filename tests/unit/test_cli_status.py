@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from drivers.base import Measurement
-from gateway.buffer import SqliteBuffer
 from gateway.cli import main
 from gateway.readings import Columns, SeriesIndex
+from gateway.store.buffer import SqliteBuffer
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import (
     BleDevice,
-    BleSource,
+    BleSourceConfig,
     Config,
     ConfigError,
     json_schema,
@@ -42,9 +42,9 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     serial = [set(s) for s in document["sources"] if s["type"] == "serial"]
     assert set().union(*serial) == keys(type(config.sources[0])) | {"type"}
     ble = next(i for i, s in enumerate(document["sources"]) if s["type"] == "ble")
-    assert set(document["sources"][ble]) == keys(BleSource) | {"type"}
+    assert set(document["sources"][ble]) == keys(BleSourceConfig) | {"type"}
     ble_config = config.sources[ble]
-    assert isinstance(ble_config, BleSource)
+    assert isinstance(ble_config, BleSourceConfig)
     device_keys = set().union(*(set(d) for d in document["sources"][ble]["devices"]))
     assert device_keys == keys(BleDevice)
     assert {d.kind for d in ble_config.devices} == {"bthome", "ruuvi"}

@@ -110,7 +110,7 @@ def test_decode_one_raises_decode_error_on_garbage(name: str) -> None:
 def test_every_serial_driver_the_config_accepts_is_registered() -> None:
     from typing import get_args, get_type_hints
 
-    from gateway.config import SerialSource
+    from gateway.config import SerialSourceConfig
 
-    accepted = set(get_args(get_type_hints(SerialSource)["driver"]))
+    accepted = set(get_args(get_type_hints(SerialSourceConfig)["driver"]))
     assert accepted == set(serial_drivers())

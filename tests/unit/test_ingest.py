@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from drivers.base import Measurement
-from gateway.buffer import AsyncBuffer, SqliteBuffer
-from gateway.ingest import Ingest
+from gateway.agent.ingest import Ingest
+from gateway.store.buffer import SqliteBuffer
+from gateway.store.worker import AsyncBuffer
 
 
 def emit(ingest: Ingest, first: int, count: int) -> None:

@@ -1,4 +1,4 @@
-"""gateway.journal against a real unix datagram socket standing in for journald's socket.
+"""gateway.system.journal against a real unix datagram socket standing in for journald's socket.
 
 The stand-in parses the native journal protocol itself (as journald does), including messages
 passed as a sealed memfd, so these tests check the bytes on the socket, not the encoder's view."""
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import journal
+from gateway.system import journal
 
 
 def parse_native(data: bytes) -> dict[str, str]:

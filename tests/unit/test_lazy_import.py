@@ -1,4 +1,4 @@
-"""gateway.lazy_import: a deferred module loads on first use and then is the real module."""
+"""gateway.uplinks.lazy_import: a deferred module loads on first use and then is the real module."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gateway import lazy_import
+from gateway.uplinks import lazy_import
 
 
 def _run(code: str) -> str:
@@ -20,7 +20,7 @@ def _run(code: str) -> str:
 def test_deferred_module_is_not_executed_by_import_statements() -> None:
     out = _run(
         "import sys\n"
-        "from gateway import lazy_import\n"
+        "from gateway.uplinks import lazy_import\n"
         "lazy_import.defer('urllib.request')\n"
         "import urllib.request\n"  # what paho-mqtt does at import
         "print('http.client' in sys.modules, 'email' in sys.modules)\n")
@@ -30,7 +30,7 @@ def test_deferred_module_is_not_executed_by_import_statements() -> None:
 def test_first_attribute_loads_the_real_module_everywhere() -> None:
     out = _run(
         "import sys, urllib\n"
-        "from gateway import lazy_import\n"
+        "from gateway.uplinks import lazy_import\n"
         "stand_in = lazy_import.defer('urllib.request')\n"
         "import urllib.request\n"
         "print(callable(urllib.request.getproxies))\n"
@@ -59,5 +59,5 @@ def test_agent_does_not_load_what_it_never_runs() -> None:
         "import gateway.agent, gateway.cli\n"
         "gateway.cli.build_parser()\n"
         "print(sorted(m for m in ('http.client', 'email', 'shutil', 'lzma', 'bz2',\n"
-        "      'gateway.sources.ble', 'ctypes.util') if m in sys.modules))\n")
+        "      'gateway.sources.ble.source', 'ctypes.util') if m in sys.modules))\n")
     assert out == "[]"

@@ -1,4 +1,4 @@
-"""node.json checks before flashing (gateway/nodeconfig.py): every mistake named by its path,
+"""node.json checks before flashing (gateway/nodes/config.py): every mistake named by its path,
 per board, and the checks kept in step with what firmware/main.py reads."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from gateway import nodeconfig
-from gateway.nodeconfig import NodeConfigError, validate
+from gateway.nodes import config as nodeconfig
+from gateway.nodes.config import NodeConfigError, validate
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 EXAMPLE = json.loads((FIRMWARE / "node.json").read_text())

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from gateway import signing
 from gateway.cli import main
 from gateway.config import Config, ConfigError, parse_config
-from gateway.fleet import describe_diff, sign_config
-from gateway.remote_config import RemoteConfig, Store, config_at_boot, write_atomically
-from gateway.remote_policy import Changes, PolicyError, candidate_config, diff, merge_patch
+from gateway.hub.fleet import describe_diff, sign_config
+from gateway.remote import signing
+from gateway.remote.channel import RemoteConfig, Store, config_at_boot, write_atomically
+from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, merge_patch
 
 
 @pytest.fixture
@@ -241,7 +241,7 @@ def test_boot_falls_back_from_a_push_that_no_longer_applies(tmp_path: Path, keyp
     local_doc = local_document(tmp_path, keypair[1])
     local = parse_config(local_doc)
     store = Store(local.data_dir)
-    from gateway.remote_config import InForce
+    from gateway.remote.channel import InForce
 
     good = {k: v for k, v in local_doc.items() if k != "remote_config"}
     good = {**good, "hub": {**good["hub"], "flush_interval_s": 7}}
@@ -349,7 +349,7 @@ def test_cli_push_to_an_unreachable_broker_says_so_and_fails(tmp_path: Path, cap
 
 
 def test_the_hub_decoder_reads_config_state_reports() -> None:
-    from gateway.hub import HubDecoder
+    from gateway.hub.tail import HubDecoder
 
     decoder = HubDecoder()
     event = decoder.decode("citygw/v1/gw-7/config/state",

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 import pytest
 
-from gateway.schema import Range, SchemaError, convert, json_schema
+from gateway.config.schema import Range, SchemaError, convert, json_schema
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drivers import pms5003, sds011
-from gateway.simulate import (
+from gateway.devtools.sim_serial import (
     SimulatedPms5003,
     SimulatedSds011,
     close_pty,

@@ -1,4 +1,4 @@
-"""gateway.systemd against a real unix datagram socket standing in for systemd's notify socket."""
+"""gateway.system.systemd against a real unix datagram socket standing in for systemd's notify socket."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import systemd
+from gateway.system import systemd
 
 
 @pytest.fixture

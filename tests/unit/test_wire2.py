@@ -9,9 +9,9 @@ import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import wire2
 from gateway.readings import Series
 from gateway.wire import WireError
+from gateway.wire import v2 as wire2
 
 SERIES = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
           2: Series("pm-north", "pm10_ugm3", "ug/m3"),
@@ -59,11 +59,11 @@ def test_any_batch_round_trips_exactly(rows: list[tuple[int, int, int, float, in
 
 
 def test_a_message_of_a_slow_station_is_a_fraction_of_v1() -> None:
-    from gateway import wire
+    from gateway.wire import v1
 
     batch = [(n, 1_700_000_000_000 + (n // 2) * 150_000, 1 + n % 2, 10 + (n % 7) / 10, 0)
              for n in range(1, 9)]
-    v1 = wire.encode_data("gw-0001", 12345, batch, SERIES.__getitem__)
+    v1 = v1.encode_data("gw-0001", 12345, batch, SERIES.__getitem__)
     v2 = wire2.encode_data(12345, batch)
     assert len(v2) < len(v1) / 2, (len(v1), len(v2))
 
@@ -98,7 +98,7 @@ def test_birth_table_round_trips() -> None:
 
     birth = wire.decode_map(wire.encode_status("gw", state="online", version="1", started_ms=0,
                                                series=SERIES))
-    assert birth["wire"] == 2 and wire2.series_table(birth) == SERIES
+    assert birth["wire"] == 2 and wire.series_table(birth) == SERIES
 
 
 def test_a_large_value_before_a_finely_resolved_one_stays_exact() -> None:

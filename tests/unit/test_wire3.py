@@ -11,10 +11,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway import wire, wire3
-from gateway.hub import HubDecoder
+from gateway import wire
+from gateway.hub.tail import HubDecoder
 from gateway.readings import Series, StoredReading
-from gateway.wire import WireError
+from gateway.wire import WireError, v1
+from gateway.wire import v3 as wire3
 
 SERIES = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
           2: Series("pm-north", "pm10_ugm3", "ug/m3"),
@@ -127,10 +128,10 @@ def test_any_bytes_after_the_version_byte_decode_or_raise_wire_error(tail: bytes
 
 
 def test_the_hub_tells_v1_v2_and_v3_apart_by_the_first_byte() -> None:
-    from gateway import wire2
+    from gateway.wire import v2 as wire2
 
     batch = [(1, 1_000_000, 1, 12.5, 0)]
-    payloads = [wire.encode_data("gw", 3, batch, SERIES.__getitem__),
+    payloads = [v1.encode_data("gw", 3, batch, SERIES.__getitem__),
                 wire2.encode_data(3, batch), wire3.encode_data(3, batch, SERIES.__getitem__)]
     decoder = HubDecoder()
     decoder.decode("p/gw/status", wire.encode_status("gw", state="online", version="1",
@@ -142,7 +143,7 @@ def test_the_hub_tells_v1_v2_and_v3_apart_by_the_first_byte() -> None:
 
 
 def test_a_slow_station_message_is_a_fraction_of_v2() -> None:
-    from gateway import wire2
+    from gateway.wire import v2 as wire2
 
     batch = [(n, 1_700_000_000_000 + (n // 2) * 150_000, 1 + n % 2, 10 + (n % 7) / 10, 0)
              for n in range(1, 9)]
@@ -191,8 +192,8 @@ def test_the_hub_names_series_by_the_birth_of_the_messages_own_buffer_epoch() ->
     """A recreated buffer (new epoch) numbers its series again: a late message of the old
     epoch must keep its old names, and one of an epoch whose birth was never seen is refused
     rather than mislabelled."""
-    from gateway import wire2
     from gateway.readings import Series
+    from gateway.wire import v2 as wire2
 
     old = {1: Series("pm", "pm2_5_ugm3", "ug/m3")}
     new = {1: Series("climate", "temperature_c", "C")}

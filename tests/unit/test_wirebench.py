@@ -11,8 +11,7 @@ import pytest
 
 from gateway import wire
 from gateway.cli import main
-from gateway.readings import Series
-from gateway.wirebench import (
+from gateway.devtools.wirebench import (
     PINGREQ,
     TOPIC_ALIAS_PROPERTY,
     Row,
@@ -21,6 +20,8 @@ from gateway.wirebench import (
     replay,
     unit_of,
 )
+from gateway.readings import Series
+from gateway.wire import v1
 
 DATA = Path(__file__).parents[2] / "bench" / "data" / "aberdeen-2019-05" / "readings.csv.gz"
 
@@ -44,7 +45,7 @@ def test_the_count_matches_the_real_encoder_byte_for_byte() -> None:
     stats = replay(rows, flush_seconds=60, gateway_id="gw", topic_prefix="p")
     series = {1: Series("s1", "pm10_ugm3", "ug/m3"), 2: Series("s1", "temperature_c",
                                                                          "Cel")}
-    payload = wire.encode_data("gw", 1, [(1, 1000, 1, 1.5, 0), (2, 1000, 2, 21.25, 0)],
+    payload = v1.encode_data("gw", 1, [(1, 1000, 1, 1.5, 0), (2, 1000, 2, 21.25, 0)],
                                series.__getitem__)
     birth = wire.encode_status("gw", state="online", version="0", started_ms=0)
     assert stats.payload_bytes == len(payload)

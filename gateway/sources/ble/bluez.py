@@ -23,7 +23,7 @@ from bleak.backends.scanner import AdvertisementData
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from gateway.sources.ble_scanner import OnAdvert, Scanner
+from gateway.sources.ble.scanner import OnAdvert, Scanner
 
 OR_PATTERNS: Final = [
     OrPattern(0, AdvertisementDataType.SERVICE_DATA_UUID16, b"\xd2\xfc"),

@@ -28,6 +28,6 @@ class ScannerFactory(Protocol):
 
 def default_scanner_factory(on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:
     """bleak on BlueZ, imported only when a BLE source runs (bleak is not small)."""
-    from gateway.sources.bluez import bleak_scanner
+    from gateway.sources.ble.bluez import bleak_scanner
 
     return bleak_scanner(on_advert, adapter=adapter, passive=passive)

@@ -24,10 +24,9 @@ from typing import Any, Final
 
 from drivers.ble import parse_mac
 from gateway.backoff import Backoff, RateLimitedLog
-from gateway.clock import WallClock
-from gateway.config import BleSource as BleSourceConfig
+from gateway.config import BleSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
-from gateway.sources.ble_filter import (
+from gateway.sources.ble.filter import (
     BTHOME_UUID,
     AdvertFilter,
     DeviceState,
@@ -36,7 +35,8 @@ from gateway.sources.ble_filter import (
     owner_by_key,
     payload_of,
 )
-from gateway.sources.ble_scanner import Scanner, ScannerFactory, default_scanner_factory
+from gateway.sources.ble.scanner import Scanner, ScannerFactory, default_scanner_factory
+from gateway.system.clock import WallClock
 
 log = logging.getLogger(__name__)
 

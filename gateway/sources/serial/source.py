@@ -19,12 +19,12 @@ import serial
 from drivers import new_stream
 from drivers.base import Measurement
 from gateway.backoff import Backoff
-from gateway.clock import WallClock
-from gateway.config import SerialSource as SerialSourceConfig
+from gateway.config import SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
+from gateway.system.clock import WallClock
 
 if TYPE_CHECKING:
-    from gateway.sources.node_monitor import NodeMonitor
+    from gateway.sources.serial.node_monitor import NodeMonitor
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class SerialSource:
         self.stats = SerialStats()
         self._node: NodeMonitor | None = None
         if config.driver == "node":
-            from gateway.sources.node_monitor import NodeMonitor
+            from gateway.sources.serial.node_monitor import NodeMonitor
             self._node = NodeMonitor(config.name)
             self.stats.node = self._node.state
 

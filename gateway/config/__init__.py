@@ -1,0 +1,34 @@
+"""The gateway's one typed config schema: TOML or a signed push in, a validated Config out.
+
+Unknown keys are errors and every error names its path (`hub.flush_interval_s`). The same
+schema serves the local file, remote pushes and the JSON Schema for editors.
+"""
+
+from gateway.config.load import (
+    DEFAULT_PATH,
+    json_schema,
+    load_config,
+    load_document,
+    parse_config,
+    read_password,
+)
+from gateway.config.model import (
+    BleDevice,
+    BleSourceConfig,
+    BufferSection,
+    Config,
+    ConfigError,
+    DutyCycle,
+    GatewaySection,
+    HubSection,
+    RemoteConfigSection,
+    SerialSourceConfig,
+    SourceConfig,
+)
+
+__all__ = [
+    "DEFAULT_PATH", "BleDevice", "BleSourceConfig", "BufferSection", "Config", "ConfigError",
+    "DutyCycle", "GatewaySection", "HubSection", "RemoteConfigSection", "SerialSourceConfig",
+    "SourceConfig", "json_schema", "load_config", "load_document", "parse_config",
+    "read_password",
+]

@@ -1,0 +1,1 @@
+"""Allow-listed BLE sensors read from their adverts; `bluez` alone touches bleak (the platform)."""

@@ -1,0 +1,1 @@
+"""Sensors on a UART (USB adapter or GPIO), citygw nodes included: reads, commands, duty cycle."""

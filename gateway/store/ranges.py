@@ -1,0 +1,24 @@
+"""Which sequence numbers of a chunk are acknowledged: sorted, disjoint inclusive ranges."""
+
+from __future__ import annotations
+
+Ranges = list[tuple[int, int]]
+"""Inclusive (first, last) seq ranges, sorted and disjoint."""
+
+
+def merge(ranges: Ranges, new: tuple[int, int]) -> Ranges:
+    merged: Ranges = []
+    for lo, hi in sorted([*ranges, new]):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def covered(ranges: Ranges) -> int:
+    return sum(hi - lo + 1 for lo, hi in ranges)
+
+
+def is_acked(ranges: Ranges, seq: int) -> bool:
+    return any(lo <= seq <= hi for lo, hi in ranges)

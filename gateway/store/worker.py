@@ -1,0 +1,54 @@
+"""The buffer off the event loop: every SqliteBuffer call on one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from gateway.readings import Columns, Series, StoredReading
+from gateway.store.buffer import AppendResult, BufferStats, SqliteBuffer
+
+T = TypeVar("T")
+
+
+class AsyncBuffer:
+    """Runs every SqliteBuffer call on one worker thread, so the event loop never blocks on disk."""
+
+    def __init__(self, factory: Callable[[], SqliteBuffer]) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citygw-buffer")
+        self._factory = factory
+        self._buffer: SqliteBuffer | None = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def open(self) -> SqliteBuffer:
+        self._buffer = await self._call(self._factory)
+        return self._buffer
+
+    @property
+    def sync(self) -> SqliteBuffer:
+        assert self._buffer is not None, "open() first"
+        return self._buffer
+
+    async def append(self, readings: Columns) -> AppendResult:
+        return await self._call(lambda: self.sync.append(readings))
+
+    async def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
+        return await self._call(lambda: self.sync.peek(after_seq, limit))
+
+    async def ack(self, first_seq: int, last_seq: int) -> int:
+        return await self._call(lambda: self.sync.ack(first_seq, last_seq))
+
+    async def stats(self) -> BufferStats:
+        return await self._call(self.sync.stats)
+
+    async def series_table(self) -> dict[int, Series]:
+        return await self._call(self.sync.series_table)
+
+    async def close(self) -> None:
+        if self._buffer is not None:
+            await self._call(self._buffer.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""The operating system as the agent meets it: systemd notify, journald, glibc, the clock."""

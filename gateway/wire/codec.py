@@ -1,0 +1,114 @@
+"""What every wire format shares: its error, the reading a hub decodes, varints, decimals, ticks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.readings import StoredReading
+
+MAX_DECIMALS = 9
+MAX_EXACT = 2**53
+"""Integers up to here are exact in a float64: a scaled value must stay below it."""
+
+
+class WireError(ValueError):
+    """A payload that is not a valid citygw message (of a version this decoder knows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubReading:
+    """A reading as the hub sees it. `key` is the same every time this reading is re-sent."""
+
+    gateway: str
+    epoch: int
+    seq: int
+    ts_ms: int
+    source: str
+    quantity: str
+    unit: str
+    value: float
+    clock_synced: bool
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """(gateway, buffer epoch, sequence): unique per reading, kept when it is re-sent."""
+        return (self.gateway, self.epoch, self.seq)
+
+    def as_json(self) -> dict[str, Any]:
+        """The reading as `citygw hub tail --json` prints it."""
+        return {
+            "gateway": self.gateway, "source": self.source, "quantity": self.quantity,
+            "value": self.value, "unit": self.unit, "ts_ms": self.ts_ms,
+            "key": f"{self.gateway}/{self.epoch}/{self.seq}", "clock_synced": self.clock_synced,
+        }
+
+
+def put_uvarint(out: bytearray, n: int) -> None:
+    """Append `n` >= 0 as a LEB128 varint (7 bits a byte, low bits first)."""
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def uvarint_bytes(n: int) -> bytearray:
+    """`n` as a varint on its own."""
+    out = bytearray()
+    put_uvarint(out, n)
+    return out
+
+
+def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at `pos` and the position after it; WireError if truncated or over 64 bits."""
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise WireError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def zigzag(n: int) -> int:
+    """Signed to unsigned, small magnitudes small: 0, -1, 1, -2 -> 0, 1, 2, 3."""
+    return n << 1 if n >= 0 else (-n << 1) - 1
+
+
+def unzigzag(u: int) -> int:
+    """The inverse of `zigzag`."""
+    return (u >> 1) ^ -(u & 1)
+
+
+def put_svarint(out: bytearray, n: int) -> None:
+    """Append a signed 64-bit integer as a zigzag varint; ValueError beyond 64 bits."""
+    if not -(2**63) <= n < 2**63:
+        raise ValueError(f"integer out of range for a 64-bit varint: {n}")
+    put_uvarint(out, zigzag(n))
+
+
+def decimals(value: float) -> int | None:
+    """Decimal places that represent `value` exactly (its shortest repr) as a scaled integer
+    below 2**53, or None when only the float itself is exact (NaN, inf, -0.0, 1e-20, ...)."""
+    if not math.isfinite(value) or (value == 0 and math.copysign(1.0, value) < 0):
+        return None
+    text = repr(value)
+    if "e" in text or "E" in text:
+        return 0 if value.is_integer() and abs(value) < MAX_EXACT else None
+    places = len(text.partition(".")[2].rstrip("0"))
+    if places > MAX_DECIMALS or abs(value) * 10**places >= MAX_EXACT:
+        return None
+    return places
+
+
+def tick_ms(batch: Sequence[StoredReading]) -> int:
+    """The largest step dividing every timestamp's distance to the first (1 if all are equal)."""
+    t0, tick = batch[0][1], 0
+    for _, ts, *_rest in batch:
+        tick = math.gcd(tick, ts - t0)
+    return tick or 1
