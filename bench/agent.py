@@ -45,8 +45,14 @@ def deployed_env(pycache: Path) -> dict[str, str]:
     env.update({k: unit[k] for k in UNIT_ENV_KEYS if k in unit})
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    warm = subprocess.run([sys.executable, "-c", WARM_UP],
-                          env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    warm = subprocess.run(
+        [sys.executable, "-c", WARM_UP],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if warm.returncode != 0:
         raise BenchError(f"compiling the agent's bytecode failed:\n{warm.stderr[-2000:]}")
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # measured runs only read what was compiled
@@ -93,15 +99,21 @@ def config_toml(settings: AgentSettings, data_dir: Path) -> str:
         f"synchronous = {_q(s.synchronous)}",
     ]
     for i, port in enumerate(s.ports):
-        lines += ["", "[[sources]]", 'type = "serial"', f'name = "pm-{i}"',
-                  f"port = {_q(port)}", 'driver = "sds011"']
+        lines += [
+            "",
+            "[[sources]]",
+            'type = "serial"',
+            f'name = "pm-{i}"',
+            f"port = {_q(port)}",
+            'driver = "sds011"',
+        ]
     return "\n".join(lines) + "\n"
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (all threads), from /proc/PID/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
@@ -123,8 +135,14 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 class Agent:
-    def __init__(self, children: Children, pinning: Pinning, workdir: Path,
-                 settings: AgentSettings, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        children: Children,
+        pinning: Pinning,
+        workdir: Path,
+        settings: AgentSettings,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.config_path = workdir / "citygw.toml"
@@ -148,8 +166,9 @@ class Agent:
 
     def start(self) -> None:
         self.started_s = time.monotonic()
-        self.child = self._children.start("agent", self._pinning.agent(self.argv),
-                                          log_path=self.log_path, env=self._env)
+        self.child = self._children.start(
+            "agent", self._pinning.agent(self.argv), log_path=self.log_path, env=self._env
+        )
 
     def check_alive(self) -> None:
         if self.child is None or not self.child.running:
@@ -181,8 +200,14 @@ class Agent:
             return None
         return result
 
-    def wait_status(self, what: str, ready: Any, timeout_s: float, interval_s: float = 0.05,
-                    allow_drops: bool = False) -> dict[str, Any]:
+    def wait_status(
+        self,
+        what: str,
+        ready: Any,
+        timeout_s: float,
+        interval_s: float = 0.05,
+        allow_drops: bool = False,
+    ) -> dict[str, Any]:
         """Polls the status until `ready(status)` holds; fails if the agent exits, cannot write
         its buffer, or (unless allowed) drops readings."""
         end = time.monotonic() + timeout_s
@@ -197,8 +222,10 @@ class Agent:
                     return status
             if time.monotonic() > end:
                 shown = json.dumps(last, indent=1)[:3000] if last else "no status answer"
-                raise BenchError(f"agent: {what} not reached in {timeout_s:.0f} s; last status:"
-                                 f"\n{shown}{self.child.log_tail() if self.child else ''}")
+                raise BenchError(
+                    f"agent: {what} not reached in {timeout_s:.0f} s; last status:"
+                    f"\n{shown}{self.child.log_tail() if self.child else ''}"
+                )
             time.sleep(interval_s)
 
 

@@ -27,7 +27,8 @@ SYS_PUBLISH_BYTES_RECEIVED = "$SYS/broker/publish/bytes/received"
 def mosquitto_binary() -> str:
     found = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)),
-        None)
+        None,
+    )
     if found is None:
         raise BenchError("mosquitto not installed (Debian package 'mosquitto'; try 'make deps')")
     return found
@@ -105,9 +106,11 @@ class SysCounters:
     def __init__(self, broker: Broker) -> None:
         self._lock = threading.Condition()
         self._values: dict[str, int] = {}
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"bench-sys-{uuid.uuid4().hex[:8]}",
-                                   protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-sys-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.connect(HOST, broker.port, keepalive=600)
@@ -121,8 +124,9 @@ class SysCounters:
             self._values[msg.topic] = int(msg.payload)
             self._lock.notify_all()
 
-    def fresh(self, topics: list[str], settle_s: float = 2.5,
-              timeout_s: float = 10.0) -> dict[str, int]:
+    def fresh(
+        self, topics: list[str], settle_s: float = 2.5, timeout_s: float = 10.0
+    ) -> dict[str, int]:
         """The counters as they include every byte received before this call. Mosquitto
         publishes a $SYS value every sys_interval (1 s) when it changed, retained; so wait
         a little over two intervals and take the latest value of each."""
@@ -132,8 +136,10 @@ class SysCounters:
             while any(topic not in self._values for topic in topics):
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise BenchError(f"no $SYS value from the broker in {timeout_s:.0f} s "
-                                     f"(wanted {topics}; is sys_interval set?)")
+                    raise BenchError(
+                        f"no $SYS value from the broker in {timeout_s:.0f} s "
+                        f"(wanted {topics}; is sys_interval set?)"
+                    )
                 self._lock.wait(left)
             return {topic: self._values[topic] for topic in topics}
 

@@ -95,8 +95,10 @@ def main() -> None:
     encrypted = [v for v in USABLE if "bindkey" in v]
     for name, make in (("drivers.bthome", _ours), ("bthome-ble", _library)):
         try:
-            runs = [(label, make(vs), len(vs)) for label, vs in (("plain", plain),
-                                                                 ("encrypted", encrypted))]
+            runs = [
+                (label, make(vs), len(vs))
+                for label, vs in (("plain", plain), ("encrypted", encrypted))
+            ]
         except ImportError as error:
             print(f"{name}: not installed ({error})")
             continue

@@ -54,14 +54,19 @@ def _field_double(number: int, value: float) -> bytes:
     return varint(number << 3 | 1) + struct.pack("<d", value)
 
 
-def sparkplug_payload(timestamp_ms: int, seq: int,
-                      metrics: Sequence[tuple[int, int, float]]) -> bytes:
+def sparkplug_payload(
+    timestamp_ms: int, seq: int, metrics: Sequence[tuple[int, int, float]]
+) -> bytes:
     """Payload{timestamp=1, metrics=2, seq=3}; Metric{alias=2, timestamp=3, datatype=4,
     double_value=13} for (alias, ts_ms, value)."""
     out = bytearray(_field_varint(1, timestamp_ms))
     for alias, ts_ms, value in metrics:
-        metric = (_field_varint(2, alias) + _field_varint(3, ts_ms)
-                  + _field_varint(4, SPARKPLUG_DOUBLE) + _field_double(13, value))
+        metric = (
+            _field_varint(2, alias)
+            + _field_varint(3, ts_ms)
+            + _field_varint(4, SPARKPLUG_DOUBLE)
+            + _field_double(13, value)
+        )
         out += _field_bytes(2, metric)
     out += _field_varint(3, seq % 256)
     return bytes(out)
@@ -72,7 +77,8 @@ def thingsboard_json(batch: Sequence[StoredReading], series: dict[int, Series]) 
     devices: dict[str, list[dict[str, object]]] = {}
     for (source, ts_ms), rows in groupby(batch, key=lambda r: (series[r[2]].source, r[1])):
         devices.setdefault(source, []).append(
-            {"ts": ts_ms, "values": {series[r[2]].quantity: r[3] for r in rows}})
+            {"ts": ts_ms, "values": {series[r[2]].quantity: r[3] for r in rows}}
+        )
     return json.dumps(devices, separators=(",", ":")).encode()
 
 
@@ -95,24 +101,35 @@ class Encoded:
         return self.bytes / self.readings
 
 
-def encode_all(batches: Sequence[Sequence[StoredReading]], series: dict[int, Series], *,
-               gateway_id: str = "gw-0001", prefix: str = "citygw/v1") -> list[Encoded]:
+def encode_all(
+    batches: Sequence[Sequence[StoredReading]],
+    series: dict[int, Series],
+    *,
+    gateway_id: str = "gw-0001",
+    prefix: str = "citygw/v1",
+) -> list[Encoded]:
     """Every encoding of the same batches (one batch = what one flush sends)."""
     readings = sum(len(b) for b in batches)
     data_topic = wire.topic(prefix, gateway_id, wire.TOPIC_DATA)
     epoch = 1_234_567_890
-    totals = {"citygw wire v1": 0, "citygw wire v2": 0, "ThingsBoard gateway JSON": 0,
-              "Sparkplug B (aliases)": 0}
+    totals = {
+        "citygw wire v1": 0,
+        "citygw wire v2": 0,
+        "ThingsBoard gateway JSON": 0,
+        "Sparkplug B (aliases)": 0,
+    }
     messages = dict.fromkeys(totals, 0)
     for n, batch in enumerate(batches):
-        for name, payload in (("citygw wire v1", v1.encode_data(gateway_id, epoch, batch,
-                                                                  series.__getitem__)),
-                              ("citygw wire v2", wire2.encode_data(epoch, batch))):
+        for name, payload in (
+            ("citygw wire v1", v1.encode_data(gateway_id, epoch, batch, series.__getitem__)),
+            ("citygw wire v2", wire2.encode_data(epoch, batch)),
+        ):
             totals[name] += publish_packet_bytes(data_topic, len(payload))
             messages[name] += 1
         payload = thingsboard_json(batch, series)
-        totals["ThingsBoard gateway JSON"] += publish_packet_bytes("v1/gateway/telemetry",
-                                                                   len(payload))
+        totals["ThingsBoard gateway JSON"] += publish_packet_bytes(
+            "v1/gateway/telemetry", len(payload)
+        )
         messages["ThingsBoard gateway JSON"] += 1
         for source, rows in _by_device(batch, series):
             payload = sparkplug_payload(rows[-1][1], n, [(r[2], r[1], r[3]) for r in rows])
@@ -122,8 +139,9 @@ def encode_all(batches: Sequence[Sequence[StoredReading]], series: dict[int, Ser
     return [Encoded(name, messages[name], totals[name], readings) for name in totals]
 
 
-def _by_device(batch: Sequence[StoredReading], series: dict[int, Series]
-               ) -> Iterator[tuple[str, list[StoredReading]]]:
+def _by_device(
+    batch: Sequence[StoredReading], series: dict[int, Series]
+) -> Iterator[tuple[str, list[StoredReading]]]:
     devices: dict[str, list[StoredReading]] = {}
     for r in batch:
         devices.setdefault(series[r[2]].source, []).append(r)

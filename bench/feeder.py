@@ -76,8 +76,9 @@ def wait_attached(fds: list[int], timeout_s: float) -> None:
     while not all(seen.values()):
         if time.monotonic() > end:
             missing = [fd for fd, n in seen.items() if not n]
-            raise TimeoutError(f"agent did not open {len(missing)} of {len(fds)} ports "
-                               f"within {timeout_s:.0f} s")
+            raise TimeoutError(
+                f"agent did not open {len(missing)} of {len(fds)} ports within {timeout_s:.0f} s"
+            )
         for fd in fds:
             if host_attached(fd):
                 seen[fd] += drain(fd)
@@ -101,8 +102,9 @@ def write_all(fds: list[int], frames_per_fd: list[int], rate: float = 0.0) -> in
         allowed = dict(total)
         if rate > 0:  # each port's share of what the schedule allows by now, in whole frames
             due = (time.monotonic() - start) * bytes_per_s
-            allowed = {fd: min(total[fd], int(due * total[fd] / all_bytes) // FRAME * FRAME)
-                       for fd in fds}
+            allowed = {
+                fd: min(total[fd], int(due * total[fd] / all_bytes) // FRAME * FRAME) for fd in fds
+            }
         active = [fd for fd in fds if done[fd] < allowed[fd]]
         if not active:
             time.sleep(0.002)
@@ -126,8 +128,12 @@ def main() -> int:
     parser.add_argument("links", nargs="+", help="symlink paths for the ptys")
     parser.add_argument("--readings", type=int, default=0, help="bulk: readings in all")
     parser.add_argument("--mode", choices=["bulk", "first-frame"], default="bulk")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="bulk: offered load in readings/s (0: as fast as the ptys drain)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="bulk: offered load in readings/s (0: as fast as the ptys drain)",
+    )
     parser.add_argument("--attach-timeout", type=float, default=60.0)
     args = parser.parse_args()
 
@@ -143,19 +149,23 @@ def main() -> int:
     if args.mode == "first-frame":
         for i, fd in enumerate(fds):
             os.write(fd, frames_for(0xA160 + i, 1, 0))
-        say("written", t=time.monotonic(), frames=len(fds),
-            readings=len(fds) * READINGS_PER_FRAME)
+        say("written", t=time.monotonic(), frames=len(fds), readings=len(fds) * READINGS_PER_FRAME)
     else:
         frames = args.readings // READINGS_PER_FRAME
-        share = [frames // len(fds) + (1 if i < frames % len(fds) else 0)
-                 for i in range(len(fds))]
+        share = [frames // len(fds) + (1 if i < frames % len(fds) else 0) for i in range(len(fds))]
         if sys.stdin.readline().strip() != "go":
             return 0
         start = time.monotonic()
         say("start", t=start)
         written = write_all(fds, share, args.rate)
-        say("written", t=time.monotonic(), bytes=written, frames=sum(share),
-            readings=sum(share) * READINGS_PER_FRAME, per_port_frames=share)
+        say(
+            "written",
+            t=time.monotonic(),
+            bytes=written,
+            frames=sum(share),
+            readings=sum(share) * READINGS_PER_FRAME,
+            per_port_frames=share,
+        )
 
     # Keep the sensors plugged in until the bench is done with the agent.
     while sys.stdin.readline():

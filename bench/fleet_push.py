@@ -43,21 +43,27 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _push_round(url: str, private: Any, count: int, document: dict[str, Any],
-                      version: int) -> dict[str, Any]:
+async def _push_round(
+    url: str, private: Any, count: int, document: dict[str, Any], version: int
+) -> dict[str, Any]:
     payload = sign_config(private, document, version=version, target={"group": GROUP})
-    options = HubOptions(url=url, topic_prefix=PREFIX, client_id=f"bench-push-{version}",
-                         persistent=False)
+    options = HubOptions(
+        url=url, topic_prefix=PREFIX, client_id=f"bench-push-{version}", persistent=False
+    )
     started = time.monotonic()
-    outcome = await push(options, payload, target={"group": GROUP}, timeout_s=300,
-                         expect=count)
+    outcome = await push(options, payload, target={"group": GROUP}, timeout_s=300, expect=count)
     wall_s = time.monotonic() - started
     times = [a.after_s for a in outcome.answers.values()]
     results = sorted({a.result for a in outcome.answers.values()})
-    return {"gateways": len(outcome.answers), "results": results,
-            "converged_s": round(max(times), 3), "p50_s": round(statistics.median(times), 3),
-            "p95_s": round(_percentile(times, 0.95), 3), "cli_wall_s": round(wall_s, 3),
-            "payload_bytes": len(payload)}
+    return {
+        "gateways": len(outcome.answers),
+        "results": results,
+        "converged_s": round(max(times), 3),
+        "p50_s": round(statistics.median(times), 3),
+        "p95_s": round(_percentile(times, 0.95), 3),
+        "cli_wall_s": round(wall_s, 3),
+        "payload_bytes": len(payload),
+    }
 
 
 def run(count: int) -> dict[str, Any]:
@@ -70,52 +76,101 @@ def run(count: int) -> dict[str, Any]:
         broker.start()
         started = time.monotonic()
         fleet = subprocess.Popen(
-            [sys.executable, "-m", "gateway.devtools.sim_fleet", "--count", str(count), "--url",
-             broker.url, "--topic-prefix", PREFIX, "--data-root", str(work / "fleet"),
-             "--trusted-key", str(public_path), "--group", GROUP],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT,
-            env=python_env())
+            [
+                sys.executable,
+                "-m",
+                "gateway.devtools.sim_fleet",
+                "--count",
+                str(count),
+                "--url",
+                broker.url,
+                "--topic-prefix",
+                PREFIX,
+                "--data-root",
+                str(work / "fleet"),
+                "--trusted-key",
+                str(public_path),
+                "--group",
+                GROUP,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO_ROOT,
+            env=python_env(),
+        )
         try:
             assert fleet.stdout is not None
             line = fleet.stdout.readline()
             if "connected" not in line:
                 raise RuntimeError(f"fleet did not come up: {line!r}")
             boot_s = time.monotonic() - started
-            hub = {"url": broker.url, "topic_prefix": PREFIX, "metrics_interval_s": 3600,
-                   "reconnect_min_s": 0.2, "reconnect_max_s": 5}
+            hub = {
+                "url": broker.url,
+                "topic_prefix": PREFIX,
+                "metrics_interval_s": 3600,
+                "reconnect_min_s": 0.2,
+                "reconnect_max_s": 5,
+            }
             rounds = {
-                "hub change (every uplink reconnects)": asyncio.run(_push_round(
-                    broker.url, private, count, {"hub": {**hub, "flush_interval_s": 10},
-                                                 "gateway": {"log_level": "warning"}}, 1)),
-                "log level only (nothing restarts)": asyncio.run(_push_round(
-                    broker.url, private, count, {"hub": {**hub, "flush_interval_s": 10},
-                                                 "gateway": {"log_level": "error"}}, 2)),
+                "hub change (every uplink reconnects)": asyncio.run(
+                    _push_round(
+                        broker.url,
+                        private,
+                        count,
+                        {
+                            "hub": {**hub, "flush_interval_s": 10},
+                            "gateway": {"log_level": "warning"},
+                        },
+                        1,
+                    )
+                ),
+                "log level only (nothing restarts)": asyncio.run(
+                    _push_round(
+                        broker.url,
+                        private,
+                        count,
+                        {"hub": {**hub, "flush_interval_s": 10}, "gateway": {"log_level": "error"}},
+                        2,
+                    )
+                ),
             }
         finally:
             fleet.terminate()
             fleet.wait(timeout=60)
-    return {"gateways": count, "fleet_boot_s": round(boot_s, 2), "rounds": rounds,
-            "machine": f"{platform.machine()}, {platform.python_version()}"}
+    return {
+        "gateways": count,
+        "fleet_boot_s": round(boot_s, 2),
+        "rounds": rounds,
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+    }
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [BEGIN, "",
-             f"`.venv/bin/python bench/fleet_push.py --count {result['gateways']}` "
-             f"({result['gateways']} simulated gateways in one process, one Mosquitto, "
-             f"{result['machine']}; fleet up in {result['fleet_boot_s']} s)", "",
-             "| push | gateways applied | converged (all) | p50 | p95 | payload |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        f"`.venv/bin/python bench/fleet_push.py --count {result['gateways']}` "
+        f"({result['gateways']} simulated gateways in one process, one Mosquitto, "
+        f"{result['machine']}; fleet up in {result['fleet_boot_s']} s)",
+        "",
+        "| push | gateways applied | converged (all) | p50 | p95 | payload |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in result["rounds"].items():
-        lines.append(f"| {name} | {r['gateways']} ({', '.join(r['results'])}) | "
-                     f"{r['converged_s']} s | {r['p50_s']} s | {r['p95_s']} s | "
-                     f"{r['payload_bytes']} B |")
+        lines.append(
+            f"| {name} | {r['gateways']} ({', '.join(r['results'])}) | "
+            f"{r['converged_s']} s | {r['p50_s']} s | {r['p95_s']} s | "
+            f"{r['payload_bytes']} B |"
+        )
     lines += ["", END]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -126,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         text = path.read_text()
         block = render(result)
         if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END) :]
         else:
             text += "\n## Fleet push (remote config, issue 5)\n\n" + block + "\n"
         path.write_text(text)

@@ -41,8 +41,11 @@ def latency_figures(latencies_ms: list[float]) -> dict[str, float | None]:
     def rank(p: float) -> float:
         return round(ordered[max(0, math.ceil(p * len(ordered)) - 1)], 1)
 
-    return {"latency_ms_p50": rank(0.50), "latency_ms_p99": rank(0.99),
-            "latency_ms_max": round(ordered[-1], 1)}
+    return {
+        "latency_ms_p50": rank(0.50),
+        "latency_ms_p99": rank(0.99),
+        "latency_ms_max": round(ordered[-1], 1),
+    }
 
 
 class Counter:
@@ -87,11 +90,16 @@ class Counter:
             client.disconnect()
 
     def figures(self) -> dict[str, Any]:
-        return {"t": self.last_t, "first_t": self.first_t, "readings": self.readings,
-                "messages": self.messages, "duplicate_messages": self.duplicate_messages,
-                "payload_bytes": self.payload_bytes,
-                "puback_messages": self.messages + self.duplicate_messages,
-                **latency_figures(self.latencies_ms)}
+        return {
+            "t": self.last_t,
+            "first_t": self.first_t,
+            "readings": self.readings,
+            "messages": self.messages,
+            "duplicate_messages": self.duplicate_messages,
+            "payload_bytes": self.payload_bytes,
+            "puback_messages": self.messages + self.duplicate_messages,
+            **latency_figures(self.latencies_ms),
+        }
 
     def answer_reports(self) -> None:
         """On "report" from stdin: what arrived so far (for runs where the agent dropped some
@@ -110,20 +118,25 @@ def main() -> int:
     args = parser.parse_args()
 
     counter = Counter(args.readings)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-hub-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-hub-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.on_message = counter.on_message
 
-    def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: Any,
-                   properties: object) -> None:
+    def on_connect(
+        c: mqtt.Client, userdata: object, flags: object, reason: Any, properties: object
+    ) -> None:
         if reason.is_failure:
             say("error", message=f"connect refused: {reason}")
             c.disconnect()
             return
         c.subscribe(args.topic_filter, options=SubscribeOptions(qos=1))
 
-    def on_subscribe(c: mqtt.Client, userdata: object, mid: int, reasons: Any,
-                     properties: object) -> None:
+    def on_subscribe(
+        c: mqtt.Client, userdata: object, mid: int, reasons: Any, properties: object
+    ) -> None:
         say("ready")
 
     client.on_connect = on_connect

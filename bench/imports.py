@@ -20,9 +20,14 @@ STEPS: list[tuple[str, list[str]]] = [
     ("pyserial", ["serial"]),
     ("gateway.config (its schema checker)", ["gateway.config"]),
     ("msgpack", ["msgpack"]),
-    ("aiomqtt + paho-mqtt (via gateway.uplinks.mqtt: urllib.request deferred)", ["gateway.uplinks.mqtt"]),
-    ("drivers: the registry and the SDS011 codec (the others load when a config names them)",
-     ["drivers", "drivers.sds011"]),
+    (
+        "aiomqtt + paho-mqtt (via gateway.uplinks.mqtt: urllib.request deferred)",
+        ["gateway.uplinks.mqtt"],
+    ),
+    (
+        "drivers: the registry and the SDS011 codec (the others load when a config names them)",
+        ["drivers", "drivers.sds011"],
+    ),
     ("rest of gateway (agent, cli)", ["gateway.agent", "gateway.cli"]),
 ]
 
@@ -41,8 +46,15 @@ def main() -> None:
         for module in modules:
             importlib.import_module(module)
         now = rss_kb()
-        steps.append({"step": name, "rss_kb": now, "delta_kb": now - previous,
-                      "anon_kb": rss_kb("RssAnon"), "file_kb": rss_kb("RssFile")})
+        steps.append(
+            {
+                "step": name,
+                "rss_kb": now,
+                "delta_kb": now - previous,
+                "anon_kb": rss_kb("RssAnon"),
+                "file_kb": rss_kb("RssFile"),
+            }
+        )
         previous = now
     print(json.dumps({"steps": steps}), flush=True)
 

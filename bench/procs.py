@@ -44,8 +44,9 @@ class Deadline:
         """min(seconds, what is left); raises BenchError once the budget is spent."""
         left = self.remaining()
         if left <= 0:
-            raise BenchError(f"time budget of {self.seconds:.0f} s spent while {what} "
-                             "(raise it with --timeout)")
+            raise BenchError(
+                f"time budget of {self.seconds:.0f} s spent while {what} (raise it with --timeout)"
+            )
         return min(seconds, left)
 
 
@@ -78,8 +79,10 @@ class Pinning:
     def describe(self) -> str:
         if not self.active:
             return "not pinned (taskset missing or fewer than 2 cores)"
-        return (f"agent on core {self.agent_core}, Mosquitto and bench helpers on core "
-                f"{self.other_core} (taskset)")
+        return (
+            f"agent on core {self.agent_core}, Mosquitto and bench helpers on core "
+            f"{self.other_core} (taskset)"
+        )
 
 
 def python_env() -> dict[str, str]:
@@ -98,8 +101,9 @@ class Child:
         self.started_s = time.monotonic()
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         if proc.stdout is not None:
-            threading.Thread(target=self._read, args=(proc.stdout,), daemon=True,
-                             name=f"bench-{name}-stdout").start()
+            threading.Thread(
+                target=self._read, args=(proc.stdout,), daemon=True, name=f"bench-{name}-stdout"
+            ).start()
 
     @property
     def pid(self) -> int:
@@ -134,8 +138,10 @@ class Child:
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise BenchError(f"{self.name}: no {' or '.join(wanted)!r} within "
-                                 f"{timeout_s:.0f} s{self.log_tail()}")
+                raise BenchError(
+                    f"{self.name}: no {' or '.join(wanted)!r} within "
+                    f"{timeout_s:.0f} s{self.log_tail()}"
+                )
             try:
                 message = self._lines.get(timeout=min(left, 0.5))
             except queue.Empty:
@@ -143,8 +149,10 @@ class Child:
             if message is None:
                 self._lines.put(None)
                 self.proc.wait()
-                raise BenchError(f"{self.name} exited ({self.proc.returncode}) before "
-                                 f"{' or '.join(wanted)!r}{self.log_tail()}")
+                raise BenchError(
+                    f"{self.name} exited ({self.proc.returncode}) before "
+                    f"{' or '.join(wanted)!r}{self.log_tail()}"
+                )
             if message.get("event") == "error":
                 raise BenchError(f"{self.name}: {message.get('message')}{self.log_tail()}")
             if message.get("event") in wanted:
@@ -181,16 +189,26 @@ class Children:
         atexit.register(self.close)
 
     def start(
-        self, name: str, argv: list[str], *, log_path: Path | None = None, lines: bool = False,
-        stdin: bool = False, env: dict[str, str] | None = None, cwd: Path | None = None,
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        log_path: Path | None = None,
+        lines: bool = False,
+        stdin: bool = False,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> Child:
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd or REPO_ROOT, env=env or python_env(),
+                argv,
+                cwd=cwd or REPO_ROOT,
+                env=env or python_env(),
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if lines else log,
-                stderr=log, start_new_session=True,
+                stderr=log,
+                start_new_session=True,
             )
         finally:
             if log_path:
@@ -238,8 +256,10 @@ class Children:
             try:
                 child.proc.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"bench: {child.name} (pid {child.pid}) ignored SIGTERM; killing",
-                      file=sys.stderr)
+                print(
+                    f"bench: {child.name} (pid {child.pid}) ignored SIGTERM; killing",
+                    file=sys.stderr,
+                )
         for child in self._children:
             self.stop(child, sig=signal.SIGKILL, grace_s=5.0)
         self._children.clear()

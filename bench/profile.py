@@ -34,9 +34,14 @@ class Spot:
     caller: str = ""  # the most frequent calling function (own-time spots only)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"function": self.function, "file": self.file, "line": self.line,
-                "percent": round(self.percent, 1), "thread": self.thread,
-                "caller": self.caller}
+        return {
+            "function": self.function,
+            "file": self.file,
+            "line": self.line,
+            "percent": round(self.percent, 1),
+            "thread": self.thread,
+            "caller": self.caller,
+        }
 
 
 def _parse_frame(text: str) -> tuple[str, str, int]:
@@ -96,7 +101,7 @@ def hot_spots(raw: str, top: int = 10) -> dict[str, Any]:
             caller, caller_file, caller_line = _parse_frame(frames[-2])
             callers.setdefault(key, Counter())[f"{caller} ({caller_file}:{caller_line})"] += count
         seen = set()
-        for frame in frames[_below_dispatch(frames):]:
+        for frame in frames[_below_dispatch(frames) :]:
             f, fl, _ = _parse_frame(frame)
             if (f, fl) not in seen:
                 seen.add((f, fl))
@@ -107,13 +112,22 @@ def hot_spots(raw: str, top: int = 10) -> dict[str, Any]:
     def spot(key: tuple[str, str, str], count: int, lines: Counter[int] | None) -> Spot:
         line = lines.most_common(1)[0][0] if lines else 0
         caller = callers.get(key)
-        return Spot(key[0], key[1], line, 100.0 * count / total, key[2],
-                    caller.most_common(1)[0][0] if caller else "")
+        return Spot(
+            key[0],
+            key[1],
+            line,
+            100.0 * count / total,
+            key[2],
+            caller.most_common(1)[0][0] if caller else "",
+        )
 
     # The project's functions below the event loop's or the executor's dispatch (not the entry
     # chain cli.main -> agent.run), without the executor lambdas that only forward a call.
-    ours = [(k, c) for k, c in inclusive.most_common()
-            if k[1].startswith(("gateway/", "drivers/")) and not k[0].endswith("<lambda>")]
+    ours = [
+        (k, c)
+        for k, c in inclusive.most_common()
+        if k[1].startswith(("gateway/", "drivers/")) and not k[0].endswith("<lambda>")
+    ]
     return {
         "samples": total,
         "threads": {t: round(100.0 * c / total, 1) for t, c in per_thread.most_common()},
@@ -135,11 +149,25 @@ class Profiler:
 
     def start(self, pid: int, max_duration_s: int) -> None:
         assert self.binary is not None
-        argv = [self.binary, "record", "--pid", str(pid), "--rate", str(self.rate),
-                "--nonblocking", "--threads", "--format", "raw", "--duration",
-                str(max_duration_s), "-o", str(self.out)]
-        self.child = self._children.start("py-spy", self._pinning.other(argv),
-                                          log_path=self.out.with_suffix(".log"))
+        argv = [
+            self.binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(self.rate),
+            "--nonblocking",
+            "--threads",
+            "--format",
+            "raw",
+            "--duration",
+            str(max_duration_s),
+            "-o",
+            str(self.out),
+        ]
+        self.child = self._children.start(
+            "py-spy", self._pinning.other(argv), log_path=self.out.with_suffix(".log")
+        )
 
     def stop(self) -> str:
         if self.child is None:

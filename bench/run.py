@@ -103,16 +103,31 @@ class Bench:
 
     def start_feeder(self, name: str, links: list[Path], *extra: str) -> Child:
         feeder = self.children.start(
-            f"feeder-{name}", self.py("-m", "bench.feeder", *map(str, links), *extra),
-            log_path=self.tmp / f"feeder-{name}.log", lines=True, stdin=True)
+            f"feeder-{name}",
+            self.py("-m", "bench.feeder", *map(str, links), *extra),
+            log_path=self.tmp / f"feeder-{name}.log",
+            lines=True,
+            stdin=True,
+        )
         feeder.expect("ptys", self.deadline.cap(15, "creating ptys"))
         return feeder
 
     def start_hub(self, name: str, broker: Broker, prefix: str, readings: int) -> Child:
         hub = self.children.start(
-            f"hub-{name}", self.py("-m", "bench.hub", HOST, str(broker.port),
-                                   f"{prefix}/+/data", "--readings", str(readings)),
-            log_path=self.tmp / f"hub-{name}.log", lines=True, stdin=True)
+            f"hub-{name}",
+            self.py(
+                "-m",
+                "bench.hub",
+                HOST,
+                str(broker.port),
+                f"{prefix}/+/data",
+                "--readings",
+                str(readings),
+            ),
+            log_path=self.tmp / f"hub-{name}.log",
+            lines=True,
+            stdin=True,
+        )
         hub.expect("ready", self.deadline.cap(15, "subscribing the hub"))
         return hub
 
@@ -135,8 +150,9 @@ def _db_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.glob("buffer.db*") if p.is_file())
 
 
-def _wait_delivery(bench: Bench, feeder: Child, hub: Child, agent: Agent, readings: int,
-                   stall_s: float = 30.0) -> tuple[dict[str, Any], dict[str, Any]]:
+def _wait_delivery(
+    bench: Bench, feeder: Child, hub: Child, agent: Agent, readings: int, stall_s: float = 30.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Until every reading is at the hub, or (when the agent dropped some) until the feed is
     written and the agent's buffer is empty. Returns (hub figures, feeder's "written")."""
     last_out, last_change = -1, time.monotonic()
@@ -159,13 +175,18 @@ def _wait_delivery(bench: Bench, feeder: Child, hub: Child, agent: Agent, readin
             out = int(uplink["readings_out"])
             if out != last_out:
                 last_out, last_change = out, time.monotonic()
-            if (written is not None and buffer["depth"] == 0
-                    and out + int(buffer["dropped"]) >= readings):
+            if (
+                written is not None
+                and buffer["depth"] == 0
+                and out + int(buffer["dropped"]) >= readings
+            ):
                 return _hub_report(bench, hub, out), written
         if time.monotonic() - last_change > stall_s:
-            raise BenchError(f"no progress for {stall_s:.0f} s: the hub has not got all "
-                             f"{readings} readings; agent status: {json.dumps(status)[:2000]}"
-                             f"{agent.child.log_tail() if agent.child else ''}")
+            raise BenchError(
+                f"no progress for {stall_s:.0f} s: the hub has not got all "
+                f"{readings} readings; agent status: {json.dumps(status)[:2000]}"
+                f"{agent.child.log_tail() if agent.child else ''}"
+            )
         time.sleep(bench.deadline.cap(0.25, f"delivering {readings} readings"))
 
 
@@ -178,8 +199,11 @@ def _hub_report(bench: Bench, hub: Child, acknowledged: int) -> dict[str, Any]:
         except OSError:  # it just got every reading, said "done" and exited
             return hub.expect("done", bench.deadline.cap(10, "hub report"))
         report = hub.expect(("report", "done"), bench.deadline.cap(10, "hub report"))
-        if (report["event"] == "done" or report["readings"] >= acknowledged
-                or time.monotonic() > end):
+        if (
+            report["event"] == "done"
+            or report["readings"] >= acknowledged
+            or time.monotonic() > end
+        ):
             return report
         time.sleep(0.1)
 
@@ -187,8 +211,9 @@ def _hub_report(bench: Bench, hub: Child, acknowledged: int) -> dict[str, Any]:
 # --- 1, 2, 4, 5: throughput, CPU, disk writes, wire bytes ---------------------------------
 
 
-def run_throughput(bench: Bench, readings: int, rate: float = 0.0, max_trials: int = 6,
-                   refine: int = 2) -> dict[str, Any]:
+def run_throughput(
+    bench: Bench, readings: int, rate: float = 0.0, max_trials: int = 6, refine: int = 2
+) -> dict[str, Any]:
     """The highest offered load the agent carries without losing a reading.
 
     First as fast as the ptys drain (what a writer "as fast as the agent takes them" gives);
@@ -204,8 +229,10 @@ def run_throughput(bench: Bench, readings: int, rate: float = 0.0, max_trials: i
     while len(trials) < max_trials:
         trial = run_trial(bench, readings, rate)
         trials.append(trial)
-        log(f"  trial: offered {offered(rate)}: {fmt(trial['readings_per_s'])} readings/s "
-            f"delivered, {fmt(trial['dropped'])} dropped")
+        log(
+            f"  trial: offered {offered(rate)}: {fmt(trial['readings_per_s'])} readings/s "
+            f"delivered, {fmt(trial['dropped'])} dropped"
+        )
         if trial["dropped"] == 0:
             if lossless is None or rate > lossless["offered_rate"]:
                 lossless = trial
@@ -215,8 +242,15 @@ def run_throughput(bench: Bench, readings: int, rate: float = 0.0, max_trials: i
             bound = trial["readings_per_s"] if rate == 0 else rate
             lossy = bound if lossy is None else min(lossy, bound)
         if lossless is None:  # step down below what it delivered
-            rate = round(0.9 * trial["readings_per_s"] if rate == 0
-                         else min(0.85 * rate, 0.9 * trial["readings_per_s"]), -3) or 1000.0
+            rate = (
+                round(
+                    0.9 * trial["readings_per_s"]
+                    if rate == 0
+                    else min(0.85 * rate, 0.9 * trial["readings_per_s"]),
+                    -3,
+                )
+                or 1000.0
+            )
             continue
         assert lossy is not None
         rate = round((lossless["offered_rate"] + lossy) / 2, -3)
@@ -224,13 +258,27 @@ def run_throughput(bench: Bench, readings: int, rate: float = 0.0, max_trials: i
             break
         refined += 1
     if lossless is None:
-        raise BenchError(f"the agent dropped readings in all {len(trials)} throughput trials: "
-                         + "; ".join(f"offered {offered(t['offered_rate'])}: "
-                                     f"{t['dropped']} dropped" for t in trials))
+        raise BenchError(
+            f"the agent dropped readings in all {len(trials)} throughput trials: "
+            + "; ".join(
+                f"offered {offered(t['offered_rate'])}: {t['dropped']} dropped" for t in trials
+            )
+        )
     result = dict(lossless)
-    result["trials"] = [{k: t[k] for k in ("offered_rate", "readings_per_s", "dropped",
-                                           "delivered", "seconds", "cpu_us_per_reading")}
-                        for t in trials]
+    result["trials"] = [
+        {
+            k: t[k]
+            for k in (
+                "offered_rate",
+                "readings_per_s",
+                "dropped",
+                "delivered",
+                "seconds",
+                "cpu_us_per_reading",
+            )
+        }
+        for t in trials
+    ]
     overload = trials[0] if trials[0]["dropped"] else None
     if overload is not None:
         result["overload"] = {
@@ -261,44 +309,82 @@ class _Measured:
     peak_rss_kb: int
 
 
-def run_trial(bench: Bench, readings: int, rate: float, *, profile: bool = False,
-              sources: int | None = None, flush_interval_s: float = 1.0,
-              label: str = "throughput", synchronous: str = "full",
-              commit_interval_ms: int = 250) -> dict[str, Any]:
+def run_trial(
+    bench: Bench,
+    readings: int,
+    rate: float,
+    *,
+    profile: bool = False,
+    sources: int | None = None,
+    flush_interval_s: float = 1.0,
+    label: str = "throughput",
+    synchronous: str = "full",
+    commit_interval_ms: int = 250,
+) -> dict[str, Any]:
     """N readings from `sources` ptys through the agent to Mosquitto at an offered load."""
     bench.runs += 1
     name = f"{'profile' if profile else label}{bench.runs}"
     sources = sources or bench.sources
-    log(f"{name}: {readings:,} readings from {sources} SDS011 port(s), offered "
-        f"{offered(rate)}" + (", py-spy attached" if profile else ""))
+    log(
+        f"{name}: {readings:,} readings from {sources} SDS011 port(s), offered "
+        f"{offered(rate)}" + (", py-spy attached" if profile else "")
+    )
     with bench.children.scope():
         broker = Broker(bench.children, bench.pinning, bench.tmp / f"{name}-broker")
         broker.start()
         counters = SysCounters(broker)
         try:
-            measured = _measure(bench, name, broker, counters, readings, rate, profile,
-                                sources, flush_interval_s, synchronous, commit_interval_ms)
+            measured = _measure(
+                bench,
+                name,
+                broker,
+                counters,
+                readings,
+                rate,
+                profile,
+                sources,
+                flush_interval_s,
+                synchronous,
+                commit_interval_ms,
+            )
         finally:
             counters.close()
     return _figures(readings, rate, sources, measured)
 
 
-def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
-             readings: int, rate: float, profile: bool, sources: int,
-             flush_interval_s: float, synchronous: str,
-             commit_interval_ms: int = 250) -> _Measured:
+def _measure(
+    bench: Bench,
+    name: str,
+    broker: Broker,
+    counters: SysCounters,
+    readings: int,
+    rate: float,
+    profile: bool,
+    sources: int,
+    flush_interval_s: float,
+    synchronous: str,
+    commit_interval_ms: int = 250,
+) -> _Measured:
     prefix = _prefix()
     links = bench.links(name, sources)
     feeder = bench.start_feeder(name, links, "--readings", str(readings), "--rate", str(rate))
     hub = bench.start_hub(name, broker, prefix, readings)
-    settings = AgentSettings(hub_url=broker.url, topic_prefix=prefix,
-                             ports=[str(p) for p in links], flush_interval_s=flush_interval_s,
-                             synchronous=synchronous, commit_interval_ms=commit_interval_ms)
+    settings = AgentSettings(
+        hub_url=broker.url,
+        topic_prefix=prefix,
+        ports=[str(p) for p in links],
+        flush_interval_s=flush_interval_s,
+        synchronous=synchronous,
+        commit_interval_ms=commit_interval_ms,
+    )
     agent = bench.agent(name, settings)
     agent.start()
     feeder.expect("attached", bench.deadline.cap(60, "waiting for the agent to open ports"))
-    agent.wait_status("uplink connected", lambda s: s["uplink"]["connected"],
-                      bench.deadline.cap(30, "connecting the agent"))
+    agent.wait_status(
+        "uplink connected",
+        lambda s: s["uplink"]["connected"],
+        bench.deadline.cap(30, "connecting the agent"),
+    )
     time.sleep(0.5)  # let the start-up settle (birth message, first empty flush)
 
     sys_topics = [SYS_BYTES_RECEIVED, SYS_PUBLISH_BYTES_RECEIVED]
@@ -313,25 +399,42 @@ def _measure(bench: Bench, name: str, broker: Broker, counters: SysCounters,
 
     feeder.send("go")
     start_t = float(feeder.expect("start", bench.deadline.cap(10, "starting the feed"))["t"])
-    done, written = _wait_delivery(bench, feeder, hub, agent, readings,
-                                   stall_s=max(30.0, 2 * flush_interval_s))
+    done, written = _wait_delivery(
+        bench, feeder, hub, agent, readings, stall_s=max(30.0, 2 * flush_interval_s)
+    )
     end_t = float(done["t"])
     raw_profile = profiler.stop() if profiler else ""
     final = agent.wait_status(
         "buffer drained",
-        lambda s: s["buffer"]["depth"] == 0
-        and s["uplink"]["readings_out"] + s["buffer"]["dropped"] >= readings,
-        bench.deadline.cap(30, "draining the buffer"), interval_s=0.02, allow_drops=True)
+        lambda s: (
+            s["buffer"]["depth"] == 0
+            and s["uplink"]["readings_out"] + s["buffer"]["dropped"] >= readings
+        ),
+        bench.deadline.cap(30, "draining the buffer"),
+        interval_s=0.02,
+        allow_drops=True,
+    )
     cpu1 = cpu_seconds(agent.pid)
     io1 = io_counters(agent.pid)
     after = counters.fresh(sys_topics)
     db_after = _db_bytes(agent.data_dir)
     peak_rss_kb = memory_kb(agent.pid)["VmHWM"]
-    return _Measured(start_t, end_t, done, written, final, cpu1 - cpu0, io0, io1,
-                     after[SYS_BYTES_RECEIVED] - before[SYS_BYTES_RECEIVED],
-                     after[SYS_PUBLISH_BYTES_RECEIVED] - before[SYS_PUBLISH_BYTES_RECEIVED],
-                     db_after, raw_profile if profile else None, flush_interval_s,
-                     peak_rss_kb)
+    return _Measured(
+        start_t,
+        end_t,
+        done,
+        written,
+        final,
+        cpu1 - cpu0,
+        io0,
+        io1,
+        after[SYS_BYTES_RECEIVED] - before[SYS_BYTES_RECEIVED],
+        after[SYS_PUBLISH_BYTES_RECEIVED] - before[SYS_PUBLISH_BYTES_RECEIVED],
+        db_after,
+        raw_profile if profile else None,
+        flush_interval_s,
+        peak_rss_kb,
+    )
 
 
 def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str, Any]:
@@ -377,8 +480,12 @@ def _figures(readings: int, rate: float, sources: int, m: _Measured) -> dict[str
     return result
 
 
-REAL_RATE_VARIANTS = [("full", 250, 10.0), ("normal", 1000, 10.0),
-                      ("normal", 15_000, 10.0), ("full", 300_000, 300.0)]
+REAL_RATE_VARIANTS = [
+    ("full", 250, 10.0),
+    ("normal", 1000, 10.0),
+    ("normal", 15_000, 10.0),
+    ("full", 300_000, 300.0),
+]
 """(synchronous, commit_interval_ms, flush_interval_s) of the real-rate runs: the bench's
 setting, the default commit interval without fsync per commit, a commit every 15 s, and the
 least SD-card wear: a commit (and a flush) every 5 minutes (docs/operations.md, SD-card wear;
@@ -391,17 +498,28 @@ that many intervals, the run would end just after a flush and add a commit of a 
 that costs as many pages as a whole one."""
 
 
-def run_real_rate(bench: Bench, seconds: int, synchronous: str = "full",
-                  commit_interval_ms: int = 250,
-                  flush_interval_s: float = 10.0) -> dict[str, Any]:
+def run_real_rate(
+    bench: Bench,
+    seconds: int,
+    synchronous: str = "full",
+    commit_interval_ms: int = 250,
+    flush_interval_s: float = 10.0,
+) -> dict[str, Any]:
     """One SDS011 at its real rate (1 frame, 2 readings, per second), the other settings as in
     the throughput run: disk and wire bytes per reading as a streetlight gateway would see
     them (with a 250 ms commit interval each commit carries 2 readings)."""
     if flush_interval_s > seconds:
         seconds = round(REAL_RATE_FLUSHES * flush_interval_s) - 10
-    result = run_trial(bench, 2 * seconds, 2.0, sources=1, flush_interval_s=flush_interval_s,
-                       label=f"real-rate-{synchronous}-{commit_interval_ms}",
-                       synchronous=synchronous, commit_interval_ms=commit_interval_ms)
+    result = run_trial(
+        bench,
+        2 * seconds,
+        2.0,
+        sources=1,
+        flush_interval_s=flush_interval_s,
+        label=f"real-rate-{synchronous}-{commit_interval_ms}",
+        synchronous=synchronous,
+        commit_interval_ms=commit_interval_ms,
+    )
     result["synchronous"] = synchronous
     result["commit_interval_ms"] = commit_interval_ms
     result["disk_bytes_per_day"] = round(result["disk_write_bytes"] / result["seconds"] * 86400)
@@ -430,9 +548,14 @@ def _mb(kib: int) -> float:
 def import_breakdown(bench: Bench) -> list[dict[str, Any]]:
     """VmRSS of a fresh interpreter after each group of the agent's imports."""
     env = bench.agent_env or deployed_env(bench.tmp / "pycache")
-    out = subprocess.run(bench.py("-m", "bench.imports"), capture_output=True, text=True,
-                         cwd=REPO_ROOT, env=env,
-                         timeout=bench.deadline.cap(60, "measuring imports"))
+    out = subprocess.run(
+        bench.py("-m", "bench.imports"),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=bench.deadline.cap(60, "measuring imports"),
+    )
     if out.returncode != 0:
         raise BenchError(f"bench.imports failed:\n{out.stderr[-2000:]}")
     steps: list[dict[str, Any]] = json.loads(out.stdout)["steps"]
@@ -445,11 +568,13 @@ def _memory_once(bench: Bench, readings: int, rate: float) -> dict[str, Any] | N
     log(f"{name}: {readings:,} readings into the buffer at {offered(rate)}, hub unreachable")
     links = bench.links(name, bench.sources)
     with bench.children.scope():
-        feeder = bench.start_feeder(name, links, "--readings", str(readings),
-                                    "--rate", str(rate))
-        settings = AgentSettings(hub_url=f"mqtt://{HOST}:{closed_port()}", topic_prefix=_prefix(),
-                                 ports=[str(p) for p in links],
-                                 max_readings=max(2_000_000, 2 * readings))
+        feeder = bench.start_feeder(name, links, "--readings", str(readings), "--rate", str(rate))
+        settings = AgentSettings(
+            hub_url=f"mqtt://{HOST}:{closed_port()}",
+            topic_prefix=_prefix(),
+            ports=[str(p) for p in links],
+            max_readings=max(2_000_000, 2 * readings),
+        )
         agent = bench.agent(name, settings)
         agent.start()
         feeder.expect("attached", bench.deadline.cap(60, "waiting for the agent to open ports"))
@@ -462,7 +587,9 @@ def _memory_once(bench: Bench, readings: int, rate: float) -> dict[str, Any] | N
             f"{readings:,} readings buffered",
             lambda s: s["buffer"]["committed"] + s["buffer"]["dropped"] >= readings,
             bench.deadline.cap(max(120.0, readings / 5000), f"buffering {readings} readings"),
-            interval_s=0.1, allow_drops=True)
+            interval_s=0.1,
+            allow_drops=True,
+        )
         filled_t = time.monotonic()
         full = memory_kb(agent.pid)
     if status["buffer"]["dropped"]:
@@ -505,9 +632,13 @@ def run_cold_start(bench: Bench, runs: int) -> dict[str, Any]:
             links = bench.links(name, 1)
             feeder = bench.start_feeder(name, links, "--mode", "first-frame")
             hub = bench.start_hub(name, broker, prefix, 1)
-            settings = AgentSettings(hub_url=broker.url, topic_prefix=prefix,
-                                     ports=[str(p) for p in links], flush_interval_s=0.05,
-                                     commit_interval_ms=10)
+            settings = AgentSettings(
+                hub_url=broker.url,
+                topic_prefix=prefix,
+                ports=[str(p) for p in links],
+                flush_interval_s=0.05,
+                commit_interval_ms=10,
+            )
             agent = bench.agent(name, settings)
             agent.start()
             attached = feeder.expect("attached", bench.deadline.cap(60, "cold start: port open"))
@@ -530,8 +661,9 @@ def run_cold_start(bench: Bench, runs: int) -> dict[str, Any]:
 # --- 5b: wire bytes for one sensor and a 30 s flush, computed with the real encoder -----------
 
 
-def sds011_batches(ports: int, per_message: int, messages: int, *, frame_period_ms: int,
-                   frames_per_ts: int = 1) -> tuple[list[list[StoredReading]], dict[int, Series]]:
+def sds011_batches(
+    ports: int, per_message: int, messages: int, *, frame_period_ms: int, frames_per_ts: int = 1
+) -> tuple[list[list[StoredReading]], dict[int, Series]]:
     """What the agent stores for `ports` SDS011s: per frame PM2.5 and PM10 (0.1 resolution,
     a random walk), `per_message` readings per flush. At full rate one timestamp covers a
     whole read of many frames (`frames_per_ts`)."""
@@ -553,8 +685,7 @@ def sds011_batches(ports: int, per_message: int, messages: int, *, frame_period_
             readings.append((seq + 1, ts, 2 * port + 2, round(pm10, 1), 0))
             seq += 2
         frame += 1
-    batches = [readings[i:i + per_message] for i in range(0, per_message * messages,
-                                                           per_message)]
+    batches = [readings[i : i + per_message] for i in range(0, per_message * messages, per_message)]
     return batches, series
 
 
@@ -563,19 +694,33 @@ def encodings(tp: dict[str, Any] | None) -> list[dict[str, Any]]:
     SDS011 with a 30 s flush, and the throughput run's shape (4 ports at full rate)."""
     per_full = round(tp["delivered"] / max(tp["messages"], 1)) if tp else 3000
     cases = [
-        ("one SDS011, flush_interval_s = 30 (60 readings/message)",
-         sds011_batches(1, 60, 20, frame_period_ms=1000)),
-        (f"4 SDS011 ports at full rate ({fmt(per_full)} readings/message)",
-         sds011_batches(4, per_full, 5, frame_period_ms=4, frames_per_ts=100)),
+        (
+            "one SDS011, flush_interval_s = 30 (60 readings/message)",
+            sds011_batches(1, 60, 20, frame_period_ms=1000),
+        ),
+        (
+            f"4 SDS011 ports at full rate ({fmt(per_full)} readings/message)",
+            sds011_batches(4, per_full, 5, frame_period_ms=4, frames_per_ts=100),
+        ),
     ]
     out = []
     for name, (batches, series) in cases:
         encoded = encode_all(batches, series)
         ours = encoded[0].bytes_per_reading
-        out.append({"case": name, "encodings": [
-            {"name": e.name, "messages": e.messages, "bytes_per_reading":
-             round(e.bytes_per_reading, 2), "ratio_to_v1": round(e.bytes_per_reading / ours, 2)}
-            for e in encoded]})
+        out.append(
+            {
+                "case": name,
+                "encodings": [
+                    {
+                        "name": e.name,
+                        "messages": e.messages,
+                        "bytes_per_reading": round(e.bytes_per_reading, 2),
+                        "ratio_to_v1": round(e.bytes_per_reading / ours, 2),
+                    }
+                    for e in encoded
+                ],
+            }
+        )
     return out
 
 
@@ -617,47 +762,103 @@ def _tb_config(workdir: Path, port: int) -> Path:
     config.mkdir(parents=True, exist_ok=True)
     gateway = {
         "thingsboard": {
-            "host": HOST, "port": port, "remoteShell": False, "remoteConfiguration": False,
+            "host": HOST,
+            "port": port,
+            "remoteShell": False,
+            "remoteConfiguration": False,
             "statistics": {"enable": False, "statsSendPeriodInSeconds": 3600},
-            "deviceFiltering": {"enable": False}, "maxPayloadSizeBytes": 8196,
-            "minPackSendDelayMS": 50, "minPackSizeToSend": 500,
-            "checkConnectorsConfigurationInSeconds": 3600, "handleDeviceRenaming": False,
-            "security": {"type": "accessToken", "accessToken": "bench"}, "qos": 1,
+            "deviceFiltering": {"enable": False},
+            "maxPayloadSizeBytes": 8196,
+            "minPackSendDelayMS": 50,
+            "minPackSizeToSend": 500,
+            "checkConnectorsConfigurationInSeconds": 3600,
+            "handleDeviceRenaming": False,
+            "security": {"type": "accessToken", "accessToken": "bench"},
+            "qos": 1,
             "reportStrategy": {"type": "ON_RECEIVED"},
-            "checkingDeviceActivity": {"checkDeviceInactivity": False}},
-        "storage": {"type": "memory", "read_records_count": 100,
-                    "max_records_count": 10 * TB_READINGS},
+            "checkingDeviceActivity": {"checkDeviceInactivity": False},
+        },
+        "storage": {
+            "type": "memory",
+            "read_records_count": 100,
+            "max_records_count": 10 * TB_READINGS,
+        },
         "grpc": {"enabled": False},
         "connectors": [{"type": "mqtt", "name": "MQTT in", "configuration": "mqtt.json"}],
     }
-    timeseries = [{"type": "double", "key": key, "value": "${" + key + "}"}
-                  for key in ("pm2_5_ugm3", "pm10_ugm3")]
+    timeseries = [
+        {"type": "double", "key": key, "value": "${" + key + "}"}
+        for key in ("pm2_5_ugm3", "pm10_ugm3")
+    ]
     connector = {
-        "broker": {"host": HOST, "port": port, "clientId": "tb-gateway-in", "version": 5,
-                   "maxMessageNumberPerWorker": 10, "maxNumberOfWorkers": 100,
-                   "cleanSession": True, "cleanStart": True, "sessionExpiryInterval": 0,
-                   "security": {"type": "anonymous"}},
-        "mapping": [{"topicFilter": "sensor/+/data", "subscriptionQos": 1, "converter": {
-            "type": "json", "deviceInfo": {
-                "deviceNameExpressionSource": "topic",
-                "deviceNameExpression": "(?<=sensor/)(.*?)(?=/data)",
-                "deviceProfileExpressionSource": "constant", "deviceProfileExpression": "default"},
-            "sendDataOnlyOnChange": False, "timeout": 60000, "attributes": [],
-            "timeseries": timeseries}}],
+        "broker": {
+            "host": HOST,
+            "port": port,
+            "clientId": "tb-gateway-in",
+            "version": 5,
+            "maxMessageNumberPerWorker": 10,
+            "maxNumberOfWorkers": 100,
+            "cleanSession": True,
+            "cleanStart": True,
+            "sessionExpiryInterval": 0,
+            "security": {"type": "anonymous"},
+        },
+        "mapping": [
+            {
+                "topicFilter": "sensor/+/data",
+                "subscriptionQos": 1,
+                "converter": {
+                    "type": "json",
+                    "deviceInfo": {
+                        "deviceNameExpressionSource": "topic",
+                        "deviceNameExpression": "(?<=sensor/)(.*?)(?=/data)",
+                        "deviceProfileExpressionSource": "constant",
+                        "deviceProfileExpression": "default",
+                    },
+                    "sendDataOnlyOnChange": False,
+                    "timeout": 60000,
+                    "attributes": [],
+                    "timeseries": timeseries,
+                },
+            }
+        ],
     }
     handler = {"class": "logging.StreamHandler", "level": "WARNING", "stream": "ext://sys.stdout"}
-    logs = {"version": 1, "disable_existing_loggers": False,
-            "handlers": {name: handler for name in (
-                "consoleHandler", "databaseHandler", "serviceHandler", "connectorHandler",
-                "converterHandler", "tb_connectionHandler", "storageHandler",
-                "extensionHandler")},
-            "loggers": {name: {"handlers": ["consoleHandler"], "level": "WARNING",
-                               "propagate": False}
-                        for name in ("database", "service", "connector", "converter",
-                                     "tb_connection", "storage", "extension")},
-            "root": {"level": "WARNING", "handlers": ["consoleHandler"]}}
-    for name, document in (("tb_gateway.json", gateway), ("mqtt.json", connector),
-                           ("logs.json", logs)):
+    logs = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            name: handler
+            for name in (
+                "consoleHandler",
+                "databaseHandler",
+                "serviceHandler",
+                "connectorHandler",
+                "converterHandler",
+                "tb_connectionHandler",
+                "storageHandler",
+                "extensionHandler",
+            )
+        },
+        "loggers": {
+            name: {"handlers": ["consoleHandler"], "level": "WARNING", "propagate": False}
+            for name in (
+                "database",
+                "service",
+                "connector",
+                "converter",
+                "tb_connection",
+                "storage",
+                "extension",
+            )
+        },
+        "root": {"level": "WARNING", "handlers": ["consoleHandler"]},
+    }
+    for name, document in (
+        ("tb_gateway.json", gateway),
+        ("mqtt.json", connector),
+        ("logs.json", logs),
+    ):
         (config / name).write_text(json.dumps(document, indent=1))
     return config
 
@@ -668,8 +869,10 @@ def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
     plays ThingsBoard (bench/tb_peer.py answers the one RPC the gateway waits for)."""
     binary = TB_VENV / "bin" / "thingsboard-gateway"
     if not binary.exists():
-        return {"skipped": f"{binary} is missing: `make bench` installs it (thingsboard-gateway "
-                "from PyPI into bench/.tb-venv)"}
+        return {
+            "skipped": f"{binary} is missing: `make bench` installs it (thingsboard-gateway "
+            "from PyPI into bench/.tb-venv)"
+        }
     log(f"thingsboard gateway: {readings:,} readings through its MQTT-in connector")
     workdir = bench.tmp / "thingsboard"
     with bench.children.scope():
@@ -677,15 +880,22 @@ def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
         broker.start()
         config = _tb_config(workdir, broker.port)
         peer = bench.children.start(
-            "tb-peer", bench.py("-m", "bench.tb_peer", HOST, str(broker.port),
-                                "--readings", str(readings)),
-            log_path=workdir / "tb-peer.log", lines=True, stdin=True)
+            "tb-peer",
+            bench.py("-m", "bench.tb_peer", HOST, str(broker.port), "--readings", str(readings)),
+            log_path=workdir / "tb-peer.log",
+            lines=True,
+            stdin=True,
+        )
         peer.expect("ready", bench.deadline.cap(15, "fake ThingsBoard subscribing"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["TB_GW_CONFIG_DIR"] = str(config)
         gateway = bench.children.start(
-            "thingsboard-gateway", bench.pinning.agent([str(binary)]),
-            log_path=workdir / "thingsboard-gateway.log", env=env, cwd=workdir)
+            "thingsboard-gateway",
+            bench.pinning.agent([str(binary)]),
+            log_path=workdir / "thingsboard-gateway.log",
+            env=env,
+            cwd=workdir,
+        )
         started = time.monotonic()
         peer.expect("limits", bench.deadline.cap(60, "ThingsBoard gateway asking its limits"))
         time.sleep(3.0)  # its MQTT connector subscribes after the session limits
@@ -694,8 +904,10 @@ def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
         peer.send("go")
         start_t = float(peer.expect("start", bench.deadline.cap(10, "starting the feed"))["t"])
         try:
-            done = peer.expect("done", bench.deadline.cap(max(30.0, readings / 200),
-                                                          "ThingsBoard gateway forwarding"))
+            done = peer.expect(
+                "done",
+                bench.deadline.cap(max(30.0, readings / 200), "ThingsBoard gateway forwarding"),
+            )
         except BenchError:
             peer.send("report")
             done = peer.expect("report", bench.deadline.cap(10, "peer report"))
@@ -705,16 +917,20 @@ def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
     elapsed = float(done["t"] or start_t) - start_t
     messages = max(int(done["messages"]), 1)
     payload = int(done["payload_bytes"])
-    wire_bytes = payload + messages * (publish_packet_bytes(TELEMETRY, payload // messages)
-                                       - payload // messages)
+    wire_bytes = payload + messages * (
+        publish_packet_bytes(TELEMETRY, payload // messages) - payload // messages
+    )
     return {
-        "readings": readings, "delivered": delivered,
+        "readings": readings,
+        "delivered": delivered,
         "readings_per_s": round(delivered / elapsed) if elapsed > 0 else 0,
         "seconds": round(elapsed, 2),
         "cpu_us_per_reading": round((cpu1 - cpu0) / max(delivered, 1) * 1e6, 1),
-        "peak_rss_mb": _mb(memory["VmHWM"]), "rss_mb": _mb(memory["VmRSS"]),
+        "peak_rss_mb": _mb(memory["VmHWM"]),
+        "rss_mb": _mb(memory["VmRSS"]),
         "pss_mb": _mb(memory.get("Pss", 0)),
-        "messages": messages, "wire_bytes_per_reading": round(wire_bytes / max(delivered, 1), 2),
+        "messages": messages,
+        "wire_bytes_per_reading": round(wire_bytes / max(delivered, 1), 2),
         "startup_s": round(startup_s, 1),
     }
 
@@ -723,37 +939,66 @@ def run_thingsboard(bench: Bench, readings: int) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_READINGS:,} readings instead of {FULL_READINGS:,}; 1 cold start;"
-                   " does not write BENCHMARKS.md unless --write")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_READINGS:,} readings instead of {FULL_READINGS:,}; 1 cold start;"
+        " does not write BENCHMARKS.md unless --write",
+    )
     p.add_argument("--readings", type=int, help="readings for the throughput run")
-    p.add_argument("--memory-readings", type=int,
-                   help=f"readings buffered for the RSS figure (default {FULL_READINGS:,})")
-    p.add_argument("--rate", type=float, default=0.0,
-                   help="offered load of the first throughput trial, readings/s (0: as fast "
-                   "as the ptys drain)")
-    p.add_argument("--memory-rate", type=float,
-                   help="offered load for the RSS run (default: the lossless throughput rate)")
+    p.add_argument(
+        "--memory-readings",
+        type=int,
+        help=f"readings buffered for the RSS figure (default {FULL_READINGS:,})",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered load of the first throughput trial, readings/s (0: as fast "
+        "as the ptys drain)",
+    )
+    p.add_argument(
+        "--memory-rate",
+        type=float,
+        help="offered load for the RSS run (default: the lossless throughput rate)",
+    )
     p.add_argument("--sources", type=int, default=4, help="SDS011 ports fed in parallel")
     p.add_argument("--cold-runs", type=int, help="cold starts to take the median of (3)")
-    p.add_argument("--peer-readings", type=int,
-                   help=f"readings through ThingsBoard IoT Gateway ({TB_READINGS:,}; --quick "
-                   "10,000)")
-    p.add_argument("--only", action="append",
-                   choices=["throughput", "real-rate", "memory", "cold", "wire", "peer",
-                            "profile"],
-                   help="run only these parts (repeatable)")
-    p.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
-                   help="py-spy profile of a separate throughput run: auto = when a target "
-                   "is missed")
-    p.add_argument("--profile-readings", type=int,
-                   help="readings for the profiled trial (default: as for throughput)")
+    p.add_argument(
+        "--peer-readings",
+        type=int,
+        help=f"readings through ThingsBoard IoT Gateway ({TB_READINGS:,}; --quick 10,000)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=["throughput", "real-rate", "memory", "cold", "wire", "peer", "profile"],
+        help="run only these parts (repeatable)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="py-spy profile of a separate throughput run: auto = when a target is missed",
+    )
+    p.add_argument(
+        "--profile-readings",
+        type=int,
+        help="readings for the profiled trial (default: as for throughput)",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="whole run, seconds")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    p.add_argument("--write", dest="write", action="store_true", default=None,
-                   help="write BENCHMARKS.md (default for a full run)")
+    p.add_argument(
+        "--write",
+        dest="write",
+        action="store_true",
+        default=None,
+        help="write BENCHMARKS.md (default for a full run)",
+    )
     p.add_argument("--no-write", dest="write", action="store_false")
     p.add_argument("--output", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
@@ -762,8 +1007,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
-    parts = set(args.only or ["throughput", "real-rate", "memory", "cold", "wire", "peer",
-                              "profile"])
+    parts = set(
+        args.only or ["throughput", "real-rate", "memory", "cold", "wire", "peer", "profile"]
+    )
     readings = args.readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     mem_readings = args.memory_readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     cold_runs = args.cold_runs or (1 if args.quick else 3)
@@ -773,63 +1019,86 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     if "throughput" in parts:
         results["throughput"] = run_throughput(bench, readings, args.rate)
         tp = results["throughput"]
-        log(f"throughput: {fmt(tp['readings_per_s'])} readings/s, "
+        log(
+            f"throughput: {fmt(tp['readings_per_s'])} readings/s, "
             f"{tp['cpu_us_per_reading']:.1f} us CPU/reading, "
             f"{tp['disk_bytes_per_reading']:.1f} B disk/reading, "
-            f"{tp['wire_bytes_per_reading']:.2f} B wire/reading")
+            f"{tp['wire_bytes_per_reading']:.2f} B wire/reading"
+        )
     if "real-rate" in parts:
         results["real_rate"] = run_real_rate(bench, 10 if args.quick else 30)
         rr = results["real_rate"]
-        log(f"real rate: {rr['disk_bytes_per_reading']:.0f} B disk/reading, "
-            f"{rr['wire_bytes_per_reading']:.2f} B wire/reading")
+        log(
+            f"real rate: {rr['disk_bytes_per_reading']:.0f} B disk/reading, "
+            f"{rr['wire_bytes_per_reading']:.2f} B wire/reading"
+        )
         results["real_rate_variants"] = []
         for synchronous, commit_ms, flush_s in REAL_RATE_VARIANTS[1:]:
             if args.quick and flush_s > 10:
                 continue
-            variant = run_real_rate(bench, 10 if args.quick else 30, synchronous, commit_ms,
-                                    flush_s)
+            variant = run_real_rate(
+                bench, 10 if args.quick else 30, synchronous, commit_ms, flush_s
+            )
             variant["least_wear"] = (synchronous, commit_ms, flush_s) == REAL_RATE_VARIANTS[-1]
             results["real_rate_variants"].append(variant)
-            log(f"real rate, synchronous = {synchronous}, commit_interval_ms = {commit_ms}, "
+            log(
+                f"real rate, synchronous = {synchronous}, commit_interval_ms = {commit_ms}, "
                 f"flush_interval_s = {flush_s:g}: "
-                f"{variant['disk_bytes_per_reading']:.0f} B disk/reading")
+                f"{variant['disk_bytes_per_reading']:.0f} B disk/reading"
+            )
     if "memory" in parts:
         tp = results.get("throughput")
-        mem_rate = args.memory_rate if args.memory_rate is not None else (
-            tp["offered_rate"] if tp else args.rate)
+        mem_rate = (
+            args.memory_rate
+            if args.memory_rate is not None
+            else (tp["offered_rate"] if tp else args.rate)
+        )
         results["memory"] = run_memory(bench, mem_readings, mem_rate)
         results["memory"]["imports"] = import_breakdown(bench)
         mem = results["memory"]
         log(f"memory: peak RSS {mem['peak_rss_mb']:.1f} MB, idle {mem['idle_rss_mb']:.1f} MB")
         if args.memory_rate is None:  # the same buffer filled at a sustained, paced rate
             paced = results["memory_paced"] = run_memory(bench, mem_readings, PACED_MEMORY_RATE)
-            log(f"memory at {fmt(PACED_MEMORY_RATE)} readings/s: peak RSS "
-                f"{paced['peak_rss_mb']:.1f} MB")
+            log(
+                f"memory at {fmt(PACED_MEMORY_RATE)} readings/s: peak RSS "
+                f"{paced['peak_rss_mb']:.1f} MB"
+            )
     if "wire" in parts:
         results["encodings"] = encodings(results.get("throughput"))
     if "peer" in parts:
         results["thingsboard"] = run_thingsboard(
-            bench, args.peer_readings or (10_000 if args.quick else TB_READINGS))
+            bench, args.peer_readings or (10_000 if args.quick else TB_READINGS)
+        )
         tb = results["thingsboard"]
-        log("thingsboard gateway: " + (tb["skipped"] if "skipped" in tb else
-            f"{fmt(tb['readings_per_s'])} readings/s, {tb['cpu_us_per_reading']} us CPU/reading"
-            f", peak RSS {tb['peak_rss_mb']} MB"))
+        log(
+            "thingsboard gateway: "
+            + (
+                tb["skipped"]
+                if "skipped" in tb
+                else f"{fmt(tb['readings_per_s'])} readings/s, {tb['cpu_us_per_reading']} us CPU/reading"
+                f", peak RSS {tb['peak_rss_mb']} MB"
+            )
+        )
     if "cold" in parts:
         results["cold_start"] = run_cold_start(bench, cold_runs)
         log(f"cold start: {results['cold_start']['first_publish_ms']} ms")
     met = verdicts(results)
     missed = any(flag is False for flag in met.values())
     want_profile = "profile" in parts and (
-        args.profile == "always" or (args.profile == "auto" and missed) or args.only)
+        args.profile == "always" or (args.profile == "auto" and missed) or args.only
+    )
     if want_profile and args.profile != "never":
         if py_spy_binary() is None:
-            bench.notes.append("A target is missed but py-spy is not installed, so there is no "
-                               "profile: `.venv/bin/pip install py-spy` and run again.")
+            bench.notes.append(
+                "A target is missed but py-spy is not installed, so there is no "
+                "profile: `.venv/bin/pip install py-spy` and run again."
+            )
         else:
             tp = results.get("throughput")
             rate = tp["offered_rate"] if tp else args.rate
-            results["profile"] = run_trial(bench, args.profile_readings or readings, rate,
-                                           profile=True)
+            results["profile"] = run_trial(
+                bench, args.profile_readings or readings, rate, profile=True
+            )
     return results
 
 
@@ -866,12 +1135,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"logs and configs kept in {tmp}")
 
-    command = "make bench" + (f" BENCH_ARGS={shlex.quote(' '.join(argv or sys.argv[1:]))}"
-                              if (argv or sys.argv[1:]) else "")
-    results = {"machine": machine(mosquitto_binary()), "command": command,
-               "command_line": shlex.join([".venv/bin/python", "bench/run.py",
-                                           *(argv or sys.argv[1:])]),
-               "pinning": pinning.describe(), **results, "notes": bench.notes}
+    command = "make bench" + (
+        f" BENCH_ARGS={shlex.quote(' '.join(argv or sys.argv[1:]))}"
+        if (argv or sys.argv[1:])
+        else ""
+    )
+    results = {
+        "machine": machine(mosquitto_binary()),
+        "command": command,
+        "command_line": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
+        "pinning": pinning.describe(),
+        **results,
+        "notes": bench.notes,
+    }
     write = args.write if args.write is not None else not (args.quick or args.only)
     if write:
         write_benchmarks(args.output, render_markdown(results))

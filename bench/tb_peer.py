@@ -36,11 +36,18 @@ RPC_REQUEST = "v1/devices/me/rpc/request/"
 RPC_RESPONSE = "v1/devices/me/rpc/response/"
 NO_LIMITS = "0:0,"
 SESSION_LIMITS = {
-    "maxPayloadSize": 65536, "maxInflightMessages": 100,
-    "rateLimits": {"messages": NO_LIMITS, "telemetryMessages": NO_LIMITS,
-                   "telemetryDataPoints": NO_LIMITS},
-    "gatewayRateLimits": {"messages": NO_LIMITS, "telemetryMessages": NO_LIMITS,
-                          "telemetryDataPoints": NO_LIMITS},
+    "maxPayloadSize": 65536,
+    "maxInflightMessages": 100,
+    "rateLimits": {
+        "messages": NO_LIMITS,
+        "telemetryMessages": NO_LIMITS,
+        "telemetryDataPoints": NO_LIMITS,
+    },
+    "gatewayRateLimits": {
+        "messages": NO_LIMITS,
+        "telemetryMessages": NO_LIMITS,
+        "telemetryDataPoints": NO_LIMITS,
+    },
 }
 
 
@@ -55,9 +62,13 @@ def frame_json(i: int) -> bytes:
     """Frame i of a port as the citygw feeder writes it (bench/feeder.py), as JSON, with the
     sensor's timestamp (one frame a second): without "ts" the gateway stamps the time of
     arrival in ms, and two frames of a device in one millisecond overwrite each other."""
-    return json.dumps({"ts": T0_MS + i * 1000,
-                       "pm2_5_ugm3": 5.0 + (i * 7 % DISTINCT_VALUES) / 10,
-                       "pm10_ugm3": 8.0 + (i * 13 % DISTINCT_VALUES) / 10}).encode()
+    return json.dumps(
+        {
+            "ts": T0_MS + i * 1000,
+            "pm2_5_ugm3": 5.0 + (i * 7 % DISTINCT_VALUES) / 10,
+            "pm10_ugm3": 8.0 + (i * 13 % DISTINCT_VALUES) / 10,
+        }
+    ).encode()
 
 
 class Peer:
@@ -75,16 +86,16 @@ class Peer:
         if msg.topic.startswith(RPC_REQUEST):
             request = json.loads(msg.payload)
             if request.get("method") == "getSessionLimits":
-                client.publish(RPC_RESPONSE + msg.topic.rsplit("/", 1)[1],
-                               json.dumps(SESSION_LIMITS), qos=1)
+                client.publish(
+                    RPC_RESPONSE + msg.topic.rsplit("/", 1)[1], json.dumps(SESSION_LIMITS), qos=1
+                )
                 say("limits")
             return
         if msg.topic != TELEMETRY:
             return
         now = time.monotonic()
         body = json.loads(msg.payload)
-        count = sum(len(entry.get("values", {})) for entries in body.values()
-                    for entry in entries)
+        count = sum(len(entry.get("values", {})) for entries in body.values() for entry in entries)
         with self.lock:
             self.first_t = self.first_t or now
             self.last_t = now
@@ -96,8 +107,13 @@ class Peer:
                 say("done", **self.figures())
 
     def figures(self) -> dict[str, Any]:
-        return {"t": self.last_t, "first_t": self.first_t, "readings": self.readings,
-                "messages": self.messages, "payload_bytes": self.payload_bytes}
+        return {
+            "t": self.last_t,
+            "first_t": self.first_t,
+            "readings": self.readings,
+            "messages": self.messages,
+            "payload_bytes": self.payload_bytes,
+        }
 
 
 def publish_workload(client: mqtt.Client, readings: int, ports: int) -> float:
@@ -123,16 +139,20 @@ def main() -> int:
     args = parser.parse_args()
 
     peer = Peer(args.readings)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=f"bench-tb-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        protocol=mqtt.MQTTv5,
+        client_id=f"bench-tb-{uuid.uuid4().hex[:8]}",
+    )
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(10_000)
     client.on_message = peer.on_message
     subscribed = threading.Event()
     client.on_subscribe = lambda *a: subscribed.set()
     client.connect(args.host, args.port, keepalive=600)
-    client.subscribe([(TELEMETRY, SubscribeOptions(qos=1)),
-                      (RPC_REQUEST + "+", SubscribeOptions(qos=1))])
+    client.subscribe(
+        [(TELEMETRY, SubscribeOptions(qos=1)), (RPC_REQUEST + "+", SubscribeOptions(qos=1))]
+    )
     client.loop_start()
     if not subscribed.wait(15):
         say("error", message="could not subscribe")
@@ -141,8 +161,9 @@ def main() -> int:
     for line in sys.stdin:
         command = line.strip()
         if command == "go":
-            threading.Thread(target=publish_workload, args=(client, args.readings, args.ports),
-                             daemon=True).start()
+            threading.Thread(
+                target=publish_workload, args=(client, args.readings, args.ports), daemon=True
+            ).start()
         elif command == "report":
             with peer.lock:
                 say("report", **peer.figures())

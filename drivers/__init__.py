@@ -143,6 +143,7 @@ def new_stream(name: str) -> StreamDecoderProtocol:
     factory = get_driver(name).new_stream
     if factory is None:
         known = ", ".join(sorted(serial_drivers()))
-        raise KeyError(f"driver {name!r} decodes BLE adverts, not a serial stream; "
-                       f"serial drivers: {known}")
+        raise KeyError(
+            f"driver {name!r} decodes BLE adverts, not a serial stream; serial drivers: {known}"
+        )
     return factory()

@@ -34,8 +34,10 @@ def scan(
     while True:
         i = buf.find(head, pos)
         if i < 0:  # keep a trailing part of the head: the rest may come next
-            keep = next((k for k in range(len(head) - 1, 0, -1)
-                         if n - pos >= k and buf.endswith(head[:k])), 0)
+            keep = next(
+                (k for k in range(len(head) - 1, 0, -1) if n - pos >= k and buf.endswith(head[:k])),
+                0,
+            )
             stats.skipped_bytes += n - pos - keep
             return frames, n - keep
         stats.skipped_bytes += i - pos

@@ -312,9 +312,12 @@ def encode_command(command: str, arg: object = None, *, node_id: int, seq: int) 
 def encode_report(report: Report) -> bytes:
     """The wire bytes of a report (for simulators and tests)."""
     body = {
-        "r": [[m.quantity, m.value, m.unit, *([s] if s else [])]
-              for m, s in zip(report.measurements,
-                              report.sensors or ("",) * len(report.measurements), strict=True)],
+        "r": [
+            [m.quantity, m.value, m.unit, *([s] if s else [])]
+            for m, s in zip(
+                report.measurements, report.sensors or ("",) * len(report.measurements), strict=True
+            )
+        ],
         "s": dict(report.status),
         "up_s": report.uptime_s,
         "iv_s": report.interval_s,

@@ -216,8 +216,8 @@ class StreamDecoder:
             return length if self._plausible(b, i) else framing.NOT_A_FRAME
 
         decode_at: Callable[[bytes, int], Frame] = (
-            _decode_command_at if self._commands
-            else lambda b, i: _decode_data_at(b, i, model))
+            _decode_command_at if self._commands else lambda b, i: _decode_data_at(b, i, model)
+        )
         frames, used = framing.scan(buf, HEAD, probe, decode_at, self.stats)
         self._buf = buf[used:]
         return frames

@@ -219,8 +219,9 @@ class StreamDecoder:
             kind = kinds.get(b[i + 1])
             return framing.NOT_A_FRAME if kind is None else kind.length
 
-        frames, used = framing.scan(buf, _HEAD_BYTES, probe,
-                                    lambda b, i: _decode_at(b, i, kinds[b[i + 1]]), self.stats)
+        frames, used = framing.scan(
+            buf, _HEAD_BYTES, probe, lambda b, i: _decode_at(b, i, kinds[b[i + 1]]), self.stats
+        )
         self._buf = buf[used:]
         return frames
 

@@ -32,7 +32,10 @@ class RateLimitedLog:
     """Logs a message per key at most once per interval and says how many were held back."""
 
     def __init__(
-        self, logger: logging.Logger, *, interval_s: float = 60.0,
+        self,
+        logger: logging.Logger,
+        *,
+        interval_s: float = 60.0,
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._logger = logger
@@ -41,8 +44,14 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def log(self, level: int, key: str, message: str, *args: object,
-            extra: dict[str, object] | None = None) -> bool:
+    def log(
+        self,
+        level: int,
+        key: str,
+        message: str,
+        *args: object,
+        extra: dict[str, object] | None = None,
+    ) -> bool:
         now = self._monotonic_s()
         last = self._last.get(key)
         if last is not None and now - last < self._interval_s:

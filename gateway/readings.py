@@ -69,8 +69,9 @@ class Columns:
     def __len__(self) -> int:
         return len(self.sid)
 
-    def add(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
-            flags: int = 0) -> None:
+    def add(
+        self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int = 0
+    ) -> None:
         """Readings of one source taken at one moment."""
         count = len(measurements)
         self.sid.extend(self.index.ids(source, measurements))
@@ -108,7 +109,8 @@ class Sink(Protocol):
     its input (a serial port) awaits `room()` after emitting, so a slow disk slows the reader
     instead of dropping readings it already took."""
 
-    def emit(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
-             flags: int) -> None: ...
+    def emit(
+        self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int
+    ) -> None: ...
 
     async def room(self) -> None: ...

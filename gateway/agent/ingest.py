@@ -51,8 +51,9 @@ class Ingest:
     def staged(self) -> int:
         return len(self._staged)
 
-    def emit(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
-             flags: int = 0) -> None:
+    def emit(
+        self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int = 0
+    ) -> None:
         """Called by sources on the event loop; never blocks. Drops (counted) only when the
         disk has been failing long enough for the staging area to fill."""
         staged = self._staged
@@ -61,8 +62,12 @@ class Ingest:
         if overflow > 0:
             staged.drop_first(overflow)
             self.dropped_staging += overflow
-            self._log.log(logging.ERROR, "staging", "buffer cannot keep up or disk failing: "
-                          "dropped %d readings from memory", overflow)
+            self._log.log(
+                logging.ERROR,
+                "staging",
+                "buffer cannot keep up or disk failing: dropped %d readings from memory",
+                overflow,
+            )
         if len(staged) >= self._commit_max:
             self._wake.set()
 
@@ -108,16 +113,26 @@ class Ingest:
             except BufferWriteError as error:
                 self.write_errors += 1
                 self._staged.put_back(batch)
-                self._log.log(logging.ERROR, "write", "%s; keeping %d readings in memory and "
-                              "retrying", error, len(self._staged))
+                self._log.log(
+                    logging.ERROR,
+                    "write",
+                    "%s; keeping %d readings in memory and retrying",
+                    error,
+                    len(self._staged),
+                )
                 return False
             if len(self._staged) < self._high_water:
                 self._room.set()
             self.accepted += result.accepted
             if result.dropped:
                 self.dropped_full += result.dropped
-                self._log.log(logging.WARNING, "full", "buffer full: dropped %d readings "
-                              "(policy %s)", result.dropped, self._buffer.sync.when_full)
+                self._log.log(
+                    logging.WARNING,
+                    "full",
+                    "buffer full: dropped %d readings (policy %s)",
+                    result.dropped,
+                    self._buffer.sync.when_full,
+                )
             if result.accepted:
                 self._on_committed(result.accepted)
         return True

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drive
 
 log = logging.getLogger(__name__)
 
+
 def _ble_source(config: BleSourceConfig, **kwargs: Any) -> BleSource:
     # Imported only when a BLE source is configured: its drivers, filter and scanner are
     # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
@@ -59,8 +60,11 @@ SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
 
 def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
     if isinstance(source.config, BleSourceConfig):
-        return {"type": "ble", "adapter": source.config.adapter,
-                "devices": len(source.config.devices)}
+        return {
+            "type": "ble",
+            "adapter": source.config.adapter,
+            "devices": len(source.config.devices),
+        }
     return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
@@ -100,7 +104,10 @@ class Agent:
     its config while it runs (`apply`): only the affected sources or the uplink restart."""
 
     def __init__(
-        self, config: Config, *, document: dict[str, Any] | None = None,
+        self,
+        config: Config,
+        *,
+        document: dict[str, Any] | None = None,
         ble_scanner_factory: ScannerFactory | None = None,
     ) -> None:
         self.local_config = config
@@ -118,19 +125,30 @@ class Agent:
         self._started_monotonic = time.monotonic()
         self._ble_scanner_factory = ble_scanner_factory
         buffer_cfg = config.buffer
-        self.buffer = AsyncBuffer(lambda: SqliteBuffer(
-            config.data_dir / "buffer.db", max_readings=buffer_cfg.max_readings,
-            when_full=buffer_cfg.when_full, synchronous=buffer_cfg.synchronous))
+        self.buffer = AsyncBuffer(
+            lambda: SqliteBuffer(
+                config.data_dir / "buffer.db",
+                max_readings=buffer_cfg.max_readings,
+                when_full=buffer_cfg.when_full,
+                synchronous=buffer_cfg.synchronous,
+            )
+        )
         if boot is not None and document is not None:
             self.remote = RemoteConfig(
-                local_document=document, local=self.local_config, boot=boot, applier=self,
-                publish_state=lambda payload: self.uplink.publish_config_state(payload))
+                local_document=document,
+                local=self.local_config,
+                boot=boot,
+                applier=self,
+                publish_state=lambda payload: self.uplink.publish_config_state(payload),
+            )
         self.uplink = self._make_uplink(config)
         self.ingest = Ingest(
-            self.buffer, commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
+            self.buffer,
+            commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
-            on_committed=lambda committed: self.uplink.notify(committed))
+            on_committed=lambda committed: self.uplink.notify(committed),
+        )
         self.clock = WallClock()
         self.sources = {s.name: self._make_source(s) for s in config.sources}
         self._group: asyncio.TaskGroup | None = None
@@ -139,15 +157,20 @@ class Agent:
         self._metrics_task: asyncio.Task[None] | None = None
 
     def _make_uplink(self, config: Config) -> Uplink:
-        return Uplink(config.hub, gateway_id=config.gateway.id, buffer=self.buffer,
-                      version=__version__, started_ms=self.started_ms,
-                      wire_format=config.hub.wire_format, config_channel=self.remote,
-                      before_flush=lambda: self.ingest.commit())
+        return Uplink(
+            config.hub,
+            gateway_id=config.gateway.id,
+            buffer=self.buffer,
+            version=__version__,
+            started_ms=self.started_ms,
+            wire_format=config.hub.wire_format,
+            config_channel=self.remote,
+            before_flush=lambda: self.ingest.commit(),
+        )
 
     def _make_source(self, config: SourceConfig) -> SerialSource | BleSource:
         if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
-            return _ble_source(config, clock=self.clock,
-                               scanner_factory=self._ble_scanner_factory)
+            return _ble_source(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
         return SOURCE_TYPES[type(config)](config, clock=self.clock)
 
     # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
@@ -180,7 +203,8 @@ class Agent:
         assert self._group is not None, "the agent is not running"
         self._source_tasks[source.name] = self._group.create_task(
             _supervise(f"source {source.name}", lambda: source.run(self.ingest)),
-            name=f"source-{source.name}")
+            name=f"source-{source.name}",
+        )
 
     async def _stop_source(self, name: str) -> None:
         task = self._source_tasks.pop(name, None)
@@ -191,11 +215,17 @@ class Agent:
 
     def _start_uplink(self) -> None:
         assert self._group is not None, "the agent is not running"
-        self._uplink_task = self._group.create_task(_supervise("uplink", self.uplink.run),
-                                                    name="uplink")
-        self._metrics_task = self._group.create_task(publish_metrics_every(
-            self.config.hub.metrics_interval_s, self.snapshot,
-            lambda metrics: self.uplink.publish_metrics(metrics)), name="metrics")
+        self._uplink_task = self._group.create_task(
+            _supervise("uplink", self.uplink.run), name="uplink"
+        )
+        self._metrics_task = self._group.create_task(
+            publish_metrics_every(
+                self.config.hub.metrics_interval_s,
+                self.snapshot,
+                lambda metrics: self.uplink.publish_metrics(metrics),
+            ),
+            name="metrics",
+        )
 
     async def _replace_uplink(self, old_config: Config) -> None:
         old = self.uplink
@@ -218,24 +248,34 @@ class Agent:
         rss, peak = rss_bytes()
         up = self.uplink.stats
         snap: dict[str, Any] = {
-            "gateway": self.config.gateway.id, "version": __version__,
+            "gateway": self.config.gateway.id,
+            "version": __version__,
             "uptime_s": round(time.monotonic() - self._started_monotonic, 1),
-            "rss_bytes": rss, "rss_peak_bytes": peak, "clock_synced": self.clock.is_synced(),
+            "rss_bytes": rss,
+            "rss_peak_bytes": peak,
+            "clock_synced": self.clock.is_synced(),
             "buffer": {
-                "depth": stats.depth + self.ingest.staged, "committed": stats.depth,
-                "staged": self.ingest.staged, "bytes": stats.bytes_on_disk,
-                "oldest_unsent_age_s": None if stats.oldest_ts_ms is None
+                "depth": stats.depth + self.ingest.staged,
+                "committed": stats.depth,
+                "staged": self.ingest.staged,
+                "bytes": stats.bytes_on_disk,
+                "oldest_unsent_age_s": None
+                if stats.oldest_ts_ms is None
                 else round((now_ms - stats.oldest_ts_ms) / 1000, 1),
                 "dropped": stats.dropped_total + self.ingest.dropped_staging,
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": {
-                "connected": up.connected, "reconnects": up.reconnects,
-                "messages_out": up.messages_out, "readings_out": up.readings_out,
-                "bytes_out": up.bytes_out, "last_error": up.last_error,
+                "connected": up.connected,
+                "reconnects": up.reconnects,
+                "messages_out": up.messages_out,
+                "readings_out": up.readings_out,
+                "bytes_out": up.bytes_out,
+                "last_error": up.last_error,
             },
-            "sources": {s.name: {**_source_info(s), **s.stats.as_dict()}
-                        for s in self.sources.values()},
+            "sources": {
+                s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
+            },
         }
         if self.remote is not None:
             snap["config_version"] = self.remote.version
@@ -246,10 +286,12 @@ class Agent:
         snap = await self.snapshot()
         buffer, uplink = snap["buffer"], snap["uplink"]
         age = buffer["oldest_unsent_age_s"]
-        return (f"{len(self.sources)} sources, uplink "
-                f"{'connected' if uplink['connected'] else 'disconnected'}, "
-                f"{buffer['depth']} readings waiting"
-                f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped")
+        return (
+            f"{len(self.sources)} sources, uplink "
+            f"{'connected' if uplink['connected'] else 'disconnected'}, "
+            f"{buffer['depth']} readings waiting"
+            f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped"
+        )
 
     # --- running -----------------------------------------------------------------------------
 
@@ -258,10 +300,14 @@ class Agent:
         with _data_dir_lock(config.data_dir):
             await self.buffer.open()
             stats = await self.buffer.stats()
-            log.info("citygw %s gateway %s: %d sources, %d readings waiting in the buffer%s",
-                     __version__, config.gateway.id, len(self.sources), stats.depth,
-                     "" if self.remote is None
-                     else f", remote config version {self.remote.version}")
+            log.info(
+                "citygw %s gateway %s: %d sources, %d readings waiting in the buffer%s",
+                __version__,
+                config.gateway.id,
+                len(self.sources),
+                stats.depth,
+                "" if self.remote is None else f", remote config version {self.remote.version}",
+            )
             try:
                 await self._run_components(stop)
             finally:
@@ -276,18 +322,30 @@ class Agent:
             ingest = group.create_task(self.ingest.run(), name="ingest")
             self._start_uplink()
             services = [
-                group.create_task(serve_status(status_socket_address(self.config.data_dir),
-                                               self.snapshot), name="status"),
+                group.create_task(
+                    serve_status(status_socket_address(self.config.data_dir), self.snapshot),
+                    name="status",
+                ),
             ]
             if self.remote is not None:
-                services.append(group.create_task(
-                    _supervise("remote config", self.remote.run), name="remote-config"))
+                services.append(
+                    group.create_task(
+                        _supervise("remote config", self.remote.run), name="remote-config"
+                    )
+                )
             watchdog_s = systemd.watchdog_interval_s()
             if watchdog_s is not None:
-                services.append(group.create_task(
-                    systemd.ping_watchdog_every(watchdog_s / 2), name="watchdog"))
-            services.append(group.create_task(systemd.report_status_every(
-                self.config.hub.metrics_interval_s, self.status_line), name="systemd-status"))
+                services.append(
+                    group.create_task(systemd.ping_watchdog_every(watchdog_s / 2), name="watchdog")
+                )
+            services.append(
+                group.create_task(
+                    systemd.report_status_every(
+                        self.config.hub.metrics_interval_s, self.status_line
+                    ),
+                    name="systemd-status",
+                )
+            )
             await asyncio.sleep(0)  # let the components start before saying so
             systemd.notify_ready()
             await stop.wait()

@@ -27,8 +27,21 @@ from gateway.config.model import (
 )
 
 __all__ = [
-    "DEFAULT_PATH", "BleDevice", "BleSourceConfig", "BufferSection", "Config", "ConfigError",
-    "DutyCycle", "GatewaySection", "HubSection", "RemoteConfigSection", "SerialSourceConfig",
-    "SourceConfig", "json_schema", "load_config", "load_document", "parse_config",
+    "DEFAULT_PATH",
+    "BleDevice",
+    "BleSourceConfig",
+    "BufferSection",
+    "Config",
+    "ConfigError",
+    "DutyCycle",
+    "GatewaySection",
+    "HubSection",
+    "RemoteConfigSection",
+    "SerialSourceConfig",
+    "SourceConfig",
+    "json_schema",
+    "load_config",
+    "load_document",
+    "parse_config",
     "read_password",
 ]

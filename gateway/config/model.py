@@ -155,7 +155,7 @@ class SerialSourceConfig:
         if self.driver == "node" and self.duty_cycle is not None:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
-            raise ValueError("node_interval_s: only for driver = \"node\"")
+            raise ValueError('node_interval_s: only for driver = "node"')
 
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -181,8 +181,10 @@ class BleDevice:
         if not _ID.match(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not self.address and not self.bind_key:
-            raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF (or a "
-                             "bind_key for an encrypted BTHome device)")
+            raise ValueError(
+                "address: expected a MAC address like AA:BB:CC:DD:EE:FF (or a "
+                "bind_key for an encrypted BTHome device)"
+            )
         if self.address and not _MAC.match(self.address):
             raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF")
         if self.bind_key and self.kind != "bthome":
@@ -241,16 +243,21 @@ class RemoteConfigSection:
     allow_insecure_hub: bool = False
     """Whether a push may switch the hub from mqtts:// to mqtt:// or turn tls_verify off."""
     allowed_ports: list[str] = field(
-        default_factory=lambda: ["/dev/tty*", "/dev/citygw/*", "/dev/serial/by-id/*"])
+        default_factory=lambda: ["/dev/tty*", "/dev/citygw/*", "/dev/serial/by-id/*"]
+    )
     """Serial ports a push may name (shell patterns); ports the local file names are allowed."""
 
     def __post_init__(self) -> None:
         for index, group in enumerate(self.groups):
             if not _ID.match(group):
-                raise ValueError(f"groups[{index}]: expected 1-64 characters from "
-                                 "A-Z a-z 0-9 _ . - (used in topics)")
-        for name, paths in (("trusted_keys", self.trusted_keys),
-                            ("allowed_ports", self.allowed_ports)):
+                raise ValueError(
+                    f"groups[{index}]: expected 1-64 characters from "
+                    "A-Z a-z 0-9 _ . - (used in topics)"
+                )
+        for name, paths in (
+            ("trusted_keys", self.trusted_keys),
+            ("allowed_ports", self.allowed_ports),
+        ):
             for index, path in enumerate(paths):
                 if not path.startswith("/"):
                     raise ValueError(f"{name}[{index}]: expected an absolute path")

@@ -37,10 +37,12 @@ class Range:
     lt: float | None = None
 
     def check(self, value: float) -> str | None:
-        for bound, ok, word in ((self.ge, value >= (self.ge or 0), ">="),
-                                (self.gt, value > (self.gt or 0), ">"),
-                                (self.le, value <= (self.le or 0), "<="),
-                                (self.lt, value < (self.lt or 0), "<")):
+        for bound, ok, word in (
+            (self.ge, value >= (self.ge or 0), ">="),
+            (self.gt, value > (self.gt or 0), ">"),
+            (self.le, value <= (self.le or 0), "<="),
+            (self.lt, value < (self.lt or 0), "<"),
+        ):
             if bound is not None and not ok:
                 return f"expected a number {word} {bound:g}, got {value!r}"
         return None
@@ -56,8 +58,14 @@ def _join(path: str, key: str | int) -> str:
 
 
 def _describe(value: Any) -> str:
-    return {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a table",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _variants(annotation: Any) -> list[Any]:
@@ -105,8 +113,9 @@ def convert(data: Any, annotation: Any, path: str = "") -> Any:
         return float(data)
     if annotation in _TYPE_NAMES:
         if type(data) is not annotation:
-            raise SchemaError(f"expected {_TYPE_NAMES[annotation]}, got {_describe(data)}",
-                              path=path)
+            raise SchemaError(
+                f"expected {_TYPE_NAMES[annotation]}, got {_describe(data)}", path=path
+            )
         return data
     raise TypeError(f"unsupported annotation {annotation!r}")
 
@@ -128,15 +137,18 @@ def _convert_record(data: Any, cls: type[T], path: str) -> T:
     tag = getattr(cls, "TYPE", None)
     if tag is not None:
         if data.get("type") != tag:
-            raise SchemaError(f"expected one of {tag!r}, got {data.get('type')!r}",
-                              path=_join(path, "type"))
+            raise SchemaError(
+                f"expected one of {tag!r}, got {data.get('type')!r}", path=_join(path, "type")
+            )
         data = {k: v for k, v in data.items() if k != "type"}
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
-            raise SchemaError("unknown key (see config/gateway.example.toml for the keys there "
-                              "are)", path=_join(path, str(key)))
+            raise SchemaError(
+                "unknown key (see config/gateway.example.toml for the keys there are)",
+                path=_join(path, str(key)),
+            )
     values = {}
     for name, field in fields.items():
         if name in data:
@@ -147,8 +159,11 @@ def _convert_record(data: Any, cls: type[T], path: str) -> T:
         return cls(**values)
     except ValueError as error:  # __post_init__ says "field: what was expected"
         field_name, sep, rest = str(error).partition(": ")
-        if sep and all(part.isidentifier() or part.strip("[]").isdigit()
-                       for part in field_name.replace("[", ".[").split(".") if part):
+        if sep and all(
+            part.isidentifier() or part.strip("[]").isdigit()
+            for part in field_name.replace("[", ".[").split(".")
+            if part
+        ):
             raise SchemaError(rest, path=_join(path, field_name)) from None
         raise SchemaError(str(error), path=path) from None
 
@@ -157,8 +172,11 @@ def json_schema(root: type[Any]) -> dict[str, Any]:
     """A JSON Schema (2020-12) for documents that `convert(data, root)` accepts."""
     definitions: dict[str, Any] = {}
     reference = _schema(root, definitions)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **reference,
-            "$defs": definitions}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **reference,
+        "$defs": definitions,
+    }
 
 
 def _schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
@@ -168,8 +186,12 @@ def _schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         schema = _schema(base, definitions)
         for extra in extras:
             if isinstance(extra, Range):
-                for key, bound in (("minimum", extra.ge), ("exclusiveMinimum", extra.gt),
-                                   ("maximum", extra.le), ("exclusiveMaximum", extra.lt)):
+                for key, bound in (
+                    ("minimum", extra.ge),
+                    ("exclusiveMinimum", extra.gt),
+                    ("maximum", extra.le),
+                    ("exclusiveMaximum", extra.lt),
+                ):
                     if bound is not None:
                         schema[key] = bound
         return schema
@@ -206,8 +228,13 @@ def _record_schema(cls: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         elif field.default is MISSING and field.default_factory is MISSING:
             required.append(field.name)
         properties[field.name] = schema
-    schema = {"title": cls.__name__, "type": "object", "properties": properties,
-              "required": required, "additionalProperties": False}
+    schema = {
+        "title": cls.__name__,
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
     if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
         schema["description"] = " ".join(cls.__doc__.split())
     return schema

@@ -17,12 +17,21 @@ SENSOR_ADDRESS = "A4:C1:38:00:00:01"
 PHONE_ADDRESS = "5E:11:22:33:44:55"  # never on the allow-list: must never leave the gateway
 
 
-def bthome_climate(packet_id: int, temperature_c: float, humidity_pct: float,
-                   battery_pct: int) -> bytes:
+def bthome_climate(
+    packet_id: int, temperature_c: float, humidity_pct: float, battery_pct: int
+) -> bytes:
     """Unencrypted BTHome v2 service data: packet id, battery, temperature, humidity."""
     return bytes((0x40,)) + struct.pack(
-        "<BBBBBhBH", 0x00, packet_id & 0xFF, 0x01, battery_pct, 0x02,
-        round(temperature_c * 100), 0x03, round(humidity_pct * 100))
+        "<BBBBBhBH",
+        0x00,
+        packet_id & 0xFF,
+        0x01,
+        battery_pct,
+        0x02,
+        round(temperature_c * 100),
+        0x03,
+        round(humidity_pct * 100),
+    )
 
 
 class ReplayScanner:

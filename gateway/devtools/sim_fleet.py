@@ -21,15 +21,24 @@ from gateway.agent import Agent
 from gateway.config import parse_config
 
 
-def gateway_document(index: int, *, url: str, prefix: str, data_root: Path, trusted_key: str,
-                     group: str) -> dict[str, Any]:
+def gateway_document(
+    index: int, *, url: str, prefix: str, data_root: Path, trusted_key: str, group: str
+) -> dict[str, Any]:
     return {
-        "gateway": {"id": f"gw-{index:04d}", "data_dir": str(data_root / f"gw-{index:04d}"),
-                    "log_level": "warning"},
-        "hub": {"url": url, "topic_prefix": prefix, "flush_interval_s": 5,
-                "metrics_interval_s": 3600, "reconnect_min_s": 0.2, "reconnect_max_s": 5},
-        "remote_config": {"trusted_keys": [trusted_key], "groups": [group],
-                          "rollback_after_s": 30},
+        "gateway": {
+            "id": f"gw-{index:04d}",
+            "data_dir": str(data_root / f"gw-{index:04d}"),
+            "log_level": "warning",
+        },
+        "hub": {
+            "url": url,
+            "topic_prefix": prefix,
+            "flush_interval_s": 5,
+            "metrics_interval_s": 3600,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 5,
+        },
+        "remote_config": {"trusted_keys": [trusted_key], "groups": [group], "rollback_after_s": 30},
     }
 
 
@@ -43,7 +52,9 @@ async def run_fleet(documents: list[dict[str, Any]], stop: asyncio.Event) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.devtools.sim_fleet", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.devtools.sim_fleet", description=__doc__
+    )
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--topic-prefix", default="citygw/v1")
@@ -51,11 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trusted-key", required=True, help="public key file")
     parser.add_argument("--group", default="fleet")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    documents = [gateway_document(i, url=args.url, prefix=args.topic_prefix,
-                                  data_root=Path(args.data_root), trusted_key=args.trusted_key,
-                                  group=args.group) for i in range(args.count)]
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    documents = [
+        gateway_document(
+            i,
+            url=args.url,
+            prefix=args.topic_prefix,
+            data_root=Path(args.data_root),
+            trusted_key=args.trusted_key,
+            group=args.group,
+        )
+        for i in range(args.count)
+    ]
 
     async def fleet() -> None:
         stop = asyncio.Event()

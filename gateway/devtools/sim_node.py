@@ -39,8 +39,9 @@ def missing() -> str | None:
     if shutil.which("node") is None:
         return "Node.js is not installed (install nodejs, then run make firmware-interpreter)"
     if not PACKAGE.is_dir():
-        return (f"the MicroPython npm package is missing under {SIM_DIR}; "
-                "run make firmware-interpreter")
+        return (
+            f"the MicroPython npm package is missing under {SIM_DIR}; run make firmware-interpreter"
+        )
     return None
 
 
@@ -96,8 +97,15 @@ async def simulate(link: str | None, *, interval_s: int, node_id: int) -> int:
         raise SimulatorUnavailable(reason)
     master_fd, slave_path = open_pty(link)
     proc = await asyncio.create_subprocess_exec(
-        "node", str(RUNNER), "--node-id", str(node_id), "--interval-s", str(interval_s),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=SIM_DIR,
+        "node",
+        str(RUNNER),
+        "--node-id",
+        str(node_id),
+        "--interval-s",
+        str(interval_s),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=SIM_DIR,
     )
     bridge = _PtyBridge(master_fd, proc)
     bridge.watch()
@@ -127,8 +135,12 @@ async def simulate(link: str | None, *, interval_s: int, node_id: int) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await copier
         close_pty(master_fd, link)
-    log.info("virtual node: %d bytes to the host, %d to the node, %d dropped",
-             bridge.to_host, bridge.to_node, bridge.dropped)
+    log.info(
+        "virtual node: %d bytes to the host, %d to the node, %d dropped",
+        bridge.to_host,
+        bridge.to_node,
+        bridge.dropped,
+    )
     if stop.is_set():
         return 0
     return proc.returncode or 1  # the interpreter ended on its own: that is a failure

@@ -43,13 +43,15 @@ def hub_client(options: HubOptions) -> aiomqtt.Client:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
     return aiomqtt.Client(
-        parts.hostname, parts.port or (8883 if tls else 1883),
+        parts.hostname,
+        parts.port or (8883 if tls else 1883),
         identifier=options.client_id or options.default_client_id(),
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         clean_session=None if v5 else not persistent,
         properties=properties,
-        username=options.username, password=options.password,
+        username=options.username,
+        password=options.password,
         tls_context=ssl.create_default_context(cafile=options.ca_file) if tls else None,
         max_queued_incoming_messages=10_000,
     )

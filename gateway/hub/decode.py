@@ -46,8 +46,10 @@ class HubDecoder:
         try:
             if leaf == wire.TOPIC_DATA:
                 readings = wire.decode_data(
-                    payload, gateway=gateway,
-                    series_tables=lambda epoch: self._table(gateway, epoch))
+                    payload,
+                    gateway=gateway,
+                    series_tables=lambda epoch: self._table(gateway, epoch),
+                )
                 fresh = tuple(r for r in readings if self.dedup.is_new(r))
                 return HubEvent(topic, gateway, "data", readings=fresh)
             if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
@@ -56,8 +58,7 @@ class HubDecoder:
                     epoch = fields.get("ep")
                     tables = self._series.setdefault(gateway, {})
                     tables.pop(epoch if isinstance(epoch, int) else None, None)
-                    tables[epoch if isinstance(epoch, int) else None] = \
-                        wire.series_table(fields)
+                    tables[epoch if isinstance(epoch, int) else None] = wire.series_table(fields)
                     while len(tables) > _EPOCHS_KEPT:
                         del tables[next(iter(tables))]
                     fields = {k: v for k, v in fields.items() if k != "series"}
@@ -72,8 +73,10 @@ class HubDecoder:
             return {}  # no birth seen yet: the decoder says which alias it lacks
         table = tables.get(epoch, tables.get(None))
         if table is None:
-            raise wire.WireError(f"data of buffer epoch {epoch}, whose birth this hub has not "
-                                 "seen (series names unknown); not decoded")
+            raise wire.WireError(
+                f"data of buffer epoch {epoch}, whose birth this hub has not "
+                "seen (series names unknown); not decoded"
+            )
         return table
 
 

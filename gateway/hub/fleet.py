@@ -71,22 +71,39 @@ def body(
     *, kind: str, version: int | None, target: dict[str, str], **content: Any
 ) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
-    return {"kind": kind, "version": version or now_ms, "issued_ms": now_ms, "target": target,
-            **content}
+    return {
+        "kind": kind,
+        "version": version or now_ms,
+        "issued_ms": now_ms,
+        "target": target,
+        **content,
+    }
 
 
-def sign_config(private: SigningKey, document: dict[str, Any], *, version: int | None,
-                target: dict[str, str], base_version: int | None = None) -> bytes:
+def sign_config(
+    private: SigningKey,
+    document: dict[str, Any],
+    *,
+    version: int | None,
+    target: dict[str, str],
+    base_version: int | None = None,
+) -> bytes:
     """A full config (or, with `base_version`, an RFC 7396 merge patch against that version)."""
     if base_version is None:
-        return signing.sign(private, body(kind="config", version=version, target=target,
-                                          config=document))
-    return signing.sign(private, body(kind="patch", version=version, target=target,
-                                      patch=document, base_version=base_version))
+        return signing.sign(
+            private, body(kind="config", version=version, target=target, config=document)
+        )
+    return signing.sign(
+        private,
+        body(
+            kind="patch", version=version, target=target, patch=document, base_version=base_version
+        ),
+    )
 
 
-def sign_rotation(private: SigningKey, public_files: list[str], *, version: int | None,
-                  target: dict[str, str]) -> bytes:
+def sign_rotation(
+    private: SigningKey, public_files: list[str], *, version: int | None, target: dict[str, str]
+) -> bytes:
     keys = [signing.public_raw_b64(signing.load_public(p)) for p in public_files]
     return signing.sign(private, body(kind="keys", version=version, target=target, keys=keys))
 
@@ -109,16 +126,16 @@ def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
-            found += _walk(old.get(key, _MISSING), new.get(key, _MISSING),
-                           f"{path}.{key}" if path else key)
+            found += _walk(
+                old.get(key, _MISSING), new.get(key, _MISSING), f"{path}.{key}" if path else key
+            )
         return found
     if _named_list(old) and _named_list(new):
         before = {item["name"]: item for item in old}
         after = {item["name"]: item for item in new}
         found = []
         for name in [*before, *(n for n in after if n not in before)]:
-            found += _walk(before.get(name, _MISSING), after.get(name, _MISSING),
-                           f"{path}[{name}]")
+            found += _walk(before.get(name, _MISSING), after.get(name, _MISSING), f"{path}[{name}]")
         return found
     return [] if old == new else [(path, old, new)]
 
@@ -172,8 +189,13 @@ def _answer(gateway: str, report: dict[str, Any], after_s: float = 0.0) -> Answe
 
 
 async def push(
-    options: HubOptions, payload: bytes, *, target: dict[str, str], timeout_s: float,
-    expect: int | None = None, on_answer: Callable[[Answer], None] = lambda answer: None,
+    options: HubOptions,
+    payload: bytes,
+    *,
+    target: dict[str, str],
+    timeout_s: float,
+    expect: int | None = None,
+    on_answer: Callable[[Answer], None] = lambda answer: None,
 ) -> PushOutcome:
     """Publish a signed payload (retained, so offline gateways get it when they return) and
     collect the state reports that name it (by the payload's SHA-256)."""
@@ -217,8 +239,11 @@ async def push(
                 if not isinstance(report, dict):
                     continue
                 states[gateway] = report
-                if published and report.get("last", {}).get("push") == digest \
-                        and gateway not in outcome.answers:
+                if (
+                    published
+                    and report.get("last", {}).get("push") == digest
+                    and gateway not in outcome.answers
+                ):
                     after_s = time.monotonic() - published_at
                     outcome.answers[gateway] = answer = _answer(gateway, report, after_s)
                     on_answer(answer)
@@ -235,8 +260,10 @@ async def push(
             await client.publish(topic_for(prefix, target), payload, qos=1, retain=True)
             check_done()
             if "group" in target and not outcome.expected and expect is None:
-                raise LookupError(f"no gateway has reported being in group {target['group']!r} "
-                                  "(pass --expect N to wait for gateways not seen yet)")
+                raise LookupError(
+                    f"no gateway has reported being in group {target['group']!r} "
+                    "(pass --expect N to wait for gateways not seen yet)"
+                )
             try:
                 async with asyncio.timeout(timeout_s):
                     await done.wait()

@@ -31,8 +31,12 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
         try:
             async with hub_client(options) as client:
                 backoff.reset()
-                for leaf in (wire.TOPIC_DATA, wire.TOPIC_STATUS, wire.TOPIC_METRICS,
-                             wire.TOPIC_CONFIG_STATE):
+                for leaf in (
+                    wire.TOPIC_DATA,
+                    wire.TOPIC_STATUS,
+                    wire.TOPIC_METRICS,
+                    wire.TOPIC_CONFIG_STATE,
+                ):
                     await client.subscribe(f"{prefix}/+/{leaf}", qos=1)
                 async for message in client.messages:
                     payload = message.payload

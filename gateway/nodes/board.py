@@ -74,11 +74,15 @@ class BoardInfo:
 def check_port(port: str) -> None:
     """BoardError unless `port` exists and this user may open it."""
     if not os.path.exists(port):
-        raise BoardError(f"{port}: no such port; plug the board in and look for it with "
-                         "`ls /dev/ttyUSB* /dev/ttyACM*` (docs/flashing.md)")
+        raise BoardError(
+            f"{port}: no such port; plug the board in and look for it with "
+            "`ls /dev/ttyUSB* /dev/ttyACM*` (docs/flashing.md)"
+        )
     if not os.access(port, os.R_OK | os.W_OK):
-        raise BoardError(f"{port}: permission denied; add yourself to the dialout group "
-                         "(`sudo usermod -aG dialout $USER`, then log in again)")
+        raise BoardError(
+            f"{port}: permission denied; add yourself to the dialout group "
+            "(`sudo usermod -aG dialout $USER`, then log in again)"
+        )
 
 
 class MicroPythonBoard:
@@ -97,12 +101,16 @@ class MicroPythonBoard:
         except TransportExecError as error:
             last = (error.error_output.strip().splitlines()[-1:] or ["?"])[0]
             if "ENOSPC" in last or last.endswith("OSError: 28"):
-                raise BoardError(f"{self.port}: the board's filesystem is full; make room "
-                                 "(mpremote fs rm) or start afresh with --micropython") from None
+                raise BoardError(
+                    f"{self.port}: the board's filesystem is full; make room "
+                    "(mpremote fs rm) or start afresh with --micropython"
+                ) from None
             raise BoardError(f"{self.port}: the board said {last!r}") from None
         except (TransportError, serial.SerialException, OSError) as error:
-            raise BoardError(f"{self.port}: the connection failed ({error}); check the cable "
-                             "and run the command again") from None
+            raise BoardError(
+                f"{self.port}: the connection failed ({error}); check the cable "
+                "and run the command again"
+            ) from None
         return out
 
     def _eval(self, expression: str) -> Any:
@@ -113,7 +121,8 @@ class MicroPythonBoard:
         platform, version, machine, mpy = self._eval(
             "(sys.platform, '.'.join(str(v) for v in sys.implementation.version[:3]), "
             "getattr(sys.implementation, '_machine', ''), "
-            "getattr(sys.implementation, '_mpy', 6) & 0xff)")
+            "getattr(sys.implementation, '_mpy', 6) & 0xff)"
+        )
         return BoardInfo(platform=platform, version=version, machine=machine, mpy_version=mpy)
 
     def listdir(self) -> list[str]:
@@ -134,13 +143,17 @@ class MicroPythonBoard:
     def write(self, name: str, data: bytes) -> None:
         """Write `name` whole or not at all: to a temporary name first, then renamed."""
         tmp = name + TMP_SUFFIX
-        self._exec(f"import binascii, os\n_f = open({tmp!r}, 'wb')\n_w = _f.write\n"
-                   "_d = binascii.a2b_base64")
+        self._exec(
+            f"import binascii, os\n_f = open({tmp!r}, 'wb')\n_w = _f.write\n"
+            "_d = binascii.a2b_base64"
+        )
         for start in range(0, len(data), WRITE_CHUNK):
-            chunk = base64.b64encode(data[start:start + WRITE_CHUNK])
+            chunk = base64.b64encode(data[start : start + WRITE_CHUNK])
             self._exec(f"_w(_d({chunk!r}))")
-        self._exec(f"_f.close()\ntry:\n    os.remove({name!r})\nexcept OSError:\n    pass\n"
-                   f"os.rename({tmp!r}, {name!r})")
+        self._exec(
+            f"_f.close()\ntry:\n    os.remove({name!r})\nexcept OSError:\n    pass\n"
+            f"os.rename({tmp!r}, {name!r})"
+        )
 
     def remove(self, name: str) -> None:
         self._exec(f"import os\nos.remove({name!r})")
@@ -157,8 +170,10 @@ def _connect(port: str, *, timeout_s: float) -> Any:
     try:
         transport = SerialTransport(port, baudrate=BAUDRATE)
     except TransportError:
-        raise BoardError(f"{port}: cannot open it; another program has it open (a serial "
-                         "monitor, `citygw run`, screen?): close that and try again") from None
+        raise BoardError(
+            f"{port}: cannot open it; another program has it open (a serial "
+            "monitor, `citygw run`, screen?): close that and try again"
+        ) from None
     chatter = io.StringIO()  # mpremote prints what it got when the raw REPL does not answer
     try:
         with contextlib.redirect_stdout(chatter):
@@ -166,15 +181,18 @@ def _connect(port: str, *, timeout_s: float) -> Any:
     except (TransportError, serial.SerialException, OSError):
         transport.close()
         log.debug("no raw REPL on %s: %r", port, chatter.getvalue())
-        raise BoardError(f"{port}: no MicroPython answers there (is it the right port, or is the "
-                         "board in its bootloader?); flash MicroPython first with --micropython "
-                         "IMAGE, or unplug and replug the board") from None
+        raise BoardError(
+            f"{port}: no MicroPython answers there (is it the right port, or is the "
+            "board in its bootloader?); flash MicroPython first with --micropython "
+            "IMAGE, or unplug and replug the board"
+        ) from None
     return transport
 
 
 @contextlib.contextmanager
-def open_board(port: str, *, timeout_s: float = 10.0,
-               wait_s: float = 0.0) -> Iterator[MicroPythonBoard]:
+def open_board(
+    port: str, *, timeout_s: float = 10.0, wait_s: float = 0.0
+) -> Iterator[MicroPythonBoard]:
     """The board on `port` in its raw REPL; `wait_s` keeps trying that long for a port that is
     still coming up (after a new image)."""
     deadline = time.monotonic() + wait_s
@@ -198,8 +216,13 @@ def open_board(port: str, *, timeout_s: float = 10.0,
             transport.close()
 
 
-def console(port: str, out: BinaryIO, *, on_open: Callable[[], None] = lambda: None,
-            stop: Callable[[], bool] = lambda: False) -> None:
+def console(
+    port: str,
+    out: BinaryIO,
+    *,
+    on_open: Callable[[], None] = lambda: None,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Copy what the board prints to `out` until `stop()` or Ctrl-C (KeyboardInterrupt, left to
     the caller); `on_open` runs once the port is open. The board is not touched: the node
     keeps running."""
@@ -207,8 +230,9 @@ def console(port: str, out: BinaryIO, *, on_open: Callable[[], None] = lambda: N
     try:
         line = serial.Serial(port, BAUDRATE, timeout=0.2, exclusive=True)
     except serial.SerialException as error:
-        raise BoardError(f"{port}: cannot open it ({error}); is another program using it?") \
-            from None
+        raise BoardError(
+            f"{port}: cannot open it ({error}); is another program using it?"
+        ) from None
     with line:
         on_open()
         while not stop():

@@ -36,14 +36,24 @@ class BoardLimits:
 
 
 LIMITS: dict[Board, BoardLimits] = {
-    "esp32": BoardLimits(gpio=(0, 39), uart_ids=(0, 2), i2c_buses=(0, 1),
-                         reserved={n: "wired to the ESP32's SPI flash" for n in range(6, 12)}
-                         | {n: "not on the ESP32" for n in (20, 24, 28, 29, 30, 31)},
-                         input_only=frozenset(range(34, 40))),
-    "rp2": BoardLimits(gpio=(0, 29), uart_ids=(0, 1), i2c_buses=(0, 1),
-                       reserved={23: "used inside the Pico (power supply / radio)",
-                                 24: "used inside the Pico (VBUS sense / radio)"},
-                       input_only=frozenset()),
+    "esp32": BoardLimits(
+        gpio=(0, 39),
+        uart_ids=(0, 2),
+        i2c_buses=(0, 1),
+        reserved={n: "wired to the ESP32's SPI flash" for n in range(6, 12)}
+        | {n: "not on the ESP32" for n in (20, 24, 28, 29, 30, 31)},
+        input_only=frozenset(range(34, 40)),
+    ),
+    "rp2": BoardLimits(
+        gpio=(0, 29),
+        uart_ids=(0, 1),
+        i2c_buses=(0, 1),
+        reserved={
+            23: "used inside the Pico (power supply / radio)",
+            24: "used inside the Pico (VBUS sense / radio)",
+        },
+        input_only=frozenset(),
+    ),
 }
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -68,6 +78,7 @@ def _int(low: int, high: int, *, null: bool = False) -> Check:
         if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
             return None
         return f"expected an int {low}..{high}" + (" or null" if null else "")
+
     return check
 
 
@@ -76,12 +87,14 @@ def _number(low: float, high: float) -> Check:
         if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
             return None
         return f"expected a number {low:g}..{high:g}"
+
     return check
 
 
 def _choice(*options: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in options else "expected one of " + ", ".join(map(repr, options))
+
     return check
 
 
@@ -107,6 +120,7 @@ def _pin(limits: BoardLimits, *, drives: bool, null: bool = False) -> Check:
         if drives and value in limits.input_only:
             return f"GPIO {value} is input-only; expected a pin that can drive the line"
         return None
+
     return check
 
 
@@ -117,25 +131,55 @@ def _fields(limits: BoardLimits) -> dict[str, dict[str, Check]]:
     out_or_null = _pin(limits, drives=True, null=True)
     pin_or_null = _pin(limits, drives=False, null=True)
     return {
-        "node": {"node_id": _int(*NODE_ID), "interval_s": _int(*INTERVAL_S),
-                 "link": _choice("uart", "ble"), "uart": lambda v: None, "ble": lambda v: None,
-                 "sensors": lambda v: None, "led": out_or_null, "wdt_ms": _int(*WDT_MS)},
-        "uart": {"id": _int(*limits.uart_ids), "baudrate": _int(1_200, 3_000_000),
-                 "tx": out_or_null, "rx": pin_or_null},
+        "node": {
+            "node_id": _int(*NODE_ID),
+            "interval_s": _int(*INTERVAL_S),
+            "link": _choice("uart", "ble"),
+            "uart": lambda v: None,
+            "ble": lambda v: None,
+            "sensors": lambda v: None,
+            "led": out_or_null,
+            "wdt_ms": _int(*WDT_MS),
+        },
+        "uart": {
+            "id": _int(*limits.uart_ids),
+            "baudrate": _int(1_200, 3_000_000),
+            "tx": out_or_null,
+            "rx": pin_or_null,
+        },
         "ble": {"interval_ms": _int(20, 10_240), "key": _bind_key},
-        "i2c": {"type": lambda v: None, "name": _name, "bus": _int(*limits.i2c_buses),
-                "sda": out, "scl": out, "freq": _int(10_000, 1_000_000),
-                "address": _int(0x08, 0x77)},
-        "uart_sensor": {"type": lambda v: None, "name": _name, "uart": _int(*limits.uart_ids),
-                        "tx": out, "rx": pin, "warmup_s": _int(0, 600), "discard": _int(0, 100),
-                        "timeout_ms": _int(100, 60_000)},
-        "supply": {"type": lambda v: None, "name": _name, "pin": pin,
-                   "scale": _number(0.01, 1000)},
+        "i2c": {
+            "type": lambda v: None,
+            "name": _name,
+            "bus": _int(*limits.i2c_buses),
+            "sda": out,
+            "scl": out,
+            "freq": _int(10_000, 1_000_000),
+            "address": _int(0x08, 0x77),
+        },
+        "uart_sensor": {
+            "type": lambda v: None,
+            "name": _name,
+            "uart": _int(*limits.uart_ids),
+            "tx": out,
+            "rx": pin,
+            "warmup_s": _int(0, 600),
+            "discard": _int(0, 100),
+            "timeout_ms": _int(100, 60_000),
+        },
+        "supply": {"type": lambda v: None, "name": _name, "pin": pin, "scale": _number(0.01, 1000)},
     }
 
 
-_SENSOR_KIND = {"bme280": "i2c", "sht3x": "i2c", "sds011": "uart_sensor",
-                "pms5003": "uart_sensor", "supply": "supply"}
+_SENSOR_KIND = {
+    "bme280": "i2c",
+    "sht3x": "i2c",
+    "sds011": "uart_sensor",
+    "pms5003": "uart_sensor",
+    "supply": "supply",
+}
+
+
 def _sensor_kind(spec: Any) -> str | None:
     kind = spec.get("type") if isinstance(spec, dict) else None
     return _SENSOR_KIND.get(kind) if isinstance(kind, str) else None
@@ -148,8 +192,11 @@ def _check_object(obj: Any, path: str, kind: str, fields: Mapping[str, Check]) -
     if not isinstance(obj, dict):
         return [f"{path or 'node.json'}: expected an object"]
     prefix = f"{path}." if path else ""
-    problems = [f"{prefix}{key}: unknown key (known: {', '.join(fields)})"
-                for key in obj if key not in fields]
+    problems = [
+        f"{prefix}{key}: unknown key (known: {', '.join(fields)})"
+        for key in obj
+        if key not in fields
+    ]
     for key, check in fields.items():
         if key in obj and (expected := check(obj[key])) is not None:
             problems.append(f"{prefix}{key}: {expected}, got {json.dumps(obj[key])}")
@@ -189,10 +236,11 @@ def _shared_uart(cfg: dict[str, Any]) -> list[str]:
     """The link UART and a particulate sensor on the same UART id would fight over it."""
     link = cfg.get("uart")
     link_id = link.get("id", 1) if isinstance(link, dict) else 1
-    return [f"sensors[{i}].uart: UART {link_id} is the gateway link (uart.id)"
-            for i, spec in enumerate(cfg.get("sensors") or [])
-            if _sensor_kind(spec) == "uart_sensor"
-            and spec.get("uart", 1) == link_id]
+    return [
+        f"sensors[{i}].uart: UART {link_id} is the gateway link (uart.id)"
+        for i, spec in enumerate(cfg.get("sensors") or [])
+        if _sensor_kind(spec) == "uart_sensor" and spec.get("uart", 1) == link_id
+    ]
 
 
 def load(path: Path, *, board: Board) -> bytes:

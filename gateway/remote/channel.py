@@ -88,15 +88,25 @@ class InForce:
     applied_ms: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        return {"version": self.version, "document": self.document, "key_id": self.key_id,
-                "push": self.push, "probation": self.probation, "applied_ms": self.applied_ms}
+        return {
+            "version": self.version,
+            "document": self.document,
+            "key_id": self.key_id,
+            "push": self.push,
+            "probation": self.probation,
+            "applied_ms": self.applied_ms,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InForce:
-        return cls(version=int(data["version"]), document=data["document"],
-                   key_id=str(data.get("key_id", "")), push=str(data.get("push", "")),
-                   probation=bool(data.get("probation", False)),
-                   applied_ms=int(data.get("applied_ms", 0)))
+        return cls(
+            version=int(data["version"]),
+            document=data["document"],
+            key_id=str(data.get("key_id", "")),
+            push=str(data.get("push", "")),
+            probation=bool(data.get("probation", False)),
+            applied_ms=int(data.get("applied_ms", 0)),
+        )
 
 
 class Store:
@@ -118,8 +128,9 @@ class Store:
         return data if isinstance(data, dict) else None
 
     def _write(self, name: str, data: dict[str, Any], *, durable: bool = True) -> None:
-        write_atomically(self.dir / name, json.dumps(data, sort_keys=True).encode(),
-                         durable=durable)
+        write_atomically(
+            self.dir / name, json.dumps(data, sort_keys=True).encode(), durable=durable
+        )
 
     def _in_force(self, name: str) -> InForce | None:
         data = self._read(name)
@@ -176,8 +187,10 @@ class Trust:
 def load_trust(config: Config, store: Store) -> Trust:
     """Trusted keys: the local provisioning, or a signed rotation made from that same
     provisioning (if the local keys change, the local keys win: physical access decides)."""
-    local = {signing.key_id(k): k for k in
-             (signing.load_public(path) for path in config.remote_config.trusted_keys)}
+    local = {
+        signing.key_id(k): k
+        for k in (signing.load_public(path) for path in config.remote_config.trusted_keys)
+    }
     anchors = sorted(local)
     rotated = store.trust()
     if rotated and rotated.get("anchors") == anchors:
@@ -211,15 +224,15 @@ def config_at_boot(local_document: dict[str, Any], local: Config) -> Boot:
         return Boot(local, InForce())
     store = Store(local.data_dir)
     notes = []
-    for which, in_force in (("in force", store.active()), ("last known good",
-                                                            store.last_good())):
+    for which, in_force in (("in force", store.active()), ("last known good", store.last_good())):
         if in_force is None or in_force.document is None:
             continue
         try:
             config = runnable(in_force, local_document, local)
         except (PolicyError, ConfigError) as error:
-            notes.append(f"pushed config version {in_force.version} ({which}) no longer "
-                         f"applies: {error}")
+            notes.append(
+                f"pushed config version {in_force.version} ({which}) no longer applies: {error}"
+            )
             continue
         return Boot(config, in_force, notes)
     return Boot(local, InForce(), notes)
@@ -261,17 +274,26 @@ class RemoteConfig:
     # --- what the uplink calls -----------------------------------------------------------
 
     def topics(self, topic_prefix: str, gateway_id: str) -> list[str]:
-        return [f"{topic_prefix}/{gateway_id}/config/set",
-                *(f"{topic_prefix}/{GROUP_TOPIC_ROOT}/{g}/config/set"
-                  for g in self._local.remote_config.groups)]
+        return [
+            f"{topic_prefix}/{gateway_id}/config/set",
+            *(
+                f"{topic_prefix}/{GROUP_TOPIC_ROOT}/{g}/config/set"
+                for g in self._local.remote_config.groups
+            ),
+        ]
 
     def offer(self, payload: bytes, *, retained: bool) -> None:
         """Called for every message on a config topic; never blocks the MQTT reader."""
         try:
             self._queue.put_nowait((payload, retained))
         except asyncio.QueueFull:
-            self._log.log(logging.WARNING, "queue", "remote config: pushes arrive faster than "
-                          "they are applied; dropping one (%d bytes)", len(payload))
+            self._log.log(
+                logging.WARNING,
+                "queue",
+                "remote config: pushes arrive faster than "
+                "they are applied; dropping one (%d bytes)",
+                len(payload),
+            )
 
     def state_payload(self) -> bytes:
         return json.dumps(self._report, sort_keys=True).encode()
@@ -297,8 +319,13 @@ class RemoteConfig:
             digest = hashlib.sha256(payload).hexdigest()
             if retained and self._report.get("last", {}).get("push") == digest:
                 return  # the same retained push again after a reconnect: reported already
-            self._log.log(logging.WARNING, str(error)[:40], "remote config: push rejected: %s",
-                          error, extra={"event": "config_rejected"})
+            self._log.log(
+                logging.WARNING,
+                str(error)[:40],
+                "remote config: push rejected: %s",
+                error,
+                extra={"event": "config_rejected"},
+            )
             await self._finish("rejected", reason=str(error), push=digest)
 
     async def _handle(self, payload: bytes, *, retained: bool) -> None:
@@ -316,11 +343,14 @@ class RemoteConfig:
         floor = max(self._in_force.version, self._refused_version)
         if envelope.version <= floor:
             if retained:  # an older retained push (e.g. the group's) seen again: not news
-                log.debug("remote config: retained version %d <= %d, ignored",
-                          envelope.version, floor)
+                log.debug(
+                    "remote config: retained version %d <= %d, ignored", envelope.version, floor
+                )
                 return
-            raise Rejected(f"version {envelope.version} is not newer than {floor} (the version "
-                           "in force or last refused): stale or replayed")
+            raise Rejected(
+                f"version {envelope.version} is not newer than {floor} (the version "
+                "in force or last refused): stale or replayed"
+            )
         try:
             await self._apply(envelope, self._pushed_document(envelope))
         except Rejected:
@@ -337,8 +367,7 @@ class RemoteConfig:
         if "gateway" in target and target["gateway"] != gateway_id:
             raise Rejected(f"addressed to gateway {target['gateway']!r}, this is {gateway_id!r}")
         if "group" in target and target["group"] not in self._local.remote_config.groups:
-            raise Rejected(f"addressed to group {target['group']!r}, which this gateway is "
-                           "not in")
+            raise Rejected(f"addressed to group {target['group']!r}, which this gateway is not in")
 
     def _pushed_document(self, envelope: signing.Envelope) -> dict[str, Any]:
         body = envelope.body
@@ -349,8 +378,9 @@ class RemoteConfig:
             return document
         base = body.get("base_version")
         if base != self._in_force.version:
-            raise Rejected(f"patch against version {base}, but version "
-                           f"{self._in_force.version} is in force")
+            raise Rejected(
+                f"patch against version {base}, but version {self._in_force.version} is in force"
+            )
         patch = body.get("patch")
         if not isinstance(patch, dict):
             raise Rejected("signed.patch: expected a JSON merge patch (object)")
@@ -365,22 +395,36 @@ class RemoteConfig:
             raise Rejected(f"invalid config: {error}") from None
         previous = self._in_force
         changes = diff(self._applier.config, candidate)
-        new = InForce(version=envelope.version, document=document, key_id=envelope.key_id,
-                      push=envelope.digest, probation=changes.hub,
-                      applied_ms=int(time.time() * 1000))
+        new = InForce(
+            version=envelope.version,
+            document=document,
+            key_id=envelope.key_id,
+            push=envelope.digest,
+            probation=changes.hub,
+            applied_ms=int(time.time() * 1000),
+        )
         await asyncio.to_thread(self._store.save_active, new, last_good=previous)
         await self._applier.apply(candidate, changes)
         self._in_force = new
-        log.info("remote config: version %d applied: %s", new.version,
-                 "; ".join(changes.describe()) or "no change",
-                 extra={"event": "config_applied", "config_version": new.version})
+        log.info(
+            "remote config: version %d applied: %s",
+            new.version,
+            "; ".join(changes.describe()) or "no change",
+            extra={"event": "config_applied", "config_version": new.version},
+        )
         if changes.hub:
             await self._probation(previous, new, changes=changes)
         else:
             await self._finish("applied", push=envelope.digest, changes=changes.describe())
 
-    async def _probation(self, previous: InForce | None, new: InForce, *,
-                         changes: Changes | None = None, resumed: bool = False) -> None:
+    async def _probation(
+        self,
+        previous: InForce | None,
+        new: InForce,
+        *,
+        changes: Changes | None = None,
+        resumed: bool = False,
+    ) -> None:
         """Keep the new hub settings only if the hub is reached with them in time."""
         limit_s = self._local.remote_config.rollback_after_s
         try:
@@ -396,31 +440,43 @@ class RemoteConfig:
             await self._finish("applied", push=new.push, changes=described)
             return
         error = self._applier.hub_last_error() or "no connection"
-        reason = (f"hub not reached within {limit_s:g} s with version {new.version}"
-                  f"{' (after a restart)' if resumed else ''}: {error}; rolled back")
+        reason = (
+            f"hub not reached within {limit_s:g} s with version {new.version}"
+            f"{' (after a restart)' if resumed else ''}: {error}; rolled back"
+        )
         back = previous if previous is not None else InForce()
         try:
             config = runnable(back, self._local_document, self._local)
         except (PolicyError, ConfigError) as error:  # e.g. the local file changed since
-            log.warning("remote config: version %d no longer applies (%s); back to the local "
-                        "file", back.version, error)
+            log.warning(
+                "remote config: version %d no longer applies (%s); back to the local file",
+                back.version,
+                error,
+            )
             back, config = InForce(), self._local
         back.probation = False
         await asyncio.to_thread(self._store.save_active, back, last_good=None)
         await self._refuse_version(new.version)
         await self._applier.apply(config, diff(self._applier.config, config))
         self._in_force = back
-        log.warning("remote config: %s to version %d", reason, back.version,
-                    extra={"event": "config_rolled_back", "config_version": back.version})
-        await self._finish("rolled_back", reason=reason, push=new.push,
-                           rolled_back_version=new.version)
+        log.warning(
+            "remote config: %s to version %d",
+            reason,
+            back.version,
+            extra={"event": "config_rolled_back", "config_version": back.version},
+        )
+        await self._finish(
+            "rolled_back", reason=reason, push=new.push, rolled_back_version=new.version
+        )
 
     async def _rotate_keys(self, envelope: signing.Envelope, *, retained: bool) -> None:
         if envelope.version <= self._trust.version:
             if retained:
                 return
-            raise Rejected(f"key rotation version {envelope.version} is not newer than "
-                           f"{self._trust.version} (stale or replayed)")
+            raise Rejected(
+                f"key rotation version {envelope.version} is not newer than "
+                f"{self._trust.version} (stale or replayed)"
+            )
         texts = envelope.body.get("keys")
         if not isinstance(texts, list) or not 0 < len(texts) <= MAX_KEYS:
             raise Rejected(f"signed.keys: expected 1 to {MAX_KEYS} base64 public keys")
@@ -429,12 +485,16 @@ class RemoteConfig:
         except signing.EnvelopeError as error:
             raise Rejected(f"signed.keys: {error}") from None
         anchors = self._trust.anchors
-        await asyncio.to_thread(self._store.save_trust, {
-            "anchors": anchors, "version": envelope.version, "keys": texts})
+        await asyncio.to_thread(
+            self._store.save_trust, {"anchors": anchors, "version": envelope.version, "keys": texts}
+        )
         self._trust = Trust({signing.key_id(k): k for k in keys}, envelope.version, anchors)
         ids = sorted(self._trust.keys)
-        log.info("remote config: trusted keys rotated to %s", ", ".join(ids),
-                 extra={"event": "keys_rotated"})
+        log.info(
+            "remote config: trusted keys rotated to %s",
+            ", ".join(ids),
+            extra={"event": "keys_rotated"},
+        )
         await self._finish("applied", push=envelope.digest, changes=[f"trusted keys: {ids}"])
 
     # --- reporting -------------------------------------------------------------------------
@@ -442,12 +502,24 @@ class RemoteConfig:
     def _head(self) -> dict[str, Any]:
         in_force = self._in_force
         document = in_force.document or self._local_document
-        return {"gateway": self._local.gateway.id, "groups": self._local.remote_config.groups,
-                "version": in_force.version, "hash": document_hash(document),
-                "key_id": in_force.key_id, "trusted_keys": sorted(self._trust.keys)}
+        return {
+            "gateway": self._local.gateway.id,
+            "groups": self._local.remote_config.groups,
+            "version": in_force.version,
+            "hash": document_hash(document),
+            "key_id": in_force.key_id,
+            "trusted_keys": sorted(self._trust.keys),
+        }
 
-    async def _finish(self, result: str, *, push: str, reason: str = "",
-                      changes: list[str] | None = None, **extra: Any) -> None:
+    async def _finish(
+        self,
+        result: str,
+        *,
+        push: str,
+        reason: str = "",
+        changes: list[str] | None = None,
+        **extra: Any,
+    ) -> None:
         last: dict[str, Any] = {"result": result, "push": push, "at_ms": int(time.time() * 1000)}
         if reason:
             last["reason"] = reason
@@ -458,8 +530,9 @@ class RemoteConfig:
         try:
             self._store.save_report(self._report)
         except OSError as error:
-            self._log.log(logging.WARNING, "report", "remote config: cannot save the report: %s",
-                          error)
+            self._log.log(
+                logging.WARNING, "report", "remote config: cannot save the report: %s", error
+            )
         await self.publish_state()
 
     async def publish_state(self) -> bool:

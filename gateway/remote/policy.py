@@ -49,23 +49,28 @@ def _local_files(local: Config) -> set[str]:
     return {os.path.normpath(p) for p in (getattr(hub, k) for k in FILE_KEYS) if p}
 
 
-def effective_document(pushed: dict[str, Any], local_document: dict[str, Any],
-                       local: Config) -> dict[str, Any]:
+def effective_document(
+    pushed: dict[str, Any], local_document: dict[str, Any], local: Config
+) -> dict[str, Any]:
     """The document the gateway would run: the push, with the locally owned parts filled in
     from the local file. Raises PolicyError if the push tries to change them."""
     document = copy.deepcopy(pushed)
     if "remote_config" in document and document["remote_config"] != local_document.get(
-            "remote_config", {}):
-        raise PolicyError("remote_config: only the local file sets the remote-config section "
-                          "(trusted keys change by a signed key rotation)")
+        "remote_config", {}
+    ):
+        raise PolicyError(
+            "remote_config: only the local file sets the remote-config section "
+            "(trusted keys change by a signed key rotation)"
+        )
     gateway = document.setdefault("gateway", {})
     if not isinstance(gateway, dict):
         raise PolicyError("gateway: expected a table")
     for section, key in PROTECTED:
         local_value = local_document.get(section, {}).get(key)
         if key in gateway and gateway[key] != local_value:
-            raise PolicyError(f"{section}.{key}: a push may not change it (local file: "
-                              f"{local_value!r})")
+            raise PolicyError(
+                f"{section}.{key}: a push may not change it (local file: {local_value!r})"
+            )
         if local_value is not None:
             gateway[key] = local_value
     if "remote_config" in local_document:
@@ -74,8 +79,10 @@ def effective_document(pushed: dict[str, Any], local_document: dict[str, Any],
         document.pop("remote_config", None)
     hub = document.get("hub")
     if isinstance(hub, dict) and hub.get("password"):
-        raise PolicyError("hub.password: a push is readable by whoever may subscribe to it; "
-                          "put the password in a file and name it in hub.password_file")
+        raise PolicyError(
+            "hub.password: a push is readable by whoever may subscribe to it; "
+            "put the password in a file and name it in hub.password_file"
+        )
     return document
 
 
@@ -90,29 +97,39 @@ def check(candidate: Config, local: Config) -> None:
         if not os.path.isabs(path):
             raise PolicyError(f"hub.{key}: expected an absolute path")
         if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
-            raise PolicyError(f"hub.{key}: {path} is outside the data directory {data_dir} "
-                              "and not a file the local config names")
+            raise PolicyError(
+                f"hub.{key}: {path} is outside the data directory {data_dir} "
+                "and not a file the local config names"
+            )
     local_ports = {s.port for s in local.sources if isinstance(s, SerialSourceConfig)}
     patterns = local.remote_config.allowed_ports
     for index, source in enumerate(candidate.sources):
         if isinstance(source, SerialSourceConfig) and source.port not in local_ports:
             port = source.port
-            if os.path.normpath(port) != port or not any(fnmatch.fnmatchcase(port, p)
-                                                         for p in patterns):
-                raise PolicyError(f"sources[{index}].port: {port!r} is not a serial port a "
-                                  f"push may name (remote_config.allowed_ports: "
-                                  f"{', '.join(patterns)})")
+            if os.path.normpath(port) != port or not any(
+                fnmatch.fnmatchcase(port, p) for p in patterns
+            ):
+                raise PolicyError(
+                    f"sources[{index}].port: {port!r} is not a serial port a "
+                    f"push may name (remote_config.allowed_ports: "
+                    f"{', '.join(patterns)})"
+                )
     if not local.remote_config.allow_insecure_hub:
         if local.hub.tls and not candidate.hub.tls:
-            raise PolicyError("hub.url: a push may not switch from mqtts:// to mqtt:// "
-                              "(remote_config.allow_insecure_hub is false)")
+            raise PolicyError(
+                "hub.url: a push may not switch from mqtts:// to mqtt:// "
+                "(remote_config.allow_insecure_hub is false)"
+            )
         if local.hub.tls_verify and not candidate.hub.tls_verify:
-            raise PolicyError("hub.tls_verify: a push may not turn TLS verification off "
-                              "(remote_config.allow_insecure_hub is false)")
+            raise PolicyError(
+                "hub.tls_verify: a push may not turn TLS verification off "
+                "(remote_config.allow_insecure_hub is false)"
+            )
 
 
-def candidate_config(pushed: dict[str, Any], local_document: dict[str, Any],
-                     local: Config) -> tuple[dict[str, Any], Config]:
+def candidate_config(
+    pushed: dict[str, Any], local_document: dict[str, Any], local: Config
+) -> tuple[dict[str, Any], Config]:
     """Policy, schema and policy again: the effective document and its Config, or PolicyError
     / ConfigError (with the exact path) saying why not."""
     document = effective_document(pushed, local_document, local)
@@ -133,8 +150,14 @@ class Changes:
     log_level: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.sources_added or self.sources_removed or self.sources_changed
-                    or self.hub or self.buffer or self.log_level)
+        return bool(
+            self.sources_added
+            or self.sources_removed
+            or self.sources_changed
+            or self.hub
+            or self.buffer
+            or self.log_level
+        )
 
     def describe(self) -> list[str]:
         lines = [f"source {name} added" for name in self.sources_added]

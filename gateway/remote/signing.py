@@ -75,15 +75,17 @@ def _read_pem(path: str | Path, label: str, prefix: bytes) -> bytes:
         raise KeyFileError(f"{path}: cannot read: {error.strerror}") from None
     match = _PEM.search(data)
     if match is None or match.group(1).decode() != label:
-        raise KeyFileError(f"{path}: expected a PEM {label} (from citygw keys generate or "
-                           "openssl genpkey -algorithm ed25519)")
+        raise KeyFileError(
+            f"{path}: expected a PEM {label} (from citygw keys generate or "
+            "openssl genpkey -algorithm ed25519)"
+        )
     try:
         der = base64.b64decode(b"".join(match.group(2).split()), validate=True)
     except (binascii.Error, ValueError):
         der = b""
     if len(der) != len(prefix) + 32 or not der.startswith(prefix):
         raise KeyFileError(f"{path}: not an Ed25519 key (or an encrypted one)")
-    return der[len(prefix):]
+    return der[len(prefix) :]
 
 
 def generate(out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -131,8 +133,12 @@ def sign(private: SigningKey, body: dict[str, Any]) -> bytes:
     """The exact payload to publish on `config/set` for this body."""
     signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     signature = private.sign(CONTEXT + signed.encode("ascii")).signature
-    envelope = {"type": ENVELOPE_TYPE, "key_id": key_id(private.verify_key),
-                "sig": base64.b64encode(signature).decode("ascii"), "signed": signed}
+    envelope = {
+        "type": ENVELOPE_TYPE,
+        "key_id": key_id(private.verify_key),
+        "sig": base64.b64encode(signature).decode("ascii"),
+        "signed": signed,
+    }
     return json.dumps(envelope, indent=None, separators=(",", ":")).encode("ascii")
 
 
@@ -173,9 +179,18 @@ def verify(payload: bytes, trusted: dict[str, VerifyKey]) -> Envelope:
     if kind not in KINDS:
         raise EnvelopeError(f"signed.kind: expected one of {', '.join(KINDS)}")
     target = body.get("target", {})
-    if not isinstance(target, dict) or not set(target) <= {"gateway", "group"} or len(target) > 1 \
-            or not all(isinstance(v, str) for v in target.values()):
+    if (
+        not isinstance(target, dict)
+        or not set(target) <= {"gateway", "group"}
+        or len(target) > 1
+        or not all(isinstance(v, str) for v in target.values())
+    ):
         raise EnvelopeError('signed.target: expected {} or {"gateway": ID} or {"group": NAME}')
-    return Envelope(kind=str(kind), version=_int_field(body, "version"),
-                    issued_ms=_int_field(body, "issued_ms"), key_id=kid, body=body,
-                    digest=hashlib.sha256(payload).hexdigest())
+    return Envelope(
+        kind=str(kind),
+        version=_int_field(body, "version"),
+        issued_ms=_int_field(body, "issued_ms"),
+        key_id=kid,
+        body=body,
+        digest=hashlib.sha256(payload).hexdigest(),
+    )

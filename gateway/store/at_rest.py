@@ -21,8 +21,9 @@ def at_rest(path: Path) -> tuple[int, int | None, int]:
             depth, oldest = db.execute(f"SELECT count(*), min(ts_ms) FROM {OLD_ROWS}").fetchone()
         if "chunks" in tables:
             depth += db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
-            first = db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
-                               ).fetchone()
+            first = db.execute(
+                "SELECT first_seq, data FROM chunks ORDER BY first_seq LIMIT 1"
+            ).fetchone()
             if first is not None and oldest is None:
                 oldest = chunks.ts_at(first[0], first[1], first[0])
         dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()

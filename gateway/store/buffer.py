@@ -99,13 +99,15 @@ class SqliteBuffer:
                 self._set_meta("epoch", self.epoch)
         self._convert_rows()
         last = self._db.execute(
-            "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1").fetchone()
+            "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
         self._next_seq = max(self._meta("next_seq", default=1) or 1, last[0] if last else 1)
         self.dropped_total = self._meta("dropped_total", default=0) or 0
         self._acked: dict[int, ranges.Ranges] = {}  # chunk first_seq -> what the hub has of it
         self._unneeded: set[int] = set()  # chunks the hub has all of: deleted with the next commit
-        self.depth: int = self._db.execute(
-            "SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[0]
+        self.depth: int = self._db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[
+            0
+        ]
 
     def _open(self, synchronous: str) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +150,17 @@ class SqliteBuffer:
         """A buffer written by the row-per-reading format: its readings become chunks, keys
         unchanged, in one transaction."""
         db = self._db
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      (OLD_ROWS,)).fetchone() is None:
+        if (
+            db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OLD_ROWS,)
+            ).fetchone()
+            is None
+        ):
             return
         with db:
-            rows = db.execute(f"SELECT seq, ts_ms, series, value, flags FROM {OLD_ROWS} "
-                              "ORDER BY seq")
+            rows = db.execute(
+                f"SELECT seq, ts_ms, series, value, flags FROM {OLD_ROWS} ORDER BY seq"
+            )
             converted = 0
             for first, run in chunks.runs(rows):
                 self._insert(first, len(run), chunks.pack_rows(run))
@@ -162,16 +169,18 @@ class SqliteBuffer:
         log.info("buffer %s: %d readings converted to the chunked format", self.path, converted)
 
     def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
-        self._db.execute("INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)",
-                         (first_seq, count, blob))
+        self._db.execute(
+            "INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)", (first_seq, count, blob)
+        )
 
     def _delete(self, first_seq: int) -> None:
         self._db.execute("DELETE FROM chunks WHERE first_seq = ?", (first_seq,))
 
     def _chunk_start(self, seq: int) -> int:
         """The first_seq of the chunk that holds `seq` (or of the first chunk after it)."""
-        row = self._db.execute("SELECT max(first_seq) FROM chunks WHERE first_seq <= ?",
-                               (seq,)).fetchone()
+        row = self._db.execute(
+            "SELECT max(first_seq) FROM chunks WHERE first_seq <= ?", (seq,)
+        ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
     def _meta(self, key: str, *, default: int | None) -> int | None:
@@ -231,10 +240,17 @@ class SqliteBuffer:
                 for start in range(0, len(readings), chunks.MAX_READINGS):
                     stop = start + chunks.MAX_READINGS
                     sids = readings.sid[start:stop]
-                    self._insert(first + start, len(sids), chunks.pack(
-                        readings.ts_ms[start:stop], [ids[i] for i in sids],
-                        readings.values[start:stop], readings.flags[start:stop],
-                        try_scaled=len(readings) <= chunks.SCALED_MAX))
+                    self._insert(
+                        first + start,
+                        len(sids),
+                        chunks.pack(
+                            readings.ts_ms[start:stop],
+                            [ids[i] for i in sids],
+                            readings.values[start:stop],
+                            readings.flags[start:stop],
+                            try_scaled=len(readings) <= chunks.SCALED_MAX,
+                        ),
+                    )
                 if drop_old or dropped_new:
                     self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
         except sqlite3.Error as error:
@@ -255,8 +271,9 @@ class SqliteBuffer:
             return
         if not keys_kept:
             self._set_meta("next_seq", self._next_seq)
-        self._db.executemany("DELETE FROM chunks WHERE first_seq = ?",
-                             [(c0,) for c0 in self._unneeded])
+        self._db.executemany(
+            "DELETE FROM chunks WHERE first_seq = ?", [(c0,) for c0 in self._unneeded]
+        )
 
     def _forget_deleted(self) -> None:
         """After the transaction of `_delete_unneeded` committed."""
@@ -267,8 +284,9 @@ class SqliteBuffer:
     def _drop_oldest(self, count: int) -> None:
         """Delete the `count` oldest unacknowledged readings (inside append's transaction)."""
         while count > 0:
-            row = self._db.execute("SELECT first_seq, count, data FROM chunks "
-                                   "ORDER BY first_seq LIMIT 1").fetchone()
+            row = self._db.execute(
+                "SELECT first_seq, count, data FROM chunks ORDER BY first_seq LIMIT 1"
+            ).fetchone()
             if row is None:
                 return
             c0, size, data = row
@@ -291,7 +309,8 @@ class SqliteBuffer:
         out: list[StoredReading] = []
         cursor = self._db.execute(
             "SELECT first_seq, count, data FROM chunks WHERE first_seq >= ? ORDER BY first_seq",
-            (self._chunk_start(after_seq + 1),))
+            (self._chunk_start(after_seq + 1),),
+        )
         damaged: list[tuple[int, int, chunks.ChunkError]] = []
         try:  # closed early: an open statement would hold back WAL checkpoints
             for c0, size, data in cursor:
@@ -304,8 +323,11 @@ class SqliteBuffer:
                     continue
                 acked = self._acked.get(c0)
                 if acked or c0 <= after_seq:
-                    rows = (r for r in rows
-                            if r[0] > after_seq and not (acked and ranges.is_acked(acked, r[0])))
+                    rows = (
+                        r
+                        for r in rows
+                        if r[0] > after_seq and not (acked and ranges.is_acked(acked, r[0]))
+                    )
                 out.extend(islice(rows, limit - len(out)))
                 if len(out) >= limit:
                     break
@@ -331,8 +353,10 @@ class SqliteBuffer:
         Writes nothing itself: fully acknowledged chunks are deleted with the next commit."""
         removed = 0
         for c0, size in self._db.execute(
-                "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
-                "ORDER BY first_seq", (self._chunk_start(first_seq), last_seq)).fetchall():
+            "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
+            "ORDER BY first_seq",
+            (self._chunk_start(first_seq), last_seq),
+        ).fetchall():
             lo, hi = max(first_seq, c0), min(last_seq, c0 + size - 1)
             if lo > hi or c0 in self._unneeded:
                 continue
@@ -384,8 +408,12 @@ class SqliteBuffer:
             with contextlib.suppress(OSError):
                 size += os.path.getsize(f"{self.path}{suffix}")
         return BufferStats(
-            epoch=self.epoch or 0, depth=self.depth, oldest_ts_ms=oldest_ts_ms,
-            bytes_on_disk=size, dropped_total=self.dropped_total, next_seq=self._next_seq,
+            epoch=self.epoch or 0,
+            depth=self.depth,
+            oldest_ts_ms=oldest_ts_ms,
+            bytes_on_disk=size,
+            dropped_total=self.dropped_total,
+            next_seq=self._next_seq,
         )
 
     def close(self) -> None:
@@ -395,8 +423,9 @@ class SqliteBuffer:
                 self._delete_unneeded(keys_kept=True)
             self._forget_deleted()
         except sqlite3.Error as error:
-            log.warning("buffer %s: cannot delete acknowledged readings at close: %s",
-                        self.path, error)
+            log.warning(
+                "buffer %s: cannot delete acknowledged readings at close: %s", self.path, error
+            )
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:

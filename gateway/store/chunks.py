@@ -43,17 +43,26 @@ class ChunkError(ValueError):
     """A stored chunk does not decode (the file was damaged)."""
 
 
-def pack(ts_ms: Sequence[int], series: Sequence[int], values: Sequence[float],
-         flags: Sequence[int], *, try_scaled: bool = True) -> bytes:
+def pack(
+    ts_ms: Sequence[int],
+    series: Sequence[int],
+    values: Sequence[float],
+    flags: Sequence[int],
+    *,
+    try_scaled: bool = True,
+) -> bytes:
     """Readings with consecutive keys, as columns -> one blob (the key of the first is stored
     beside it). Columns, not rows: no tuple per reading while a commit is packed (RSS).
     `try_scaled=False`: float64 values whatever the size (the tail of a large commit)."""
-    blob: bytes = msgpack.packb([
-        [ts_ms[0], *(b - a for a, b in pairwise(ts_ms))] if ts_ms else [],
-        list(series),
-        (try_scaled and len(values) <= SCALED_MAX and _scaled(values)) or _float64(values),
-        0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
-    ], buf_size=12 * len(series) + 64)  # what a chunk needs; msgpack's default is 256 KiB
+    blob: bytes = msgpack.packb(
+        [
+            [ts_ms[0], *(b - a for a, b in pairwise(ts_ms))] if ts_ms else [],
+            list(series),
+            (try_scaled and len(values) <= SCALED_MAX and _scaled(values)) or _float64(values),
+            0 if not any(flags) else list(flags),  # nearly always: clock synchronised, no flags
+        ],
+        buf_size=12 * len(series) + 64,
+    )  # what a chunk needs; msgpack's default is 256 KiB
     return blob
 
 
@@ -72,8 +81,10 @@ def _scaled(values: Sequence[float]) -> list[Any] | None:
             ints = [round(v * scale) for v in values]
         except (ValueError, OverflowError):  # NaN, infinity
             return None
-        if all(i / scale == v and (i or math.copysign(1.0, v) > 0)
-               for i, v in zip(ints, values, strict=True)):
+        if all(
+            i / scale == v and (i or math.copysign(1.0, v) > 0)
+            for i, v in zip(ints, values, strict=True)
+        ):
             return [scale, ints] if max(map(abs, ints), default=0) < 2**63 else None
     return None
 
@@ -109,8 +120,14 @@ def unpack(first_seq: int, blob: bytes) -> Iterator[StoredReading]:
     a few readings of a chunk does not hold 4,096 of them (peak RSS)."""
     deltas, series, values, flags = _columns(first_seq, blob)
     count = len(series)
-    return zip(range(first_seq, first_seq + count), accumulate(deltas), series, values,
-               repeat(0, count) if flags == 0 else flags, strict=True)
+    return zip(
+        range(first_seq, first_seq + count),
+        accumulate(deltas),
+        series,
+        values,
+        repeat(0, count) if flags == 0 else flags,
+        strict=True,
+    )
 
 
 def ts_at(first_seq: int, blob: bytes, seq: int) -> int:

@@ -34,14 +34,20 @@ IDENTIFIER = "citygw"
 FIELD_PREFIX = "CITYGW_"
 
 # syslog(3) priorities for logging's levels (NOTICE, 5, has no logging level).
-_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
-               (logging.INFO, 6))
+_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 _FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # Attributes every LogRecord has: anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
-_MEMFD_SEALS = (getattr(fcntl, "F_SEAL_SHRINK", 0x0002) | getattr(fcntl, "F_SEAL_GROW", 0x0004)
-                | getattr(fcntl, "F_SEAL_WRITE", 0x0008) | getattr(fcntl, "F_SEAL_SEAL", 0x0001))
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_MEMFD_SEALS = (
+    getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
+    | getattr(fcntl, "F_SEAL_GROW", 0x0004)
+    | getattr(fcntl, "F_SEAL_WRITE", 0x0008)
+    | getattr(fcntl, "F_SEAL_SEAL", 0x0001)
+)
 
 
 def stderr_is_journal(stderr_fd: int = 2) -> bool:
@@ -94,8 +100,14 @@ class JournalHandler(logging.Handler):
     also puts in the journal, without the fields), so nothing is lost silently.
     """
 
-    def __init__(self, *, socket_path: str | None = None, fields: Mapping[str, str] | None = None,
-                 identifier: str = IDENTIFIER, level: int = logging.NOTSET) -> None:
+    def __init__(
+        self,
+        *,
+        socket_path: str | None = None,
+        fields: Mapping[str, str] | None = None,
+        identifier: str = IDENTIFIER,
+        level: int = logging.NOTSET,
+    ) -> None:
         super().__init__(level)
         self.socket_path = socket_path or os.environ.get(SOCKET_ENV) or JOURNAL_SOCKET
         self.fields = {"SYSLOG_IDENTIFIER": identifier, **(fields or {})}
@@ -157,7 +169,7 @@ class JournalHandler(logging.Handler):
         try:
             view = memoryview(message)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _MEMFD_SEALS)
             rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))
             sock.sendmsg([b""], [rights], 0, self.socket_path)

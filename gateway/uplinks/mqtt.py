@@ -121,12 +121,18 @@ class Uplink:
         v5 = hub.protocol == "5"
         will = aiomqtt.Will(
             self.topic(wire.TOPIC_STATUS),
-            wire.encode_status(self._gateway_id, state="offline", version=self._version,
-                               started_ms=self._started_ms),
-            qos=1, retain=True,
+            wire.encode_status(
+                self._gateway_id,
+                state="offline",
+                version=self._version,
+                started_ms=self._started_ms,
+            ),
+            qos=1,
+            retain=True,
         )
         return aiomqtt.Client(
-            hub.host, hub.port,
+            hub.host,
+            hub.port,
             identifier=hub.client_id or f"citygw-{self._gateway_id}",
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             username=hub.username or None,
@@ -172,8 +178,12 @@ class Uplink:
                     if self.stats.connects > 1:
                         self.stats.reconnects += 1
                     self.reached.set()
-                    log.info("connected to hub %s as %s", self._hub.url, self._gateway_id,
-                             extra={"event": "hub_connected"})
+                    log.info(
+                        "connected to hub %s as %s",
+                        self._hub.url,
+                        self._gateway_id,
+                        extra={"event": "hub_connected"},
+                    )
                     outage_logged = False
                     backoff.reset()
                     await self._publish_birth(client)
@@ -184,15 +194,24 @@ class Uplink:
                 self.stats.last_error = str(error)
                 if not outage_logged:
                     text = str(error).lower()
-                    what = ("refused us (check username and password)"
-                            if "authori" in text or "bad user" in text else "unreachable")
-                    log.warning("hub %s %s: %s; readings stay buffered, retrying",
-                                self._hub.url, what, error, extra={"event": "hub_down"})
+                    what = (
+                        "refused us (check username and password)"
+                        if "authori" in text or "bad user" in text
+                        else "unreachable"
+                    )
+                    log.warning(
+                        "hub %s %s: %s; readings stay buffered, retrying",
+                        self._hub.url,
+                        what,
+                        error,
+                        extra={"event": "hub_down"},
+                    )
                     outage_logged = True
             except (OSError, ssl.SSLError) as error:  # TLS material unreadable, DNS, ...
                 self.stats.last_error = str(error)
-                self._log.log(logging.ERROR, "os", "cannot connect to hub %s: %s",
-                              self._hub.url, error)
+                self._log.log(
+                    logging.ERROR, "os", "cannot connect to hub %s: %s", self._hub.url, error
+                )
             finally:
                 self._client = None
                 self._window = None
@@ -206,19 +225,31 @@ class Uplink:
             series = self._announced = await self._buffer.series_table()
         await client.publish(
             self.topic(wire.TOPIC_STATUS),
-            wire.encode_status(self._gateway_id, state="online", version=self._version,
-                               started_ms=self._started_ms, series=series,
-                               wire_format=self._wire_format,
-                               epoch=self._buffer.sync.epoch if series is not None else None),
-            qos=1, retain=True, timeout=self._hub.timeout_s,
+            wire.encode_status(
+                self._gateway_id,
+                state="online",
+                version=self._version,
+                started_ms=self._started_ms,
+                series=series,
+                wire_format=self._wire_format,
+                epoch=self._buffer.sync.epoch if series is not None else None,
+            ),
+            qos=1,
+            retain=True,
+            timeout=self._hub.timeout_s,
         )
 
     async def _open_config_channel(self, client: aiomqtt.Client) -> None:
         channel = self._config_channel
         if channel is None:
             return
-        await client.publish(self.topic(wire.TOPIC_CONFIG_STATE), channel.state_payload(), qos=1,
-                             retain=True, timeout=self._hub.timeout_s)
+        await client.publish(
+            self.topic(wire.TOPIC_CONFIG_STATE),
+            channel.state_payload(),
+            qos=1,
+            retain=True,
+            timeout=self._hub.timeout_s,
+        )
         topics = channel.topics(self._hub.topic_prefix, self._gateway_id)
         await client.subscribe([(t, 1) for t in topics], timeout=self._hub.timeout_s)
 
@@ -239,8 +270,9 @@ class Uplink:
         if client is None:
             return False
         try:
-            await client.publish(self.topic(leaf), payload, qos=1, retain=retain,
-                                 timeout=self._hub.timeout_s)
+            await client.publish(
+                self.topic(leaf), payload, qos=1, retain=retain, timeout=self._hub.timeout_s
+            )
         except aiomqtt.MqttError:
             return False
         return True
@@ -259,9 +291,13 @@ class Uplink:
                     await window.acquire()
 
     def _encode(self, batch: list[StoredReading]) -> bytes:
-        return wire.encode_data(self._wire_format, gateway_id=self._gateway_id,
-                                epoch=self._buffer.sync.epoch or 0, batch=batch,
-                                series_of=self._buffer.sync.series)
+        return wire.encode_data(
+            self._wire_format,
+            gateway_id=self._gateway_id,
+            epoch=self._buffer.sync.epoch or 0,
+            batch=batch,
+            series_of=self._buffer.sync.series,
+        )
 
     def _data_topic(self) -> tuple[str, Properties | None]:
         """The data topic as this publish names it: in full the first time on a connection
@@ -280,8 +316,9 @@ class Uplink:
         try:
             async with asyncio.TaskGroup() as inflight:
                 if self._config_channel is not None:
-                    inflight.create_task(self._read_config(client, self._config_channel),
-                                         name="config-reader")
+                    inflight.create_task(
+                        self._read_config(client, self._config_channel), name="config-reader"
+                    )
                 await self._batches(client, inflight)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
@@ -320,8 +357,14 @@ class Uplink:
             if self._before_flush is not None:
                 await self._before_flush()
 
-    async def _send_batch(self, client: aiomqtt.Client, inflight: asyncio.TaskGroup,
-                          window: asyncio.Semaphore, cursor: int, flush_due: bool) -> int | None:
+    async def _send_batch(
+        self,
+        client: aiomqtt.Client,
+        inflight: asyncio.TaskGroup,
+        window: asyncio.Semaphore,
+        cursor: int,
+        flush_due: bool,
+    ) -> int | None:
         """Peek the readings after `cursor` and hand them to a publish task: the last key sent,
         or None (window released) if no batch is due. Only the payload outlives this call, not
         a tuple per reading (a batch of 5,000 is ~1 MB of them while a PUBACK is awaited)."""
@@ -340,13 +383,19 @@ class Uplink:
         return last
 
     async def _publish(
-        self, client: aiomqtt.Client, payload: bytes, first: int, last: int, count: int,
+        self,
+        client: aiomqtt.Client,
+        payload: bytes,
+        first: int,
+        last: int,
+        count: int,
         window: asyncio.Semaphore,
     ) -> None:
         topic, properties = self._data_topic()  # before any await: publishes keep their order
         try:
-            await client.publish(topic, payload, qos=1, properties=properties,
-                                 timeout=self._hub.timeout_s)
+            await client.publish(
+                topic, payload, qos=1, properties=properties, timeout=self._hub.timeout_s
+            )
             await self._buffer.ack(first, last)  # PUBACK received: the hub has them
             self.stats.messages_out += 1
             self.stats.readings_out += count
@@ -368,7 +417,8 @@ class Uplink:
     async def publish_metrics(self, metrics: dict[str, Any]) -> bool:
         """Best effort: metrics are a snapshot, not buffered."""
         return await self._publish_if_connected(
-            wire.TOPIC_METRICS, wire.encode_metrics(self._gateway_id, metrics), retain=False)
+            wire.TOPIC_METRICS, wire.encode_metrics(self._gateway_id, metrics), retain=False
+        )
 
     async def announce_offline(self) -> None:
         """On an orderly shutdown the will is not sent: say "offline" ourselves."""
@@ -378,9 +428,15 @@ class Uplink:
         with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(
                 self.topic(wire.TOPIC_STATUS),
-                wire.encode_status(self._gateway_id, state="offline", version=self._version,
-                                   started_ms=self._started_ms),
-                qos=1, retain=True, timeout=2.0,
+                wire.encode_status(
+                    self._gateway_id,
+                    state="offline",
+                    version=self._version,
+                    started_ms=self._started_ms,
+                ),
+                qos=1,
+                retain=True,
+                timeout=2.0,
             )
 
 

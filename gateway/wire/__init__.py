@@ -27,9 +27,23 @@ from gateway.wire.messages import (
 )
 
 __all__ = [
-    "FORMATS", "TOPIC_CONFIG_STATE", "TOPIC_DATA", "TOPIC_METRICS", "TOPIC_STATUS", "VERSION",
-    "HubReading", "SeriesTables", "WireError", "decode_data", "decode_map", "encode_data",
-    "encode_metrics", "encode_status", "series_table", "topic", "version_of",
+    "FORMATS",
+    "TOPIC_CONFIG_STATE",
+    "TOPIC_DATA",
+    "TOPIC_METRICS",
+    "TOPIC_STATUS",
+    "VERSION",
+    "HubReading",
+    "SeriesTables",
+    "WireError",
+    "decode_data",
+    "decode_map",
+    "encode_data",
+    "encode_metrics",
+    "encode_status",
+    "series_table",
+    "topic",
+    "version_of",
 ]
 
 FORMATS = (1, 2, 3)
@@ -51,7 +65,11 @@ def version_of(payload: bytes) -> int:
 
 
 def encode_data(
-    version: int, *, gateway_id: str, epoch: int, batch: Sequence[StoredReading],
+    version: int,
+    *,
+    gateway_id: str,
+    epoch: int,
+    batch: Sequence[StoredReading],
     series_of: Callable[[int], Series],
 ) -> bytes:
     """One data message of format `version` for a batch in buffer order."""
@@ -69,7 +87,10 @@ def encode_data(
 
 
 def decode_data(
-    payload: bytes, *, gateway: str = "", series_tables: SeriesTables | None = None,
+    payload: bytes,
+    *,
+    gateway: str = "",
+    series_tables: SeriesTables | None = None,
 ) -> Iterator[HubReading]:
     """Every reading of one data message from `gateway` (the topic's; v1 names its own).
     `series_tables` gives the birth's aliases for v2 and v3. Raises only WireError."""

@@ -40,9 +40,14 @@ class HubReading:
     def as_json(self) -> dict[str, Any]:
         """The reading as `citygw hub tail --json` prints it."""
         return {
-            "gateway": self.gateway, "source": self.source, "quantity": self.quantity,
-            "value": self.value, "unit": self.unit, "ts_ms": self.ts_ms,
-            "key": f"{self.gateway}/{self.epoch}/{self.seq}", "clock_synced": self.clock_synced,
+            "gateway": self.gateway,
+            "source": self.source,
+            "quantity": self.quantity,
+            "value": self.value,
+            "unit": self.unit,
+            "ts_ms": self.ts_ms,
+            "key": f"{self.gateway}/{self.epoch}/{self.seq}",
+            "clock_synced": self.clock_synced,
         }
 
 

@@ -24,14 +24,25 @@ def topic(prefix: str, gateway_id: str, leaf: str) -> str:
 
 
 def encode_status(
-    gateway_id: str, *, state: str, version: str, started_ms: int,
-    series: dict[int, Series] | None = None, wire_format: int = 2, epoch: int | None = None,
+    gateway_id: str,
+    *,
+    state: str,
+    version: str,
+    started_ms: int,
+    series: dict[int, Series] | None = None,
+    wire_format: int = 2,
+    epoch: int | None = None,
 ) -> bytes:
     """Birth/will. With `series` (wire v2, v3) it carries the alias table their data messages
     use, `wire` says which of the two the data messages are, and `ep` names the buffer epoch
     the aliases belong to (a new buffer numbers its series again)."""
-    message: dict[str, Any] = {"v": VERSION, "gw": gateway_id, "state": state,
-                               "version": version, "started_ms": started_ms}
+    message: dict[str, Any] = {
+        "v": VERSION,
+        "gw": gateway_id,
+        "state": state,
+        "version": version,
+        "started_ms": started_ms,
+    }
     if series is not None:
         message["wire"] = wire_format
         if epoch is not None:

@@ -13,8 +13,6 @@ from gateway.wire.messages import unpack_map
 VERSION = 1
 
 
-
-
 def encode_data(
     gateway_id: str, epoch: int, batch: Sequence[StoredReading], series_of: Callable[[int], Series]
 ) -> bytes:
@@ -49,10 +47,6 @@ def encode_data(
     return packer.bytes()  # type: ignore[no-any-return]
 
 
-
-
-
-
 def decode_data(payload: bytes) -> Iterator[HubReading]:
     """All readings of one data message; WireError if it is malformed."""
     m = unpack_map(payload)
@@ -65,9 +59,19 @@ def decode_data(payload: bytes) -> Iterator[HubReading]:
             dseq, dts, i, value = row[:4]
             flags = row[4] if len(row) > 4 else 0
             series = table[i]
-            decoded.append(HubReading(
-                gw, ep, s0 + int(dseq), t0 + int(dts), series.source, series.quantity,
-                series.unit, float(value), not (int(flags) & CLOCK_UNSYNCED)))
+            decoded.append(
+                HubReading(
+                    gw,
+                    ep,
+                    s0 + int(dseq),
+                    t0 + int(dts),
+                    series.source,
+                    series.quantity,
+                    series.unit,
+                    float(value),
+                    not (int(flags) & CLOCK_UNSYNCED),
+                )
+            )
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise WireError(f"malformed data message: {error!r}") from None
     return iter(decoded)

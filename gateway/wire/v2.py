@@ -34,11 +34,6 @@ RAW = 127  # scale marker: values of this series travel as float64
 _CODEC_PLAIN, _CODEC_DEFLATE = 0, 1
 
 
-
-
-
-
-
 def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
     """One v2 data message for a batch in buffer order."""
     if not batch:
@@ -80,8 +75,8 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
     scale_list = [x for alias, scale in sorted(scales.items()) for x in (alias, scale)]
     return msgpack.packb(  # type: ignore[no-any-return]
         [VERSION, epoch, s0, t0 // 1000, t0 % 1000, tick, scale_list, flags, codec, body],
-        use_bin_type=True)
-
+        use_bin_type=True,
+    )
 
 
 class _Reader:
@@ -98,7 +93,7 @@ class _Reader:
         return unzigzag(self.uvarint())
 
     def float64(self) -> float:
-        chunk = self.data[self.pos:self.pos + 9]
+        chunk = self.data[self.pos : self.pos + 9]
         self.pos += 9
         try:
             value = msgpack.unpackb(chunk)
@@ -117,16 +112,26 @@ def epoch_of(payload: bytes) -> int:
         if unpacker.read_array_header() != 10 or unpacker.unpack() != VERSION:
             raise WireError("not a v2 data message")
         epoch = unpacker.unpack()
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
-            msgpack.OutOfData) as error:
+    except (
+        ValueError,
+        msgpack.ExtraData,
+        msgpack.FormatError,
+        msgpack.StackError,
+        msgpack.OutOfData,
+    ) as error:
         raise WireError(f"not a v2 data message: {error!r}") from None
     if not isinstance(epoch, int) or isinstance(epoch, bool):
         raise WireError("v2 data message: the epoch is not an integer")
     return epoch
 
 
-def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series | None],
-                *, max_readings: int = 100_000) -> Iterator[HubReading]:
+def decode_data(
+    payload: bytes,
+    gateway: str,
+    series_of: Callable[[int], Series | None],
+    *,
+    max_readings: int = 100_000,
+) -> Iterator[HubReading]:
     """Readings of a v2 message from `gateway` (its topic); `series_of(alias)` comes from the
     gateway's birth message."""
     try:
@@ -165,11 +170,22 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
                 value = last[alias] / 10**scale if scale else float(last[alias])
             series = series_of(alias)
             if series is None:
-                raise WireError(f"series alias {alias} unknown: the gateway's birth message "
-                                "has not been seen")
-            readings.append(HubReading(gateway, int(ep), seq, ts, series.source, series.quantity,
-                                       series.unit, value,
-                                       not (flags.get(index, 0) & CLOCK_UNSYNCED)))
+                raise WireError(
+                    f"series alias {alias} unknown: the gateway's birth message has not been seen"
+                )
+            readings.append(
+                HubReading(
+                    gateway,
+                    int(ep),
+                    seq,
+                    ts,
+                    series.source,
+                    series.quantity,
+                    series.unit,
+                    value,
+                    not (flags.get(index, 0) & CLOCK_UNSYNCED),
+                )
+            )
     except (KeyError, TypeError, ValueError, IndexError, zlib.error) as error:
         raise WireError(f"malformed v2 data message: {error!r}") from None
     return iter(readings)

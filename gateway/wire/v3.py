@@ -160,10 +160,6 @@ def _get_decimals(bits: _BitReader, expected: int | None) -> int:
     return bits.get(4)
 
 
-
-
-
-
 def _series_decimals(batch: Sequence[StoredReading]) -> dict[int, int]:
     """Per series, the decimals all its values in this batch need (RAW if one needs float64)."""
     places: dict[int, int] = {}
@@ -179,8 +175,9 @@ def _series_decimals(batch: Sequence[StoredReading]) -> dict[int, int]:
     return places
 
 
-def encode_data(epoch: int, batch: Sequence[StoredReading],
-                series_of: Callable[[int], Series]) -> bytes:
+def encode_data(
+    epoch: int, batch: Sequence[StoredReading], series_of: Callable[[int], Series]
+) -> bytes:
     """One v3 data message for a batch in buffer order; `series_of` gives the quantity names
     the value prediction uses (the same table the birth message carries)."""
     if not batch:
@@ -192,8 +189,15 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
         raise ValueError("series alias out of range for wire v3")
     gaps = any(b[0] - a[0] != 1 for a, b in pairwise(batch))
     flagged = any(r[4] for r in batch)
-    head = bytearray((VERSION, (width << 3) | (_GAPS if gaps else 0) | (_FLAGS if flagged else 0)
-                      | (_MS if t0 % 1000 else 0)))
+    head = bytearray(
+        (
+            VERSION,
+            (width << 3)
+            | (_GAPS if gaps else 0)
+            | (_FLAGS if flagged else 0)
+            | (_MS if t0 % 1000 else 0),
+        )
+    )
     for n in (epoch, s0, len(batch), zigzag(t0 // 1000)):
         put_uvarint(head, n)
     if t0 % 1000:
@@ -241,8 +245,13 @@ def encode_data(epoch: int, batch: Sequence[StoredReading],
     return bytes(head) + bits.finish()
 
 
-def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series | None],
-                *, max_readings: int = 100_000) -> Iterator[HubReading]:
+def decode_data(
+    payload: bytes,
+    gateway: str,
+    series_of: Callable[[int], Series | None],
+    *,
+    max_readings: int = 100_000,
+) -> Iterator[HubReading]:
     """Readings of a v3 message from `gateway` (its topic); `series_of(alias)` comes from the
     gateway's birth message. Raises only WireError."""
     if len(payload) < 2 or payload[0] != VERSION:
@@ -284,11 +293,13 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
             alias = bits.get(width)
         series = series_of(alias)
         if series is None:
-            raise WireError(f"series alias {alias} unknown: the gateway's birth message "
-                            "has not been seen")
+            raise WireError(
+                f"series alias {alias} unknown: the gateway's birth message has not been seen"
+            )
         if alias not in scales:
             scales[alias] = scale_of[series.quantity] = _get_decimals(
-                bits, scale_of.get(series.quantity))
+                bits, scale_of.get(series.quantity)
+            )
         scale = scales[alias]
         if scale == RAW:
             value: float = struct.unpack(">d", bits.get(64).to_bytes(8, "big"))[0]
@@ -301,11 +312,23 @@ def decode_data(payload: bytes, gateway: str, series_of: Callable[[int], Series 
                 scaled = last[alias] + unzigzag(bits.golomb(ctx.delta))
             else:
                 scaled = by_quantity.get(quantity, 0) + unzigzag(
-                    bits.golomb(ctx.first_of(series.quantity)))
+                    bits.golomb(ctx.first_of(series.quantity))
+                )
             last[alias] = by_quantity[quantity] = scaled
             value = scaled / 10**scale if scale else float(scaled)
-        readings.append(HubReading(gateway, epoch, seq, ts, series.source, series.quantity,
-                                   series.unit, value, not flags & CLOCK_UNSYNCED))
+        readings.append(
+            HubReading(
+                gateway,
+                epoch,
+                seq,
+                ts,
+                series.source,
+                series.quantity,
+                series.unit,
+                value,
+                not flags & CLOCK_UNSYNCED,
+            )
+        )
     if bits.end - bits.pos >= 8:
         raise WireError("trailing bytes after v3 data")
     return iter(readings)

@@ -26,8 +26,11 @@ BUILD_DEB = REPO / "deploy" / "build-deb.sh"
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
+        check=True,
+        capture_output=True,
+    )
 
 
 def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> None:
@@ -37,8 +40,11 @@ def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> Non
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     for package in ("gateway", "drivers", "firmware"):
-        shutil.copytree(REPO / package, src / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "node_modules", "sim"))
+        shutil.copytree(
+            REPO / package,
+            src / package,
+            ignore=shutil.ignore_patterns("__pycache__", "node_modules", "sim"),
+        )
     if version is not None:
         init = src / "gateway" / "__init__.py"
         text = init.read_text().replace('__version__ = "', f'__version__ = "{version}"  # ', 1)
@@ -51,8 +57,15 @@ def build_wheelhouse(tmp: Path) -> Path:
     house = tmp / "wheels"
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     try:
-        pip("download", "--only-binary=:all:", "--dest", str(house),
-            "-c", str(REPO / "constraints.txt"), *deps)
+        pip(
+            "download",
+            "--only-binary=:all:",
+            "--dest",
+            str(house),
+            "-c",
+            str(REPO / "constraints.txt"),
+            *deps,
+        )
         build_citygw_wheel(tmp, house)
     except subprocess.CalledProcessError as error:
         skip_or_fail(f"no package index to build the wheelhouse: {error.stderr.decode()[-500:]}")
@@ -83,8 +96,12 @@ def tool(name: str) -> str:
 
 def build_deb(house: Path, out: Path) -> Path:
     tool("dpkg-deb")
-    proc = subprocess.run(["bash", str(BUILD_DEB), "--wheelhouse", str(house), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(BUILD_DEB), "--wheelhouse", str(house), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (deb,) = out.glob("citygw_*.deb")
     return deb

@@ -31,13 +31,26 @@ def config(
     buffer = hub.pop("buffer", {})
     return {
         "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": broker.url, "topic_prefix": prefix, "flush_interval_s": 0.2,
-                "metrics_interval_s": 0.5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
-                **hub},
+        "hub": {
+            "url": broker.url,
+            "topic_prefix": prefix,
+            "flush_interval_s": 0.2,
+            "metrics_interval_s": 0.5,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            **hub,
+        },
         "buffer": {"commit_interval_ms": 50, **buffer},
-        "sources": [{"type": "serial", "name": name, "port": str(port), "driver": "sds011",
-                     "reopen_max_s": 0.5}
-                    for name, port in ports.items()],
+        "sources": [
+            {
+                "type": "serial",
+                "name": name,
+                "port": str(port),
+                "driver": "sds011",
+                "reopen_max_s": 0.5,
+            }
+            for name, port in ports.items()
+        ],
     }
 
 
@@ -46,8 +59,11 @@ def buffer_next_seq(tmp_path: Path) -> int:
     still stored carry the sequence as well as `meta` (which is written when chunks go)."""
     db = sqlite3.connect(tmp_path / "data" / "buffer.db")
     try:
-        return int(db.execute(
-            "SELECT max((SELECT coalesce(max(value), 1) FROM meta WHERE key = 'next_seq'), "
-            "(SELECT coalesce(max(first_seq + count), 1) FROM chunks))").fetchone()[0])
+        return int(
+            db.execute(
+                "SELECT max((SELECT coalesce(max(value), 1) FROM meta WHERE key = 'next_seq'), "
+                "(SELECT coalesce(max(first_seq + count), 1) FROM chunks))"
+            ).fetchone()[0]
+        )
     finally:
         db.close()

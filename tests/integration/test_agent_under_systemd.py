@@ -16,8 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_agent_reports_ready_and_pings_the_watchdog(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mosquitto: Any,
-    write_config: Callable[..., Path], agent_process: Callable[[Path], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Any,
+    write_config: Callable[..., Path],
+    agent_process: Callable[[Path], Any],
 ) -> None:
     path = tmp_path / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -26,11 +29,18 @@ async def test_agent_reports_ready_and_pings_the_watchdog(
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # pings every 0.2 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    agent = agent_process(write_config({
-        "gateway": {"id": "gw-notify", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": mosquitto.url, "topic_prefix": "citygw-test/notify",
-                "metrics_interval_s": 0.5},
-    }))
+    agent = agent_process(
+        write_config(
+            {
+                "gateway": {"id": "gw-notify", "data_dir": str(tmp_path / "data")},
+                "hub": {
+                    "url": mosquitto.url,
+                    "topic_prefix": "citygw-test/notify",
+                    "metrics_interval_s": 0.5,
+                },
+            }
+        )
+    )
     loop = asyncio.get_running_loop()
     messages: list[str] = []
 

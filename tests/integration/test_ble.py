@@ -77,8 +77,9 @@ def plain(packet_id: int, temperature_c: float) -> bytes:
 
 def sealed(counter: int, temperature_c: float, *, key: bytes = KEY) -> bytes:
     raw = round(temperature_c * 100).to_bytes(2, "little", signed=True)
-    return bthome.seal(b"\x02" + raw, mac=bytes.fromhex(SECRET_SENSOR.replace(":", "")),
-                       key=key, counter=counter)
+    return bthome.seal(
+        b"\x02" + raw, mac=bytes.fromhex(SECRET_SENSOR.replace(":", "")), key=key, counter=counter
+    )
 
 
 def ruuvi(sequence: int) -> bytes:
@@ -135,15 +136,21 @@ class BlueZMock:
         """The adapter powered off or on (`hciconfig hci0 down`, rfkill, a reset)."""
         adapter = self.bus.get_object("org.bluez", f"/org/bluez/{name}", introspect=False)
         dbus.Interface(adapter, MOCK_IFACE).UpdateProperties(
-            "org.bluez.Adapter1", dbus.Dictionary({"Powered": dbus.Boolean(on)}, signature="sv"),
-            signature="sa{sv}")
+            "org.bluez.Adapter1",
+            dbus.Dictionary({"Powered": dbus.Boolean(on)}, signature="sv"),
+            signature="sa{sv}",
+        )
 
     def _device_path(self, address: str, adapter: str) -> str:
         return f"/org/bluez/{adapter}/dev_{address.replace(':', '_')}"
 
     def advertise(
-        self, address: str, *, service_data: dict[str, bytes] | None = None,
-        manufacturer_data: dict[int, bytes] | None = None, rssi: int = -60,
+        self,
+        address: str,
+        *,
+        service_data: dict[str, bytes] | None = None,
+        manufacturer_data: dict[int, bytes] | None = None,
+        rssi: int = -60,
         adapter: str = "hci0",
     ) -> None:
         """One advert: the device object appears (first time) or its properties change."""
@@ -151,41 +158,62 @@ class BlueZMock:
         props = {
             "ServiceData": dbus.Dictionary(
                 {k: dbus.Array(v, signature="y") for k, v in (service_data or {}).items()},
-                signature="sv"),
+                signature="sv",
+            ),
             "ManufacturerData": dbus.Dictionary(
-                {dbus.UInt16(k): dbus.Array(v, signature="y")
-                 for k, v in (manufacturer_data or {}).items()},
-                signature="qv"),
+                {
+                    dbus.UInt16(k): dbus.Array(v, signature="y")
+                    for k, v in (manufacturer_data or {}).items()
+                },
+                signature="qv",
+            ),
             "RSSI": dbus.Int16(rssi),
         }
         if path in self._devices:
             device = self.bus.get_object("org.bluez", path, introspect=False)
             dbus.Interface(device, MOCK_IFACE).UpdateProperties(
-                DEVICE_IFACE, dbus.Dictionary(props, signature="sv"), signature="sa{sv}")
+                DEVICE_IFACE, dbus.Dictionary(props, signature="sv"), signature="sa{sv}"
+            )
         else:
             self._add_device(path, address, adapter, props)
             self._devices.add(path)
 
     def _add_device(self, path: str, address: str, adapter: str, props: dict[str, Any]) -> None:
         everything = {
-            "Address": dbus.String(address), "AddressType": dbus.String("public"),
-            "Alias": dbus.String(address.replace(":", "-")), "Adapter": dbus.ObjectPath(
-                f"/org/bluez/{adapter}"),
-            "Paired": dbus.Boolean(False), "Connected": dbus.Boolean(False),
-            "Trusted": dbus.Boolean(False), "Blocked": dbus.Boolean(False),
-            "LegacyPairing": dbus.Boolean(False), "ServicesResolved": dbus.Boolean(False),
-            "UUIDs": dbus.Array([], signature="s"), **props,
+            "Address": dbus.String(address),
+            "AddressType": dbus.String("public"),
+            "Alias": dbus.String(address.replace(":", "-")),
+            "Adapter": dbus.ObjectPath(f"/org/bluez/{adapter}"),
+            "Paired": dbus.Boolean(False),
+            "Connected": dbus.Boolean(False),
+            "Trusted": dbus.Boolean(False),
+            "Blocked": dbus.Boolean(False),
+            "LegacyPairing": dbus.Boolean(False),
+            "ServicesResolved": dbus.Boolean(False),
+            "UUIDs": dbus.Array([], signature="s"),
+            **props,
         }
         properties = dbus.Dictionary(everything, signature="sv")
         dbus.Interface(self._bluez, MOCK_IFACE).AddObject(
-            path, DEVICE_IFACE, properties, dbus.Array([], signature="(ssss)"),
-            signature="ssa{sv}a(ssss)")
+            path,
+            DEVICE_IFACE,
+            properties,
+            dbus.Array([], signature="(ssss)"),
+            signature="ssa{sv}a(ssss)",
+        )
         self._root.EmitSignal(
-            "org.freedesktop.DBus.ObjectManager", "InterfacesAdded", "oa{sa{sv}}",
-            dbus.Array([dbus.ObjectPath(path),
-                        dbus.Dictionary({DEVICE_IFACE: properties}, signature="sa{sv}")],
-                       signature="v"),
-            signature="sssav")
+            "org.freedesktop.DBus.ObjectManager",
+            "InterfacesAdded",
+            "oa{sa{sv}}",
+            dbus.Array(
+                [
+                    dbus.ObjectPath(path),
+                    dbus.Dictionary({DEVICE_IFACE: properties}, signature="sa{sv}"),
+                ],
+                signature="v",
+            ),
+            signature="sssav",
+        )
 
     def close(self) -> None:
         self.bus.close()
@@ -201,7 +229,9 @@ def _start_bluez(tmp_path: Path, parameters: dict[str, Any]) -> Iterator[BlueZMo
     config.write_text(BUS_CONFIG.format(socket=socket))
     daemon = subprocess.Popen(
         [daemon_binary, "--config-file", str(config), "--nofork", "--print-address"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     bluez: BlueZMock | None = None
     try:
         assert daemon.stdout is not None
@@ -212,9 +242,20 @@ def _start_bluez(tmp_path: Path, parameters: dict[str, Any]) -> Iterator[BlueZMo
         def spawn() -> subprocess.Popen[bytes]:
             with log.open("ab") as stderr:
                 return subprocess.Popen(
-                    [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5",
-                     "--parameters", json.dumps(parameters)],
-                    env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+                    [
+                        sys.executable,
+                        "-m",
+                        "dbusmock",
+                        "--system",
+                        "--template",
+                        "bluez5",
+                        "--parameters",
+                        json.dumps(parameters),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
 
         bluez = BlueZMock(address, spawn)
         yield bluez
@@ -263,17 +304,22 @@ class ListSink:
         self.readings: list[Reading] = []
         self.changed = asyncio.Event()
 
-    def emit(self, source: str, measurements: Sequence[Measurement], ts_ms: int,
-             flags: int) -> None:
-        self.readings += [Reading(source, m.quantity, m.unit, m.value, ts_ms, flags)
-                          for m in measurements]
+    def emit(
+        self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int
+    ) -> None:
+        self.readings += [
+            Reading(source, m.quantity, m.unit, m.value, ts_ms, flags) for m in measurements
+        ]
         self.changed.set()
 
     async def room(self) -> None:
         return None
 
-    async def wait_for(self, predicate: Callable[[list[Reading]], bool], timeout: float = 10.0,  # noqa: ASYNC109
-                       ) -> list[Reading]:
+    async def wait_for(
+        self,
+        predicate: Callable[[list[Reading]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[Reading]:
         async with asyncio.timeout(timeout):
             while not predicate(self.readings):
                 self.changed.clear()
@@ -282,12 +328,17 @@ class ListSink:
 
 
 def source_config(scanning: str = "auto", **extra: Any) -> BleSourceConfig:
-    return BleSourceConfig(name="ble", adapter="hci0", scanning=scanning,  # type: ignore[arg-type]
-                           restart_max_s=0.5, devices=[
-        BleDevice(name="kerbside", address=SENSOR, kind="bthome", **extra),
-        BleDevice(name="vault", address=SECRET_SENSOR, kind="bthome", bind_key=KEY.hex()),
-        BleDevice(name="cabinet", address=RUUVI, kind="ruuvi"),
-    ])
+    return BleSourceConfig(
+        name="ble",
+        adapter="hci0",
+        scanning=scanning,  # type: ignore[arg-type]
+        restart_max_s=0.5,
+        devices=[
+            BleDevice(name="kerbside", address=SENSOR, kind="bthome", **extra),
+            BleDevice(name="vault", address=SECRET_SENSOR, kind="bthome", bind_key=KEY.hex()),
+            BleDevice(name="cabinet", address=RUUVI, kind="ruuvi"),
+        ],
+    )
 
 
 @pytest_asyncio.fixture
@@ -320,19 +371,22 @@ def values(readings: list[Reading], source: str) -> list[float]:
 
 
 async def test_an_allow_listed_bthome_sensor_arrives_under_its_configured_name(
-    bluez: BlueZMock, running: Any,
+    bluez: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     assert source.stats.scanning_mode == "passive"
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 21.5)})
     got = await sink.wait_for(lambda rs: len(rs) >= 1)
     assert [(r.source, r.quantity, r.value, r.unit) for r in got] == [
-        ("ble/kerbside", "temperature_c", 21.5, "Cel")]
+        ("ble/kerbside", "temperature_c", 21.5, "Cel")
+    ]
     assert SENSOR not in repr(got)
 
 
 async def test_without_advertisement_monitors_auto_falls_back_to_active_scanning(
-    bluez_no_monitors: BlueZMock, running: Any,
+    bluez_no_monitors: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     assert source.stats.scanning_mode == "active"
@@ -342,13 +396,16 @@ async def test_without_advertisement_monitors_auto_falls_back_to_active_scanning
 
 
 async def test_a_device_not_on_the_allow_list_is_dropped_and_its_address_is_nowhere(
-    bluez: BlueZMock, running: Any, caplog: pytest.LogCaptureFixture,
+    bluez: BlueZMock,
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # everything, bleak's debug log included
     source, sink = await running(source_config())
     # A phone that happens to send BTHome-shaped and Ruuvi-shaped data: still not on the list.
-    bluez.advertise(PHONE, service_data={BTHOME_UUID: plain(1, 99.0)},
-                    manufacturer_data={0x0499: ruuvi(5)})
+    bluez.advertise(
+        PHONE, service_data={BTHOME_UUID: plain(1, 99.0)}, manufacturer_data={0x0499: ruuvi(5)}
+    )
     bluez.advertise(PHONE, service_data={BTHOME_UUID: plain(2, 98.0)}, rssi=-70)
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 20.0)})
     got = await sink.wait_for(lambda rs: len(rs) >= 1)
@@ -363,7 +420,8 @@ async def test_a_device_not_on_the_allow_list_is_dropped_and_its_address_is_nowh
 
 
 async def test_encrypted_sensor_decodes_with_its_key_and_a_wrong_key_is_a_decode_error(
-    bluez: BlueZMock, running: Any,
+    bluez: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     bluez.advertise(SECRET_SENSOR, service_data={BTHOME_UUID: sealed(1, 18.5)})
@@ -381,7 +439,8 @@ async def test_encrypted_sensor_decodes_with_its_key_and_a_wrong_key_is_a_decode
 
 
 async def test_repeated_bthome_packet_ids_and_ruuvi_sequences_are_forwarded_once(
-    bluez: BlueZMock, running: Any,
+    bluez: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     for rssi in (-60, -61, -62):  # the same advert heard three times
@@ -389,13 +448,20 @@ async def test_repeated_bthome_packet_ids_and_ruuvi_sequences_are_forwarded_once
         bluez.advertise(RUUVI, manufacturer_data={0x0499: ruuvi(100)}, rssi=rssi)
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(6, 11.0)})
     bluez.advertise(RUUVI, manufacturer_data={0x0499: ruuvi(101)})
-    await sink.wait_for(lambda rs: len(values(rs, "ble/kerbside")) >= 2
-                        and len({r.ts_ms for r in rs if r.source == "ble/cabinet"}) >= 1)
+    await sink.wait_for(
+        lambda rs: (
+            len(values(rs, "ble/kerbside")) >= 2
+            and len({r.ts_ms for r in rs if r.source == "ble/cabinet"}) >= 1
+        )
+    )
     await until(lambda: source.stats.adverts_duplicate >= 4)
     await asyncio.sleep(0.2)
     assert values(sink.readings, "ble/kerbside") == [10.0, 11.0]
-    temperatures = [r.value for r in sink.readings
-                    if r.source == "ble/cabinet" and r.quantity == "temperature_c"]
+    temperatures = [
+        r.value
+        for r in sink.readings
+        if r.source == "ble/cabinet" and r.quantity == "temperature_c"
+    ]
     assert len(temperatures) == 2
 
 
@@ -408,7 +474,9 @@ async def test_min_interval_limits_the_rate_of_a_device(bluez: BlueZMock, runnin
 
 
 async def test_adapter_removed_and_added_again_while_running_resumes_readings(
-    bluez: BlueZMock, running: Any, caplog: pytest.LogCaptureFixture,
+    bluez: BlueZMock,
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway")
     source, sink = await running(source_config())
@@ -417,8 +485,11 @@ async def test_adapter_removed_and_added_again_while_running_resumes_readings(
     bluez.remove_adapter("hci0")
     await until(lambda: source.stats.state == "adapter missing")
     await asyncio.sleep(1.5)  # several retries: said once, not once per retry
-    assert caplog.text.count("waiting for it to come back") + caplog.text.count(
-        "retrying until it is back") == 1
+    assert (
+        caplog.text.count("waiting for it to come back")
+        + caplog.text.count("retrying until it is back")
+        == 1
+    )
     bluez.add_adapter("hci0")
     await until(lambda: source.stats.state == "scanning")
     assert source.stats.adapter_restarts == 1
@@ -428,7 +499,8 @@ async def test_adapter_removed_and_added_again_while_running_resumes_readings(
 
 
 async def test_adapter_powered_off_and_on_again_resumes_scanning(
-    bluez: BlueZMock, running: Any,
+    bluez: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     bluez.power(False)
@@ -442,7 +514,8 @@ async def test_adapter_powered_off_and_on_again_resumes_scanning(
 
 
 async def test_bluetoothd_restarted_while_running_resumes_readings(
-    bluez: BlueZMock, running: Any,
+    bluez: BlueZMock,
+    running: Any,
 ) -> None:
     source, sink = await running(source_config())
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 1.0)})
@@ -459,21 +532,40 @@ async def test_bluetoothd_restarted_while_running_resumes_readings(
 
 @pytest.mark.agent_ble
 async def test_agent_with_a_ble_source_delivers_a_bthome_reading_to_the_hub(
-    tmp_path: Path, bluez: BlueZMock, mosquitto: Any, topic_prefix: str, write_config: Any,
-    agent_process: Any, hub_subscriber: Any,
+    tmp_path: Path,
+    bluez: BlueZMock,
+    mosquitto: Any,
+    topic_prefix: str,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
 ) -> None:
     from gateway import agent
 
     if BleSourceConfig not in agent.SOURCE_TYPES:
         pytest.skip("gateway.agent.SOURCE_TYPES has no entry for the BLE source yet")
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
-    proc = agent_process(write_config({
-        "gateway": {"id": "gw-ble", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
-        "buffer": {"commit_interval_ms": 50},
-        "sources": [{"type": "ble", "name": "ble", "adapter": "hci0", "devices": [
-            {"name": "kerbside", "address": SENSOR, "kind": "bthome"}]}],
-    }))
+    proc = agent_process(
+        write_config(
+            {
+                "gateway": {"id": "gw-ble", "data_dir": str(tmp_path / "data")},
+                "hub": {
+                    "url": mosquitto.url,
+                    "topic_prefix": topic_prefix,
+                    "flush_interval_s": 0.2,
+                },
+                "buffer": {"commit_interval_ms": 50},
+                "sources": [
+                    {
+                        "type": "ble",
+                        "name": "ble",
+                        "adapter": "hci0",
+                        "devices": [{"name": "kerbside", "address": SENSOR, "kind": "bthome"}],
+                    }
+                ],
+            }
+        )
+    )
     proc.start()  # inherits DBUS_SYSTEM_BUS_ADDRESS from the bluez fixture
     await proc.wait_for_log("connected to hub")
     await proc.wait_for_log("scanning on hci0")
@@ -481,31 +573,47 @@ async def test_agent_with_a_ble_source_delivers_a_bthome_reading_to_the_hub(
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 22.25)})
 
     def readings(messages: list[Any]) -> list[wire.HubReading]:
-        return [r for m in messages if m.topic.endswith("/data")
-                for r in wire.decode_data(m.payload)]
+        return [
+            r for m in messages if m.topic.endswith("/data") for r in wire.decode_data(m.payload)
+        ]
 
     msgs = await sub.wait_for(lambda ms: len(readings(ms)) >= 1, timeout=15)
     assert [(r.source, r.quantity, r.value) for r in readings(msgs)] == [
-        ("ble/kerbside", "temperature_c", 22.25)]
+        ("ble/kerbside", "temperature_c", 22.25)
+    ]
     assert PHONE not in proc.log_text()
     assert all(PHONE.encode() not in m.payload for m in msgs)
 
 
 async def test_an_encrypted_sensor_listed_by_bind_key_alone_is_found_at_any_address(
-    bluez: BlueZMock, running: Any, caplog: pytest.LogCaptureFixture,
+    bluez: BlueZMock,
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     rotating = "7A:11:22:33:44:55"  # a resolvable private address: it changes over time
-    config = BleSourceConfig(name="ble", adapter="hci0", restart_max_s=0.5, devices=[
-        BleDevice(name="keyed", kind="bthome", bind_key=KEY.hex())])
+    config = BleSourceConfig(
+        name="ble",
+        adapter="hci0",
+        restart_max_s=0.5,
+        devices=[BleDevice(name="keyed", kind="bthome", bind_key=KEY.hex())],
+    )
     source, sink = await running(config)
     raw = round(17.25 * 100).to_bytes(2, "little", signed=True)
     mac = bytes.fromhex(rotating.replace(":", ""))
-    bluez.advertise(rotating, service_data={
-        BTHOME_UUID: bthome.seal(b"\x02" + raw, mac=mac, key=KEY, counter=5)})
+    bluez.advertise(
+        rotating,
+        service_data={BTHOME_UUID: bthome.seal(b"\x02" + raw, mac=mac, key=KEY, counter=5)},
+    )
     # Someone else's encrypted sensor, and a plain one: neither is ours.
-    bluez.advertise(PHONE, service_data={BTHOME_UUID: bthome.seal(
-        b"\x02" + raw, mac=bytes.fromhex(PHONE.replace(":", "")), key=bytes(16), counter=1)})
+    bluez.advertise(
+        PHONE,
+        service_data={
+            BTHOME_UUID: bthome.seal(
+                b"\x02" + raw, mac=bytes.fromhex(PHONE.replace(":", "")), key=bytes(16), counter=1
+            )
+        },
+    )
     bluez.advertise(SENSOR, service_data={BTHOME_UUID: plain(1, 20.0)})
     got = await sink.wait_for(lambda rs: len(rs) >= 1)
     await until(lambda: source.stats.adverts_dropped_not_allowed >= 2)

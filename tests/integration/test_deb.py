@@ -47,18 +47,23 @@ def deb(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def dpkg_deb(*args: str) -> str:
-    return subprocess.run([tool("dpkg-deb"), *args], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        [tool("dpkg-deb"), *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_the_package_holds_the_program_files_and_the_wheels_for_its_architecture(
-    deb: Path, wheelhouse: Path,
+    deb: Path,
+    wheelhouse: Path,
 ) -> None:
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert deb.name == f"citygw_{__version__}_{arch}.deb"
-    fields = {name: dpkg_deb("-f", str(deb), name).strip()
-              for name in ("Package", "Version", "Architecture", "Depends", "Maintainer")}
+    fields = {
+        name: dpkg_deb("-f", str(deb), name).strip()
+        for name in ("Package", "Version", "Architecture", "Depends", "Maintainer")
+    }
     assert fields["Package"] == "citygw"
     assert fields["Version"] == __version__
     assert fields["Architecture"] == arch
@@ -67,12 +72,16 @@ def test_the_package_holds_the_program_files_and_the_wheels_for_its_architecture
 
     listing = [line.split() for line in dpkg_deb("-c", str(deb)).splitlines()]
     paths = {parts[5] for parts in listing}
-    wheels = {path.rsplit("/", 1)[1] for path in paths
-              if path.startswith("./usr/lib/citygw/wheelhouse/") and path.endswith(".whl")}
+    wheels = {
+        path.rsplit("/", 1)[1]
+        for path in paths
+        if path.startswith("./usr/lib/citygw/wheelhouse/") and path.endswith(".whl")
+    }
     assert wheels == {p.name for p in wheelhouse.glob("*.whl")}
     assert paths >= PACKAGE_FILES
-    assert not any(path.startswith(("./etc/", "./opt/", "./var/", "./usr/local/"))
-                   for path in paths), "dpkg must not own config, state or the venv"
+    assert not any(
+        path.startswith(("./etc/", "./opt/", "./var/", "./usr/local/")) for path in paths
+    ), "dpkg must not own config, state or the venv"
     link = next(parts for parts in listing if parts[5] == "./usr/bin/citygw")
     assert link[6:] == ["->", "/opt/citygw/bin/citygw"]
     owners = {parts[1] for parts in listing}
@@ -101,8 +110,9 @@ def test_lintian_finds_nothing_unexplained(deb: Path) -> None:
     lintian = shutil.which("lintian")
     if lintian is None:
         pytest.skip("lintian not installed (Debian package 'lintian')")
-    proc = subprocess.run([lintian, "--no-tag-display-limit", str(deb)], capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [lintian, "--no-tag-display-limit", str(deb)], capture_output=True, text=True, timeout=180
+    )
     tags = [line for line in proc.stdout.splitlines() if line[:2] in ("E:", "W:", "I:")]
     unexplained = [line for line in tags if line.split()[2] not in LINTIAN_ACCEPTED]
     assert unexplained == [], proc.stdout
@@ -117,23 +127,41 @@ def dpkg_root(root: Path, *args: str) -> str:
         (admin / "status").touch()
     env = {k: v for k, v in os.environ.items() if k not in ("DESTDIR", "DPKG_ROOT")}
     proc = subprocess.run(
-        [tool("dpkg"), f"--root={root}", "--force-script-chrootless", "--force-depends",
-         "--force-not-root", *args], capture_output=True, text=True, timeout=240, env=env)
+        [
+            tool("dpkg"),
+            f"--root={root}",
+            "--force-script-chrootless",
+            "--force-depends",
+            "--force-not-root",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert proc.returncode == 0, f"dpkg {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
 def test_install_reinstall_upgrade_remove_purge_with_dpkg(
-    tmp_path: Path, deb: Path, wheelhouse: Path,
+    tmp_path: Path,
+    deb: Path,
+    wheelhouse: Path,
 ) -> None:
     root = tmp_path / "root"
     out = dpkg_root(root, "-i", str(deb))
     assert "installed the example config" in out
-    assert (root / "etc/citygw/gateway.toml").read_bytes() == \
-        (REPO / "config/gateway.example.toml").read_bytes()
+    assert (root / "etc/citygw/gateway.toml").read_bytes() == (
+        REPO / "config/gateway.example.toml"
+    ).read_bytes()
     assert (root / "var/lib/citygw").is_dir()
-    version = subprocess.run([str(root / "opt/citygw/bin/citygw"), "--version"],
-                             capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(root / "opt/citygw/bin/citygw"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert version.strip() == f"citygw {__version__}"
     # Enabled on first install (not started: the config needs editing).
     wants = root / "etc/systemd/system/multi-user.target.wants/citygw.service"
@@ -143,13 +171,19 @@ def test_install_reinstall_upgrade_remove_purge_with_dpkg(
     config.write_text(config.read_text().replace('id = "gw-0001"', 'id = "gw-0042"'))
     buffer = root / "var/lib/citygw/buffer.db"
     buffer.write_bytes(b"unsent readings")
-    kept = {path: text for path, text in manifest(root).items()
-            if path.startswith(("etc/", "opt/", "var/lib/citygw"))}
+    kept = {
+        path: text
+        for path, text in manifest(root).items()
+        if path.startswith(("etc/", "opt/", "var/lib/citygw"))
+    }
 
     out = dpkg_root(root, "-i", str(deb))  # the same package again
     assert "nothing to do" in out
-    assert {path: text for path, text in manifest(root).items()
-            if path.startswith(("etc/", "opt/", "var/lib/citygw"))} == kept
+    assert {
+        path: text
+        for path, text in manifest(root).items()
+        if path.startswith(("etc/", "opt/", "var/lib/citygw"))
+    } == kept
 
     newer = tmp_path / "newer"
     shutil.copytree(wheelhouse, newer, ignore=shutil.ignore_patterns("citygw-*"))
@@ -160,8 +194,13 @@ def test_install_reinstall_upgrade_remove_purge_with_dpkg(
     assert buffer.read_bytes() == b"unsent readings"
 
     dpkg_root(root, "--remove", "citygw")
-    for gone in ("opt/citygw", "usr/bin/citygw", "lib/systemd/system/citygw.service",
-                 "lib/udev/rules.d/99-citygw-serial.rules", "usr/lib/citygw"):
+    for gone in (
+        "opt/citygw",
+        "usr/bin/citygw",
+        "lib/systemd/system/citygw.service",
+        "lib/udev/rules.d/99-citygw-serial.rules",
+        "usr/lib/citygw",
+    ):
         assert not os.path.lexists(root / gone), gone
     assert 'id = "gw-0042"' in config.read_text()
     assert buffer.read_bytes() == b"unsent readings"

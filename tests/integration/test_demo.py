@@ -15,8 +15,14 @@ pytestmark = pytest.mark.integration
 
 async def run_demo(*args: str, interrupt_after_s: float | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "demo", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "demo",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     if interrupt_after_s is not None:
         await asyncio.sleep(interrupt_after_s)
         process.send_signal(signal.SIGINT)
@@ -31,7 +37,7 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     assert "-- gw-demo: push applied" in out and "source pm-south added" in out
     pushed = out.index("-- gw-demo: push applied")
     assert "gw-demo/pm-south  pm1_0_cf1_ugm3=" in out[pushed:], "the pushed source reports"
-    assert "gw-demo/pm-south" not in out[:out.index("-- operator: signed config push")]
+    assert "gw-demo/pm-south" not in out[: out.index("-- operator: signed config push")]
     assert "gw-demo/ble/kerbside battery_pct=87 temperature_c=" in out
     assert "adverts of unlisted devices dropped" in out
     assert "5E:11:22:33:44:55" not in out.upper(), "a passing phone never reaches the hub"

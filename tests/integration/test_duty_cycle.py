@@ -16,21 +16,41 @@ pytestmark = pytest.mark.integration
 
 
 async def test_sds011_is_duty_cycled_and_warm_up_readings_are_discarded(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any,
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
 ) -> None:
     pty = make_pty("ttyUSB0")
     sensor = SimulatedSds011(pty.master_fd, interval_s=0.1, seed=3)
     sensor.sleeping = True  # left asleep by a previous run: the agent must wake it
     sim = asyncio.create_task(sensor.run())
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/+/data")
-    agent = agent_process(write_config({
-        "gateway": {"id": "gw-duty", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
-        "buffer": {"commit_interval_ms": 50},
-        "sources": [{"type": "serial", "name": "pm", "port": str(pty.link), "driver": "sds011",
-                     "duty_cycle": {"period_s": 10, "on_s": 3, "warmup_s": 1}}],
-    }))
+    agent = agent_process(
+        write_config(
+            {
+                "gateway": {"id": "gw-duty", "data_dir": str(tmp_path / "data")},
+                "hub": {
+                    "url": mosquitto.url,
+                    "topic_prefix": topic_prefix,
+                    "flush_interval_s": 0.2,
+                },
+                "buffer": {"commit_interval_ms": 50},
+                "sources": [
+                    {
+                        "type": "serial",
+                        "name": "pm",
+                        "port": str(pty.link),
+                        "driver": "sds011",
+                        "duty_cycle": {"period_s": 10, "on_s": 3, "warmup_s": 1},
+                    }
+                ],
+            }
+        )
+    )
     try:
         started = time.monotonic()
         agent.start()

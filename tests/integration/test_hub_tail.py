@@ -21,7 +21,8 @@ SERIES = Series("pm-north", "pm2_5_ugm3", "ug/m3")
 
 def payload(first: int, last: int) -> bytes:
     rows: list[StoredReading] = [
-        (n, 1_700_000_000_000 + n, 1, n / 10, 0) for n in range(first, last + 1)]
+        (n, 1_700_000_000_000 + n, 1, n / 10, 0) for n in range(first, last + 1)
+    ]
     return v1.encode_data("gw-7", 99, rows, lambda sid: SERIES)
 
 
@@ -34,12 +35,26 @@ async def read_lines(stream: asyncio.StreamReader, count: int) -> list[dict[str,
 
 
 async def test_hub_tail_prints_each_reading_once_and_survives_a_broker_restart(
-    mosquitto: Any, topic_prefix: str, tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    tmp_path: Path,
 ) -> None:
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "hub", "tail", "--url", mosquitto.url, "--json",
-        "--topic-prefix", topic_prefix, "--client-id", "hub-test",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "hub",
+        "tail",
+        "--url",
+        mosquitto.url,
+        "--json",
+        "--topic-prefix",
+        topic_prefix,
+        "--client-id",
+        "hub-test",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert tail.stdout is not None
     try:
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
@@ -54,9 +69,16 @@ async def test_hub_tail_prints_each_reading_once_and_survives_a_broker_restart(
             await client.publish(topic, payload(1, 5), qos=1)  # re-sent after a "crash"
         lines = first + await read_lines(tail.stdout, 4)
         assert [line["key"] for line in lines] == [f"gw-7/99/{n}" for n in range(1, 6)]
-        assert lines[0] == {"gateway": "gw-7", "source": "pm-north", "quantity": "pm2_5_ugm3",
-                            "value": 0.1, "unit": "ug/m3", "ts_ms": 1_700_000_000_001,
-                            "key": "gw-7/99/1", "clock_synced": True}
+        assert lines[0] == {
+            "gateway": "gw-7",
+            "source": "pm-north",
+            "quantity": "pm2_5_ugm3",
+            "value": 0.1,
+            "unit": "ug/m3",
+            "ts_ms": 1_700_000_000_001,
+            "key": "gw-7/99/1",
+            "clock_synced": True,
+        }
         mosquitto.stop()
         mosquitto.start()
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
@@ -70,24 +92,50 @@ async def test_hub_tail_prints_each_reading_once_and_survives_a_broker_restart(
 
 @pytest.mark.parametrize("wire_format", [2, 3])
 async def test_wire_v2_and_v3_end_to_end_agent_to_hub_tail_with_exact_values(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, wire_format: int,
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    wire_format: int,
 ) -> None:
     from drivers import sds011
 
     pty = make_pty("ttyUSB0")
-    agent = agent_process(write_config({
-        "gateway": {"id": "gw-v2", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2,
-                "wire_format": wire_format},
-        "buffer": {"commit_interval_ms": 50},
-        "sources": [{"type": "serial", "name": "pm", "port": str(pty.link),
-                     "driver": "sds011"}],
-    }))
+    agent = agent_process(
+        write_config(
+            {
+                "gateway": {"id": "gw-v2", "data_dir": str(tmp_path / "data")},
+                "hub": {
+                    "url": mosquitto.url,
+                    "topic_prefix": topic_prefix,
+                    "flush_interval_s": 0.2,
+                    "wire_format": wire_format,
+                },
+                "buffer": {"commit_interval_ms": 50},
+                "sources": [
+                    {"type": "serial", "name": "pm", "port": str(pty.link), "driver": "sds011"}
+                ],
+            }
+        )
+    )
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "hub", "tail", "--url", mosquitto.url, "--json",
-        "--topic-prefix", topic_prefix, "--client-id", "hub-v2",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "hub",
+        "tail",
+        "--url",
+        mosquitto.url,
+        "--json",
+        "--topic-prefix",
+        topic_prefix,
+        "--client-id",
+        "hub-v2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert tail.stdout is not None
     try:
         await asyncio.sleep(1.0)  # the tail subscribes before the agent's birth
@@ -98,8 +146,13 @@ async def test_wire_v2_and_v3_end_to_end_agent_to_hub_tail_with_exact_values(
             await pty.write_async(sds011.encode_data(pm2_5, pm10, device_id=0xA160))
         lines = await read_lines(tail.stdout, 6)
         assert [(line["quantity"], line["value"]) for line in lines] == [
-            ("pm2_5_ugm3", 123.6), ("pm10_ugm3", 261.8), ("pm2_5_ugm3", 0.9),
-            ("pm10_ugm3", 0.9), ("pm2_5_ugm3", 999.9), ("pm10_ugm3", 0.0)]
+            ("pm2_5_ugm3", 123.6),
+            ("pm10_ugm3", 261.8),
+            ("pm2_5_ugm3", 0.9),
+            ("pm10_ugm3", 0.9),
+            ("pm2_5_ugm3", 999.9),
+            ("pm10_ugm3", 0.0),
+        ]
         assert all(line["gateway"] == "gw-v2" and line["source"] == "pm" for line in lines)
         assert len({line["key"] for line in lines}) == 6
     finally:

@@ -25,33 +25,47 @@ INSTALL = REPO / "deploy" / "install.sh"
 def run_install(root: Path, *args: str) -> str:
     proc = subprocess.run(
         ["bash", str(INSTALL), "--root", str(root), "--python", sys.executable, *args],
-        capture_output=True, text=True, timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DESTDIR"})
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DESTDIR"},
+    )
     assert proc.returncode == 0, f"install.sh {args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
-def test_fresh_install_then_a_second_run_changes_nothing(
-    tmp_path: Path, wheelhouse: Path
-) -> None:
+def test_fresh_install_then_a_second_run_changes_nothing(tmp_path: Path, wheelhouse: Path) -> None:
     root = tmp_path / "root"
     out = run_install(root, "--wheelhouse", str(wheelhouse))
     assert "installed the example config" in out
-    assert (root / "etc/citygw/gateway.toml").read_bytes() == \
-        (REPO / "config/gateway.example.toml").read_bytes()
-    assert (root / "etc/systemd/system/citygw.service").read_bytes() == \
-        (REPO / "deploy/citygw.service").read_bytes()
+    assert (root / "etc/citygw/gateway.toml").read_bytes() == (
+        REPO / "config/gateway.example.toml"
+    ).read_bytes()
+    assert (root / "etc/systemd/system/citygw.service").read_bytes() == (
+        REPO / "deploy/citygw.service"
+    ).read_bytes()
     assert (root / "etc/udev/rules.d/99-citygw-serial.rules").is_file()
     assert (root / "etc/modules-load.d/citygw.conf").is_file()
     assert (root / "var/lib/citygw").is_dir()
     assert os.readlink(root / "usr/local/bin/citygw") == "/opt/citygw/bin/citygw"
-    version = subprocess.run([str(root / "opt/citygw/bin/citygw"), "--version"],
-                             capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(root / "opt/citygw/bin/citygw"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "0.1" in version
     firmware = subprocess.run(  # the node firmware travels in the wheel (for `node flash`)
-        [str(root / "opt/citygw/bin/python"), "-c",
-         "import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / 'node_firmware')"],
-        capture_output=True, text=True, check=True, cwd="/").stdout.strip()
+        [
+            str(root / "opt/citygw/bin/python"),
+            "-c",
+            "import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / 'node_firmware')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    ).stdout.strip()
     assert firmware.startswith(str(root / "opt/citygw")), firmware
     assert (Path(firmware) / "main.py").read_bytes() == (REPO / "firmware/main.py").read_bytes()
     before = manifest(root)
@@ -84,8 +98,13 @@ def test_uninstall_keeps_data_and_purge_removes_it(tmp_path: Path, wheelhouse: P
     (root / "var/lib/citygw/buffer.db").write_bytes(b"unsent readings")
 
     run_install(root, "--uninstall")
-    for gone in ("opt/citygw", "usr/local/bin/citygw", "etc/systemd/system/citygw.service",
-                 "etc/udev/rules.d/99-citygw-serial.rules", "etc/modules-load.d/citygw.conf"):
+    for gone in (
+        "opt/citygw",
+        "usr/local/bin/citygw",
+        "etc/systemd/system/citygw.service",
+        "etc/udev/rules.d/99-citygw-serial.rules",
+        "etc/modules-load.d/citygw.conf",
+    ):
         assert not (root / gone).exists(), gone
     assert (root / "etc/citygw/gateway.toml").is_file()
     assert (root / "var/lib/citygw/buffer.db").read_bytes() == b"unsent readings"

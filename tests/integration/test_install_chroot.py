@@ -50,12 +50,24 @@ def bookworm_tar() -> Path:
             work = CACHE / "bookworm.tmp"
             shutil.rmtree(work, ignore_errors=True)
             proc = subprocess.run(
-                [str(debootstrap), "--variant=minbase", "--include=python3-venv", "bookworm",
-                 str(work), MIRROR], capture_output=True, text=True, timeout=540)
+                [
+                    str(debootstrap),
+                    "--variant=minbase",
+                    "--include=python3-venv",
+                    "bookworm",
+                    str(work),
+                    MIRROR,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=540,
+            )
             if proc.returncode != 0:
                 shutil.rmtree(work, ignore_errors=True)
-                skip_or_fail(f"debootstrap from {MIRROR} failed:\n{proc.stdout[-2000:]}"
-                             f"\n{proc.stderr[-2000:]}")
+                skip_or_fail(
+                    f"debootstrap from {MIRROR} failed:\n{proc.stdout[-2000:]}"
+                    f"\n{proc.stderr[-2000:]}"
+                )
             subprocess.run(["tar", "-C", str(work), "-cf", f"{TARBALL}.tmp", "."], check=True)
             os.replace(f"{TARBALL}.tmp", TARBALL)
             shutil.rmtree(work)
@@ -69,9 +81,20 @@ class Chroot:
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``argv`` in the chroot with a clean environment, as root."""
         proc = subprocess.run(
-            ["chroot", str(self.root), "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
-             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *argv],
-            capture_output=True, text=True, timeout=300)
+            [
+                "chroot",
+                str(self.root),
+                "/usr/bin/env",
+                "-i",
+                "HOME=/root",
+                "LANG=C.UTF-8",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if check:
             assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -95,8 +118,9 @@ class Chroot:
         out = {}
         for top, dirs, files in os.walk(self.root):
             rel_top = os.path.relpath(top, self.root)
-            dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_top, d))
-                       not in VOLATILE]
+            dirs[:] = [
+                d for d in dirs if os.path.normpath(os.path.join(rel_top, d)) not in VOLATILE
+            ]
             for name in dirs + files:
                 path = os.path.join(top, name)
                 rel, st = os.path.relpath(path, self.root), os.lstat(path)
@@ -132,8 +156,11 @@ def chroot(tmp_path: Path, bookworm_tar: Path, wheelhouse: Path) -> Iterator[Chr
 
 def assert_installed(chroot: Chroot) -> None:
     assert chroot.groups("citygw") == {"citygw", "dialout", "bluetooth"}
-    assert chroot.run("getent", "passwd", "citygw").stdout.strip().endswith(
-        ":citygw gateway agent:/var/lib/citygw:/usr/sbin/nologin")
+    assert (
+        chroot.run("getent", "passwd", "citygw")
+        .stdout.strip()
+        .endswith(":citygw gateway agent:/var/lib/citygw:/usr/sbin/nologin")
+    )
     assert chroot.owner("/etc/citygw") == "root:citygw 750"
     assert chroot.owner("/etc/citygw/gateway.toml") == "root:citygw 640"
     assert chroot.owner("/var/lib/citygw") == "citygw:citygw 750"
@@ -195,8 +222,7 @@ def test_the_deb_in_a_bookworm_chroot(chroot: Chroot, tmp_path: Path) -> None:
     before = chroot.state()
     assert "nothing to do" in chroot.run("dpkg", "-i", "/root/wheels.deb").stdout
     after = chroot.state()
-    changed = {path for path in before.keys() | after.keys()
-               if before.get(path) != after.get(path)}
+    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
     assert {path for path in changed if not path.startswith("var/lib/dpkg/")} == set()
 
     config, buffer = keep_something(chroot)

@@ -20,8 +20,12 @@ from secure_mqtt import PASSWORD, SecureBroker, agent_config
 pytestmark = pytest.mark.integration
 
 
-async def collect(sock: socket.socket, until: bytes, agent: Any, timeout_s: float = 15.0,
-                  ) -> list[bytes]:
+async def collect(
+    sock: socket.socket,
+    until: bytes,
+    agent: Any,
+    timeout_s: float = 15.0,
+) -> list[bytes]:
     """Datagrams from ``sock`` until one contains ``until``."""
     loop = asyncio.get_running_loop()
     datagrams: list[bytes] = []
@@ -39,16 +43,28 @@ async def collect(sock: socket.socket, until: bytes, agent: Any, timeout_s: floa
 
 @pytest.mark.parametrize("password", [PASSWORD, "wrong-but-secret-pw"])
 async def test_agent_logs_fields_to_journald_and_no_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secure_broker: SecureBroker,
-    make_pty: Any, write_config: Any, agent_process: Any, password: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secure_broker: SecureBroker,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    password: str,
 ) -> None:
     journal_path = tmp_path / "journal.socket"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(journal_path))
     sock.setblocking(False)
     pty = make_pty("ttyUSB0")
-    config = write_config(agent_config(tmp_path, secure_broker, pty.link, password=password,
-                                       ca_file=str(secure_broker.pki / "ca.crt")))
+    config = write_config(
+        agent_config(
+            tmp_path,
+            secure_broker,
+            pty.link,
+            password=password,
+            ca_file=str(secure_broker.pki / "ca.crt"),
+        )
+    )
     agent = agent_process(config)
     agent.log_path.touch()  # the agent's stderr: $JOURNAL_STREAM names this file
     st = os.stat(agent.log_path)
@@ -70,14 +86,20 @@ async def test_agent_logs_fields_to_journald_and_no_secret(
 
     record = next(d for d in datagrams if expected in d)
     lines = record.split(b"\n")
-    for line in (b"SYSLOG_IDENTIFIER=citygw", b"CITYGW_GATEWAY=gw-sec",
-                 b"CITYGW_LOGGER=gateway.uplinks.mqtt"):
+    for line in (
+        b"SYSLOG_IDENTIFIER=citygw",
+        b"CITYGW_GATEWAY=gw-sec",
+        b"CITYGW_LOGGER=gateway.uplinks.mqtt",
+    ):
         assert line in lines, record
-    assert (b"CITYGW_EVENT=hub_connected" if password == PASSWORD
-            else b"CITYGW_EVENT=hub_down") in lines
+    assert (
+        b"CITYGW_EVENT=hub_connected" if password == PASSWORD else b"CITYGW_EVENT=hub_down"
+    ) in lines
     assert (b"PRIORITY=6" if password == PASSWORD else b"PRIORITY=4") in lines
-    assert any(line.startswith(b"CODE_FILE=") and line.endswith(b"gateway/uplinks/mqtt.py")
-               for line in lines)
+    assert any(
+        line.startswith(b"CODE_FILE=") and line.endswith(b"gateway/uplinks/mqtt.py")
+        for line in lines
+    )
     assert any(b"PRIORITY=7" in d for d in datagrams), "debug records were not sent"
     assert any(b"stopped" in d for d in datagrams)
     # Records went to the journal, not to stderr as well.

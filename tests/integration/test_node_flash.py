@@ -32,7 +32,9 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem + ".mpy" for p in FIRMWARE_DIR.glob("*.py") if p.name != "main.py")
 NODE_CONFIG = {
-    "node_id": 42, "interval_s": 30, "link": "uart",
+    "node_id": 42,
+    "interval_s": 30,
+    "link": "uart",
     "uart": {"id": 1, "baudrate": 115200, "tx": 4, "rx": 5},
     "sensors": [{"type": "supply", "pin": 26, "scale": 2.0}],  # an ADC on both boards
     "wdt_ms": 20000,
@@ -60,8 +62,15 @@ def _env() -> dict[str, str]:
 
 
 def _citygw(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO_ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _flash(board: VirtualBoard, node_config: Path, *, platform: Board = "esp32") -> FlashReport:
@@ -69,7 +78,8 @@ def _flash(board: VirtualBoard, node_config: Path, *, platform: Board = "esp32")
 
 
 def test_flash_puts_compiled_firmware_main_and_config_on_the_board(
-        esp32: VirtualBoard, node_json: Path) -> None:
+    esp32: VirtualBoard, node_json: Path
+) -> None:
     report = _flash(esp32, node_json)
 
     on_board = esp32.files()
@@ -82,7 +92,8 @@ def test_flash_puts_compiled_firmware_main_and_config_on_the_board(
         assert on_board[name][:2] == b"M\x06"  # .mpy v6
     # the hashes the board computed are the hashes of what is on its flash
     assert report.verified == {
-        name: hashlib.sha256(data).hexdigest() for name, data in on_board.items()}
+        name: hashlib.sha256(data).hexdigest() for name, data in on_board.items()
+    }
 
 
 def test_second_flash_writes_nothing(esp32: VirtualBoard, node_json: Path) -> None:
@@ -97,13 +108,29 @@ def test_second_flash_writes_nothing(esp32: VirtualBoard, node_json: Path) -> No
 
 
 def test_the_command_line_flashes_and_repeats(esp32: VirtualBoard, node_json: Path) -> None:
-    first = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
-                    "--node-config", str(node_json))
+    first = _citygw(
+        "node",
+        "flash",
+        "--port",
+        str(esp32.port),
+        "--board",
+        "esp32",
+        "--node-config",
+        str(node_json),
+    )
     assert first.returncode == 0, first.stderr
     files = len(MODULES) + 2
     assert f"{files} written, 0 unchanged, 0 removed, {files} verified" in first.stdout
-    again = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
-                    "--node-config", str(node_json))
+    again = _citygw(
+        "node",
+        "flash",
+        "--port",
+        str(esp32.port),
+        "--board",
+        "esp32",
+        "--node-config",
+        str(node_json),
+    )
     assert again.returncode == 0, again.stderr
     assert f"0 written, {files} unchanged, 0 removed, {files} verified" in again.stdout
 
@@ -119,7 +146,8 @@ def test_changed_config_rewrites_only_node_json(esp32: VirtualBoard, node_json: 
 
 
 def test_stale_sources_and_leftovers_go_and_the_ble_counter_stays(
-        esp32: VirtualBoard, node_json: Path) -> None:
+    esp32: VirtualBoard, node_json: Path
+) -> None:
     (esp32.root / "link.py").write_text("raise ImportError('stale source install')\n")
     (esp32.root / "bthome_counter").write_text("4096")
     (esp32.root / "main.py.citygw-tmp").write_text("# a run that was cut off\n")
@@ -137,11 +165,22 @@ def test_flashed_firmware_boots_on_the_board(esp32: VirtualBoard, node_json: Pat
     # The node as main.main() starts it, one cycle, from the board's own flash (.mpy modules,
     # main.py, node.json); the virtual board's machine.UART keeps what the node sent.
     proc = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", str(esp32.port), "exec",
-         "import main, machine\ncfg, errors = main.load_config()\n"
-         "node = main.Node(cfg, errors, sleep_ms=lambda ms: None)\nnode.run_once()\n"
-         "print(bytes(machine.TX).hex())"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            str(esp32.port),
+            "exec",
+            "import main, machine\ncfg, errors = main.load_config()\n"
+            "node = main.Node(cfg, errors, sleep_ms=lambda ms: None)\nnode.run_once()\n"
+            "print(bytes(machine.TX).hex())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frames = node_link.StreamDecoder().feed(bytes.fromhex(proc.stdout.strip()))
     assert len(frames) == 1
@@ -164,12 +203,15 @@ def test_wrong_board_type_is_refused_before_writing(tmp_path: Path, node_json: P
 
 
 def test_invalid_node_config_fails_before_the_board_is_touched(
-        esp32: VirtualBoard, tmp_path: Path) -> None:
+    esp32: VirtualBoard, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(dict(NODE_CONFIG, interval=60, sensors=[{"type": "bme280",
-                                                                       "sda": 21}])))
-    proc = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
-                   "--node-config", str(bad))
+    bad.write_text(
+        json.dumps(dict(NODE_CONFIG, interval=60, sensors=[{"type": "bme280", "sda": 21}]))
+    )
+    proc = _citygw(
+        "node", "flash", "--port", str(esp32.port), "--board", "esp32", "--node-config", str(bad)
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "interval: unknown key" in proc.stderr
@@ -185,8 +227,16 @@ def test_node_config_is_checked_against_the_board(tmp_path: Path) -> None:
 
 
 def test_missing_port_is_one_clear_line(tmp_path: Path, node_json: Path) -> None:
-    proc = _citygw("node", "flash", "--port", str(tmp_path / "ttyUSB9"), "--board", "esp32",
-                   "--node-config", str(node_json))
+    proc = _citygw(
+        "node",
+        "flash",
+        "--port",
+        str(tmp_path / "ttyUSB9"),
+        "--board",
+        "esp32",
+        "--node-config",
+        str(node_json),
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "ttyUSB9: no such port" in proc.stderr
@@ -204,26 +254,37 @@ def test_silent_port_is_not_a_micropython_board(tmp_path: Path, node_json: Path)
 
 
 def test_image_that_is_not_for_the_board_is_refused_before_erasing(
-        tmp_path: Path, node_json: Path) -> None:
+    tmp_path: Path, node_json: Path
+) -> None:
     uf2 = tmp_path / "RPI_PICO_W.uf2"
-    uf2.write_bytes(bytes.fromhex("55463246" "5751 5d9e".replace(" ", "")) + bytes(504))
+    uf2.write_bytes(bytes.fromhex("554632465751 5d9e".replace(" ", "")) + bytes(504))
     with pytest.raises(ImageError, match="not an ESP32 firmware image"):
         flash(port=str(tmp_path / "ttyUSB0"), board="esp32", node_config=node_json, image=uf2)
     esp32_bin = tmp_path / "ESP32_GENERIC.bin"
     esp32_bin.write_bytes(bytes([0xE9, 3, 2, 0x20]) + bytes(60))
     with pytest.raises(ImageError, match="not a UF2 image"):
-        flash(port=str(tmp_path / "ttyACM0"), board="rp2", node_config=node_json,
-              image=esp32_bin)
+        flash(port=str(tmp_path / "ttyACM0"), board="rp2", node_config=node_json, image=esp32_bin)
 
 
-def test_esp32_image_needs_the_rom_bootloader(esp32: VirtualBoard, node_json: Path,
-                                              tmp_path: Path) -> None:
+def test_esp32_image_needs_the_rom_bootloader(
+    esp32: VirtualBoard, node_json: Path, tmp_path: Path
+) -> None:
     """Real esptool against a board that runs MicroPython (no ROM bootloader answers): one
     line saying how to get the board into its bootloader, and nothing on the board changes."""
     image = tmp_path / "ESP32_GENERIC.bin"
     image.write_bytes(bytes([0xE9, 3, 2, 0x20]) + bytes(60))
-    proc = _citygw("node", "flash", "--port", str(esp32.port), "--board", "esp32",
-                   "--node-config", str(node_json), "--micropython", str(image))
+    proc = _citygw(
+        "node",
+        "flash",
+        "--port",
+        str(esp32.port),
+        "--board",
+        "esp32",
+        "--node-config",
+        str(node_json),
+        "--micropython",
+        str(image),
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "esptool erase failed: Failed to connect to ESP32" in proc.stderr
@@ -231,8 +292,9 @@ def test_esp32_image_needs_the_rom_bootloader(esp32: VirtualBoard, node_json: Pa
     assert esp32.files() == {}
 
 
-def test_pico_image_goes_onto_its_uf2_drive(tmp_path: Path, node_json: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pico_image_goes_onto_its_uf2_drive(
+    tmp_path: Path, node_json: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A Pico held in BOOTSEL shows a USB drive (RPI-RP2); the image is copied onto it and the
     flasher waits for the board to come back. The drive is a folder here (no USB)."""
     require()
@@ -249,11 +311,14 @@ def test_pico_image_goes_onto_its_uf2_drive(tmp_path: Path, node_json: Path,
         assert "main.py" in pico.files()
 
 
-def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard,
-                                                      node_json: Path) -> None:
+def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard, node_json: Path) -> None:
     monitor = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "node", "monitor", "--port", str(esp32.port)],
-        cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=REPO_ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert monitor.stderr is not None and monitor.stdout is not None
         assert b"Ctrl-C" in monitor.stderr.readline()  # printed once the port is open

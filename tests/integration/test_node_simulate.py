@@ -40,16 +40,30 @@ def virtual_node(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     log = (tmp_path / "nodesim.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "node", "simulate", "--port", str(link),
-         "--interval-s", "60", "--node-id", "17"],
-        cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "node",
+            "simulate",
+            "--port",
+            str(link),
+            "--interval-s",
+            "60",
+            "--node-id",
+            "17",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once the pty is there
-        assert line.startswith("virtual node 17"), (
-            line + (tmp_path / "nodesim.log").read_text())
+        assert line.startswith("virtual node 17"), line + (tmp_path / "nodesim.log").read_text()
         assert link.is_symlink()
         yield link, proc
     finally:
@@ -66,25 +80,44 @@ def virtual_node(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]
 
 
 async def test_virtual_node_readings_and_a_command_round_trip(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, write_config: Any, agent_process: Any,
-    hub_subscriber: Any, virtual_node: tuple[Path, subprocess.Popen[str]],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    virtual_node: tuple[Path, subprocess.Popen[str]],
 ) -> None:
     link, sim = virtual_node
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/+/data")
-    path = write_config({
-        "gateway": {"id": "gw-vnode", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
-        "buffer": {"commit_interval_ms": 50},
-        "sources": [{"type": "serial", "name": "vnode", "port": str(link), "driver": "node",
-                     "baud": 115200, "node_interval_s": 5}],
-    })
+    path = write_config(
+        {
+            "gateway": {"id": "gw-vnode", "data_dir": str(tmp_path / "data")},
+            "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
+            "buffer": {"commit_interval_ms": 50},
+            "sources": [
+                {
+                    "type": "serial",
+                    "name": "vnode",
+                    "port": str(link),
+                    "driver": "node",
+                    "baud": 115200,
+                    "node_interval_s": 5,
+                }
+            ],
+        }
+    )
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
 
     def temperatures(ms: list[Any]) -> list[float]:
-        return [r.value for m in ms for r in wire.decode_data(m.payload)
-                if r.quantity == "temperature_c"]
+        return [
+            r.value
+            for m in ms
+            for r in wire.decode_data(m.payload)
+            if r.quantity == "temperature_c"
+        ]
 
     # Two reports (a BME280 and an SHT3x temperature each) within 20 s: only at the 5 s interval
     # the agent set, not at node.json's 60 s.
@@ -93,15 +126,29 @@ async def test_virtual_node_readings_and_a_command_round_trip(
     # Each sensor's readings under its own name: the two temperatures stay apart.
     assert {r.source for r in readings} == {"vnode/bme280", "vnode/sht3x", "vnode/supply"}
     assert {r.source for r in readings if r.quantity == "temperature_c"} == {
-        "vnode/bme280", "vnode/sht3x"}
+        "vnode/bme280",
+        "vnode/sht3x",
+    }
     assert {r.quantity for r in readings} >= {
-        "temperature_c", "pressure_hpa", "humidity_pct", "supply_v"}
+        "temperature_c",
+        "pressure_hpa",
+        "humidity_pct",
+        "supply_v",
+    }
     assert all(15 < t < 35 for t in temperatures(msgs))
     assert all(4.8 < r.value < 5.1 for r in readings if r.quantity == "supply_v")
 
-    status = json.loads((await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway.cli", "status", "--config", str(path),
-                         "--json"], capture_output=True, text=True, check=True)).stdout)
+    status = json.loads(
+        (
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "gateway.cli", "status", "--config", str(path), "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        ).stdout
+    )
     seen = status["sources"]["vnode"]["node"]
     assert seen["node_id"] == 17
     assert seen["acks"] >= 1

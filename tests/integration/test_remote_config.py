@@ -38,22 +38,44 @@ def frame(n: int) -> bytes:
 def keys(tmp_path: Path) -> dict[str, Any]:
     ops_key, ops_pub = signing.generate(tmp_path / "keys", "ops")
     rogue_key, _ = signing.generate(tmp_path / "rogue", "rogue")
-    return {"private": signing.load_private(ops_key), "pub": ops_pub, "private_path": ops_key,
-            "rogue": signing.load_private(rogue_key)}
+    return {
+        "private": signing.load_private(ops_key),
+        "pub": ops_pub,
+        "private_path": ops_key,
+        "rogue": signing.load_private(rogue_key),
+    }
 
 
-def local_config(tmp_path: Path, broker: Any, prefix: str, keys: dict[str, Any],
-                 sources: dict[str, Path], **remote: Any) -> dict[str, Any]:
+def local_config(
+    tmp_path: Path,
+    broker: Any,
+    prefix: str,
+    keys: dict[str, Any],
+    sources: dict[str, Path],
+    **remote: Any,
+) -> dict[str, Any]:
     return {
         "gateway": {"id": "gw-test", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": broker.url, "topic_prefix": prefix, "flush_interval_s": 0.2,
-                "metrics_interval_s": 30, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        "hub": {
+            "url": broker.url,
+            "topic_prefix": prefix,
+            "flush_interval_s": 0.2,
+            "metrics_interval_s": 30,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+        },
         "buffer": {"commit_interval_ms": 50},
-        "sources": [{"type": "serial", "name": n, "port": str(p), "driver": "sds011",
-                     "reopen_max_s": 0.5} for n, p in sources.items()],
-        "remote_config": {"trusted_keys": [str(keys["pub"])], "groups": ["north"],
-                          "max_payload_bytes": 4096,
-                          "allowed_ports": [str(tmp_path / "tty*"), "/dev/tty*"], **remote},
+        "sources": [
+            {"type": "serial", "name": n, "port": str(p), "driver": "sds011", "reopen_max_s": 0.5}
+            for n, p in sources.items()
+        ],
+        "remote_config": {
+            "trusted_keys": [str(keys["pub"])],
+            "groups": ["north"],
+            "max_payload_bytes": 4096,
+            "allowed_ports": [str(tmp_path / "tty*"), "/dev/tty*"],
+            **remote,
+        },
     }
 
 
@@ -73,20 +95,26 @@ class ConfigChannel:
 
     async def publish(self, payload: bytes, *, topic: str | None = None) -> str:
         async with aiomqtt.Client(self.broker.host, self.broker.port) as client:
-            await client.publish(topic or f"{self.prefix}/gw-test/config/set", payload, qos=1,
-                                 retain=True)
+            await client.publish(
+                topic or f"{self.prefix}/gw-test/config/set", payload, qos=1, retain=True
+            )
         return hashlib.sha256(payload).hexdigest()
 
     def reports(self) -> list[dict[str, Any]]:
-        return [json.loads(m.payload) for m in self.sub.messages
-                if m.topic.endswith("/config/state")]
+        return [
+            json.loads(m.payload) for m in self.sub.messages if m.topic.endswith("/config/state")
+        ]
 
-    async def report_for(self, digest: str, *, result: str | None = None,
-                         timeout: float = 15) -> dict[str, Any]:  # noqa: ASYNC109
+    async def report_for(
+        self, digest: str, *, result: str | None = None, timeout: float = 15
+    ) -> dict[str, Any]:  # noqa: ASYNC109
         def found(_: Any) -> bool:
-            return any(r.get("last", {}).get("push") == digest
-                       and (result is None or r["last"]["result"] == result)
-                       for r in self.reports())
+            return any(
+                r.get("last", {}).get("push") == digest
+                and (result is None or r["last"]["result"] == result)
+                for r in self.reports()
+            )
+
         await self.sub.wait_for(found, timeout=timeout)
         return next(r for r in reversed(self.reports()) if r["last"]["push"] == digest)
 
@@ -121,8 +149,14 @@ async def start(agent: Any, sub: Any) -> None:
 
 
 async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flowing(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     old_port, new_port = make_pty("ttyOLD"), make_pty("ttyNEW")
     local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm-old": old_port.link})
@@ -136,10 +170,21 @@ async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flo
         await old_port.write_async(frame(n))
     await sub.wait_for(lambda _: len(pm25_by_source(sub).get("pm-old", [])) == 5)
 
-    new = pushed(local, sources=[{"type": "serial", "name": "pm-new", "port": str(new_port.link),
-                                  "driver": "sds011", "reopen_max_s": 0.5}])
-    digest = await channel.publish(sign_config(keys["private"], new, version=1000,
-                                               target={"gateway": "gw-test"}))
+    new = pushed(
+        local,
+        sources=[
+            {
+                "type": "serial",
+                "name": "pm-new",
+                "port": str(new_port.link),
+                "driver": "sds011",
+                "reopen_max_s": 0.5,
+            }
+        ],
+    )
+    digest = await channel.publish(
+        sign_config(keys["private"], new, version=1000, target={"gateway": "gw-test"})
+    )
     report = await channel.report_for(digest)
     assert report["last"]["result"] == "applied", report
     assert report["version"] == 1000
@@ -162,8 +207,13 @@ async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flo
 
     streaming = asyncio.create_task(stream())
     await asyncio.sleep(0.4)
-    patch = sign_config(keys["private"], {"hub": {"flush_interval_s": 0.05}}, version=1001,
-                        target={}, base_version=1000)
+    patch = sign_config(
+        keys["private"],
+        {"hub": {"flush_interval_s": 0.05}},
+        version=1001,
+        target={},
+        base_version=1000,
+    )
     report = await channel.report_for(await channel.publish(patch))
     await streaming
     assert report["last"]["result"] == "applied", report
@@ -189,8 +239,14 @@ def _body_with(keys: dict[str, Any], document: dict[str, Any], version: int) -> 
 
 
 async def test_bad_pushes_are_rejected_with_the_reason_and_change_nothing(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     port = make_pty("ttyPM")
     local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link})
@@ -210,40 +266,74 @@ async def test_bad_pushes_are_rejected_with_the_reason_and_change_nothing(
     data_dir = Path(local["gateway"]["data_dir"])
     hostile_hub = {**good["hub"], "ca_file": str(data_dir / ".." / ".." / "etc" / "shadow")}
     cases: list[tuple[str, bytes, str]] = [
-        ("unsigned", json.dumps({"type": signing.ENVELOPE_TYPE,
-                                 "signed": envelope["signed"]}).encode(), "unsigned"),
-        ("wrongly signed", sign_config(keys["rogue"], good, version=30, target={}),
-         "does not trust"),
-        ("tampered", json.dumps({**envelope, "signed": tampered_body}).encode(),
-         "bad signature"),
+        (
+            "unsigned",
+            json.dumps({"type": signing.ENVELOPE_TYPE, "signed": envelope["signed"]}).encode(),
+            "unsigned",
+        ),
+        (
+            "wrongly signed",
+            sign_config(keys["rogue"], good, version=30, target={}),
+            "does not trust",
+        ),
+        ("tampered", json.dumps({**envelope, "signed": tampered_body}).encode(), "bad signature"),
         ("replayed", v1, "version 10 is not newer than 20"),
         ("oversized", b"{" + b" " * 5000 + b"}", "exceeds max_payload_bytes 4096"),
         ("malformed", b"\x93\x01\x02{not json", "not valid JSON"),
-        ("schema-invalid", _body_with(keys, pushed(local, hub={**good["hub"],
-                                                               "flush_interval_s": "soon"}), 31),
-         "hub.flush_interval_s: expected a number"),
-        ("path-escaping", _body_with(keys, pushed(local, hub=hostile_hub), 32),
-         "outside the data directory"),
-        ("port outside /dev", _body_with(keys, pushed(local, sources=[
-            {"type": "serial", "name": "x", "port": "/etc/passwd", "driver": "sds011"}]), 33),
-         "is not a serial port a push may name"),
-        ("tls off", _body_with(keys, pushed(local, hub={**good["hub"], "tls_verify": False}), 34),
-         "may not turn TLS verification off"),
-        ("identity", _body_with(keys, {**good, "gateway": {"id": "gw-evil"}}, 35),
-         "gateway.id: a push may not change it"),
-        ("trust", _body_with(keys, {**good, "remote_config": {"trusted_keys": ["/tmp/x.pub"]}},
-                             36), "only the local file sets the remote-config section"),
-        ("someone else's", sign_config(keys["private"], good, version=37,
-                                       target={"gateway": "gw-other"}), "addressed to gateway"),
-        ("inline password", _body_with(keys, pushed(local, hub={**good["hub"],
-                                                                "password": "hunter2"}), 38),
-         "put the password in a file"),
+        (
+            "schema-invalid",
+            _body_with(keys, pushed(local, hub={**good["hub"], "flush_interval_s": "soon"}), 31),
+            "hub.flush_interval_s: expected a number",
+        ),
+        (
+            "path-escaping",
+            _body_with(keys, pushed(local, hub=hostile_hub), 32),
+            "outside the data directory",
+        ),
+        (
+            "port outside /dev",
+            _body_with(
+                keys,
+                pushed(
+                    local,
+                    sources=[
+                        {"type": "serial", "name": "x", "port": "/etc/passwd", "driver": "sds011"}
+                    ],
+                ),
+                33,
+            ),
+            "is not a serial port a push may name",
+        ),
+        (
+            "tls off",
+            _body_with(keys, pushed(local, hub={**good["hub"], "tls_verify": False}), 34),
+            "may not turn TLS verification off",
+        ),
+        (
+            "identity",
+            _body_with(keys, {**good, "gateway": {"id": "gw-evil"}}, 35),
+            "gateway.id: a push may not change it",
+        ),
+        (
+            "trust",
+            _body_with(keys, {**good, "remote_config": {"trusted_keys": ["/tmp/x.pub"]}}, 36),
+            "only the local file sets the remote-config section",
+        ),
+        (
+            "someone else's",
+            sign_config(keys["private"], good, version=37, target={"gateway": "gw-other"}),
+            "addressed to gateway",
+        ),
+        (
+            "inline password",
+            _body_with(keys, pushed(local, hub={**good["hub"], "password": "hunter2"}), 38),
+            "put the password in a file",
+        ),
     ]
     for name, payload, reason in cases:
         report = await channel.report_for(await channel.publish(payload), result="rejected")
         assert reason in report["last"]["reason"], (name, report["last"]["reason"])
-        assert (report["version"], report["hash"]) == (in_force["version"], in_force["hash"]), \
-            name
+        assert (report["version"], report["hash"]) == (in_force["version"], in_force["hash"]), name
     assert "hunter2" not in agent.log_text()
     assert agent.running and agent.starts == 1
     await port.write_async(frame(42))
@@ -251,12 +341,19 @@ async def test_bad_pushes_are_rejected_with_the_reason_and_change_nothing(
 
 
 async def test_a_push_that_breaks_the_uplink_is_rolled_back_and_reported(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     port = make_pty("ttyPM")
-    local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link},
-                         rollback_after_s=5)
+    local = local_config(
+        tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link}, rollback_after_s=5
+    )
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
     channel = ConfigChannel(mosquitto, topic_prefix, sub)
     agent = agent_process(write_config(local))
@@ -286,8 +383,14 @@ def _closed_port() -> int:
 
 
 async def test_kill_9_during_an_apply_boots_into_a_consistent_config_and_loses_nothing(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     port = make_pty("ttyPM")
     local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link})
@@ -307,23 +410,41 @@ async def test_kill_9_during_an_apply_boots_into_a_consistent_config_and_loses_n
         flush = 0.2 + 0.01 * (round_ + 1)
         version = 100 + round_
         versions.append(version)
-        await channel.publish(_body_with(keys, pushed(local, hub={
-            **local["hub"], "flush_interval_s": flush}), version))
+        await channel.publish(
+            _body_with(
+                keys, pushed(local, hub={**local["hub"], "flush_interval_s": flush}), version
+            )
+        )
         await asyncio.sleep(delay_s)
         agent.kill9()
         port.replug()
         remote = tmp_path / "data" / "remote-config"
-        active = json.loads((remote / "active.json").read_text()) \
-            if (remote / "active.json").exists() else {"version": 0}
+        active = (
+            json.loads((remote / "active.json").read_text())
+            if (remote / "active.json").exists()
+            else {"version": 0}
+        )
         assert active["version"] in (0, *versions), active
     await start(agent, states)
     # After the last restart the retained push is in force: version and settings agree.
     await states.wait_for(lambda _: channel.reports()[-1]["version"] == versions[-1], timeout=15)
     status = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "gateway.cli", "status", "--json", "--config",
-         str(agent.config_path)], capture_output=True, text=True, cwd=REPO, check=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "status",
+            "--json",
+            "--config",
+            str(agent.config_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert json.loads(status.stdout)["config_version"] == versions[-1]
     agent.terminate()  # an orderly stop publishes what waits; the buffer file is free to read
     assert agent.wait() == 0
@@ -335,8 +456,13 @@ async def test_kill_9_during_an_apply_boots_into_a_consistent_config_and_loses_n
 
 
 async def test_a_key_rotation_signed_by_a_trusted_key_replaces_the_trust(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     local = local_config(tmp_path, mosquitto, topic_prefix, keys, {})
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
@@ -360,14 +486,36 @@ async def test_a_key_rotation_signed_by_a_trusted_key_replaces_the_trust(
 
 
 async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_reports_each(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    keys: dict[str, Any],
 ) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     fleet = subprocess.Popen(  # noqa: ASYNC220 - started once, read from a thread
-        [sys.executable, "-m", "gateway.devtools.sim_fleet", "--count", "50", "--url", mosquitto.url,
-         "--topic-prefix", topic_prefix, "--data-root", str(tmp_path / "fleet"),
-         "--trusted-key", str(keys["pub"]), "--group", "north"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
+        [
+            sys.executable,
+            "-m",
+            "gateway.devtools.sim_fleet",
+            "--count",
+            "50",
+            "--url",
+            mosquitto.url,
+            "--topic-prefix",
+            topic_prefix,
+            "--data-root",
+            str(tmp_path / "fleet"),
+            "--trusted-key",
+            str(keys["pub"]),
+            "--group",
+            "north",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     try:
         assert fleet.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(fleet.stdout.readline), 60)
@@ -376,13 +524,33 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
         document.write_text(
             f'[hub]\nurl = "{mosquitto.url}"\ntopic_prefix = "{topic_prefix}"\n'
             "flush_interval_s = 10\nmetrics_interval_s = 3600\nreconnect_min_s = 0.2\n"
-            "reconnect_max_s = 5\n\n[gateway]\nlog_level = \"warning\"\n")
+            'reconnect_max_s = 5\n\n[gateway]\nlog_level = "warning"\n'
+        )
         push = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "gateway.cli", "config", "push", "--url", mosquitto.url,
-             "--topic-prefix", topic_prefix, "--group", "north", "--key",
-             str(keys["private_path"]), "--timeout", "60", str(document)],
-            capture_output=True, text=True, cwd=REPO, env=env)
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "config",
+                "push",
+                "--url",
+                mosquitto.url,
+                "--topic-prefix",
+                topic_prefix,
+                "--group",
+                "north",
+                "--key",
+                str(keys["private_path"]),
+                "--timeout",
+                "60",
+                str(document),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
         assert push.returncode == 0, push.stdout + push.stderr
         lines = push.stdout.splitlines()
         answered = {line.split()[1] for line in lines[:-1] if " applied " in line}
@@ -392,20 +560,59 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
         # Every gateway now runs it: a second push of a patch needs version 1 in force.
         bad = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "gateway.cli", "config", "push", "--url", mosquitto.url,
-             "--topic-prefix", topic_prefix, "--group", "north", "--key",
-             str(keys["private_path"]), "--timeout", "30", "--base-version", "1",
-             str(_write(tmp_path / "patch.json", {"hub": {"flush_interval_s": 20}}))],
-            capture_output=True, text=True, cwd=REPO, env=env)
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "config",
+                "push",
+                "--url",
+                mosquitto.url,
+                "--topic-prefix",
+                topic_prefix,
+                "--group",
+                "north",
+                "--key",
+                str(keys["private_path"]),
+                "--timeout",
+                "30",
+                "--base-version",
+                "1",
+                str(_write(tmp_path / "patch.json", {"hub": {"flush_interval_s": 20}})),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
         assert bad.returncode == 1
         assert bad.stdout.count("rejected") == 50 and "patch against version 1" in bad.stdout
 
         nobody = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "gateway.cli", "config", "push", "--url", mosquitto.url,
-             "--topic-prefix", topic_prefix, "--gateway", "gw-9999", "--key",
-             str(keys["private_path"]), "--timeout", "2", str(document)],
-            capture_output=True, text=True, cwd=REPO, env=env)
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "config",
+                "push",
+                "--url",
+                mosquitto.url,
+                "--topic-prefix",
+                topic_prefix,
+                "--gateway",
+                "gw-9999",
+                "--key",
+                str(keys["private_path"]),
+                "--timeout",
+                "2",
+                str(document),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
         assert nobody.returncode == 1
         assert "gw-9999" in nobody.stdout and "no answer within 2 s" in nobody.stdout
     finally:
@@ -463,15 +670,22 @@ class SlowLink:
 
 
 async def test_an_uplink_change_waits_for_batches_in_flight_so_nothing_is_sent_twice(
-    tmp_path: Path, mosquitto: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, keys: dict[str, Any],
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    keys: dict[str, Any],
 ) -> None:
     link = SlowLink(mosquitto, delay_s=0.3)
     await link.start()
     port = make_pty("ttyPM")
     local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link})
-    local["hub"].update(url=link.url, flush_interval_s=0.05, batch_max_readings=20,
-                        max_inflight_batches=8)
+    local["hub"].update(
+        url=link.url, flush_interval_s=0.05, batch_max_readings=20, max_inflight_batches=8
+    )
     sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
     channel = ConfigChannel(mosquitto, topic_prefix, sub)
     agent = agent_process(write_config(local))
@@ -488,7 +702,6 @@ async def test_an_uplink_change_waits_for_batches_in_flight_so_nothing_is_sent_t
     report = await channel.report_for(await channel.publish(_body_with(keys, changed, 7)))
     await streaming
     assert report["last"]["result"] == "applied", report
-    await sub.wait_for(lambda _: len(set(pm25_by_source(sub).get("pm", []))) == 400,
-                       timeout=20)
+    await sub.wait_for(lambda _: len(set(pm25_by_source(sub).get("pm", []))) == 400, timeout=20)
     keys_seen = [r.key for r in readings(sub)]
     assert len(keys_seen) == len(set(keys_seen)) == 800, "nothing sent twice by the switch"

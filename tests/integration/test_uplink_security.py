@@ -21,11 +21,15 @@ from drivers import sds011
 
 pytestmark = pytest.mark.integration
 
+
 async def status(config_path: Path) -> dict[str, Any]:
     run = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "gateway.cli", "status", "--config", str(config_path), "--json"],
-        capture_output=True, text=True, check=True)
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result: dict[str, Any] = json.loads(run.stdout)
     return result
 
@@ -40,20 +44,36 @@ async def wait_status(config_path: Path, predicate: Any, timeout_s: float = 15) 
 
 
 async def test_mqtts_with_the_city_ca_and_a_password_file_delivers_readings(
-    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    tmp_path: Path,
+    secure_broker: SecureBroker,
+    make_pty: Any,
+    write_config: Any,
     agent_process: Any,
 ) -> None:
     pty = make_pty("ttyUSB0")
-    path = write_config(agent_config(tmp_path, secure_broker, pty.link,
-                                     ca_file=str(secure_broker.pki / "ca.crt")))
+    path = write_config(
+        agent_config(tmp_path, secure_broker, pty.link, ca_file=str(secure_broker.pki / "ca.crt"))
+    )
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
     tail = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "hub", "tail", "--url", secure_broker.url, "--json",
-        "--ca-file", str(secure_broker.pki / "ca.crt"), "--username", "gw-sec",
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "hub",
+        "tail",
+        "--url",
+        secure_broker.url,
+        "--json",
+        "--ca-file",
+        str(secure_broker.pki / "ca.crt"),
+        "--username",
+        "gw-sec",
         env={**os.environ, "CITYGW_HUB_PASSWORD": PASSWORD},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert tail.stdout is not None
     try:
         await asyncio.sleep(1.0)  # the tail subscribes
@@ -67,7 +87,10 @@ async def test_mqtts_with_the_city_ca_and_a_password_file_delivers_readings(
 
 
 async def test_a_broker_certificate_the_gateway_cannot_verify_is_refused(
-    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    tmp_path: Path,
+    secure_broker: SecureBroker,
+    make_pty: Any,
+    write_config: Any,
     agent_process: Any,
 ) -> None:
     pty = make_pty("ttyUSB0")
@@ -76,25 +99,40 @@ async def test_a_broker_certificate_the_gateway_cannot_verify_is_refused(
     agent.start()
     await asyncio.sleep(1.0)
     await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
-    current = await wait_status(path, lambda s: "CERTIFICATE_VERIFY_FAILED"
-                                in s["uplink"]["last_error"] and s["buffer"]["depth"] == 2)
+    current = await wait_status(
+        path,
+        lambda s: (
+            "CERTIFICATE_VERIFY_FAILED" in s["uplink"]["last_error"] and s["buffer"]["depth"] == 2
+        ),
+    )
     assert current["uplink"]["connected"] is False
     assert agent.running
 
 
 async def test_a_wrong_password_is_refused_logged_once_and_readings_stay_buffered(
-    tmp_path: Path, secure_broker: SecureBroker, make_pty: Any, write_config: Any,
+    tmp_path: Path,
+    secure_broker: SecureBroker,
+    make_pty: Any,
+    write_config: Any,
     agent_process: Any,
 ) -> None:
     pty = make_pty("ttyUSB0")
-    path = write_config(agent_config(tmp_path, secure_broker, pty.link, password="wrong-pw",
-                                     ca_file=str(secure_broker.pki / "ca.crt")))
+    path = write_config(
+        agent_config(
+            tmp_path,
+            secure_broker,
+            pty.link,
+            password="wrong-pw",
+            ca_file=str(secure_broker.pki / "ca.crt"),
+        )
+    )
     agent = agent_process(path)
     agent.start()
     await asyncio.sleep(1.0)
     await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
-    current = await wait_status(path, lambda s: s["buffer"]["depth"] == 2
-                                and s["uplink"]["last_error"])
+    current = await wait_status(
+        path, lambda s: s["buffer"]["depth"] == 2 and s["uplink"]["last_error"]
+    )
     assert "authori" in current["uplink"]["last_error"].lower()
     await asyncio.sleep(2.0)  # several more refused attempts
     log = agent.log_text()

@@ -39,8 +39,9 @@ class Tap:
         sent = bytearray()
         self.streams.append(sent)
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter,
-                       keep: bool) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, keep: bool
+        ) -> None:
             with contextlib.suppress(OSError):
                 while data := await source.read(65536):
                     if keep:
@@ -67,11 +68,11 @@ def publishes(stream: bytes) -> Iterator[tuple[int, str, int, bytes]]:
                 break
         end = start + length
         if kind == 3:  # PUBLISH
-            topic_len = int.from_bytes(stream[start:start + 2], "big")
-            topic = stream[start + 2:start + 2 + topic_len].decode()
+            topic_len = int.from_bytes(stream[start : start + 2], "big")
+            topic = stream[start + 2 : start + 2 + topic_len].decode()
             at = start + 2 + topic_len + 2  # packet id (QoS 1)
             properties_len = stream[at]  # < 128 here: one byte
-            yield end - pos, topic, properties_len, bytes(stream[at + 1 + properties_len:end])
+            yield end - pos, topic, properties_len, bytes(stream[at + 1 + properties_len : end])
         pos = end
 
 
@@ -80,24 +81,37 @@ def decoded(messages: list[Any]) -> tuple[list[HubReading], int]:
     and how many messages it could not decode."""
     decoder = HubDecoder()
     events = [decoder.decode(m.topic, m.payload) for m in messages]
-    return ([r for e in events for r in e.readings],
-            sum(e.kind == "invalid" for e in events))
+    return ([r for e in events for r in e.readings], sum(e.kind == "invalid" for e in events))
 
 
 @pytest.mark.parametrize("max_topic_alias", [10, 0], ids=["alias", "no-alias-broker"])
 async def test_v3_after_kill_9_every_reading_arrives_once_in_order(
-    tmp_path: Path, make_broker: Any, topic_prefix: str, make_pty: Any, write_config: Any,
-    agent_process: Any, hub_subscriber: Any, max_topic_alias: int,
+    tmp_path: Path,
+    make_broker: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    max_topic_alias: int,
 ) -> None:
     broker = make_broker(extra_config=f"max_topic_alias {max_topic_alias}")
     tap = Tap(broker)
     await tap.start()
     pty = make_pty("ttyUSB0")
     sub = await hub_subscriber(broker, f"{topic_prefix}/#", persistent=True)
-    agent = agent_process(write_config(config(tmp_path, SimpleNamespace(url=tap.url),
-                                              topic_prefix,
-                                              {"pm-north": pty.link}, batch_max_readings=50,
-                                              wire_format=3)))
+    agent = agent_process(
+        write_config(
+            config(
+                tmp_path,
+                SimpleNamespace(url=tap.url),
+                topic_prefix,
+                {"pm-north": pty.link},
+                batch_max_readings=50,
+                wire_format=3,
+            )
+        )
+    )
     n = 0
     for round_ in range(3):
         agent.start()
@@ -123,13 +137,14 @@ async def test_v3_after_kill_9_every_reading_arrives_once_in_order(
     numbers = frame_numbers(sorted(unique, key=lambda r: r.seq))
     assert numbers == sorted(set(numbers)), "each frame once, in the order the sensor sent"
     assert {(r.source, r.quantity, r.unit) for r in unique} == {
-        ("pm-north", "pm2_5_ugm3", "ug/m3"), ("pm-north", "pm10_ugm3", "ug/m3")}
+        ("pm-north", "pm2_5_ugm3", "ug/m3"),
+        ("pm-north", "pm10_ugm3", "ug/m3"),
+    }
     assert {r.value for r in unique if r.quantity == "pm10_ugm3"} == {77.7}
     data = [m for m in msgs if m.topic.endswith("/data")]
     assert all(m.topic == f"{topic_prefix}/gw-test/data" for m in data)
     data_topic = f"{topic_prefix}/gw-test/data"
-    sent = [p for stream in tap.streams for p in publishes(stream)
-            if p[1] in ("", data_topic)]
+    sent = [p for stream in tap.streams for p in publishes(stream) if p[1] in ("", data_topic)]
     assert len(sent) >= len(data) - 1  # (a publish may die with the agent before the broker)
     for size, topic, properties_len, payload in sent:  # what `citygw bench wire` counts
         assert payload[0] == 3

@@ -59,8 +59,11 @@ class VirtualBoard:
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 ["socat", f"PTY,link={self.port},raw,echo=0", f"EXEC:{runner}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.port.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -69,8 +72,12 @@ class VirtualBoard:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._proc is not None and self._proc.poll() is None:
             os.killpg(self._proc.pid, signal.SIGTERM)
             try:

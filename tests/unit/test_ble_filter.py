@@ -34,16 +34,20 @@ def values(result: tuple[str, Any]) -> list[float]:
 
 
 def test_bthome_repeated_packet_id_is_a_duplicate_and_a_new_one_forwards() -> None:
-    device, check = device_state(BleDevice(name="t", address=MAC, kind="bthome")), AdvertFilter(
-        monotonic_s=Clock()).check
+    device, check = (
+        device_state(BleDevice(name="t", address=MAC, kind="bthome")),
+        AdvertFilter(monotonic_s=Clock()).check,
+    )
     assert values(check(device, plain(7, 2150))) == [21.5]
     assert check(device, plain(7, 2150)) == ("duplicate", ())
     assert values(check(device, plain(8, 2150))) == [21.5]
 
 
 def test_bthome_without_packet_id_forwards_every_advert() -> None:
-    device, check = device_state(BleDevice(name="t", address=MAC, kind="bthome")), AdvertFilter(
-        monotonic_s=Clock()).check
+    device, check = (
+        device_state(BleDevice(name="t", address=MAC, kind="bthome")),
+        AdvertFilter(monotonic_s=Clock()).check,
+    )
     assert check(device, plain(None, 100))[0] == "forward"
     assert check(device, plain(None, 100))[0] == "forward"
 
@@ -86,8 +90,13 @@ def test_min_interval_rate_limits_per_device() -> None:
 
 
 def make_source(**devices: str) -> Source:
-    config = BleSourceConfig(name="ble", devices=[
-        BleDevice(name=name, address=address, kind="bthome") for name, address in devices.items()])
+    config = BleSourceConfig(
+        name="ble",
+        devices=[
+            BleDevice(name=name, address=address, kind="bthome")
+            for name, address in devices.items()
+        ],
+    )
     return Source(config, clock=WallClock(synced=lambda: True))
 
 

@@ -161,7 +161,7 @@ def test_every_object_id_of_the_table_decodes_with_its_length(object_id: int) ->
 
 
 def test_ids_measuring_the_same_quantity_are_numbered_together_in_order() -> None:
-    advert = bthome.decode(bytes.fromhex("400c780b4a1e00" "0c0100"))
+    advert = bthome.decode(bytes.fromhex("400c780b4a1e000c0100"))
     assert advert.measurements == (
         Measurement("voltage_1_v", 2.936, "V"),
         Measurement("voltage_2_v", 3.0, "V"),
@@ -170,7 +170,7 @@ def test_ids_measuring_the_same_quantity_are_numbered_together_in_order() -> Non
 
 
 def test_one_quantity_in_two_units_is_not_numbered() -> None:
-    advert = bthome.decode(bytes.fromhex("40" "06e803" "07d007" "400c00" "410c00"))
+    advert = bthome.decode(bytes.fromhex("4006e80307d007400c00410c00"))
     assert advert.measurements == (
         Measurement("mass_kg", 10.0, "kg"),
         Measurement("mass_lb", 20.0, "[lb_av]"),
@@ -180,7 +180,7 @@ def test_one_quantity_in_two_units_is_not_numbered() -> None:
 
 
 def test_a_sensor_and_a_binary_sensor_of_one_name_are_numbered_apart() -> None:
-    advert = bthome.decode(bytes.fromhex("400b021b00" "1001" "1000"))
+    advert = bthome.decode(bytes.fromhex("400b021b0010011000"))
     assert advert.measurements == (
         Measurement("power_w", 69.14, "W"),
         Measurement("power_1", 1, "bool"),
@@ -216,9 +216,7 @@ def test_buttons_are_numbered_by_position_even_when_one_has_no_event() -> None:
 
 
 def test_text_raw_command_and_device_information_are_frame_fields_not_measurements() -> None:
-    advert = bthome.decode(bytes.fromhex(
-        "40" "5302c328" "53026869" "5403010203" "3b0201aabb" "f00100" "f2000106"
-    ))
+    advert = bthome.decode(bytes.fromhex("405302c3285302686954030102033b0201aabbf00100f2000106"))
     assert advert.measurements == ()
     assert advert.texts == ("hi",)  # c3 28 is invalid UTF-8: dropped
     assert advert.raw == (b"\x01\x02\x03",)
@@ -310,14 +308,21 @@ def test_sealed_objects_decode_like_the_same_objects_sent_plain(
 
 
 def _sealed(counter: int) -> bthome.Advert:
-    return bthome.decode(bthome.seal(b"\x01\x5d", mac=_MAC, key=_KEY, counter=counter),
-                         mac=_MAC, key=_KEY)
+    return bthome.decode(
+        bthome.seal(b"\x01\x5d", mac=_MAC, key=_KEY, counter=counter), mac=_MAC, key=_KEY
+    )
 
 
 def test_replay_guard_accepts_rising_counters_and_refuses_a_repeat_or_a_lower_one() -> None:
     guard = ReplayGuard()
     assert [guard.check("a", _sealed(c), has_key=True) for c in (5, 6, 200, 200, 150, 201)] == [
-        "accept", "accept", "accept", "replay", "replay", "accept"]
+        "accept",
+        "accept",
+        "accept",
+        "replay",
+        "replay",
+        "accept",
+    ]
     assert guard.last_counter("a") == 201
 
 

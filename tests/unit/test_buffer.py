@@ -19,8 +19,8 @@ Factory = Callable[..., SqliteBuffer]
 @pytest.fixture
 def make_buffer(tmp_path: Path) -> Factory:
     def make(max_readings: int = 1000, when_full: WhenFull = "drop_oldest") -> SqliteBuffer:
-        return SqliteBuffer(tmp_path / "buffer.db", max_readings=max_readings,
-                            when_full=when_full)
+        return SqliteBuffer(tmp_path / "buffer.db", max_readings=max_readings, when_full=when_full)
+
     return make
 
 
@@ -148,8 +148,7 @@ def test_a_partly_acknowledged_chunk_is_sent_again_after_a_restart(
     buffer.ack(1, 2)
     crash(buffer)
     reopened = make_buffer()
-    assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(1, 0.0), (2, 1.0), (3, 2.0),
-                                                             (4, 3.0)]
+    assert [(r[0], r[3]) for r in reopened.peek(0, 10)] == [(1, 0.0), (2, 1.0), (3, 2.0), (4, 3.0)]
 
 
 def test_drop_oldest_skips_what_is_acknowledged_and_keeps_the_rest_of_a_chunk(
@@ -186,8 +185,11 @@ def test_a_buffer_of_the_row_format_is_converted_with_its_keys(tmp_path: Path) -
     db.close()
     buffer = SqliteBuffer(path, max_readings=100)
     assert buffer.epoch == 77
-    assert buffer.peek(0, 10) == [(40, 1000, 1, 1.5, 0), (41, 1000, 1, 2.5, 1),
-                                  (43, 2000, 1, -3.25, 0)]
+    assert buffer.peek(0, 10) == [
+        (40, 1000, 1, 1.5, 0),
+        (41, 1000, 1, 2.5, 1),
+        (43, 2000, 1, -3.25, 0),
+    ]
     assert buffer.depth == 3
     buffer.append(readings(0, 1))
     assert buffer.peek(43, 10)[0][0] == 44
@@ -218,7 +220,8 @@ def test_stats_name_the_oldest_unacknowledged_reading_past_a_damaged_chunk(
 
 
 def test_at_rest_reads_depth_oldest_and_drops_without_an_agent(
-    tmp_path: Path, make_buffer: Factory,
+    tmp_path: Path,
+    make_buffer: Factory,
 ) -> None:
     """What `citygw status` shows when no agent runs (read-only, from the file)."""
     buffer = make_buffer(max_readings=5)
@@ -266,7 +269,8 @@ def test_acknowledged_chunks_not_yet_deleted_come_again_after_a_crash_with_their
 
 
 def test_close_deletes_acknowledged_chunks_so_the_file_at_rest_is_empty(
-    tmp_path: Path, make_buffer: Factory,
+    tmp_path: Path,
+    make_buffer: Factory,
 ) -> None:
     buffer = make_buffer()
     buffer.append(readings(0, 5))
@@ -293,4 +297,3 @@ def test_many_acknowledged_chunks_are_deleted_without_waiting_and_keys_never_rep
     reopened = make_buffer()
     reopened.append(readings(0, 1))
     assert [r[0] for r in reopened.peek(0, 10)] == [chunk_count + 1]
-

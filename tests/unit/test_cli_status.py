@@ -14,8 +14,10 @@ from gateway.store.buffer import SqliteBuffer
 
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "gateway.toml"
-    path.write_text(f'[gateway]\nid = "gw-1"\ndata_dir = "{tmp_path / "data"}"\n\n'
-                    '[hub]\nurl = "mqtt://127.0.0.1:1"\n')
+    path.write_text(
+        f'[gateway]\nid = "gw-1"\ndata_dir = "{tmp_path / "data"}"\n\n'
+        '[hub]\nurl = "mqtt://127.0.0.1:1"\n'
+    )
     return path
 
 
@@ -25,8 +27,9 @@ def three_readings() -> Columns:
     return readings
 
 
-def test_status_reads_the_buffer_at_rest(tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_reads_the_buffer_at_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_config(tmp_path)
     buffer = SqliteBuffer(tmp_path / "data" / "buffer.db", max_readings=100)
     buffer.append(three_readings())
@@ -37,7 +40,8 @@ def test_status_reads_the_buffer_at_rest(tmp_path: Path,
 
 
 def test_status_says_why_it_cannot_read_a_buffer_held_by_another_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The agent holds its buffer exclusively (a stray agent without its status socket, say):
     status names the file and SQLite's reason instead of a traceback."""

@@ -60,21 +60,28 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.parametrize(("path", "value", "expected_path", "message"), [
-    ("hub.flush_interval_s", "soon", "hub.flush_interval_s", "expected a number, got a string"),
-    ("hub.flush_interval_s", 0, "hub.flush_interval_s", "> 0"),
-    ("hub.url", "http://hub", "hub.url", "mqtt://"),
-    ("hub.url", "mqtt://user:pw@hub", "hub.url", "credentials"),
-    ("hub.protocol", "4", "hub.protocol", "'5', '3.1.1'"),
-    ("hub.colour", "red", "hub.colour", "unknown key"),
-    ("gateway.id", "a/b", "gateway.id", "characters"),
-    ("sources[0].driver", "sds012", "sources[0].driver", "'sds011'"),
-    ("sources[0].type", "zigbee", "sources[0].type", "'serial'"),
-    ("sources[0].baud", 1234, "sources[0].baud", "9600"),
-    ("sources[0].duty_cycle", {"period_s": 60, "on_s": 90}, "sources[0].duty_cycle.on_s",
-     "less than period_s"),
-    ("buffer", {"when_full": "panic"}, "buffer.when_full", "'drop_oldest'"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "expected_path", "message"),
+    [
+        ("hub.flush_interval_s", "soon", "hub.flush_interval_s", "expected a number, got a string"),
+        ("hub.flush_interval_s", 0, "hub.flush_interval_s", "> 0"),
+        ("hub.url", "http://hub", "hub.url", "mqtt://"),
+        ("hub.url", "mqtt://user:pw@hub", "hub.url", "credentials"),
+        ("hub.protocol", "4", "hub.protocol", "'5', '3.1.1'"),
+        ("hub.colour", "red", "hub.colour", "unknown key"),
+        ("gateway.id", "a/b", "gateway.id", "characters"),
+        ("sources[0].driver", "sds012", "sources[0].driver", "'sds011'"),
+        ("sources[0].type", "zigbee", "sources[0].type", "'serial'"),
+        ("sources[0].baud", 1234, "sources[0].baud", "9600"),
+        (
+            "sources[0].duty_cycle",
+            {"period_s": 60, "on_s": 90},
+            "sources[0].duty_cycle.on_s",
+            "less than period_s",
+        ),
+        ("buffer", {"when_full": "panic"}, "buffer.when_full", "'drop_oldest'"),
+    ],
+)
 def test_bad_values_are_refused_with_the_exact_path(
     path: str, value: Any, expected_path: str, message: str
 ) -> None:
@@ -85,25 +92,30 @@ def test_bad_values_are_refused_with_the_exact_path(
 
 
 BLE: dict[str, Any] = {
-    "type": "ble", "name": "ble", "devices": [
+    "type": "ble",
+    "name": "ble",
+    "devices": [
         {"name": "kerb", "address": "A4:C1:38:12:34:56", "kind": "bthome"},
         {"name": "tag", "address": "F4:A5:74:89:16:57", "kind": "ruuvi"},
     ],
 }
 
 
-@pytest.mark.parametrize(("change", "expected_path", "message"), [
-    ({"adapter": "usb0"}, "sources[1].adapter", "hci0"),
-    ({"scanning": "loud"}, "sources[1].scanning", "'auto'"),
-    ({"devices[0].address": "A4:C1:38:12:34"}, "sources[1].devices[0].address", "MAC"),
-    ({"devices[0].kind": "eddystone"}, "sources[1].devices[0].kind", "'bthome'"),
-    ({"devices[0].bind_key": "abc"}, "sources[1].devices[0].bind_key", "32 hex"),
-    ({"devices[1].bind_key": "0" * 32}, "sources[1].devices[1].bind_key", "only BTHome"),
-    ({"devices[1].name": "kerb"}, "sources[1].devices[1].name", "used twice"),
-    ({"devices[1].address": "a4:c1:38:12:34:56"}, "sources[1].devices[1].address", "twice"),
-    ({"devices[0].min_interval_s": -1}, "sources[1].devices[0].min_interval_s", ">= 0"),
-    ({"devices[0].mac": "x"}, "sources[1].devices[0].mac", "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected_path", "message"),
+    [
+        ({"adapter": "usb0"}, "sources[1].adapter", "hci0"),
+        ({"scanning": "loud"}, "sources[1].scanning", "'auto'"),
+        ({"devices[0].address": "A4:C1:38:12:34"}, "sources[1].devices[0].address", "MAC"),
+        ({"devices[0].kind": "eddystone"}, "sources[1].devices[0].kind", "'bthome'"),
+        ({"devices[0].bind_key": "abc"}, "sources[1].devices[0].bind_key", "32 hex"),
+        ({"devices[1].bind_key": "0" * 32}, "sources[1].devices[1].bind_key", "only BTHome"),
+        ({"devices[1].name": "kerb"}, "sources[1].devices[1].name", "used twice"),
+        ({"devices[1].address": "a4:c1:38:12:34:56"}, "sources[1].devices[1].address", "twice"),
+        ({"devices[0].min_interval_s": -1}, "sources[1].devices[0].min_interval_s", ">= 0"),
+        ({"devices[0].mac": "x"}, "sources[1].devices[0].mac", "unknown key"),
+    ],
+)
 def test_bad_ble_sources_are_refused_with_the_exact_path(
     change: dict[str, Any], expected_path: str, message: str
 ) -> None:
@@ -184,8 +196,9 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
 
 def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:
     document = copy.deepcopy(VALID)
-    document["sources"] = [{"type": "ble", "name": "ble",
-                            "devices": [{"name": "x", "kind": "bthome"}]}]
+    document["sources"] = [
+        {"type": "ble", "name": "ble", "devices": [{"name": "x", "kind": "bthome"}]}
+    ]
     with pytest.raises(ConfigError) as error:
         parse_config(document)
     assert error.value.path == "sources[0].devices[0].address"
@@ -193,11 +206,14 @@ def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:
     assert parse_config(document).sources[0].devices[0].address == ""  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("source", "path"), [
-    ({"driver": "node", "duty_cycle": {"period_s": 60, "on_s": 30}}, "sources[0].duty_cycle"),
-    ({"driver": "sds011", "node_interval_s": 60}, "sources[0].node_interval_s"),
-    ({"driver": "node", "node_interval_s": 2}, "sources[0].node_interval_s"),
-])
+@pytest.mark.parametrize(
+    ("source", "path"),
+    [
+        ({"driver": "node", "duty_cycle": {"period_s": 60, "on_s": 30}}, "sources[0].duty_cycle"),
+        ({"driver": "sds011", "node_interval_s": 60}, "sources[0].node_interval_s"),
+        ({"driver": "node", "node_interval_s": 2}, "sources[0].node_interval_s"),
+    ],
+)
 def test_node_only_and_sensor_only_settings_stay_apart(source: dict[str, Any], path: str) -> None:
     document = copy.deepcopy(VALID)
     document["sources"][0].update(source)

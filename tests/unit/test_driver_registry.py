@@ -19,9 +19,7 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {
-        "sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"
-    }
+    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"}
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
@@ -44,10 +42,13 @@ def test_ble_advert_drivers_have_no_stream_decoder_and_are_not_serial_drivers() 
 
 def test_ble_drivers_decode_one_advert_to_its_measurements() -> None:
     bthome = get_driver("bthome").decode_one(bytes.fromhex("4002ca0903bf13"))
-    assert [(m.quantity, m.value) for m in bthome] == [("temperature_c", 25.06),
-                                                       ("humidity_pct", 50.55)]
+    assert [(m.quantity, m.value) for m in bthome] == [
+        ("temperature_c", 25.06),
+        ("humidity_pct", 50.55),
+    ]
     ruuvi = get_driver("ruuvi").decode_one(
-        bytes.fromhex("0512fc5394c37c0004fffc040cac364200cdcbb8334c884f"))
+        bytes.fromhex("0512fc5394c37c0004fffc040cac364200cdcbb8334c884f")
+    )
     assert ruuvi[0].quantity == "temperature_c" and len(ruuvi) == 9
 
 

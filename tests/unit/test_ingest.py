@@ -20,8 +20,13 @@ async def test_a_full_disk_keeps_readings_staged_until_it_recovers(tmp_path: Pat
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
     sync = await buffer.open()
     committed: list[int] = []
-    ingest = Ingest(buffer, commit_interval_s=0.01, commit_max=1000, staging_max=10_000,
-                    on_committed=committed.append)
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=0.01,
+        commit_max=1000,
+        staging_max=10_000,
+        on_committed=committed.append,
+    )
     emit(ingest, 0, 10)
     assert await ingest.commit()
     page_count = sync._db.execute("PRAGMA page_count").fetchone()[0]

@@ -29,13 +29,13 @@ def parse_native(data: bytes) -> dict[str, str]:
         line = data[:line_end]
         if b"=" in line:
             name, _, value = line.partition(b"=")
-            data = data[line_end + 1:]
+            data = data[line_end + 1 :]
         else:
             name = line
-            (size,) = struct.unpack("<Q", data[line_end + 1:line_end + 9])
-            value = data[line_end + 9:line_end + 9 + size]
-            assert data[line_end + 9 + size:line_end + 10 + size] == b"\n"
-            data = data[line_end + 10 + size:]
+            (size,) = struct.unpack("<Q", data[line_end + 1 : line_end + 9])
+            value = data[line_end + 9 : line_end + 9 + size]
+            assert data[line_end + 9 + size : line_end + 10 + size] == b"\n"
+            data = data[line_end + 10 + size :]
         assert name.decode() not in fields, f"field {name!r} twice"
         fields[name.decode()] = value.decode()
     return fields
@@ -57,7 +57,7 @@ class FakeJournald:
         data, ancdata, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_LEN(fds.itemsize))
         for level, kind, payload in ancdata:
             if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
-                fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         if not fds:
             return data
         assert data == b"" and len(fds) == 1
@@ -85,8 +85,9 @@ def journald(tmp_path: Path) -> Iterator[FakeJournald]:
 
 @pytest.fixture
 def logger(journald: FakeJournald) -> Iterator[logging.Logger]:
-    handler = journal.JournalHandler(socket_path=str(journald.path),
-                                     fields={"CITYGW_GATEWAY": "gw-0042"})
+    handler = journal.JournalHandler(
+        socket_path=str(journald.path), fields={"CITYGW_GATEWAY": "gw-0042"}
+    )
     log = logging.getLogger("citygw.test.journal")
     log.propagate = False
     log.setLevel(logging.DEBUG)
@@ -100,8 +101,12 @@ def test_a_record_arrives_with_exactly_these_fields(
     journald: FakeJournald, logger: logging.Logger
 ) -> None:
     line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
-    logger.warning("source %s: %s vanished", "pm-north", "/dev/ttyUSB0",
-                   extra={"source": "pm-north", "event": "vanished"})
+    logger.warning(
+        "source %s: %s vanished",
+        "pm-north",
+        "/dev/ttyUSB0",
+        extra={"source": "pm-north", "event": "vanished"},
+    )
     assert journald.fields() == {
         "MESSAGE": "citygw.test.journal: source pm-north: /dev/ttyUSB0 vanished",
         "PRIORITY": "4",
@@ -116,9 +121,16 @@ def test_a_record_arrives_with_exactly_these_fields(
     }
 
 
-@pytest.mark.parametrize(("level", "expected"), [
-    (logging.CRITICAL, "2"), (logging.ERROR, "3"), (logging.WARNING, "4"), (logging.INFO, "6"),
-    (logging.DEBUG, "7")])
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (logging.CRITICAL, "2"),
+        (logging.ERROR, "3"),
+        (logging.WARNING, "4"),
+        (logging.INFO, "6"),
+        (logging.DEBUG, "7"),
+    ],
+)
 def test_levels_map_to_syslog_priorities(
     journald: FakeJournald, logger: logging.Logger, level: int, expected: str
 ) -> None:
@@ -156,8 +168,15 @@ def test_a_message_larger_than_a_datagram_goes_in_a_sealed_memfd(
 def test_extra_keys_that_cannot_be_field_names_are_left_out(
     journald: FakeJournald, logger: logging.Logger
 ) -> None:
-    logger.info("x", extra={"bad-key": 1, "readings": 14, "citygw_port": "/dev/ttyS0",
-                            "gateway": "not the handler's"})
+    logger.info(
+        "x",
+        extra={
+            "bad-key": 1,
+            "readings": 14,
+            "citygw_port": "/dev/ttyS0",
+            "gateway": "not the handler's",
+        },
+    )
     fields = journald.fields()
     assert fields["CITYGW_READINGS"] == "14"
     assert fields["CITYGW_PORT"] == "/dev/ttyS0"
@@ -169,8 +188,9 @@ def test_without_journald_records_go_to_stderr_as_plain_lines(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     handler = journal.JournalHandler(socket_path=str(tmp_path / "nobody-listens"))
-    record = logging.LogRecord("citygw.agent", logging.WARNING, __file__, 1, "hub %s down",
-                               ("h1",), None)
+    record = logging.LogRecord(
+        "citygw.agent", logging.WARNING, __file__, 1, "hub %s down", ("h1",), None
+    )
     handler.emit(record)
     handler.close()
     assert capsys.readouterr().err == "WARNING citygw.agent: hub h1 down\n"

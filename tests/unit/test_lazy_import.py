@@ -12,8 +12,9 @@ from gateway.uplinks import lazy_import
 
 def _run(code: str) -> str:
     """In a fresh interpreter: what is imported depends on the whole process."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     return out.stdout.strip()
 
 
@@ -23,7 +24,8 @@ def test_deferred_module_is_not_executed_by_import_statements() -> None:
         "from gateway.uplinks import lazy_import\n"
         "lazy_import.defer('urllib.request')\n"
         "import urllib.request\n"  # what paho-mqtt does at import
-        "print('http.client' in sys.modules, 'email' in sys.modules)\n")
+        "print('http.client' in sys.modules, 'email' in sys.modules)\n"
+    )
     assert out == "False False"
 
 
@@ -37,7 +39,8 @@ def test_first_attribute_loads_the_real_module_everywhere() -> None:
         "real = sys.modules['urllib.request']\n"
         "print(real is not stand_in, urllib.request is real, 'http.client' in sys.modules)\n"
         "from urllib.request import Request\n"
-        "print(Request.__module__)\n")
+        "print(Request.__module__)\n"
+    )
     assert out.splitlines() == ["True", "True True True", "urllib.request"]
 
 
@@ -59,5 +62,6 @@ def test_agent_does_not_load_what_it_never_runs() -> None:
         "import gateway.agent, gateway.cli\n"
         "gateway.cli.build_parser()\n"
         "print(sorted(m for m in ('http.client', 'email', 'shutil', 'lzma', 'bz2',\n"
-        "      'gateway.sources.ble.source', 'ctypes.util') if m in sys.modules))\n")
+        "      'gateway.sources.ble.source', 'ctypes.util') if m in sys.modules))\n"
+    )
     assert out == "[]"

@@ -112,11 +112,17 @@ def test_any_bytes_never_raise(data: bytes) -> None:
 
 def test_sensor_names_ride_along_and_keep_same_quantities_apart() -> None:
     report = node.Report(
-        node_id=17, seq=1,
-        measurements=(Measurement("temperature_c", 21.5, "Cel"),
-                      Measurement("temperature_c", 21.25, "Cel")),
-        status=(("bme280", "ok"), ("sht3x", "ok")), uptime_s=1, interval_s=60,
-        sensors=("bme280", "sht3x"))
+        node_id=17,
+        seq=1,
+        measurements=(
+            Measurement("temperature_c", 21.5, "Cel"),
+            Measurement("temperature_c", 21.25, "Cel"),
+        ),
+        status=(("bme280", "ok"), ("sht3x", "ok")),
+        uptime_s=1,
+        interval_s=60,
+        sensors=("bme280", "sht3x"),
+    )
     (decoded,) = get_driver("node").new_stream().feed(node.encode_report(report))  # type: ignore[misc]
     assert decoded == report
     assert node.decode(node.encode_report(REPORT)).sensors == ()  # type: ignore[union-attr]

@@ -66,26 +66,29 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     return cfg
 
 
-@pytest.mark.parametrize(("path", "value", "problem"), [
-    ("interval", 60, "interval: unknown key"),
-    ("interval_s", 2, "interval_s: expected an int 5..86400, got 2"),
-    ("node_id", True, "node_id: expected an int 0..65535, got true"),
-    ("node_id", "17", 'node_id: expected an int 0..65535, got "17"'),
-    ("link", "wifi", "link: expected one of 'uart', 'ble'"),
-    ("wdt_ms", 90000, "wdt_ms: expected an int 1000..60000"),
-    ("led", 40, "led: expected an int 0..39 or null, got 40"),
-    ("uart.baud", 9600, "uart.baud: unknown key"),
-    ("uart.tx", 6, "uart.tx: GPIO 6 is wired to the ESP32's SPI flash"),
-    ("sensors.0.sda", 35, "sensors[0].sda: GPIO 35 is input-only"),
-    ("uart.rx", None, "uart.tx, rx: give both pins or neither"),
-    ("ble", {"key": "00112233"}, "ble.key: expected null or 32 hex digits"),
-    ("sensors.0.type", "bmp180", "sensors[0].type: expected one of bme280, sht3x"),
-    ("sensors.0.adress", 118, "sensors[0].adress: unknown key"),
-    ("sensors.0.address", 0x80, "sensors[0].address: expected an int 8..119, got 128"),
-    ("sensors.1.uart", 1, "sensors[1].uart: UART 1 is the gateway link (uart.id)"),
-    ("sensors.2.scale", "2", 'sensors[2].scale: expected a number 0.01..1000, got "2"'),
-    ("sensors", {"type": "bme280"}, "sensors: expected a list of sensor objects"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("interval", 60, "interval: unknown key"),
+        ("interval_s", 2, "interval_s: expected an int 5..86400, got 2"),
+        ("node_id", True, "node_id: expected an int 0..65535, got true"),
+        ("node_id", "17", 'node_id: expected an int 0..65535, got "17"'),
+        ("link", "wifi", "link: expected one of 'uart', 'ble'"),
+        ("wdt_ms", 90000, "wdt_ms: expected an int 1000..60000"),
+        ("led", 40, "led: expected an int 0..39 or null, got 40"),
+        ("uart.baud", 9600, "uart.baud: unknown key"),
+        ("uart.tx", 6, "uart.tx: GPIO 6 is wired to the ESP32's SPI flash"),
+        ("sensors.0.sda", 35, "sensors[0].sda: GPIO 35 is input-only"),
+        ("uart.rx", None, "uart.tx, rx: give both pins or neither"),
+        ("ble", {"key": "00112233"}, "ble.key: expected null or 32 hex digits"),
+        ("sensors.0.type", "bmp180", "sensors[0].type: expected one of bme280, sht3x"),
+        ("sensors.0.adress", 118, "sensors[0].adress: unknown key"),
+        ("sensors.0.address", 0x80, "sensors[0].address: expected an int 8..119, got 128"),
+        ("sensors.1.uart", 1, "sensors[1].uart: UART 1 is the gateway link (uart.id)"),
+        ("sensors.2.scale", "2", 'sensors[2].scale: expected a number 0.01..1000, got "2"'),
+        ("sensors", {"type": "bme280"}, "sensors: expected a list of sensor objects"),
+    ],
+)
 def test_each_mistake_is_named_by_its_path(path: str, value: Any, problem: str) -> None:
     problems = validate(_with(path, value), board="esp32")
     assert any(p.startswith(problem) for p in problems), problems
@@ -98,8 +101,8 @@ def test_input_only_pins_may_receive() -> None:
 def test_a_pico_reserves_its_internal_pins() -> None:
     cfg = {"led": 23, "uart": {"id": 0, "baudrate": 115200, "tx": 0, "rx": 1}}
     assert validate(cfg, board="rp2") == [
-        "led: GPIO 23 is used inside the Pico (power supply / radio); expected a free pin, "
-        "got 23"]
+        "led: GPIO 23 is used inside the Pico (power supply / radio); expected a free pin, got 23"
+    ]
 
 
 def test_a_supply_needs_its_pin() -> None:
@@ -108,8 +111,12 @@ def test_a_supply_needs_its_pin() -> None:
 
 
 def test_ble_link_frees_the_uart_and_takes_a_bind_key() -> None:
-    cfg = dict(EXAMPLE, link="ble", ble={"interval_ms": 1000, "key": "00" * 16},
-               sensors=[{"type": "pms5003", "uart": 1, "tx": 17, "rx": 16}])
+    cfg = dict(
+        EXAMPLE,
+        link="ble",
+        ble={"interval_ms": 1000, "key": "00" * 16},
+        sensors=[{"type": "pms5003", "uart": 1, "tx": 17, "rx": 16}],
+    )
     assert validate(cfg, board="esp32") == []
 
 

@@ -11,8 +11,12 @@ PM25, PM10 = Measurement("pm2_5_ugm3", 12.3, "ug/m3"), Measurement("pm10_ugm3", 
 
 def rows(columns: Columns) -> list[tuple[Series, float, int, int]]:
     series = columns.index.series
-    return [(series[sid], value, ts, flags) for sid, value, ts, flags in zip(
-        columns.sid, columns.values, columns.ts_ms, columns.flags, strict=True)]
+    return [
+        (series[sid], value, ts, flags)
+        for sid, value, ts, flags in zip(
+            columns.sid, columns.values, columns.ts_ms, columns.flags, strict=True
+        )
+    ]
 
 
 def test_each_reading_keeps_its_series_value_time_and_flags() -> None:
@@ -40,6 +44,7 @@ def test_take_put_back_and_drop_first_keep_the_order() -> None:
     assert list(staged.values) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert list(staged.ts_ms) == list(range(7))
     staged.drop_first(5)
-    assert rows(staged) == [(Series("pm", "pm2_5_ugm3", "ug/m3"), v, t, 0) for v, t in
-                            ((5.0, 5), (6.0, 6))]
+    assert rows(staged) == [
+        (Series("pm", "pm2_5_ugm3", "ug/m3"), v, t, 0) for v, t in ((5.0, 5), (6.0, 6))
+    ]
     assert (len(staged.part(1)), len(staged)) == (1, 2), "part copies"

@@ -36,16 +36,21 @@ def test_unit_verifies(tmp_path: Path) -> None:
     assert "ExecStart=/opt/citygw/bin/citygw run --config /etc/citygw/gateway.toml" in text
     copy = tmp_path / "citygw.service"
     copy.write_text(text.replace("/opt/citygw/bin/citygw", str(stub)))
-    proc = subprocess.run([systemd_analyze(), "verify", str(copy)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [systemd_analyze(), "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout + proc.stderr == "", "verify warns:\n" + proc.stdout + proc.stderr
 
 
 def test_security_exposure_is_ok() -> None:
-    proc = subprocess.run([systemd_analyze(), "security", "--offline=true", str(UNIT)],
-                          capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, SYSTEMD_COLORS="0"))
+    proc = subprocess.run(
+        [systemd_analyze(), "security", "--offline=true", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, SYSTEMD_COLORS="0"),
+    )
     found = re.search(r"Overall exposure level for citygw\.service: (\d+\.\d+)", proc.stdout)
     assert found, f"no score in the output:\n{proc.stdout}\n{proc.stderr}"
     score = float(found.group(1))
@@ -55,19 +60,28 @@ def test_security_exposure_is_ok() -> None:
 
 def test_unit_essentials() -> None:
     text = UNIT.read_text()
-    for line in ("Type=notify", "WatchdogSec=30", "Restart=always", "User=citygw",
-                 "SupplementaryGroups=dialout bluetooth", "StateDirectory=citygw",
-                 "DevicePolicy=closed", "ProtectSystem=strict"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=30",
+        "Restart=always",
+        "User=citygw",
+        "SupplementaryGroups=dialout bluetooth",
+        "StateDirectory=citygw",
+        "DevicePolicy=closed",
+        "ProtectSystem=strict",
+    ):
         assert f"\n{line}\n" in text, line
     assert "\nPrivateDevices=yes" not in text  # it would hide the serial adapters
 
 
-@pytest.mark.parametrize("script", ["install.sh", "build-deb.sh", "deb/postinst", "deb/prerm",
-                                    "deb/postrm"])
+@pytest.mark.parametrize(
+    "script", ["install.sh", "build-deb.sh", "deb/postinst", "deb/prerm", "deb/postrm"]
+)
 def test_install_script_is_shellcheck_clean(script: str) -> None:
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not installed (Debian package 'shellcheck')")
-    proc = subprocess.run([shellcheck, str(REPO / "deploy" / script)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [shellcheck, str(REPO / "deploy" / script)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -34,7 +34,11 @@ def test_each_message_arrives_as_one_datagram(notify_socket: socket.socket) -> N
     assert systemd.notify_status("2 sources,\nuplink connected")
     assert systemd.notify_stopping()
     assert [received(notify_socket) for _ in range(4)] == [
-        "READY=1", "WATCHDOG=1", "STATUS=2 sources, uplink connected", "STOPPING=1"]
+        "READY=1",
+        "WATCHDOG=1",
+        "STATUS=2 sources, uplink connected",
+        "STOPPING=1",
+    ]
 
 
 def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:

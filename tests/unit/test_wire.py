@@ -22,12 +22,20 @@ def batch(*rows: tuple[int, int, int, float, int]) -> list[StoredReading]:
 
 
 def test_a_data_message_decodes_on_its_own_to_exact_values_and_keys() -> None:
-    payload = v1.encode_data("gw-1", 42, batch(
-        (100, 1_700_000_000_000, 1, 123.6, 0), (101, 1_700_000_000_000, 7, 261.8, 0),
-        (103, 1_700_000_001_000, 1, 12.0, CLOCK_UNSYNCED)), SERIES.__getitem__)
+    payload = v1.encode_data(
+        "gw-1",
+        42,
+        batch(
+            (100, 1_700_000_000_000, 1, 123.6, 0),
+            (101, 1_700_000_000_000, 7, 261.8, 0),
+            (103, 1_700_000_001_000, 1, 12.0, CLOCK_UNSYNCED),
+        ),
+        SERIES.__getitem__,
+    )
     got = list(wire.decode_data(payload))
-    assert [(r.key, r.ts_ms, r.source, r.quantity, r.value, r.unit, r.clock_synced)
-            for r in got] == [
+    assert [
+        (r.key, r.ts_ms, r.source, r.quantity, r.value, r.unit, r.clock_synced) for r in got
+    ] == [
         (("gw-1", 42, 100), 1_700_000_000_000, "pm-north", "pm2_5_ugm3", 123.6, "ug/m3", True),
         (("gw-1", 42, 101), 1_700_000_000_000, "pm-north", "pm10_ugm3", 261.8, "ug/m3", True),
         (("gw-1", 42, 103), 1_700_000_001_000, "pm-north", "pm2_5_ugm3", 12.0, "ug/m3", False),
@@ -37,32 +45,63 @@ def test_a_data_message_decodes_on_its_own_to_exact_values_and_keys() -> None:
 def test_a_data_message_is_the_documented_msgpack_map_byte_for_byte() -> None:
     """The encoder streams its rows into the packer; the bytes are those of the map in
     docs/protocol.md packed whole."""
-    payload = v1.encode_data("gw-1", 42, batch(
-        (100, 1_700_000_000_000, 7, 261.8, 0), (101, 1_700_000_000_500, 1, 12.0, CLOCK_UNSYNCED),
-        (102, 1_699_999_999_000, 7, -3.5, 0)), SERIES.__getitem__)
-    assert payload == msgpack.packb({
-        "v": 1, "gw": "gw-1", "ep": 42, "s0": 100, "t0": 1_700_000_000_000,
-        "series": [["pm-north", "pm10_ugm3", "ug/m3"], ["pm-north", "pm2_5_ugm3", "ug/m3"]],
-        "r": [[0, 0, 0, 261.8], [1, 500, 1, 12, CLOCK_UNSYNCED], [2, -1000, 0, -3.5]],
-    }, use_bin_type=True)
+    payload = v1.encode_data(
+        "gw-1",
+        42,
+        batch(
+            (100, 1_700_000_000_000, 7, 261.8, 0),
+            (101, 1_700_000_000_500, 1, 12.0, CLOCK_UNSYNCED),
+            (102, 1_699_999_999_000, 7, -3.5, 0),
+        ),
+        SERIES.__getitem__,
+    )
+    assert payload == msgpack.packb(
+        {
+            "v": 1,
+            "gw": "gw-1",
+            "ep": 42,
+            "s0": 100,
+            "t0": 1_700_000_000_000,
+            "series": [["pm-north", "pm10_ugm3", "ug/m3"], ["pm-north", "pm2_5_ugm3", "ug/m3"]],
+            "r": [[0, 0, 0, 261.8], [1, 500, 1, 12, CLOCK_UNSYNCED], [2, -1000, 0, -3.5]],
+        },
+        use_bin_type=True,
+    )
 
 
-@given(st.lists(st.tuples(st.integers(1, 2**40), st.integers(0, 2**45),
-                          st.sampled_from([1, 7]),
-                          st.floats(allow_nan=False, allow_infinity=False),
-                          st.integers(0, 1)), min_size=1, max_size=50))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 2**40),
+            st.integers(0, 2**45),
+            st.sampled_from([1, 7]),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(0, 1),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
 def test_any_batch_round_trips_exactly(rows: list[tuple[int, int, int, float, int]]) -> None:
     decoded = list(wire.decode_data(v1.encode_data("gw", 1, batch(*rows), SERIES.__getitem__)))
     assert [(r.seq, r.ts_ms, r.value, r.quantity) for r in decoded] == [
-        (seq, ts, value, SERIES[sid].quantity) for seq, ts, sid, value, _ in rows]
+        (seq, ts, value, SERIES[sid].quantity) for seq, ts, sid, value, _ in rows
+    ]
 
 
-@pytest.mark.parametrize("payload", [
-    b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"v": 99}),
-    msgpack.packb({"v": 1, "gw": "x"}),
-    msgpack.packb({"v": 1, "gw": "x", "ep": 1, "s0": 1, "t0": 1, "series": [],
-                   "r": [[0, 0, 3, 1]]}),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"v": 99}),
+        msgpack.packb({"v": 1, "gw": "x"}),
+        msgpack.packb(
+            {"v": 1, "gw": "x", "ep": 1, "s0": 1, "t0": 1, "series": [], "r": [[0, 0, 3, 1]]}
+        ),
+    ],
+)
 def test_malformed_payloads_raise_wire_error_only(payload: bytes) -> None:
     with pytest.raises(wire.WireError):
         list(wire.decode_data(payload))

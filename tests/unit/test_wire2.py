@@ -13,9 +13,11 @@ from gateway.readings import Series
 from gateway.wire import WireError
 from gateway.wire import v2 as wire2
 
-SERIES = {1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
-          2: Series("pm-north", "pm10_ugm3", "ug/m3"),
-          300: Series("climate", "temperature_c", "Cel")}
+SERIES = {
+    1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
+    2: Series("pm-north", "pm10_ugm3", "ug/m3"),
+    300: Series("climate", "temperature_c", "Cel"),
+}
 
 
 def same(a: float, b: float) -> bool:
@@ -25,8 +27,12 @@ def same(a: float, b: float) -> bool:
 
 
 def test_a_batch_decodes_exactly_with_the_birth_table() -> None:
-    batch = [(10, 1_700_000_000_000, 1, 12.3, 0), (11, 1_700_000_000_000, 2, 20.07, 0),
-             (13, 1_700_000_001_000, 300, -4.25, 1), (14, 1_700_000_000_500, 1, 999.9, 0)]
+    batch = [
+        (10, 1_700_000_000_000, 1, 12.3, 0),
+        (11, 1_700_000_000_000, 2, 20.07, 0),
+        (13, 1_700_000_001_000, 300, -4.25, 1),
+        (14, 1_700_000_000_500, 1, 999.9, 0),
+    ]
     payload = wire2.encode_data(7, batch)
     got = list(wire2.decode_data(payload, "gw-1", SERIES.get))
     assert [(r.key, r.ts_ms, r.source, r.quantity, r.value, r.clock_synced) for r in got] == [
@@ -37,32 +43,49 @@ def test_a_batch_decodes_exactly_with_the_birth_table() -> None:
     ]
 
 
-values = st.one_of(st.floats(), st.integers(-(2**40), 2**40).map(float),
-                   st.decimals(min_value=-10_000, max_value=10_000, places=2,
-                               allow_nan=False).map(float))
+values = st.one_of(
+    st.floats(),
+    st.integers(-(2**40), 2**40).map(float),
+    st.decimals(min_value=-10_000, max_value=10_000, places=2, allow_nan=False).map(float),
+)
 
 
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(-(10**6), 10**6),
-                          st.sampled_from(sorted(SERIES)), values, st.integers(0, 1)),
-                min_size=1, max_size=60),
-       st.integers(1, 2**40), st.integers(0, 2**42))
-def test_any_batch_round_trips_exactly(rows: list[tuple[int, int, int, float, int]], s0: int,
-                                       t0: int) -> None:
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(-(10**6), 10**6),
+            st.sampled_from(sorted(SERIES)),
+            values,
+            st.integers(0, 1),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.integers(1, 2**40),
+    st.integers(0, 2**42),
+)
+def test_any_batch_round_trips_exactly(
+    rows: list[tuple[int, int, int, float, int]], s0: int, t0: int
+) -> None:
     batch, seq, ts = [], s0, t0
     for gap, step, alias, value, flag in rows:
         batch.append((seq, ts, alias, value, flag))
         seq, ts = seq + 1 + gap, max(0, ts + step)
     decoded = list(wire2.decode_data(wire2.encode_data(3, batch), "gw", SERIES.get))
     assert [(r.seq, r.ts_ms, r.quantity, r.clock_synced) for r in decoded] == [
-        (q, t, SERIES[a].quantity, not f) for q, t, a, _, f in batch]
+        (q, t, SERIES[a].quantity, not f) for q, t, a, _, f in batch
+    ]
     assert all(same(r.value, b[3]) for r, b in zip(decoded, batch, strict=True))
 
 
 def test_a_message_of_a_slow_station_is_a_fraction_of_v1() -> None:
     from gateway.wire import v1
 
-    batch = [(n, 1_700_000_000_000 + (n // 2) * 150_000, 1 + n % 2, 10 + (n % 7) / 10, 0)
-             for n in range(1, 9)]
+    batch = [
+        (n, 1_700_000_000_000 + (n // 2) * 150_000, 1 + n % 2, 10 + (n % 7) / 10, 0)
+        for n in range(1, 9)
+    ]
     v1 = v1.encode_data("gw-0001", 12345, batch, SERIES.__getitem__)
     v2 = wire2.encode_data(12345, batch)
     assert len(v2) < len(v1) / 2, (len(v1), len(v2))
@@ -96,8 +119,9 @@ def test_a_deflate_bomb_is_refused() -> None:
 def test_birth_table_round_trips() -> None:
     from gateway import wire
 
-    birth = wire.decode_map(wire.encode_status("gw", state="online", version="1", started_ms=0,
-                                               series=SERIES))
+    birth = wire.decode_map(
+        wire.encode_status("gw", state="online", version="1", started_ms=0, series=SERIES)
+    )
     assert birth["wire"] == 2 and wire.series_table(birth) == SERIES
 
 

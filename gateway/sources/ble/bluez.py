@@ -89,10 +89,16 @@ class BleakBlueZScanner:
 
 async def _bluez_owner(bus: MessageBus) -> str | None:
     """The unique bus name of the running bluetoothd, None if there is none."""
-    reply = await bus.call(Message(
-        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-        interface="org.freedesktop.DBus", member="GetNameOwner", signature="s",
-        body=["org.bluez"]))
+    reply = await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="GetNameOwner",
+            signature="s",
+            body=["org.bluez"],
+        )
+    )
     if reply.message_type != MessageType.METHOD_RETURN or not reply.body:
         return None
     return str(reply.body[0])

@@ -40,8 +40,9 @@ class DeviceState:
 
 def device_state(config: BleDevice) -> DeviceState:
     key = bytes.fromhex(config.bind_key) if config.bind_key else None
-    return DeviceState(config=config, mac=parse_mac(config.address) if config.address else b"",
-                       key=key)
+    return DeviceState(
+        config=config, mac=parse_mac(config.address) if config.address else b"", key=key
+    )
 
 
 def is_encrypted_bthome(service_data: Mapping[str, bytes]) -> bool:

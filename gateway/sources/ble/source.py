@@ -93,12 +93,13 @@ class BleSource:
         }
         self._keyed = [state for state in states if not state.config.address]
         self._filter = AdvertFilter(monotonic_s=monotonic_s)
-        self._queue: asyncio.Queue[tuple[DeviceState | None, bytes, str]] = asyncio.Queue(
-            QUEUE_MAX)
+        self._queue: asyncio.Queue[tuple[DeviceState | None, bytes, str]] = asyncio.Queue(QUEUE_MAX)
         self._log = RateLimitedLog(log, monotonic_s=monotonic_s)
 
     def _on_advert(
-        self, address: str, service_data: Mapping[str, bytes],
+        self,
+        address: str,
+        service_data: Mapping[str, bytes],
         manufacturer_data: Mapping[int, bytes],
     ) -> None:
         """The scanner's callback: allow-list lookup and queue, nothing else. Runs in bleak's
@@ -132,8 +133,9 @@ class BleSource:
         outage_since: float | None = None
         passive = self.config.scanning != "active"
         while True:
-            scanner = self._scanner_factory(self._on_advert, adapter=self.config.adapter,
-                                            passive=passive)
+            scanner = self._scanner_factory(
+                self._on_advert, adapter=self.config.adapter, passive=passive
+            )
             try:
                 async with asyncio.timeout(DEVICE_TIMEOUT_S):
                     await scanner.start()
@@ -146,26 +148,44 @@ class BleSource:
                 await _stop_quietly(scanner)
                 self.stats.last_error = f"{type(error).__name__}: {error}"
                 if passive and self.config.scanning == "auto" and ready:
-                    log.info("source %s: passive scanning unavailable on %s (%s); scanning "
-                             "actively", self.name, self.config.adapter, error)
+                    log.info(
+                        "source %s: passive scanning unavailable on %s (%s); scanning actively",
+                        self.name,
+                        self.config.adapter,
+                        error,
+                    )
                     passive = False
                     continue
                 if outage_since is None:
                     outage_since = self._monotonic_s()
                     self.stats.state = "adapter missing"
-                    log.warning("source %s: cannot scan on %s (%s); retrying until it is back",
-                                self.name, self.config.adapter, self.stats.last_error)
+                    log.warning(
+                        "source %s: cannot scan on %s (%s); retrying until it is back",
+                        self.name,
+                        self.config.adapter,
+                        self.stats.last_error,
+                    )
                 await asyncio.sleep(backoff.next_delay())
                 continue
             mode = "passive" if passive else "active"
             if outage_since is not None:
                 self.stats.adapter_restarts += 1
-                log.info("source %s: scanning on %s again (%s) after %.1f s", self.name,
-                         self.config.adapter, mode, self._monotonic_s() - outage_since)
+                log.info(
+                    "source %s: scanning on %s again (%s) after %.1f s",
+                    self.name,
+                    self.config.adapter,
+                    mode,
+                    self._monotonic_s() - outage_since,
+                )
                 outage_since = None
             else:
-                log.info("source %s: scanning on %s (%s), %d devices allow-listed", self.name,
-                         self.config.adapter, mode, len(self._devices))
+                log.info(
+                    "source %s: scanning on %s (%s), %d devices allow-listed",
+                    self.name,
+                    self.config.adapter,
+                    mode,
+                    len(self._devices),
+                )
             backoff.reset()
             self.stats.scanning_mode = mode
             self.stats.state = "scanning"
@@ -176,8 +196,9 @@ class BleSource:
             outage_since = self._monotonic_s()
             self.stats.state = "adapter missing"
             self.stats.last_error = f"adapter {self.config.adapter} gone or powered off"
-            log.warning("source %s: %s; waiting for it to come back", self.name,
-                        self.stats.last_error)
+            log.warning(
+                "source %s: %s; waiting for it to come back", self.name, self.stats.last_error
+            )
             passive = self.config.scanning != "active"
 
     async def _decode_loop(self, sink: Sink) -> None:
@@ -206,9 +227,14 @@ class BleSource:
                 elif verdict == "decode_error":
                     stats.decode_errors += 1
                     stats.last_error = f"{device.config.name}: {device.last_error}"
-                    self._log.log(logging.WARNING, device.config.name,
-                                  "source %s: advert of %s not decoded: %s", self.name,
-                                  device.config.name, device.last_error)
+                    self._log.log(
+                        logging.WARNING,
+                        device.config.name,
+                        "source %s: advert of %s not decoded: %s",
+                        self.name,
+                        device.config.name,
+                        device.last_error,
+                    )
                 else:
                     sink.emit(f"{self.name}/{device.config.name}", measurements, ts_ms, flags)
                     count += len(measurements)

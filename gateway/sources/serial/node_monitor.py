@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 class NodeMonitor:
     def __init__(self, source_name: str) -> None:
         self._source = source_name
-        self.state: dict[str, Any] = {"node_id": None, "uptime_s": None, "interval_s": None,
-                                      "sensors": {}, "acks": 0, "nacks": 0}
+        self.state: dict[str, Any] = {
+            "node_id": None,
+            "uptime_s": None,
+            "interval_s": None,
+            "sensors": {},
+            "acks": 0,
+            "nacks": 0,
+        }
 
     def observe(self, frames: Sequence[object]) -> None:
         for frame in frames:
@@ -28,17 +34,29 @@ class NodeMonitor:
             elif isinstance(frame, node.Ack):
                 key = "acks" if frame.ok else "nacks"
                 self.state[key] += 1
-                log.info("source %s: node %04x %s command %s (seq %d)", self._source,
-                         frame.node_id, "acknowledged" if frame.ok else "refused",
-                         frame.command, frame.command_seq)
+                log.info(
+                    "source %s: node %04x %s command %s (seq %d)",
+                    self._source,
+                    frame.node_id,
+                    "acknowledged" if frame.ok else "refused",
+                    frame.command,
+                    frame.command_seq,
+                )
 
     def _report(self, report: node.Report) -> None:
-        self.state.update(node_id=report.node_id, uptime_s=report.uptime_s,
-                          interval_s=report.interval_s)
+        self.state.update(
+            node_id=report.node_id, uptime_s=report.uptime_s, interval_s=report.interval_s
+        )
         sensors: dict[str, str] = self.state["sensors"]
         for sensor, status in report.status:
             if sensors.get(sensor) != status:
                 level = logging.INFO if status in ("ok", "asleep") else logging.WARNING
-                log.log(level, "source %s: node %04x sensor %s is %s", self._source,
-                        report.node_id, sensor, status)
+                log.log(
+                    level,
+                    "source %s: node %04x sensor %s is %s",
+                    self._source,
+                    report.node_id,
+                    sensor,
+                    status,
+                )
                 sensors[sensor] = status

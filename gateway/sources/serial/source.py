@@ -68,19 +68,35 @@ def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> Senso
     # codecs imported here, for the one driver asked: a gateway loads only those it uses
     if driver == "node":  # a citygw node duty-cycles its own sensors; we may set its pace
         from drivers import node
-        start = () if node_interval_s is None else (
-            node.encode_command("set_interval", node_interval_s, node_id=node.BROADCAST, seq=1),)
+
+        start = (
+            ()
+            if node_interval_s is None
+            else (
+                node.encode_command("set_interval", node_interval_s, node_id=node.BROADCAST, seq=1),
+            )
+        )
         return SensorCommands(start=start, wake=b"", sleep=b"")
     if driver == "sds011":
         from drivers import sds011
+
         return SensorCommands(
             # active reporting, continuous working period: our duty cycle decides
-            start=(sds011.cmd_set_sleep(False), sds011.cmd_set_reporting_mode(False),
-                   sds011.cmd_set_working_period(0)),
-            wake=sds011.cmd_set_sleep(False), sleep=sds011.cmd_set_sleep(True))
+            start=(
+                sds011.cmd_set_sleep(False),
+                sds011.cmd_set_reporting_mode(False),
+                sds011.cmd_set_working_period(0),
+            ),
+            wake=sds011.cmd_set_sleep(False),
+            sleep=sds011.cmd_set_sleep(True),
+        )
     from drivers import pms5003
-    return SensorCommands(start=(pms5003.cmd_wake(), pms5003.cmd_active()),
-                          wake=pms5003.cmd_wake(), sleep=pms5003.cmd_sleep())
+
+    return SensorCommands(
+        start=(pms5003.cmd_wake(), pms5003.cmd_active()),
+        wake=pms5003.cmd_wake(),
+        sleep=pms5003.cmd_sleep(),
+    )
 
 
 @dataclass(slots=True)
@@ -119,6 +135,7 @@ class SerialSource:
         self._node: NodeMonitor | None = None
         if config.driver == "node":
             from gateway.sources.serial.node_monitor import NodeMonitor
+
             self._node = NodeMonitor(config.name)
             self.stats.node = self._node.state
 
@@ -134,16 +151,24 @@ class SerialSource:
                 if outage_since is None:
                     outage_since = self._monotonic_s()
                     self.stats.state = "port missing"
-                    log.warning("source %s: cannot open %s (%s); retrying until it is back",
-                                self.name, self.config.port, error,
-                                extra={"source": self.name, "event": "port_missing"})
+                    log.warning(
+                        "source %s: cannot open %s (%s); retrying until it is back",
+                        self.name,
+                        self.config.port,
+                        error,
+                        extra={"source": self.name, "event": "port_missing"},
+                    )
                 await asyncio.sleep(backoff.next_delay())
                 continue
             if outage_since is not None:
                 self.stats.reopens += 1
-                log.info("source %s: %s is back after %.1f s", self.name, self.config.port,
-                         self._monotonic_s() - outage_since,
-                         extra={"source": self.name, "event": "port_back"})
+                log.info(
+                    "source %s: %s is back after %.1f s",
+                    self.name,
+                    self.config.port,
+                    self._monotonic_s() - outage_since,
+                    extra={"source": self.name, "event": "port_back"},
+                )
                 outage_since = None
             backoff.reset()
             self.stats.connected = True
@@ -153,9 +178,13 @@ class SerialSource:
                 self.stats.last_error = str(error)
                 self.stats.state = "port missing"
                 outage_since = self._monotonic_s()
-                log.warning("source %s: %s vanished (%s); waiting for it to come back",
-                            self.name, self.config.port, error,
-                            extra={"source": self.name, "event": "port_vanished"})
+                log.warning(
+                    "source %s: %s vanished (%s); waiting for it to come back",
+                    self.name,
+                    self.config.port,
+                    error,
+                    extra={"source": self.name, "event": "port_vanished"},
+                )
             finally:
                 self.stats.connected = False
                 port.close()
@@ -197,8 +226,11 @@ class SerialSource:
                 else:
                     self.stats.state = "measuring"
                     gate.open_at = 0.0
-                group.create_task(self._decode_loop(
-                    decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)))
+                group.create_task(
+                    self._decode_loop(
+                        decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)
+                    )
+                )
         except BaseExceptionGroup as group_error:
             leaf: BaseException = group_error
             while isinstance(leaf, BaseExceptionGroup):
@@ -208,7 +240,12 @@ class SerialSource:
             loop.remove_reader(fd)
 
     async def _decode_loop(
-        self, decoder: Any, inbox: _Inbox, gate: _Gate, sink: Sink, resume: Callable[[], None],
+        self,
+        decoder: Any,
+        inbox: _Inbox,
+        gate: _Gate,
+        sink: Sink,
+        resume: Callable[[], None],
     ) -> None:
         stats = self.stats
         while True:
@@ -221,7 +258,7 @@ class SerialSource:
                 for start in range(0, len(data), _SLICE_BYTES):
                     # the slice's frames are gone before the await: four paused ports' worth
                     # of frame objects were ~0.4 MB of peak RSS (BENCHMARKS.md, memory)
-                    if self._emit(decoder.feed(data[start:start + _SLICE_BYTES]), gate, sink):
+                    if self._emit(decoder.feed(data[start : start + _SLICE_BYTES]), gate, sink):
                         await sink.room()
                 stats.frames = decoder.stats.frames
                 stats.bad_frames = decoder.stats.bad_frames
