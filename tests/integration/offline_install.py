@@ -37,7 +37,7 @@ def build_citygw_wheel(tmp: Path, dest: Path, version: str | None = None) -> Non
     """A citygw wheel from a copy of this checkout (optionally with another version)."""
     src = tmp / f"src-{version or 'current'}"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
     for package in ("gateway", "drivers", "firmware"):
         shutil.copytree(
