@@ -114,7 +114,8 @@ class Agent:
         self.remote: RemoteConfig | None = None
         boot = None
         if config.remote_config.enabled:
-            from gateway.remote.channel import RemoteConfig, config_at_boot
+            from gateway.remote.boot import config_at_boot
+            from gateway.remote.channel import RemoteConfig
 
             if document is None:
                 raise ValueError("remote config needs the local config document")

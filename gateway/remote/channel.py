@@ -14,23 +14,19 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
-
-from nacl.signing import VerifyKey
 
 from gateway.backoff import RateLimitedLog
 from gateway.config import Config, ConfigError
 from gateway.remote import signing
+from gateway.remote.boot import Boot, Trust, load_trust, runnable
 from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, merge_patch
+from gateway.remote.store import InForce, Store, document_hash
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = "remote-config"
 GROUP_TOPIC_ROOT = "_group"
 """Fleet topics: `<prefix>/_group/<name>/config/set` (gateway ids cannot start with `_`)."""
 MAX_KEYS = 16
@@ -41,201 +37,14 @@ class Applier(Protocol):
 
     config: Config
 
-    async def apply(self, config: Config, changes: Changes) -> None: ...
+    async def apply(self, config: Config, changes: Changes) -> None:
+        """Switch to `config` while running; only what `changes` names restarts."""
 
     async def hub_reached(self) -> None:
         """Returns once the uplink now running has connected to the hub."""
 
-    def hub_last_error(self) -> str: ...
-
-
-def document_hash(document: dict[str, Any]) -> str:
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write a temporary file, fsync it, rename it over `path`, fsync the directory: after a
-    crash or power cut the file is either the old or the new one, whole. `durable=False`
-    skips the fsyncs: still whole after a crash, but a power cut may bring the old one back."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@dataclass(slots=True)
-class InForce:
-    """A pushed config the gateway runs (version 0: the local file alone)."""
-
-    version: int = 0
-    document: dict[str, Any] | None = None
-    key_id: str = ""
-    push: str = ""
-    probation: bool = False
-    applied_ms: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "document": self.document,
-            "key_id": self.key_id,
-            "push": self.push,
-            "probation": self.probation,
-            "applied_ms": self.applied_ms,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> InForce:
-        return cls(
-            version=int(data["version"]),
-            document=data["document"],
-            key_id=str(data.get("key_id", "")),
-            push=str(data.get("push", "")),
-            probation=bool(data.get("probation", False)),
-            applied_ms=int(data.get("applied_ms", 0)),
-        )
-
-
-class Store:
-    """The remote-config files in `<data_dir>/remote-config/`: the config in force, the last
-    known good one, the rotated trust, the last report. Each written atomically."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = data_dir / STATE_DIR
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.dir / name).read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:
-            log.warning("remote config: ignoring unreadable %s: %s", self.dir / name, error)
-            return None
-        return data if isinstance(data, dict) else None
-
-    def _write(self, name: str, data: dict[str, Any], *, durable: bool = True) -> None:
-        write_atomically(
-            self.dir / name, json.dumps(data, sort_keys=True).encode(), durable=durable
-        )
-
-    def _in_force(self, name: str) -> InForce | None:
-        data = self._read(name)
-        try:
-            return InForce.from_json(data) if data else None
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def active(self) -> InForce | None:
-        return self._in_force("active.json")
-
-    def last_good(self) -> InForce | None:
-        return self._in_force("last-good.json")
-
-    def save_active(self, in_force: InForce, *, last_good: InForce | None) -> None:
-        """Last-good first: a crash between the two renames leaves a consistent pair."""
-        if last_good is not None:
-            self._write("last-good.json", last_good.as_json())
-        self._write("active.json", in_force.as_json())
-
-    def trust(self) -> dict[str, Any] | None:
-        return self._read("trust.json")
-
-    def save_trust(self, data: dict[str, Any]) -> None:
-        self._write("trust.json", data)
-
-    def refused_version(self) -> int:
-        data = self._read("refused.json") or {}
-        version = data.get("version", 0)
-        return version if isinstance(version, int) else 0
-
-    def save_refused_version(self, version: int) -> None:
-        self._write("refused.json", {"version": version})
-
-    def report(self) -> dict[str, Any] | None:
-        return self._read("state.json")
-
-    def save_report(self, report: dict[str, Any]) -> None:
-        """Not fsynced: the report is a courtesy after a restart; the config files decide."""
-        self._write("state.json", report, durable=False)
-
-
-@dataclass(slots=True)
-class Trust:
-    """The keys whose signatures count, and what they derive from."""
-
-    keys: dict[str, VerifyKey]
-    version: int
-    """Version of the signed rotation in force (0: the local keys themselves)."""
-    anchors: list[str]
-    """Key ids of the local provisioning a rotation was made from."""
-
-
-def load_trust(config: Config, store: Store) -> Trust:
-    """Trusted keys: the local provisioning, or a signed rotation made from that same
-    provisioning (if the local keys change, the local keys win: physical access decides)."""
-    local = {
-        signing.key_id(k): k
-        for k in (signing.load_public(path) for path in config.remote_config.trusted_keys)
-    }
-    anchors = sorted(local)
-    rotated = store.trust()
-    if rotated and rotated.get("anchors") == anchors:
-        try:
-            keys = [signing.public_from_b64(text) for text in rotated["keys"]]
-            return Trust({signing.key_id(k): k for k in keys}, int(rotated["version"]), anchors)
-        except (KeyError, TypeError, ValueError, signing.EnvelopeError):
-            log.warning("remote config: ignoring a damaged key rotation record")
-    return Trust(local, 0, anchors)
-
-
-@dataclass(slots=True)
-class Boot:
-    config: Config
-    in_force: InForce
-    notes: list[str] = field(default_factory=list)
-
-
-def runnable(in_force: InForce, local_document: dict[str, Any], local: Config) -> Config:
-    """The config a pushed version gives with this local file and this software; the local
-    file itself for version 0. PolicyError / ConfigError if it no longer passes."""
-    if in_force.document is None:
-        return local
-    return candidate_config(in_force.document, local_document, local)[1]
-
-
-def config_at_boot(local_document: dict[str, Any], local: Config) -> Boot:
-    """The config to start with: the push in force if it still passes policy and schema with
-    this local file and this software version, else the last known good one, else the file."""
-    if not local.remote_config.enabled:
-        return Boot(local, InForce())
-    store = Store(local.data_dir)
-    notes = []
-    for which, in_force in (("in force", store.active()), ("last known good", store.last_good())):
-        if in_force is None or in_force.document is None:
-            continue
-        try:
-            config = runnable(in_force, local_document, local)
-        except (PolicyError, ConfigError) as error:
-            notes.append(
-                f"pushed config version {in_force.version} ({which}) no longer applies: {error}"
-            )
-            continue
-        return Boot(config, in_force, notes)
-    return Boot(local, InForce(), notes)
+    def hub_last_error(self) -> str:
+        """Why the hub was last unreachable (empty if it was not)."""
 
 
 class Rejected(Exception):
@@ -274,6 +83,7 @@ class RemoteConfig:
     # --- what the uplink calls -----------------------------------------------------------
 
     def topics(self, topic_prefix: str, gateway_id: str) -> list[str]:
+        """The config/set topics to subscribe: the gateway's own and its groups'."""
         return [
             f"{topic_prefix}/{gateway_id}/config/set",
             *(
@@ -296,10 +106,12 @@ class RemoteConfig:
             )
 
     def state_payload(self) -> bytes:
+        """The retained `config/state` report as published."""
         return json.dumps(self._report, sort_keys=True).encode()
 
     @property
     def version(self) -> int:
+        """The pushed config version in force (0: the local file alone)."""
         return self._in_force.version
 
     # --- the worker ------------------------------------------------------------------------
@@ -313,6 +125,7 @@ class RemoteConfig:
             await self.handle(payload, retained=retained)
 
     async def handle(self, payload: bytes, *, retained: bool) -> None:
+        """Decide one push and report the outcome; a refusal is logged, never raised."""
         try:
             await self._handle(payload, retained=retained)
         except Rejected as error:
@@ -385,7 +198,9 @@ class RemoteConfig:
         if not isinstance(patch, dict):
             raise Rejected("signed.patch: expected a JSON merge patch (object)")
         current = self._in_force.document or self._local_document
-        merged: dict[str, Any] = merge_patch(current, patch)
+        merged = merge_patch(current, patch)
+        if not isinstance(merged, dict):  # an object patch always merges to an object
+            raise Rejected("signed.patch: the merged config is not an object")
         return merged
 
     async def _apply(self, envelope: signing.Envelope, pushed: dict[str, Any]) -> None:
@@ -518,7 +333,7 @@ class RemoteConfig:
         push: str,
         reason: str = "",
         changes: list[str] | None = None,
-        **extra: Any,
+        **extra: object,
     ) -> None:
         last: dict[str, Any] = {"result": result, "push": push, "at_ms": int(time.time() * 1000)}
         if reason:
@@ -536,4 +351,5 @@ class RemoteConfig:
         await self.publish_state()
 
     async def publish_state(self) -> bool:
+        """(Re)publish the report; False if the hub is not connected now."""
         return await self._publish_state(self.state_payload())

@@ -13,6 +13,7 @@ import copy
 import fnmatch
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.config import BleSourceConfig, Config, ConfigError, SerialSourceConfig, parse_config
@@ -21,11 +22,15 @@ PROTECTED = (("gateway", "id"), ("gateway", "data_dir"))
 FILE_KEYS = ("ca_file", "cert_file", "key_file", "password_file")
 
 
+Json = dict[str, "Json"] | list["Json"] | str | int | float | bool | None
+"""A JSON (or TOML) value, as a config document holds."""
+
+
 class PolicyError(ValueError):
     """A push the policy refuses; the message names the key and the rule."""
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
+def merge_patch(target: Json, patch: Json) -> Json:
     """RFC 7396 JSON Merge Patch: objects merge recursively, null deletes, the rest replaces."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -94,7 +99,7 @@ def check(candidate: Config, local: Config) -> None:
         path = getattr(candidate.hub, key)
         if not path:
             continue
-        if not os.path.isabs(path):
+        if not Path(path).is_absolute():
             raise PolicyError(f"hub.{key}: expected an absolute path")
         if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
             raise PolicyError(
@@ -160,6 +165,7 @@ class Changes:
         )
 
     def describe(self) -> list[str]:
+        """One line a change, as `citygw config diff` and the state report show it."""
         lines = [f"source {name} added" for name in self.sources_added]
         lines += [f"source {name} removed" for name in self.sources_removed]
         lines += [f"source {name} changed (restarted)" for name in self.sources_changed]
@@ -173,6 +179,7 @@ class Changes:
 
 
 def diff(old: Config, new: Config) -> Changes:
+    """What switching from `old` to `new` changes, by the part that must restart."""
     before: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in old.sources}
     after: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in new.sources}
     return Changes(

@@ -50,10 +50,12 @@ def key_id(public: VerifyKey) -> str:
 
 
 def public_raw_b64(public: VerifyKey) -> str:
+    """The raw 32-byte public key in base64, as a rotation record lists it."""
     return base64.b64encode(bytes(public)).decode("ascii")
 
 
 def public_from_b64(text: str) -> VerifyKey:
+    """A public key from `public_raw_b64` text; EnvelopeError if it is not one."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -104,10 +106,12 @@ def generate(out_dir: Path, name: str) -> tuple[Path, Path]:
 
 
 def load_private(path: str | Path) -> SigningKey:
+    """An Ed25519 private key from a PKCS#8 PEM file (`citygw keys generate`)."""
     return SigningKey(_read_pem(path, "PRIVATE KEY", _PRIVATE_DER))
 
 
 def load_public(path: str | Path) -> VerifyKey:
+    """An Ed25519 public key from an SPKI PEM file."""
     return VerifyKey(_read_pem(path, "PUBLIC KEY", _PUBLIC_DER))
 
 
@@ -125,6 +129,7 @@ class Envelope:
 
     @property
     def target(self) -> dict[str, str]:
+        """Whom the push is for: `{"gateway": id}` or `{"group": name}` (empty: anyone)."""
         target: dict[str, str] = self.body.get("target") or {}
         return target
 

@@ -16,8 +16,10 @@ from gateway.cli import main
 from gateway.config import Config, ConfigError, parse_config
 from gateway.hub.fleet import describe_diff, sign_config
 from gateway.remote import signing
-from gateway.remote.channel import RemoteConfig, Store, config_at_boot, write_atomically
+from gateway.remote.boot import config_at_boot
+from gateway.remote.channel import RemoteConfig
 from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, merge_patch
+from gateway.remote.store import Store, write_atomically
 
 
 @pytest.fixture
@@ -308,7 +310,7 @@ def test_boot_falls_back_from_a_push_that_no_longer_applies(tmp_path: Path, keyp
     local_doc = local_document(tmp_path, keypair[1])
     local = parse_config(local_doc)
     store = Store(local.data_dir)
-    from gateway.remote.channel import InForce
+    from gateway.remote.store import InForce
 
     good = {k: v for k, v in local_doc.items() if k != "remote_config"}
     good = {**good, "hub": {**good["hub"], "flush_interval_s": 7}}

@@ -1,0 +1,83 @@
+"""Which keys to trust and which config to start with, from the local file and what was pushed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl.signing import VerifyKey
+
+from gateway.config import Config, ConfigError
+from gateway.remote import signing
+from gateway.remote.policy import PolicyError, candidate_config
+from gateway.remote.store import InForce, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Trust:
+    """The keys whose signatures count, and what they derive from."""
+
+    keys: dict[str, VerifyKey]
+    version: int
+    """Version of the signed rotation in force (0: the local keys themselves)."""
+    anchors: list[str]
+    """Key ids of the local provisioning a rotation was made from."""
+
+
+def load_trust(config: Config, store: Store) -> Trust:
+    """Trusted keys: the local provisioning, or a signed rotation made from that same
+    provisioning (if the local keys change, the local keys win: physical access decides)."""
+    local = {
+        signing.key_id(k): k
+        for k in (signing.load_public(path) for path in config.remote_config.trusted_keys)
+    }
+    anchors = sorted(local)
+    rotated = store.trust()
+    if rotated and rotated.get("anchors") == anchors:
+        try:
+            keys = [signing.public_from_b64(text) for text in rotated["keys"]]
+            return Trust({signing.key_id(k): k for k in keys}, int(rotated["version"]), anchors)
+        except (KeyError, TypeError, ValueError, signing.EnvelopeError):
+            log.warning("remote config: ignoring a damaged key rotation record")
+    return Trust(local, 0, anchors)
+
+
+@dataclass(slots=True)
+class Boot:
+    """The config to start with, the push it came from, and why others were passed over."""
+
+    config: Config
+    in_force: InForce
+    notes: list[str] = field(default_factory=list)
+
+
+def runnable(in_force: InForce, local_document: dict[str, Any], local: Config) -> Config:
+    """The config a pushed version gives with this local file and this software; the local
+    file itself for version 0. PolicyError / ConfigError if it no longer passes."""
+    if in_force.document is None:
+        return local
+    return candidate_config(in_force.document, local_document, local)[1]
+
+
+def config_at_boot(local_document: dict[str, Any], local: Config) -> Boot:
+    """The config to start with: the push in force if it still passes policy and schema with
+    this local file and this software version, else the last known good one, else the file."""
+    if not local.remote_config.enabled:
+        return Boot(local, InForce())
+    store = Store(local.data_dir)
+    notes = []
+    for which, in_force in (("in force", store.active()), ("last known good", store.last_good())):
+        if in_force is None or in_force.document is None:
+            continue
+        try:
+            config = runnable(in_force, local_document, local)
+        except (PolicyError, ConfigError) as error:
+            notes.append(
+                f"pushed config version {in_force.version} ({which}) no longer applies: {error}"
+            )
+            continue
+        return Boot(config, in_force, notes)
+    return Boot(local, InForce(), notes)
