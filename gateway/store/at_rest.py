@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.store import chunks
-from gateway.store.buffer import OLD_ROWS
+from gateway.store.database import OLD_ROWS
 
 
 def at_rest(path: Path) -> tuple[int, int | None, int]:

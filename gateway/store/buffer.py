@@ -4,8 +4,8 @@ The promise: a reading that `append` accepted (its transaction committed) is han
 `peek` in order until `ack` removes it, across crashes and restarts. `seq` keys never repeat
 within an epoch; a new epoch starts only when the database file is new.
 
-Readings are stored as chunks, one compact blob per commit (gateway/store/chunks.py): about a third of
-the SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is deleted once every
+Readings are stored as chunks, one compact blob per commit (`chunks`): about a third of the
+SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is deleted once every
 reading in it is acknowledged; which readings of a partly acknowledged chunk the hub already has
 is kept in memory only, so after a crash or restart those few are sent again, with their keys,
 and the hub drops them as duplicates.
@@ -21,30 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import sqlite3
-import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Literal
 
 from gateway.readings import Columns, Series, StoredReading
-from gateway.store import chunks, ranges
+from gateway.store import chunks, database, ranges
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
-    UNIQUE (source, quantity, unit));
-CREATE TABLE IF NOT EXISTS chunks (
-    first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
-"""
-OLD_ROWS = "readings"
-"""The table of the row-per-reading format (before chunks); converted when a buffer opens."""
 
 WhenFull = Literal["drop_oldest", "drop_newest"]
 
@@ -59,12 +46,16 @@ class BufferWriteError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
+    """What `append` did: readings stored, and readings the when-full policy dropped."""
+
     accepted: int
     dropped: int
 
 
 @dataclass(frozen=True, slots=True)
 class BufferStats:
+    """Where the buffer stands: depth, oldest unsent reading, size on disk, drops."""
+
     epoch: int
     depth: int
     oldest_ts_ms: int | None
@@ -87,7 +78,7 @@ class SqliteBuffer:
         self.path = Path(path)
         self.max_readings = max_readings
         self.when_full = when_full
-        self._db = self._open(synchronous)
+        self._db = database.open_database(self.path, synchronous)
         self._series_ids: dict[Series, int] = {}
         self._series: dict[int, Series] = {}
         for sid, source, quantity, unit in self._db.execute("SELECT * FROM series"):
@@ -97,7 +88,7 @@ class SqliteBuffer:
             self.epoch = secrets.randbits(31)
             with self._db:
                 self._set_meta("epoch", self.epoch)
-        self._convert_rows()
+        database.convert_rows(self._db, self.path)
         last = self._db.execute(
             "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1"
         ).fetchone()
@@ -108,65 +99,6 @@ class SqliteBuffer:
         self.depth: int = self._db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[
             0
         ]
-
-    def _open(self, synchronous: str) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._connect(synchronous)
-        except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-                raise
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error("buffer %s is unreadable (%s); moved aside to %s", self.path, error, aside)
-            self.path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            return self._connect(synchronous)
-
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.isolation_level = "DEFERRED"  # explicit transactions via `with db:`
-        # Small pages: a commit of a few readings writes one page to the WAL, so 1 KiB pages
-        # wear an SD card 4x less than the default 4 KiB at a sensor's pace (BENCHMARKS.md).
-        # Takes effect only when the file is created.
-        db.execute("PRAGMA page_size=1024")
-        # One process uses the buffer (`citygw status` reads it only while no agent runs), so
-        # the WAL index lives in the heap instead of a memory-mapped -shm file, whose pages
-        # every commit dirtied: half of the writes at a sensor's pace (docs/operations.md,
-        # SD-card wear). Must come before the first access in WAL mode. A second agent on the
-        # same file now fails at open ("database is locked") instead of sharing it.
-        db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        # 128 KiB page cache: inserts touch the b-tree's right edge, peek and ack its left
-        # edge; a larger cache only adds RSS (BENCHMARKS.md, memory). Flat at any depth.
-        db.execute("PRAGMA cache_size=-128")
-        db.execute("PRAGMA wal_autocheckpoint=1000")
-        db.executescript(_SCHEMA)
-        db.execute("SELECT count(*) FROM chunks").fetchone()  # fails here if not a database
-        return db
-
-    def _convert_rows(self) -> None:
-        """A buffer written by the row-per-reading format: its readings become chunks, keys
-        unchanged, in one transaction."""
-        db = self._db
-        if (
-            db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OLD_ROWS,)
-            ).fetchone()
-            is None
-        ):
-            return
-        with db:
-            rows = db.execute(
-                f"SELECT seq, ts_ms, series, value, flags FROM {OLD_ROWS} ORDER BY seq"
-            )
-            converted = 0
-            for first, run in chunks.runs(rows):
-                self._insert(first, len(run), chunks.pack_rows(run))
-                converted += len(run)
-            db.execute(f"DROP TABLE {OLD_ROWS}")
-        log.info("buffer %s: %d readings converted to the chunked format", self.path, converted)
 
     def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
         self._db.execute(
@@ -205,6 +137,7 @@ class SqliteBuffer:
         return sid
 
     def series(self, sid: int) -> Series:
+        """The series named `sid` (KeyError if this buffer never named it)."""
         return self._series[sid]
 
     def series_table(self) -> dict[int, Series]:
@@ -402,11 +335,12 @@ class SqliteBuffer:
             return first[0][1] if first else None
 
     def stats(self) -> BufferStats:
+        """Depth, oldest unsent timestamp, bytes on disk (file and WAL) and drops, now."""
         oldest_ts_ms = self._oldest_ts_ms()
         size = 0
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):
-                size += os.path.getsize(f"{self.path}{suffix}")
+                size += Path(f"{self.path}{suffix}").stat().st_size
         return BufferStats(
             epoch=self.epoch or 0,
             depth=self.depth,
@@ -417,6 +351,7 @@ class SqliteBuffer:
         )
 
     def close(self) -> None:
+        """Delete what was acknowledged, record the sequence, checkpoint the WAL, close."""
         try:
             with self._db:  # where the sequence stands, even with nothing to delete
                 self._set_meta("next_seq", self._next_seq)

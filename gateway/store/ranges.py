@@ -7,6 +7,7 @@ Ranges = list[tuple[int, int]]
 
 
 def merge(ranges: Ranges, new: tuple[int, int]) -> Ranges:
+    """`ranges` with `new` added, adjacent and overlapping ranges joined."""
     merged: Ranges = []
     for lo, hi in sorted([*ranges, new]):
         if merged and lo <= merged[-1][1] + 1:
@@ -17,8 +18,10 @@ def merge(ranges: Ranges, new: tuple[int, int]) -> Ranges:
 
 
 def covered(ranges: Ranges) -> int:
+    """How many sequence numbers the ranges hold."""
     return sum(hi - lo + 1 for lo, hi in ranges)
 
 
 def is_acked(ranges: Ranges, seq: int) -> bool:
+    """Whether `seq` lies in one of the ranges."""
     return any(lo <= seq <= hi for lo, hi in ranges)

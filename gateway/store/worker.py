@@ -25,30 +25,39 @@ class AsyncBuffer:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def open(self) -> SqliteBuffer:
+        """Open the buffer on the worker thread; the other calls need it open."""
         self._buffer = await self._call(self._factory)
         return self._buffer
 
     @property
     def sync(self) -> SqliteBuffer:
-        assert self._buffer is not None, "open() first"
+        """The buffer itself, for calls cheap enough for the loop (its epoch, series names)."""
+        if self._buffer is None:
+            raise RuntimeError("the buffer is not open: await open() first")
         return self._buffer
 
     async def append(self, readings: Columns) -> AppendResult:
+        """`SqliteBuffer.append` on the worker thread."""
         return await self._call(lambda: self.sync.append(readings))
 
     async def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
+        """`SqliteBuffer.peek` on the worker thread."""
         return await self._call(lambda: self.sync.peek(after_seq, limit))
 
     async def ack(self, first_seq: int, last_seq: int) -> int:
+        """`SqliteBuffer.ack` on the worker thread."""
         return await self._call(lambda: self.sync.ack(first_seq, last_seq))
 
     async def stats(self) -> BufferStats:
+        """`SqliteBuffer.stats` on the worker thread."""
         return await self._call(self.sync.stats)
 
     async def series_table(self) -> dict[int, Series]:
+        """`SqliteBuffer.series_table` on the worker thread."""
         return await self._call(self.sync.series_table)
 
     async def close(self) -> None:
+        """Close the buffer (if open) and stop the worker thread."""
         if self._buffer is not None:
             await self._call(self._buffer.close)
         self._executor.shutdown(wait=True)
