@@ -20,6 +20,7 @@ TOPIC_CONFIG_STATE = "config/state"
 
 
 def topic(prefix: str, gateway_id: str, leaf: str) -> str:
+    """`<prefix>/<gateway_id>/<leaf>`, e.g. `citygw/v1/gw-0001/data`."""
     return f"{prefix}/{gateway_id}/{leaf}"
 
 
@@ -52,6 +53,7 @@ def encode_status(
 
 
 def encode_metrics(gateway_id: str, metrics: dict[str, Any]) -> bytes:
+    """A health snapshot as the `metrics` message."""
     return msgpack.packb(  # type: ignore[no-any-return]
         {"v": VERSION, "gw": gateway_id, **metrics}, use_bin_type=True
     )
