@@ -1,9 +1,10 @@
 """Runs firmware/ on the real MicroPython interpreter (WebAssembly port under Node.js).
 
-`micropython(code)` copies firmware/*.py and fakes/*.py (fake `machine`, `bluetooth`,
-`cryptolib` and sensors) into a fresh interpreter's filesystem, runs `code` and returns its
-stdout; `micropython_json(code)` parses the last line printed as JSON. `make test` installs the
-interpreter (npm ci in this folder); without it the tests skip locally and fail in CI.
+`micropython(code)` copies firmware/*.py and firmware/sim/fakes/*.py (fake `machine`,
+`bluetooth`, `cryptolib` and sensors) into a fresh interpreter's filesystem, runs `code` and
+returns its stdout; `micropython_json(code)` parses the last line printed as JSON. `make test`
+installs the interpreter (npm ci in this folder); without it the tests skip locally and fail in
+CI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE.parent.parent / "firmware"
+FAKES = FIRMWARE / "sim" / "fakes"
 PACKAGE = HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 
@@ -33,7 +35,7 @@ def _missing() -> str | None:
 
 def _sources() -> dict[str, str]:
     files = {p.name: p.read_text() for p in sorted(FIRMWARE.glob("*.py"))}
-    files.update({p.name: p.read_text() for p in sorted((HERE / "fakes").glob("*.py"))})
+    files.update({p.name: p.read_text() for p in sorted(FAKES.glob("*.py"))})
     return files
 
 
