@@ -10,7 +10,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { loadMicroPython } from "./interpreter.mjs";
 
 const STEP_MS = 100;
 const HERE = dirname(fileURLToPath(import.meta.url));

@@ -2,9 +2,9 @@
 
 `micropython(code)` copies firmware/*.py and firmware/sim/fakes/*.py (fake `machine`,
 `bluetooth`, `cryptolib` and sensors) into a fresh interpreter's filesystem, runs `code` and
-returns its stdout; `micropython_json(code)` parses the last line printed as JSON. `make test`
-installs the interpreter (npm ci in this folder); without it the tests skip locally and fail in
-CI.
+returns its stdout; `micropython_json(code)` parses the last line printed as JSON. run.mjs takes
+the interpreter from firmware/sim, where `make test` (or `make firmware-interpreter`) installs it
+for `citygw node simulate` too; without it the tests skip locally and fail in CI.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import pytest
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE.parent.parent / "firmware"
 FAKES = FIRMWARE / "sim" / "fakes"
-PACKAGE = HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+PACKAGE = FIRMWARE / "sim" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 
 def _missing() -> str | None:
     if shutil.which("node") is None:
         return "Node.js is not installed"
     if not PACKAGE.is_dir():
-        return "the MicroPython npm package is missing (`make test` runs npm ci in tests/firmware)"
+        return "the MicroPython npm package is missing (run make firmware-interpreter)"
     return None
 
 
