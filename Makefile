@@ -56,30 +56,24 @@ $(STAMP): | $(VPY)
 	done
 	touch $@
 
-# The MicroPython interpreter (npm, WebAssembly) for tests/firmware, at the version that
-# tests/firmware/package-lock.json pins. Re-run only when the lock file changes.
-FW_DIR := tests/firmware
-FW_LOCK_HASH := $(shell sha256sum $(FW_DIR)/package-lock.json 2>/dev/null | cut -c1-16)
-FW_STAMP := $(FW_DIR)/node_modules/.citygw-installed-$(FW_LOCK_HASH)
-
-# The same interpreter for `citygw node simulate` (firmware/sim, apart from the tests).
+# The MicroPython interpreter (npm, WebAssembly), installed once in firmware/sim at the version
+# its package-lock.json pins: `citygw node simulate` runs it from there, and so do tests/firmware
+# (run.mjs) and the virtual board. Re-run only when the lock file changes.
 SIM_DIR := firmware/sim
 SIM_LOCK_HASH := $(shell sha256sum $(SIM_DIR)/package-lock.json 2>/dev/null | cut -c1-16)
 SIM_STAMP := $(SIM_DIR)/node_modules/.citygw-installed-$(SIM_LOCK_HASH)
 
-$(FW_STAMP): $(FW_DIR)/package-lock.json
 $(SIM_STAMP): $(SIM_DIR)/package-lock.json
-$(FW_STAMP) $(SIM_STAMP):
 	@command -v npm >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "firmware: installing npm"; \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm \
 				>/dev/null; \
 		else echo "firmware: npm is missing; install Node.js >= 18 with npm" >&2; exit 1; fi; }
-	cd $(dir $<) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(SIM_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-firmware-interpreter: $(FW_STAMP) $(SIM_STAMP)
+firmware-interpreter: $(SIM_STAMP)
 
 venv install: $(STAMP)
 
@@ -121,7 +115,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict gateway drivers
 
 # pytest's exit 5 means "no tests collected": tests exist, so that is a failure here.
-pytest: deps $(STAMP) $(FW_STAMP) $(SIM_STAMP)
+pytest: deps $(STAMP) $(SIM_STAMP)
 	@rc=0; \
 	timeout --foreground --kill-after=30 $(PYTEST_WALL_S) \
 		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || rc=$$?; \
@@ -130,7 +124,7 @@ pytest: deps $(STAMP) $(FW_STAMP) $(SIM_STAMP)
 	if [ $$rc -ne 0 ]; then exit 1; fi
 
 # Runs every check even when an earlier one fails, so one CI run reports all of them.
-test: deps $(STAMP) $(FW_STAMP) $(SIM_STAMP)
+test: deps $(STAMP) $(SIM_STAMP)
 	@rc=0; \
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory typecheck || rc=1; \
@@ -172,5 +166,5 @@ deb: wheelhouse
 	for arch in $(DEB_ARCHES); do deploy/build-deb.sh --arch $$arch --out dist; done
 
 clean:
-	rm -rf $(VENV) $(TB_VENV) $(FW_DIR)/node_modules $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) $(TB_VENV) $(SIM_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

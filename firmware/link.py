@@ -7,6 +7,7 @@ One frame on the wire (docs/node-link.md has the byte-by-byte layout):
 CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR) over everything
 before the CRC. Types: 0x01 report (node -> gateway), 0x02 ack (node -> gateway),
 0x10 command (gateway -> node). The node only decodes commands; bad frames are dropped.
+`Link(uart)` is the link on a UART the caller opened (hal.uart); the rest is pure.
 """
 
 from micropython import const
@@ -111,3 +112,20 @@ class FrameReader:
                     frames.append(got)
                 self._buf = bytearray()
         return frames
+
+
+class Link:
+    """The link on `uart` (anything with write(bytes) and read() -> bytes or None): frames out,
+    commands in."""
+
+    def __init__(self, uart: "Any") -> None:
+        self.uart = uart
+        self.reader = FrameReader()
+
+    def send(self, ftype: int, node_id: int, seq: int, body: "Any") -> None:
+        self.uart.write(frame(ftype, node_id, seq, body))
+
+    def receive(self) -> "list[tuple[int, int, int, bytes]]":
+        """The frames received since the last call; bad ones are dropped (counted in .reader)."""
+        data = self.uart.read()
+        return self.reader.feed(data) if data else []

@@ -12,9 +12,8 @@ import json
 import sys
 import time
 
-import machine
-
 import bthome
+import hal
 import link
 import msgpack_dec
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 VERSION = "0.1.0"
 MIN_INTERVAL_S = 5
 MAX_INTERVAL_S = 86400
-RP2_MAX_WDT_MS = 8388
 ROTATE_MS = 2000
 COUNTER_FILE = "bthome_counter"  # BLE encryption counter reservations (one flash write per block)
 COUNTER_BLOCK = 1024  # BLE: how long each advert of a cycle stays up when there are several
@@ -91,17 +89,11 @@ def load_config(path: str = "node.json") -> "tuple[dict, list[str]]":
 
 
 def _i2c(spec: dict) -> "Any":
-    if "sda" in spec:
-        return machine.I2C(spec.get("bus", 0), sda=machine.Pin(spec["sda"]),
-                           scl=machine.Pin(spec["scl"]), freq=spec.get("freq", 100000))
-    return machine.I2C(spec.get("bus", 0))
+    return hal.i2c(spec.get("bus", 0), spec.get("sda"), spec.get("scl"), spec.get("freq", 100000))
 
 
 def _uart(spec: dict, baudrate: int) -> "Any":
-    if "tx" in spec and spec["tx"] is not None:
-        return machine.UART(spec.get("uart", 1), baudrate=baudrate,
-                            tx=machine.Pin(spec["tx"]), rx=machine.Pin(spec["rx"]))
-    return machine.UART(spec.get("uart", 1), baudrate=baudrate)
+    return hal.uart(spec.get("uart", 1), baudrate, spec.get("tx"), spec.get("rx"))
 
 
 class Supply:
@@ -136,7 +128,7 @@ def make_sensor(spec: dict, sleep_ms: "Any") -> "Any":
 
         return pms5003.PMS5003(_uart(spec, 9600), spec.get("warmup_s", 30),
                                spec.get("discard", 2), spec.get("timeout_ms", 3000), sleep_ms)
-    return Supply(machine.ADC(machine.Pin(spec["pin"])), spec.get("scale", 1.0))
+    return Supply(hal.adc(spec["pin"]), spec.get("scale", 1.0))
 
 
 def read_sensor(kind: str, sensor: "Any") -> "list[tuple[str, float, str]]":
@@ -162,10 +154,7 @@ class Node:
         self.config_error = "; ".join(errors) if errors else None
         self._sleep_ms = sleep_ms or time.sleep_ms
         self._start = time.ticks_ms()
-        wdt_ms = cfg["wdt_ms"]
-        if sys.platform == "rp2":
-            wdt_ms = min(wdt_ms, RP2_MAX_WDT_MS)  # the RP2040's watchdog cannot count longer
-        self.wdt = machine.WDT(timeout=wdt_ms)
+        self.wdt = hal.watchdog(cfg["wdt_ms"])
         self.names: "list[str]" = []
         self.kinds: "dict[str, str]" = {}
         self.specs: "dict[str, dict]" = {}
@@ -178,9 +167,8 @@ class Node:
             self.names.append(name)
             self.kinds[name] = spec["type"]
             self.specs[name] = spec
-        self.led = machine.Pin(cfg["led"], machine.Pin.OUT) if cfg["led"] is not None else None
-        self.uart = None
-        self.reader = link.FrameReader()
+        self.led = hal.output(cfg["led"]) if cfg["led"] is not None else None
+        self.link = None
         self.ble = None
         self.ble_key = None
         self.ble_counter = 0
@@ -188,16 +176,9 @@ class Node:
         self.advert_at = 0
         if cfg["link"] == "uart":
             u = cfg["uart"]
-            if u["tx"] is not None:
-                self.uart = machine.UART(u["id"], baudrate=u["baudrate"],
-                                         tx=machine.Pin(u["tx"]), rx=machine.Pin(u["rx"]))
-            else:
-                self.uart = machine.UART(u["id"], baudrate=u["baudrate"])
+            self.link = link.Link(hal.uart(u["id"], u["baudrate"], u["tx"], u["rx"]))
         else:
-            import bluetooth
-
-            self.ble = bluetooth.BLE()
-            self.ble.active(True)
+            self.ble = hal.radio()
             key = cfg["ble"]["key"]
             self.ble_key = bytes.fromhex(key) if key else None
             self.ble_mac = bytes(self.ble.config("mac")[1])
@@ -238,8 +219,8 @@ class Node:
         return time.ticks_diff(time.ticks_ms(), self._start) // 1000
 
     def _send(self, ftype: int, body: dict) -> None:
-        if self.uart is not None:
-            self.uart.write(link.frame(ftype, self.node_id, self.seq, body))
+        if self.link is not None:
+            self.link.send(ftype, self.node_id, self.seq, body)
         self.seq = (self.seq + 1) & 0xFFFF
 
     def _advertise(self, readings: list) -> None:
@@ -296,12 +277,9 @@ class Node:
 
     def poll(self) -> None:
         """Handle the commands waiting on the UART link."""
-        if self.uart is None:
+        if self.link is None:
             return
-        data = self.uart.read()
-        if not data:
-            return
-        for ftype, node_id, seq, body in self.reader.feed(data):
+        for ftype, node_id, seq, body in self.link.receive():
             if ftype == link.T_COMMAND and node_id in (self.node_id, 0xFFFF):
                 self._command(seq, body)
 
@@ -339,7 +317,7 @@ class Node:
         self._send(link.T_ACK, {"ack": cmd_seq, "cmd": cmd, "ok": ok, "err": err})
         if reboot:
             self._sleep_ms(100)
-            machine.reset()
+            hal.reset()
 
     def wait(self) -> None:
         """Sleep until the next cycle, feeding the watchdog and answering commands."""

@@ -5,7 +5,7 @@
 //   node board.mjs --root DIR [--platform esp32|rp2]
 //
 // The board's flash is DIR on the host (boardfs.py: a VFS with a board's errno numbers); `sys`
-// reports --platform; `machine` is the virtual one of `citygw node simulate` (machine.py here).
+// reports --platform; `machine` is the virtual one of `citygw node simulate` (fakes/ here).
 // What this port's REPL lacks, this runner supplies, as a board would answer:
 // - raw-paste requests (05 41 01) get "R" 00 (not supported): mpremote uses the plain raw REPL;
 // - Ctrl-D on an empty raw REPL line is a soft reset: "soft reboot", then the raw REPL again
@@ -17,7 +17,7 @@ import {
 } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { loadMicroPython } from "./interpreter.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CTRL_A = 0x01, CTRL_B = 0x02, CTRL_C = 0x03, CTRL_D = 0x04, CTRL_E = 0x05;
@@ -84,13 +84,17 @@ function flush() {
   out = [];
 }
 mp.registerJsModule("hostfs", hostfs);
-// The port's own filesystem holds the board's ROM (machine, boardfs) until HostFS replaces it.
-for (const name of ["machine", "boardfs"]) {
-  const literal = JSON.stringify(JSON.stringify(readFileSync(join(HERE, `${name}.py`), "utf8")));
+// The port's own filesystem holds the board's ROM (the fake machine and its devices, boardfs)
+// until HostFS replaces it; what is imported here stays in sys.modules.
+const ROM = ["fakes/devices", "fakes/machine", "boardfs"];
+for (const path of ROM) {
+  const name = path.split("/").pop();
+  const source = readFileSync(join(HERE, `${path}.py`), "utf8");
+  const literal = JSON.stringify(JSON.stringify(source));
   mp.runPython(`import json\nwith open("/${name}.py", "w") as _f:\n` +
                `    _f.write(json.loads(${literal}))\ndel _f\nimport ${name}`);
 }
-mp.runPython(`boardfs.install(${JSON.stringify(platform)})\ndel json, machine, boardfs`);
+mp.runPython(`boardfs.install(${JSON.stringify(platform)})\ndel json, devices, machine, boardfs`);
 out = [];  // nothing of the set-up reaches the console
 mp.replInit();
 flush();

@@ -1,6 +1,6 @@
 // The virtual node behind `citygw node simulate`: the real firmware (firmware/*.py) on the
 // MicroPython interpreter (npm @micropython/micropython-webassembly-pyscript, WebAssembly) with
-// a virtual board (machine.py, virtual.py here). The node's UART is this process's stdin and
+// a virtual board (the fake `machine` in fakes/, virtual.py here). The node's UART is this process's stdin and
 // stdout, raw bytes; everything the interpreter prints goes to stderr.
 //
 //   node simulate.mjs [--node-id N] [--interval-s N]
@@ -10,7 +10,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { loadMicroPython } from "./interpreter.mjs";
 
 const STEP_MS = 100;
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -39,7 +39,7 @@ function writeFile(name, source) {
   mp.runPython(`import json\nwith open(${JSON.stringify(name)}, "w") as _f:\n` +
                `    _f.write(json.loads(${literal}))\ndel _f`);
 }
-for (const dir of [FIRMWARE, HERE]) {
+for (const dir of [FIRMWARE, HERE, join(HERE, "fakes")]) {
   for (const name of readdirSync(dir).filter((n) => n.endsWith(".py")).sort()) {
     writeFile(name, readFileSync(join(dir, name), "utf8"));
   }

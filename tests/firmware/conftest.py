@@ -1,9 +1,10 @@
 """Runs firmware/ on the real MicroPython interpreter (WebAssembly port under Node.js).
 
-`micropython(code)` copies firmware/*.py and fakes/*.py (fake `machine`, `bluetooth`,
-`cryptolib` and sensors) into a fresh interpreter's filesystem, runs `code` and returns its
-stdout; `micropython_json(code)` parses the last line printed as JSON. `make test` installs the
-interpreter (npm ci in this folder); without it the tests skip locally and fail in CI.
+`micropython(code)` copies firmware/*.py and firmware/sim/fakes/*.py (fake `machine`,
+`bluetooth`, `cryptolib` and sensors) into a fresh interpreter's filesystem, runs `code` and
+returns its stdout; `micropython_json(code)` parses the last line printed as JSON. run.mjs takes
+the interpreter from firmware/sim, where `make test` (or `make firmware-interpreter`) installs it
+for `citygw node simulate` too; without it the tests skip locally and fail in CI.
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE.parent.parent / "firmware"
-PACKAGE = HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+FAKES = FIRMWARE / "sim" / "fakes"
+PACKAGE = FIRMWARE / "sim" / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 
 def _missing() -> str | None:
     if shutil.which("node") is None:
         return "Node.js is not installed"
     if not PACKAGE.is_dir():
-        return "the MicroPython npm package is missing (`make test` runs npm ci in tests/firmware)"
+        return "the MicroPython npm package is missing (run make firmware-interpreter)"
     return None
 
 
 def _sources() -> dict[str, str]:
     files = {p.name: p.read_text() for p in sorted(FIRMWARE.glob("*.py"))}
-    files.update({p.name: p.read_text() for p in sorted((HERE / "fakes").glob("*.py"))})
+    files.update({p.name: p.read_text() for p in sorted(FAKES.glob("*.py"))})
     return files
 
 

@@ -1,8 +1,9 @@
 // Runs MicroPython code for the firmware tests: node run.mjs < job.json
 // job = {"files": {"name.py": "source", ...}, "code": "python source"}
 // The files are written into the interpreter's filesystem with open(), then `code` runs.
+// The interpreter is the one installed in firmware/sim (`make firmware-interpreter`).
 // Exit 0 with the program's stdout; exit 1 with the traceback on stderr.
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { loadMicroPython } from "../../firmware/sim/interpreter.mjs";
 
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);

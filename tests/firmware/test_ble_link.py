@@ -19,13 +19,13 @@ BME280_CAL = "b16f2e6a3200e28f0ad7d00b751fc5fff9ffac260ad8bd10004b7701001220031e
 
 def ble_prelude(cfg: dict[str, Any]) -> str:
     return f"""
-import json, machine, bluetooth, devices, main
-machine.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes.fromhex({BME280_CAL!r}),
+import json, bluetooth, devices, main
+devices.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes.fromhex({BME280_CAL!r}),
                                                    541968, 324976, 24244)
-machine.UART_RESPONDERS[2] = devices.sds011_responder([(123, 456)])
-machine.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58387bb27d"))
-machine.UART_RESPONDERS[3] = devices.pms5003_responder([(7, 8, 9)])
-machine.ADC_VALUES[29] = 32768
+devices.UART_RESPONDERS[2] = devices.sds011_responder([(123, 456)])
+devices.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58387bb27d"))
+devices.UART_RESPONDERS[3] = devices.pms5003_responder([(7, 8, 9)])
+devices.ADC_VALUES[29] = 32768
 cfg = json.loads({json.dumps(json.dumps(cfg))})
 errors = main._check(cfg)
 n = main.Node(cfg, errors, sleep_ms=lambda ms: None)

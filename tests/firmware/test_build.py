@@ -3,6 +3,7 @@ the MicroPython stubs of both boards (ESP32, RP2)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -39,8 +40,32 @@ def mpy_cross_ok() -> None:
 
 def test_firmware_has_the_modules_the_board_needs() -> None:
     names = {p.stem for p in SOURCES}
-    assert {"main", "link", "msgpack_enc", "msgpack_dec", "bme280", "sht3x", "sds011",
+    assert {"main", "hal", "link", "msgpack_enc", "msgpack_dec", "bme280", "sht3x", "sds011",
             "pms5003", "bthome"} <= names
+
+
+def test_only_hal_imports_the_port_modules() -> None:
+    """Drivers and the link take their bus, pin or UART as a parameter; hal.py makes them."""
+    importers = set()
+    for src in SOURCES:
+        for stmt in ast.walk(ast.parse(src.read_text())):
+            if isinstance(stmt, ast.Import):
+                names = {alias.name for alias in stmt.names}
+            elif isinstance(stmt, ast.ImportFrom):
+                names = {stmt.module or ""}
+            else:
+                continue
+            if names & {"machine", "bluetooth"}:
+                importers.add(src.name)
+    assert importers == {"hal.py"}
+
+
+def test_the_fakes_are_not_firmware() -> None:
+    """`citygw node flash` and the wheel take firmware/*.py: a fake there would be flashed and
+    shadow the board's own `machine`. The fakes live in firmware/sim/fakes."""
+    fakes = {p.name for p in (FIRMWARE / "sim" / "fakes").glob("*.py")}
+    assert {"machine.py", "bluetooth.py", "cryptolib.py", "devices.py"} <= fakes
+    assert not fakes & {p.name for p in SOURCES}
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)

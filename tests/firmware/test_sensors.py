@@ -59,7 +59,7 @@ def test_bme280_reads_forced_mode_over_the_bus(micropython_json: Callable[..., A
 import json, machine, devices, bme280
 dev = devices.BME280Dev(bytes.fromhex({vec["hex"]!r}), {inp["adc_T"]}, {inp["adc_P"]},
                         {inp["adc_H"]})
-machine.I2C_DEVICES[(0, 0x76)] = dev
+devices.I2C_DEVICES[(0, 0x76)] = dev
 s = bme280.BME280(machine.I2C(0), 0x76, sleep_ms=lambda ms: None)
 print(json.dumps({{"read": s.read(), "writes": [[r, d.hex()] for r, d in dev.writes]}}))
 """)
@@ -70,7 +70,7 @@ print(json.dumps({{"read": s.read(), "writes": [[r, d.hex()] for r, d in dev.wri
 def test_bme280_wrong_chip_id_is_an_error(micropython: Callable[..., str]) -> None:
     out = micropython("""
 import machine, devices, bme280
-machine.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes(33), 0, 0, 0, chip_id=0x58)
+devices.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes(33), 0, 0, 0, chip_id=0x58)
 try:
     bme280.BME280(machine.I2C(0))
 except OSError as e:
@@ -96,7 +96,7 @@ def test_sht3x_measurement_and_status_vectors(micropython_json: Callable[..., An
     got = micropython_json(f"""
 import json, machine, devices, sht3x
 dev = devices.SHT3xDev(bytes.fromhex({meas["hex"]!r}))
-machine.I2C_DEVICES[(0, 0x44)] = dev
+devices.I2C_DEVICES[(0, 0x44)] = dev
 s = sht3x.SHT3x(machine.I2C(0), sleep_ms=lambda ms: None)
 print(json.dumps({{"read": s.read(), "commands": [c.hex() for c in dev.commands],
                   "status": sht3x.words(bytes.fromhex({status["hex"]!r}))}}))
@@ -111,7 +111,7 @@ print(json.dumps({{"read": s.read(), "commands": [c.hex() for c in dev.commands]
 def test_sht3x_corrupted_word_is_refused(micropython: Callable[..., str]) -> None:
     out = micropython("""
 import machine, devices, sht3x
-machine.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58397bb27d"))
+devices.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58397bb27d"))
 try:
     sht3x.SHT3x(machine.I2C(0), sleep_ms=lambda ms: None).read()
 except OSError as e:

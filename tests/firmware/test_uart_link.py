@@ -19,17 +19,17 @@ SHT3X_REPLY = "5f58387bb27d"
 def prelude(cfg: dict[str, Any]) -> str:
     """MicroPython that builds a Node from `cfg` with every fake device wired."""
     return f"""
-import json, gc, machine, devices, main
-machine.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes.fromhex({BME280_CAL!r}),
+import json, gc, devices, main
+devices.I2C_DEVICES[(0, 0x76)] = devices.BME280Dev(bytes.fromhex({BME280_CAL!r}),
                                                    541968, 324976, 24244)
-machine.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex({SHT3X_REPLY!r}))
-machine.UART_RESPONDERS[2] = devices.sds011_responder([(999, 999), (555, 555), (123, 456)])
-machine.UART_RESPONDERS[3] = devices.pms5003_responder([(1, 2, 3), (4, 5, 6), (7, 8, 9)])
-machine.ADC_VALUES[29] = 32768
+devices.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex({SHT3X_REPLY!r}))
+devices.UART_RESPONDERS[2] = devices.sds011_responder([(999, 999), (555, 555), (123, 456)])
+devices.UART_RESPONDERS[3] = devices.pms5003_responder([(1, 2, 3), (4, 5, 6), (7, 8, 9)])
+devices.ADC_VALUES[29] = 32768
 cfg = json.loads({json.dumps(json.dumps(cfg))})
 errors = main._check(cfg)
 n = main.Node(cfg, errors, sleep_ms=lambda ms: None)
-link = machine.UARTS[1]
+link = devices.UARTS[1]
 def wire():
     out = bytes(link.written).hex()
     link.written[:] = b""
@@ -103,10 +103,10 @@ def test_sds011_duty_cycle_bytes_match_the_gateway_driver(
     """Wake, query mode, discard two readings (999.9 and 55.5), keep the third, sleep."""
     spec = {"type": "sds011", "uart": 2, "warmup_s": 30, "discard": 2}
     got = micropython_json(prelude(config(spec)) + """
-feeds = machine.WDT_FEEDS[0]
+feeds = devices.WDT_FEEDS[0]
 n.run_once()
-print(json.dumps({"sensor": bytes(machine.UARTS[2].written).hex(),
-                  "feeds": machine.WDT_FEEDS[0] - feeds}))
+print(json.dumps({"sensor": bytes(devices.UARTS[2].written).hex(),
+                  "feeds": devices.WDT_FEEDS[0] - feeds}))
 """)
     want = (sds011.cmd_set_sleep(False) + sds011.cmd_set_reporting_mode(True)
             + sds011.cmd_query() * 3 + sds011.cmd_set_sleep(True))
@@ -120,7 +120,7 @@ def test_pms5003_duty_cycle_bytes_match_the_gateway_driver(
     spec = {"type": "pms5003", "uart": 3, "warmup_s": 1, "discard": 2}
     got = micropython_json(prelude(config(spec)) + """
 n.run_once()
-print(json.dumps(bytes(machine.UARTS[3].written).hex()))
+print(json.dumps(bytes(devices.UARTS[3].written).hex()))
 """)
     want = (pms5003.cmd_wake() + pms5003.cmd_passive() + pms5003.cmd_read() * 3
             + pms5003.cmd_sleep())
@@ -147,7 +147,7 @@ def test_missing_and_failing_sensors_become_status_not_a_crash(
     ]
     code = prelude(config(*specs)) + """
 n.run_once()
-machine.I2C_DEVICES[(0, 0x77)] = machine.I2C_DEVICES[(0, 0x76)]  # plugged in later
+devices.I2C_DEVICES[(0, 0x77)] = devices.I2C_DEVICES[(0, 0x76)]  # plugged in later
 n.run_once()
 print(wire())
 """
@@ -175,11 +175,11 @@ def test_config_errors_are_reported_and_defaults_used(micropython: Callable[...,
 
 def test_unreadable_node_json_gives_defaults_and_a_status(micropython: Callable[..., str]) -> None:
     code = """
-import machine, main
+import devices, main
 cfg, errors = main.load_config("node.json")
 n = main.Node(cfg, errors, sleep_ms=lambda ms: None)
 n.run_once()
-print(bytes(machine.UARTS[1].written).hex())
+print(bytes(devices.UARTS[1].written).hex())
 """
     wire = micropython(code, extra={"node.json": "{not json"}).strip()
     (frame,) = decode_all(wire)
@@ -191,12 +191,12 @@ print(bytes(machine.UARTS[1].written).hex())
 def test_setup_failure_falls_back_to_defaults(micropython: Callable[..., str]) -> None:
     cfg = config({"type": "sht3x", "bus": 0}, uart={"id": 1, "tx": 99, "rx": 98})
     code = """
-import machine, devices, main
-machine.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58387bb27d"))
+import devices, main
+devices.I2C_DEVICES[(0, 0x44)] = devices.SHT3xDev(bytes.fromhex("5f58387bb27d"))
 main.Node.run = lambda self: self.run_once()  # one cycle instead of forever
 main.time.sleep_ms = lambda ms: None
 main.main()
-print(bytes(machine.UARTS[1].written).hex())
+print(bytes(devices.UARTS[1].written).hex())
 """
     wire = micropython(code, extra={"node.json": json.dumps(cfg)}).strip()
     (frame,) = decode_all(wire)
@@ -224,8 +224,8 @@ def test_commands_are_acknowledged(micropython: Callable[..., str]) -> None:
 link.inject(bytes.fromhex({sent!r}))
 try:
     n.poll()
-except machine.Reset:
-    print("reset", machine.RESETS[0])
+except devices.Reset:
+    print("reset", devices.RESETS[0])
 print(n.interval_s, n.led.history)
 print(wire())
 """
@@ -270,7 +270,7 @@ for _ in range(2000):
     link.written[:] = b""
 gc.collect()
 after = gc.mem_free()
-print(json.dumps([before, after, n.cycles, machine.WDT_FEEDS[0]]))
+print(json.dumps([before, after, n.cycles, devices.WDT_FEEDS[0]]))
 """, timeout_s=240)
     before, after, cycles, feeds = got
     assert cycles == 2050

@@ -163,7 +163,7 @@ def test_flashed_firmware_boots_on_the_board(esp32: VirtualBoard, node_json: Pat
     _flash(esp32, node_json)
 
     # The node as main.main() starts it, one cycle, from the board's own flash (.mpy modules,
-    # main.py, node.json); the virtual board's machine.UART keeps what the node sent.
+    # main.py, node.json); the virtual board's UART (devices.UARTS) keeps what the node sent.
     proc = subprocess.run(
         [
             sys.executable,
@@ -172,9 +172,9 @@ def test_flashed_firmware_boots_on_the_board(esp32: VirtualBoard, node_json: Pat
             "connect",
             str(esp32.port),
             "exec",
-            "import main, machine\ncfg, errors = main.load_config()\n"
+            "import main, devices\ncfg, errors = main.load_config()\n"
             "node = main.Node(cfg, errors, sleep_ms=lambda ms: None)\nnode.run_once()\n"
-            "print(bytes(machine.TX).hex())",
+            "print(bytes(devices.UARTS[1].written).hex())",
         ],
         capture_output=True,
         text=True,

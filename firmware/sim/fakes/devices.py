@@ -1,8 +1,26 @@
-"""Fake sensors for the firmware tests, wired into the fake `machine` buses."""
+"""The fake board's world, for tests/firmware and the virtual node: what is on its buses and pins.
+
+The fake `machine` (machine.py here) answers from these tables, which a test or the virtual node
+fills before the firmware runs: I2C_DEVICES[(bus, addr)] = a device (readfrom_mem / writeto_mem /
+writeto / readfrom), UART_RESPONDERS[id] = fn(written) -> reply, ADC_VALUES[pin] = u16. Every
+UART the firmware opens is in UARTS[id]: what it wrote in .written, received bytes go in with
+.inject(). WDT_FEEDS and RESETS count watchdog feeds and machine.reset() calls.
+"""
+
+I2C_DEVICES = {}
+UART_RESPONDERS = {}
+UARTS = {}
+ADC_VALUES = {}
+WDT_FEEDS = [0]
+RESETS = [0]
+
+
+class Reset(Exception):
+    """What machine.reset() raises instead of rebooting; the virtual node then boots again."""
 
 
 class BME280Dev:
-    """Register map of a BME280: calibration from the vector, one set of ADC values."""
+    """Register map of a BME280: calibration given, one set of ADC values; records writes."""
 
     def __init__(self, calib, adc_t, adc_p, adc_h, chip_id=0x60):
         self.regs = bytearray(256)
@@ -27,7 +45,7 @@ class BME280Dev:
 
 
 class SHT3xDev:
-    """Answers every measurement with the same 6 bytes."""
+    """Answers every measurement with the same 6 bytes (`reply`); records commands."""
 
     def __init__(self, reply):
         self.reply = bytes(reply)

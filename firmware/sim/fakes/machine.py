@@ -1,26 +1,14 @@
-"""A fake `machine` for the firmware tests: buses that record what the firmware writes and
-answer from scripted devices, a WDT that counts feeds, an ADC with set values.
-
-Tests wire devices before the firmware runs: I2C_DEVICES[(bus, addr)] = device (with
-readfrom_mem / writeto_mem / writeto / readfrom), UART_RESPONDERS[id] = fn(written) -> reply,
-ADC_VALUES[pin] = u16. Every UART made is in UARTS[id]; inject received bytes with .inject().
+"""A fake `machine` for tests/firmware and the virtual node (firmware/sim): buses that record
+what the firmware writes and answer from the devices wired in devices.py, a WDT that counts
+feeds, an ADC with set values, and reset() raising devices.Reset.
 """
 
-I2C_DEVICES = {}
-UART_RESPONDERS = {}
-UARTS = {}
-ADC_VALUES = {}
-WDT_FEEDS = [0]
-RESETS = [0]
-
-
-class Reset(Exception):
-    """What machine.reset() raises here instead of rebooting."""
+import devices
 
 
 def reset():
-    RESETS[0] += 1
-    raise Reset()
+    devices.RESETS[0] += 1
+    raise devices.Reset()
 
 
 class Pin:
@@ -50,14 +38,14 @@ class UART:
         self.kwargs = kwargs
         self.written = bytearray()
         self.rx = bytearray()
-        UARTS[uart_id] = self
+        devices.UARTS[uart_id] = self
 
     def inject(self, data):
         self.rx.extend(data)
 
     def write(self, data):
         self.written.extend(data)
-        responder = UART_RESPONDERS.get(self.id)
+        responder = devices.UART_RESPONDERS.get(self.id)
         if responder is not None:
             reply = responder(bytes(data))
             if reply:
@@ -82,7 +70,7 @@ class I2C:
         self.kwargs = kwargs
 
     def _dev(self, addr):
-        dev = I2C_DEVICES.get((self.id, addr))
+        dev = devices.I2C_DEVICES.get((self.id, addr))
         if dev is None:
             raise OSError(19)  # ENODEV: nothing acknowledged the address, as on a board
         return dev
@@ -100,7 +88,7 @@ class I2C:
         return self._dev(addr).readfrom(n)
 
     def scan(self):
-        return sorted(addr for bus, addr in I2C_DEVICES if bus == self.id)
+        return sorted(addr for bus, addr in devices.I2C_DEVICES if bus == self.id)
 
 
 SoftI2C = I2C
@@ -111,7 +99,7 @@ class WDT:
         self.timeout = timeout
 
     def feed(self):
-        WDT_FEEDS[0] += 1
+        devices.WDT_FEEDS[0] += 1
 
 
 class ADC:
@@ -119,4 +107,4 @@ class ADC:
         self.pin = pin.id if isinstance(pin, Pin) else pin
 
     def read_u16(self):
-        return ADC_VALUES.get(self.pin, 0)
+        return devices.ADC_VALUES.get(self.pin, 0)
