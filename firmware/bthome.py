@@ -52,8 +52,9 @@ def objects(readings: "list[tuple[str, float, str]]", packet_id: "int | None" = 
     return head + b"".join(obj for _oid, obj in _items(readings))
 
 
-def split(readings: "list[tuple[str, float, str]]", first_packet_id: int,
-          encrypted: bool) -> "list[bytes]":
+def split(
+    readings: "list[tuple[str, float, str]]", first_packet_id: int, encrypted: bool
+) -> "list[bytes]":
     """Object bytes for as many adverts as the readings need: each starts with its own packet id
     and fits a legacy advert (23 object bytes plain, 15 encrypted)."""
     room = MAX_OBJECTS_ENCRYPTED if encrypted else MAX_OBJECTS_PLAIN
@@ -90,8 +91,9 @@ def ccm_encrypt(aes: "object", nonce: bytes, plain: bytes) -> bytes:
     return bytes(out) + _xor(mac[:4], s0[:4])
 
 
-def service_data(objs: bytes, key: "bytes | None" = None, mac: "bytes | None" = None,
-                 counter: int = 0) -> bytes:
+def service_data(
+    objs: bytes, key: "bytes | None" = None, mac: "bytes | None" = None, counter: int = 0
+) -> bytes:
     """Service data after the UUID: plain, or sealed with `key` (needs the 6-byte MAC)."""
     if key is None:
         return bytes((INFO_PLAIN,)) + objs

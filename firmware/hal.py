@@ -17,8 +17,7 @@ if TYPE_CHECKING:
 RP2_MAX_WDT_MS = 8388  # the RP2040's watchdog cannot count longer
 
 
-def i2c(bus: int, sda: "int | None" = None, scl: "int | None" = None,
-        freq: int = 100000) -> "Any":
+def i2c(bus: int, sda: "int | None" = None, scl: "int | None" = None, freq: int = 100000) -> "Any":
     """I2C `bus` on pins `sda` and `scl`, or on the board's default pins when `sda` is None."""
     if sda is None:
         return machine.I2C(bus)

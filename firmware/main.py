@@ -49,14 +49,22 @@ def _check(cfg: dict) -> "list[str]":
             del cfg[key]
     checks = (
         ("node_id", lambda v: isinstance(v, int) and 0 <= v <= 0xFFFF, "an int 0..65535"),
-        ("interval_s", lambda v: isinstance(v, int) and MIN_INTERVAL_S <= v <= MAX_INTERVAL_S,
-         "an int 5..86400"),
+        (
+            "interval_s",
+            lambda v: isinstance(v, int) and MIN_INTERVAL_S <= v <= MAX_INTERVAL_S,
+            "an int 5..86400",
+        ),
         ("link", lambda v: v in ("uart", "ble"), '"uart" or "ble"'),
         ("uart", lambda v: isinstance(v, dict), "an object"),
         ("ble", lambda v: isinstance(v, dict), "an object"),
-        ("sensors", lambda v: isinstance(v, list)
-         and all(isinstance(s, dict) and s.get("type") in SENSOR_TYPES for s in v),
-         "a list of {type: " + "|".join(SENSOR_TYPES) + ", ...}"),
+        (
+            "sensors",
+            lambda v: (
+                isinstance(v, list)
+                and all(isinstance(s, dict) and s.get("type") in SENSOR_TYPES for s in v)
+            ),
+            "a list of {type: " + "|".join(SENSOR_TYPES) + ", ...}",
+        ),
         ("wdt_ms", lambda v: isinstance(v, int) and 1000 <= v <= 60000, "an int 1000..60000"),
     )
     for key, ok, expected in checks:
@@ -121,13 +129,23 @@ def make_sensor(spec: dict, sleep_ms: "Any") -> "Any":
     if kind == "sds011":
         import sds011
 
-        return sds011.SDS011(_uart(spec, 9600), spec.get("warmup_s", 30), spec.get("discard", 2),
-                             spec.get("timeout_ms", 3000), sleep_ms)
+        return sds011.SDS011(
+            _uart(spec, 9600),
+            spec.get("warmup_s", 30),
+            spec.get("discard", 2),
+            spec.get("timeout_ms", 3000),
+            sleep_ms,
+        )
     if kind == "pms5003":
         import pms5003
 
-        return pms5003.PMS5003(_uart(spec, 9600), spec.get("warmup_s", 30),
-                               spec.get("discard", 2), spec.get("timeout_ms", 3000), sleep_ms)
+        return pms5003.PMS5003(
+            _uart(spec, 9600),
+            spec.get("warmup_s", 30),
+            spec.get("discard", 2),
+            spec.get("timeout_ms", 3000),
+            sleep_ms,
+        )
     return Supply(hal.adc(spec["pin"]), spec.get("scale", 1.0))
 
 
@@ -144,8 +162,9 @@ def read_sensor(kind: str, sensor: "Any") -> "list[tuple[str, float, str]]":
 
 
 class Node:
-    def __init__(self, cfg: dict, errors: "list[str] | None" = None,
-                 sleep_ms: "Any" = None) -> None:
+    def __init__(
+        self, cfg: dict, errors: "list[str] | None" = None, sleep_ms: "Any" = None
+    ) -> None:
         self.cfg = cfg
         self.node_id = cfg["node_id"]
         self.interval_s = cfg["interval_s"]
@@ -268,8 +287,10 @@ class Node:
         if self.ble is not None:
             self._advertise(readings)
         else:
-            self._send(link.T_REPORT, {"r": readings, "s": status, "up_s": self.uptime_s(),
-                                       "iv_s": self.interval_s})
+            self._send(
+                link.T_REPORT,
+                {"r": readings, "s": status, "up_s": self.uptime_s(), "iv_s": self.interval_s},
+            )
         self.cycles += 1
         readings = status = None  # type: ignore[assignment]
         gc.collect()

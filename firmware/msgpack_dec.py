@@ -9,11 +9,28 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_FIXED = {0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xD0: ">b", 0xD1: ">h", 0xD2: ">i",
-          0xCA: ">f", 0xCB: ">d"}
-_SIZED = {0xD9: (">B", 0), 0xDA: (">H", 0), 0xDB: (">I", 0),
-          0xC4: (">B", 1), 0xC5: (">H", 1), 0xC6: (">I", 1),
-          0xDC: (">H", 2), 0xDD: (">I", 2), 0xDE: (">H", 3), 0xDF: (">I", 3)}
+_FIXED = {
+    0xCC: ">B",
+    0xCD: ">H",
+    0xCE: ">I",
+    0xD0: ">b",
+    0xD1: ">h",
+    0xD2: ">i",
+    0xCA: ">f",
+    0xCB: ">d",
+}
+_SIZED = {
+    0xD9: (">B", 0),
+    0xDA: (">H", 0),
+    0xDB: (">I", 0),
+    0xC4: (">B", 1),
+    0xC5: (">H", 1),
+    0xC6: (">I", 1),
+    0xDC: (">H", 2),
+    0xDD: (">I", 2),
+    0xDE: (">H", 3),
+    0xDF: (">I", 3),
+}
 
 
 def _take(data: bytes, i: int, n: int) -> int:

@@ -15,8 +15,14 @@ class UartSensor:
     HEAD = b""
     LENGTH = 0
 
-    def __init__(self, uart: "Any", warmup_s: int = 30, discard: int = 2,
-                 timeout_ms: int = 3000, sleep_ms: "Any" = None) -> None:
+    def __init__(
+        self,
+        uart: "Any",
+        warmup_s: int = 30,
+        discard: int = 2,
+        timeout_ms: int = 3000,
+        sleep_ms: "Any" = None,
+    ) -> None:
         self._uart = uart
         self._buf = bytearray()
         self.warmup_s = warmup_s

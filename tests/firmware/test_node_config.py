@@ -14,9 +14,15 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 EXAMPLE = json.loads((FIRMWARE / "node.json").read_text())
 VALID = [
     EXAMPLE,
-    {"node_id": 3, "link": "ble", "ble": {"interval_ms": 500, "key": "00" * 16},
-     "sensors": [{"type": "sht3x", "name": "air", "bus": 0, "address": 68},
-                 {"type": "pms5003", "uart": 1, "tx": 8, "rx": 9, "warmup_s": 30}]},
+    {
+        "node_id": 3,
+        "link": "ble",
+        "ble": {"interval_ms": 500, "key": "00" * 16},
+        "sensors": [
+            {"type": "sht3x", "name": "air", "bus": 0, "address": 68},
+            {"type": "pms5003", "uart": 1, "tx": 8, "rx": 9, "warmup_s": 30},
+        ],
+    },
     {},
 ]
 INVALID = [
@@ -28,14 +34,17 @@ INVALID = [
 
 def _firmware_errors(micropython_json: Callable[..., Any], configs: list[Any]) -> list[Any]:
     literal = json.dumps(json.dumps(configs))
-    return list(micropython_json(
-        "import json, main\n"
-        f"print(json.dumps([main._check(c) for c in json.loads({literal})]))"))
+    return list(
+        micropython_json(
+            f"import json, main\nprint(json.dumps([main._check(c) for c in json.loads({literal})]))"
+        )
+    )
 
 
 def test_what_the_host_accepts_the_node_takes_whole(micropython_json: Callable[..., Any]) -> None:
-    assert all(validate(cfg, board="rp2" if cfg.get("link") == "ble" else "esp32") == []
-               for cfg in VALID)
+    assert all(
+        validate(cfg, board="rp2" if cfg.get("link") == "ble" else "esp32") == [] for cfg in VALID
+    )
     assert _firmware_errors(micropython_json, VALID) == [[]] * len(VALID)
 
 

@@ -60,8 +60,11 @@ def decode_all(wire_hex: str) -> list[node.Frame]:
 SENSOR_CASES = [
     (
         {"type": "bme280", "bus": 0, "sda": 21, "scl": 22, "address": 0x76},
-        [["temperature_c", 27.38, "Cel"], ["pressure_hpa", 1012.22, "hPa"],
-         ["humidity_pct", 32.9, "%"]],
+        [
+            ["temperature_c", 27.38, "Cel"],
+            ["pressure_hpa", 1012.22, "hPa"],
+            ["humidity_pct", 32.9, "%"],
+        ],
         "bme280",
     ),
     (
@@ -102,14 +105,21 @@ def test_sds011_duty_cycle_bytes_match_the_gateway_driver(
 ) -> None:
     """Wake, query mode, discard two readings (999.9 and 55.5), keep the third, sleep."""
     spec = {"type": "sds011", "uart": 2, "warmup_s": 30, "discard": 2}
-    got = micropython_json(prelude(config(spec)) + """
+    got = micropython_json(
+        prelude(config(spec))
+        + """
 feeds = devices.WDT_FEEDS[0]
 n.run_once()
 print(json.dumps({"sensor": bytes(devices.UARTS[2].written).hex(),
                   "feeds": devices.WDT_FEEDS[0] - feeds}))
-""")
-    want = (sds011.cmd_set_sleep(False) + sds011.cmd_set_reporting_mode(True)
-            + sds011.cmd_query() * 3 + sds011.cmd_set_sleep(True))
+"""
+    )
+    want = (
+        sds011.cmd_set_sleep(False)
+        + sds011.cmd_set_reporting_mode(True)
+        + sds011.cmd_query() * 3
+        + sds011.cmd_set_sleep(True)
+    )
     assert bytes.fromhex(got["sensor"]) == want
     assert got["feeds"] >= 30  # the 30 s warm-up is slept in watchdog-fed slices
 
@@ -118,12 +128,14 @@ def test_pms5003_duty_cycle_bytes_match_the_gateway_driver(
     micropython_json: Callable[..., Any],
 ) -> None:
     spec = {"type": "pms5003", "uart": 3, "warmup_s": 1, "discard": 2}
-    got = micropython_json(prelude(config(spec)) + """
+    got = micropython_json(
+        prelude(config(spec))
+        + """
 n.run_once()
 print(json.dumps(bytes(devices.UARTS[3].written).hex()))
-""")
-    want = (pms5003.cmd_wake() + pms5003.cmd_passive() + pms5003.cmd_read() * 3
-            + pms5003.cmd_sleep())
+"""
+    )
+    want = pms5003.cmd_wake() + pms5003.cmd_passive() + pms5003.cmd_read() * 3 + pms5003.cmd_sleep()
     assert bytes.fromhex(got) == want
 
 
@@ -145,12 +157,15 @@ def test_missing_and_failing_sensors_become_status_not_a_crash(
         {"type": "sds011", "name": "pm_silent", "uart": 4, "warmup_s": 0, "timeout_ms": 50},
         {"type": "sht3x", "bus": 0},
     ]
-    code = prelude(config(*specs)) + """
+    code = (
+        prelude(config(*specs))
+        + """
 n.run_once()
 devices.I2C_DEVICES[(0, 0x77)] = devices.I2C_DEVICES[(0, 0x76)]  # plugged in later
 n.run_once()
 print(wire())
 """
+    )
     first, second = decode_all(micropython(code).strip())
     assert isinstance(first, node.Report) and isinstance(second, node.Report)
     status = dict(first.status)
@@ -210,17 +225,21 @@ def command(name: str, arg: Any = None, *, seq: int, node_id: int = 17) -> str:
 
 
 def test_commands_are_acknowledged(micropython: Callable[..., str]) -> None:
-    sent = "".join((
-        command("set_interval", 30, seq=100),
-        command("set_interval", 2, seq=101),
-        command("sleep", "sds011", seq=102),
-        "00deadbeef00",  # noise and a broken frame in between
-        command("identify", 2, seq=103),
-        command("wake", None, seq=104),
-        command("set_interval", 45, seq=105, node_id=99),  # another node's: ignored
-        command("reboot", seq=106, node_id=0xFFFF),
-    ))
-    code = prelude(config({"type": "sds011", "uart": 2, "warmup_s": 0}, led=2)) + f"""
+    sent = "".join(
+        (
+            command("set_interval", 30, seq=100),
+            command("set_interval", 2, seq=101),
+            command("sleep", "sds011", seq=102),
+            "00deadbeef00",  # noise and a broken frame in between
+            command("identify", 2, seq=103),
+            command("wake", None, seq=104),
+            command("set_interval", 45, seq=105, node_id=99),  # another node's: ignored
+            command("reboot", seq=106, node_id=0xFFFF),
+        )
+    )
+    code = (
+        prelude(config({"type": "sds011", "uart": 2, "warmup_s": 0}, led=2))
+        + f"""
 link.inject(bytes.fromhex({sent!r}))
 try:
     n.poll()
@@ -229,6 +248,7 @@ except devices.Reset:
 print(n.interval_s, n.led.history)
 print(wire())
 """
+    )
     *lines, wire = micropython(code).strip().splitlines()
     assert lines == ["reset 1", "30 [1, 0, 1, 0]"]
     acks = decode_all(wire)
@@ -244,13 +264,16 @@ print(wire())
 
 
 def test_sleeping_sensor_is_reported_asleep(micropython: Callable[..., str]) -> None:
-    code = prelude(config({"type": "sds011", "uart": 2, "warmup_s": 0})) + f"""
+    code = (
+        prelude(config({"type": "sds011", "uart": 2, "warmup_s": 0}))
+        + f"""
 link.inject(bytes.fromhex({command("sleep", None, seq=1)!r}))
 n.poll()
 wire()
 n.run_once()
 print(wire())
 """
+    )
     (report,) = decode_all(micropython(code).strip())
     assert isinstance(report, node.Report)
     assert report.status == (("sds011", "asleep"),) and report.measurements == ()
@@ -260,7 +283,9 @@ def test_memory_stays_flat_over_thousands_of_cycles(micropython_json: Callable[.
     specs = [case[0] for case in SENSOR_CASES] + [
         {"type": "bme280", "name": "gone", "address": 0x77}  # fails every cycle
     ]
-    got = micropython_json(prelude(config(*specs)) + """
+    got = micropython_json(
+        prelude(config(*specs))
+        + """
 for _ in range(50):
     n.run_once(); wire()
 gc.collect()
@@ -271,7 +296,9 @@ for _ in range(2000):
 gc.collect()
 after = gc.mem_free()
 print(json.dumps([before, after, n.cycles, devices.WDT_FEEDS[0]]))
-""", timeout_s=240)
+""",
+        timeout_s=240,
+    )
     before, after, cycles, feeds = got
     assert cycles == 2050
     assert feeds >= 2 * cycles

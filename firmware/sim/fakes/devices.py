@@ -31,11 +31,18 @@ class BME280Dev:
         self.writes = []
 
     def set_adc(self, adc_t, adc_p, adc_h):
-        self.regs[0xF7:0xFF] = bytes((
-            adc_p >> 12, adc_p >> 4 & 0xFF, (adc_p & 0xF) << 4,
-            adc_t >> 12, adc_t >> 4 & 0xFF, (adc_t & 0xF) << 4,
-            adc_h >> 8, adc_h & 0xFF,
-        ))
+        self.regs[0xF7:0xFF] = bytes(
+            (
+                adc_p >> 12,
+                adc_p >> 4 & 0xFF,
+                (adc_p & 0xF) << 4,
+                adc_t >> 12,
+                adc_t >> 4 & 0xFF,
+                (adc_t & 0xF) << 4,
+                adc_h >> 8,
+                adc_h & 0xFF,
+            )
+        )
 
     def readfrom_mem(self, reg, n):
         return bytes(self.regs[reg : reg + n])
