@@ -22,28 +22,54 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PLATFORMS = {
-    "aarch64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64", "musllinux_1_1_aarch64",
-                "linux_aarch64"],
-    "armv7l": ["manylinux2014_armv7l", "manylinux_2_31_armv7l", "musllinux_1_1_armv7l",
-               "musllinux_1_2_armv7l", "linux_armv7l"],
+    "aarch64": [
+        "manylinux2014_aarch64",
+        "manylinux_2_28_aarch64",
+        "musllinux_1_1_aarch64",
+        "linux_aarch64",
+    ],
+    "armv7l": [
+        "manylinux2014_armv7l",
+        "manylinux_2_31_armv7l",
+        "musllinux_1_1_armv7l",
+        "musllinux_1_2_armv7l",
+        "linux_armv7l",
+    ],
     # Plain Debian 12 on a PC or VM (and the .deb for amd64).
-    "x86_64": ["manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64",
-               "linux_x86_64"],
+    "x86_64": [
+        "manylinux2014_x86_64",
+        "manylinux_2_28_x86_64",
+        "manylinux_2_34_x86_64",
+        "linux_x86_64",
+    ],
 }
 PURE_FALLBACK_ENV = {"msgpack": {"MSGPACK_PUREPYTHON": "1"}}
 
 
 def pip(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> bool:
     argv = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
-    return subprocess.run(argv, env=None if env is None else {**os.environ, **env},
-                          stderr=subprocess.DEVNULL if quiet else None).returncode == 0
+    return (
+        subprocess.run(
+            argv,
+            env=None if env is None else {**os.environ, **env},
+            stderr=subprocess.DEVNULL if quiet else None,
+        ).returncode
+        == 0
+    )
 
 
 def runtime_closure(pins: dict[str, str], machine: str) -> list[str]:
     """name==version for citygw's runtime dependencies on ``machine``, transitively."""
-    env = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
-           "platform_system": "Linux", "platform_machine": machine, "os_name": "posix",
-           "implementation_name": "cpython", "extra": ""}
+    env = {
+        "python_version": "3.11",
+        "python_full_version": "3.11.2",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": machine,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "extra": "",
+    }
     seen: dict[str, str] = {}
     todo = ["citygw"]
     while todo:
@@ -70,8 +96,17 @@ def main() -> int:
     notes = []
     for machine, tags in PLATFORMS.items():
         for spec in runtime_closure(pins, machine):
-            args = ["download", "--no-deps", "--only-binary=:all:", "--dest", str(out),
-                    "--implementation", "cp", "--python-version", "3.11"]
+            args = [
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                str(out),
+                "--implementation",
+                "cp",
+                "--python-version",
+                "3.11",
+            ]
             args += [arg for tag in tags for arg in ("--platform", tag)]
             if machine == "armv7l" and os.environ.get("PIWHEELS") == "1":
                 args += ["--extra-index-url", "https://www.piwheels.org/simple"]
@@ -79,15 +114,27 @@ def main() -> int:
                 continue
             name = spec.split("==")[0]
             if name in PURE_FALLBACK_ENV:
-                ok = pip("wheel", "--no-deps", "--no-binary", name, "--wheel-dir", str(out), spec,
-                         env=PURE_FALLBACK_ENV[name])
-                notes.append(f"{machine}: {spec}: no binary wheel; "
-                             + ("pure-Python wheel built (works, slower)" if ok else "FAILED"))
+                ok = pip(
+                    "wheel",
+                    "--no-deps",
+                    "--no-binary",
+                    name,
+                    "--wheel-dir",
+                    str(out),
+                    spec,
+                    env=PURE_FALLBACK_ENV[name],
+                )
+                notes.append(
+                    f"{machine}: {spec}: no binary wheel; "
+                    + ("pure-Python wheel built (works, slower)" if ok else "FAILED")
+                )
             else:
                 # Only this package from source: its build requirements may come as wheels.
                 ok = pip("download", "--no-deps", "--no-binary", name, "--dest", str(out), spec)
-                notes.append(f"{machine}: {spec}: no binary wheel; sdist only "
-                             + ("(needs a compiler on the gateway)" if ok else "FAILED"))
+                notes.append(
+                    f"{machine}: {spec}: no binary wheel; sdist only "
+                    + ("(needs a compiler on the gateway)" if ok else "FAILED")
+                )
     print(f"wheelhouse: {len(list(out.glob('*.whl')))} wheels in {out}/")
     for note in notes:
         print(f"wheelhouse: {note}")

@@ -27,8 +27,8 @@ from gateway.nodes.config import Board, load
 
 log = logging.getLogger(__name__)
 
-_CHECKOUT_FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
-_PACKAGED_FIRMWARE = Path(__file__).resolve().parent / "node_firmware"  # in an installed wheel
+_CHECKOUT_FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+_PACKAGED_FIRMWARE = Path(__file__).resolve().parents[1] / "node_firmware"  # in a wheel
 FIRMWARE_DIR = (
     _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() else _PACKAGED_FIRMWARE
 )

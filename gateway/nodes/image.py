@@ -47,7 +47,8 @@ class ImageError(RuntimeError):
 def check_image(image: Path, *, board: Board) -> None:
     """ImageError unless `image` is a MicroPython image for `board` (nothing is touched)."""
     try:
-        head = image.open("rb").read(64)
+        with image.open("rb") as handle:
+            head = handle.read(64)
     except OSError as error:
         raise ImageError(f"{image}: cannot read the image ({error.strerror})") from None
     if board == "esp32":

@@ -342,6 +342,9 @@ def test_monitor_shows_the_console_and_ctrl_c_ends_it(esp32: VirtualBoard, node_
     finally:
         if monitor.poll() is None:
             monitor.kill()
+        for pipe in (monitor.stdout, monitor.stderr):
+            if pipe is not None:
+                pipe.close()
             monitor.wait()
 
 
