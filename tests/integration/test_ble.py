@@ -269,6 +269,8 @@ def _start_bluez(tmp_path: Path, parameters: dict[str, Any]) -> Iterator[BlueZMo
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
+        if daemon.stdout is not None:
+            daemon.stdout.close()
 
 
 @pytest.fixture
