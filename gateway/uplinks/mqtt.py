@@ -1,7 +1,8 @@
-"""The uplink: batches from the buffer to the hub over MQTT (QoS 1); ack in the buffer on PUBACK.
+"""The hub uplink: batches from the buffer to the hub over MQTT (QoS 1), acked on PUBACK.
 
-The only module that knows aiomqtt. Readings leave in buffer order; after a reconnect everything
-not yet acknowledged is sent again from the oldest, with the same keys.
+Readings leave in buffer order, with a window of batches awaiting PUBACK; after a reconnect
+everything not yet acknowledged is sent again from the oldest, with the same keys. The broker
+connection itself (aiomqtt, TLS, the will, topic aliases) is `gateway.uplinks.client`.
 """
 
 from __future__ import annotations
@@ -17,25 +18,18 @@ from typing import Any, Protocol
 
 from gateway import wire
 from gateway.backoff import Backoff, RateLimitedLog
-from gateway.config import HubSection, read_password
+from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
 from gateway.store.worker import AsyncBuffer
-from gateway.uplinks import lazy_import
-
-lazy_import.defer("urllib.request")  # paho's proxy lookup, unused without PySocks (RSS)
-import aiomqtt  # noqa: E402  (after the deferral)
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
+from gateway.uplinks.client import HubSession, MqttError, connect
 
 log = logging.getLogger(__name__)
-
-DATA_TOPIC_ALIAS = 1
-"""MQTT 5 topic alias of the data topic: named once per connection, then sent as an empty topic
-(saves the topic's bytes on every data message; only when the broker's CONNACK allows aliases)."""
 
 
 @dataclass(slots=True)
 class UplinkStats:
+    """What the agent's status and metrics report about the uplink."""
+
     connected: bool = False
     connects: int = 0
     reconnects: int = 0
@@ -50,27 +44,22 @@ class ConfigChannel(Protocol):
     """The remote config as the uplink sees it: topics to subscribe, a non-blocking hand-off
     for what arrives there, and the retained report to (re)publish on every connect."""
 
-    def topics(self, topic_prefix: str, gateway_id: str) -> list[str]: ...
+    def topics(self, topic_prefix: str, gateway_id: str) -> list[str]:
+        """The topics pushes arrive on (subscribed at QoS 1 on every connect)."""
+        ...
 
-    def offer(self, payload: bytes, *, retained: bool) -> None: ...
+    def offer(self, payload: bytes, *, retained: bool) -> None:
+        """Take a pushed message without blocking (the uplink's reader must keep reading)."""
+        ...
 
-    def state_payload(self) -> bytes: ...
-
-
-def tls_context(hub: HubSection) -> ssl.SSLContext | None:
-    """Verification is on unless the local config says `tls_verify = false`."""
-    if not hub.tls:
-        return None
-    context = ssl.create_default_context(cafile=hub.ca_file or None)
-    if hub.cert_file:
-        context.load_cert_chain(hub.cert_file, hub.key_file)
-    if not hub.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    def state_payload(self) -> bytes:
+        """The retained `config/state` report as it stands now."""
+        ...
 
 
 class Uplink:
+    """The operator's uplink: the buffer's readings to the hub in order, acked on PUBACK."""
+
     def __init__(
         self,
         hub: HubSection,
@@ -96,9 +85,7 @@ class Uplink:
         self._flush_now = False
         self._wire_format = wire_format
         self._announced: dict[int, Series] = {}  # v2/v3: the series table of the last birth
-        self._alias_allowed = False  # the broker's CONNACK allows topic aliases (MQTT 5)
-        self._alias_set = False  # the data topic's alias is established on this connection
-        self._client: aiomqtt.Client | None = None
+        self._session: HubSession | None = None
         self._config_channel = config_channel
         self._window: asyncio.Semaphore | None = None
         self._quiescing = False
@@ -108,6 +95,7 @@ class Uplink:
         self.stats = UplinkStats()
 
     def topic(self, leaf: str) -> str:
+        """The full topic of `leaf` (e.g. `wire.TOPIC_DATA`) for this gateway."""
         return wire.topic(self._hub.topic_prefix, self._gateway_id, leaf)
 
     def notify(self, committed: int) -> None:
@@ -116,49 +104,20 @@ class Uplink:
         if self._unsent >= self._hub.batch_max_readings:
             self._new_data.set()
 
-    def _make_client(self) -> aiomqtt.Client:
-        hub = self._hub
-        v5 = hub.protocol == "5"
-        will = aiomqtt.Will(
-            self.topic(wire.TOPIC_STATUS),
-            wire.encode_status(
-                self._gateway_id,
-                state="offline",
-                version=self._version,
-                started_ms=self._started_ms,
-            ),
-            qos=1,
-            retain=True,
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[HubSession]:
+        offline = wire.encode_status(
+            self._gateway_id,
+            state="offline",
+            version=self._version,
+            started_ms=self._started_ms,
         )
-        return aiomqtt.Client(
-            hub.host,
-            hub.port,
-            identifier=hub.client_id or f"citygw-{self._gateway_id}",
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            username=hub.username or None,
-            password=read_password(hub),
-            will=will,
-            keepalive=hub.keepalive_s,
-            timeout=hub.timeout_s,
-            tls_context=tls_context(hub),
-            tls_insecure=None if hub.tls_verify or not hub.tls else True,
-            max_inflight_messages=max(20, hub.max_inflight_batches * 2),
-            logger=logging.getLogger("citygw.mqtt"),
+        return connect(
+            self._hub,
+            gateway_id=self._gateway_id,
+            data_topic=self.topic(wire.TOPIC_DATA),
+            will_topic=self.topic(wire.TOPIC_STATUS),
+            will_payload=offline,
         )
-
-    def _watch_connack(self, client: aiomqtt.Client) -> None:
-        """Note the broker's TopicAliasMaximum (aiomqtt drops CONNACK properties: wrap paho's
-        callback, which aiomqtt installed; aiomqtt is pinned <3)."""
-        paho = client._client
-        inner = paho.on_connect
-
-        def on_connect(*args: Any) -> None:
-            properties = args[4] if len(args) > 4 else None
-            self._alias_allowed = getattr(properties, "TopicAliasMaximum", 0) >= DATA_TOPIC_ALIAS
-            if inner is not None:
-                inner(*args)
-
-        paho.on_connect = on_connect
 
     async def run(self) -> None:
         """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled."""
@@ -166,12 +125,8 @@ class Uplink:
         outage_logged = False
         while True:
             try:
-                client = self._make_client()
-                self._alias_allowed = self._alias_set = False
-                if self._hub.protocol == "5":
-                    self._watch_connack(client)
-                async with client:
-                    self._client = client
+                async with self._connect() as session:
+                    self._session = session
                     self.stats.connected = True
                     self.stats.connects += 1
                     self.stats.connected_since_ms = int(time.time() * 1000)
@@ -186,11 +141,11 @@ class Uplink:
                     )
                     outage_logged = False
                     backoff.reset()
-                    await self._publish_birth(client)
-                    await self._open_config_channel(client)
+                    await self._publish_birth(session)
+                    await self._open_config_channel(session)
                     self._unsent = (await self._buffer.stats()).depth
-                    await self._pump(client)
-            except aiomqtt.MqttError as error:
+                    await self._pump(session)
+            except MqttError as error:
                 self.stats.last_error = str(error)
                 if not outage_logged:
                     text = str(error).lower()
@@ -213,17 +168,17 @@ class Uplink:
                     logging.ERROR, "os", "cannot connect to hub %s: %s", self._hub.url, error
                 )
             finally:
-                self._client = None
+                self._session = None
                 self._window = None
                 self.stats.connected = False
             await asyncio.sleep(backoff.next_delay())
 
-    async def _publish_birth(self, client: aiomqtt.Client) -> None:
+    async def _publish_birth(self, session: HubSession) -> None:
         """Retained "online"; for wire v2 and v3 with the series table the data messages use."""
         series = None
         if self._wire_format >= 2:
             series = self._announced = await self._buffer.series_table()
-        await client.publish(
+        await session.publish(
             self.topic(wire.TOPIC_STATUS),
             wire.encode_status(
                 self._gateway_id,
@@ -234,30 +189,21 @@ class Uplink:
                 wire_format=self._wire_format,
                 epoch=self._buffer.sync.epoch if series is not None else None,
             ),
-            qos=1,
             retain=True,
-            timeout=self._hub.timeout_s,
         )
 
-    async def _open_config_channel(self, client: aiomqtt.Client) -> None:
+    async def _open_config_channel(self, session: HubSession) -> None:
         channel = self._config_channel
         if channel is None:
             return
-        await client.publish(
-            self.topic(wire.TOPIC_CONFIG_STATE),
-            channel.state_payload(),
-            qos=1,
-            retain=True,
-            timeout=self._hub.timeout_s,
+        await session.publish(
+            self.topic(wire.TOPIC_CONFIG_STATE), channel.state_payload(), retain=True
         )
-        topics = channel.topics(self._hub.topic_prefix, self._gateway_id)
-        await client.subscribe([(t, 1) for t in topics], timeout=self._hub.timeout_s)
+        await session.subscribe(channel.topics(self._hub.topic_prefix, self._gateway_id))
 
-    async def _read_config(self, client: aiomqtt.Client, channel: ConfigChannel) -> None:
-        async for message in client.messages:
-            payload = message.payload
-            if isinstance(payload, bytes | bytearray):
-                channel.offer(bytes(payload), retained=bool(message.retain))
+    async def _read_config(self, session: HubSession, channel: ConfigChannel) -> None:
+        async for payload, retained in session.messages():
+            channel.offer(payload, retained=retained)
 
     async def publish_config_state(self, payload: bytes) -> bool:
         """The retained `config/state` report; False if the hub is not connected now (the
@@ -266,14 +212,12 @@ class Uplink:
 
     async def _publish_if_connected(self, leaf: str, payload: bytes, *, retain: bool) -> bool:
         """Best effort, not buffered: False when not connected or the publish failed."""
-        client = self._client
-        if client is None:
+        session = self._session
+        if session is None:
             return False
         try:
-            await client.publish(
-                self.topic(leaf), payload, qos=1, retain=retain, timeout=self._hub.timeout_s
-            )
-        except aiomqtt.MqttError:
+            await session.publish(self.topic(leaf), payload, retain=retain)
+        except MqttError:
             return False
         return True
 
@@ -299,31 +243,19 @@ class Uplink:
             series_of=self._buffer.sync.series,
         )
 
-    def _data_topic(self) -> tuple[str, Properties | None]:
-        """The data topic as this publish names it: in full the first time on a connection
-        (with the alias when the broker allows aliases), then empty with the alias."""
-        if not self._alias_allowed:
-            return self.topic(wire.TOPIC_DATA), None
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.TopicAlias = DATA_TOPIC_ALIAS
-        if self._alias_set:
-            return "", properties
-        self._alias_set = True
-        return self.topic(wire.TOPIC_DATA), properties
-
-    async def _pump(self, client: aiomqtt.Client) -> None:
+    async def _pump(self, session: HubSession) -> None:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
         try:
             async with asyncio.TaskGroup() as inflight:
                 if self._config_channel is not None:
                     inflight.create_task(
-                        self._read_config(client, self._config_channel), name="config-reader"
+                        self._read_config(session, self._config_channel), name="config-reader"
                     )
-                await self._batches(client, inflight)
+                await self._batches(session, inflight)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
 
-    async def _batches(self, client: aiomqtt.Client, inflight: asyncio.TaskGroup) -> None:
+    async def _batches(self, session: HubSession, inflight: asyncio.TaskGroup) -> None:
         hub = self._hub
         window = self._window = asyncio.Semaphore(hub.max_inflight_batches)
         cursor = 0  # highest seq handed to a publish on this connection
@@ -336,7 +268,7 @@ class Uplink:
                 flush_due, self._flush_now = True, False
             if flush_due or self._unsent >= hub.batch_max_readings:
                 await window.acquire()
-                sent_up_to = await self._send_batch(client, inflight, window, cursor, flush_due)
+                sent_up_to = await self._send_batch(session, inflight, window, cursor, flush_due)
                 if sent_up_to is not None:
                     cursor = sent_up_to
                     continue
@@ -359,7 +291,7 @@ class Uplink:
 
     async def _send_batch(
         self,
-        client: aiomqtt.Client,
+        session: HubSession,
         inflight: asyncio.TaskGroup,
         window: asyncio.Semaphore,
         cursor: int,
@@ -377,25 +309,22 @@ class Uplink:
         first, last = batch[0][0], batch[-1][0]
         self._unsent = max(0, self._unsent - len(batch))
         if self._wire_format >= 2 and not {r[2] for r in batch} <= self._announced.keys():
-            await self._publish_birth(client)  # new series: name them first
+            await self._publish_birth(session)  # new series: name them first
         payload = self._encode(batch)
-        inflight.create_task(self._publish(client, payload, first, last, len(batch), window))
+        inflight.create_task(self._publish(session, payload, first, last, len(batch), window))
         return last
 
     async def _publish(
         self,
-        client: aiomqtt.Client,
+        session: HubSession,
         payload: bytes,
         first: int,
         last: int,
         count: int,
         window: asyncio.Semaphore,
     ) -> None:
-        topic, properties = self._data_topic()  # before any await: publishes keep their order
         try:
-            await client.publish(
-                topic, payload, qos=1, properties=properties, timeout=self._hub.timeout_s
-            )
+            await session.publish_data(payload)  # names the topic before its first await: in order
             await self._buffer.ack(first, last)  # PUBACK received: the hub has them
             self.stats.messages_out += 1
             self.stats.readings_out += count
@@ -408,7 +337,7 @@ class Uplink:
         deadline = self._monotonic_s() + timeout_s
         while True:
             depth = (await self._buffer.stats()).depth
-            if depth == 0 or self._client is None or self._monotonic_s() >= deadline:
+            if depth == 0 or self._session is None or self._monotonic_s() >= deadline:
                 return depth
             self._flush_now = True
             self._new_data.set()
@@ -422,11 +351,11 @@ class Uplink:
 
     async def announce_offline(self) -> None:
         """On an orderly shutdown the will is not sent: say "offline" ourselves."""
-        client = self._client
-        if client is None:
+        session = self._session
+        if session is None:
             return
-        with contextlib.suppress(aiomqtt.MqttError):
-            await client.publish(
+        with contextlib.suppress(MqttError):
+            await session.publish(
                 self.topic(wire.TOPIC_STATUS),
                 wire.encode_status(
                     self._gateway_id,
@@ -434,9 +363,8 @@ class Uplink:
                     version=self._version,
                     started_ms=self._started_ms,
                 ),
-                qos=1,
                 retain=True,
-                timeout=2.0,
+                timeout_s=2.0,
             )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,59 @@ def test_agent_does_not_load_what_it_never_runs() -> None:
         "      'gateway.sources.ble.source', 'ctypes.util') if m in sys.modules))\n"
     )
     assert out == "[]"
+
+
+def _mentions_urllib_request(node: ast.AST) -> str | None:
+    """ "import" or "use" if `node` imports or reads urllib.request, else None."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        names = [f"{node.module}.{alias.name}" for alias in node.names]
+    else:
+        names = []
+    if any(name.startswith("urllib.request") for name in names):
+        return "import"
+    if (
+        isinstance(node, ast.Attribute)
+        and node.attr == "request"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "urllib"
+    ):
+        return "use"
+    return None
+
+
+def _urllib_request_uses(node: ast.AST, where: str = "<module>") -> set[tuple[str, str]]:
+    """(enclosing function or "<module>", "import" or "use") for each mention of urllib.request."""
+    found: set[tuple[str, str]] = set()
+    for child in ast.iter_child_nodes(node):
+        kind = _mentions_urllib_request(child)
+        if kind is not None:
+            found.add((where, kind))
+        is_function = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+        found |= _urllib_request_uses(child, child.name if is_function else where)
+    return found
+
+
+def test_paho_imports_urllib_request_only_for_its_proxy_lookup() -> None:
+    """The deferral (defer_paho_proxy_lookup) saves RSS only while this holds: paho-mqtt 2.2.0
+    imports urllib.request at the top of paho/mqtt/client.py and reads it in `_get_proxy`
+    alone. If a paho release changes that, re-measure (bench/imports.py) and revisit it."""
+    import paho
+
+    uses = {}
+    for path in sorted(Path(paho.__file__).parent.rglob("*.py")):
+        found = _urllib_request_uses(ast.parse(path.read_text(encoding="utf-8")))
+        if found:
+            uses[path.name] = found
+    assert uses == {"client.py": {("<module>", "import"), ("_get_proxy", "use")}}
+
+
+def test_the_uplinks_defer_pahos_proxy_lookup_before_paho_is_imported() -> None:
+    out = _run(
+        "import sys\n"
+        "import gateway.uplinks.client\n"
+        "print('paho.mqtt.client' in sys.modules, type(sys.modules['urllib.request']).__name__,\n"
+        "      'http.client' in sys.modules)\n"
+    )
+    assert out == "True module False"

@@ -17,7 +17,6 @@ from bleak import BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern
 from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.bluezdbus import defs
-from bleak.backends.bluezdbus.manager import get_global_bluez_manager
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from dbus_fast import BusType, Message, MessageType
@@ -53,6 +52,7 @@ class BleakBlueZScanner:
         self._on_advert(device.address, data.service_data, data.manufacturer_data)
 
     async def start(self) -> None:
+        """Open our D-Bus connection, note which bluetoothd runs, and start bleak's scan."""
         self._bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         self._owner = await _bluez_owner(self._bus)
         bluez: BlueZScannerArgs = {"adapter": self._adapter}
@@ -64,6 +64,7 @@ class BleakBlueZScanner:
         await self._scanner.start()
 
     async def stop(self) -> None:
+        """Stop the scan and close our D-Bus connection, even if stopping the scan fails."""
         scanner, self._scanner = self._scanner, None
         bus, self._bus = self._bus, None
         try:
@@ -74,17 +75,17 @@ class BleakBlueZScanner:
                 bus.disconnect()
 
     async def adapter_ready(self) -> bool:
-        """Whether the bluetoothd we started scanning with still runs, and has the adapter
-        powered. A restarted bluetoothd (new owner of `org.bluez`) knows nothing of our scan.
-        bleak has no public call for the adapter; its BlueZ manager mirrors BlueZ's objects
-        (kept current by D-Bus signals), so that part is a dictionary lookup."""
-        if self._bus is None or not self._bus.connected:
+        """Whether the bluetoothd we started scanning with still runs and has the adapter powered.
+
+        A restarted bluetoothd (new owner of `org.bluez`) knows nothing of our scan. bleak 3.x
+        has no public call for the adapter, so BlueZ itself is asked, on our own bus.
+        """
+        bus, owner = self._bus, self._owner
+        if bus is None or not bus.connected or owner is None:
             return False
-        if self._owner is None or await _bluez_owner(self._bus) != self._owner:
+        if await _bluez_owner(bus) != owner:
             return False
-        manager = await get_global_bluez_manager()
-        adapter = manager._properties.get(f"/org/bluez/{self._adapter}", {})
-        return bool(adapter.get(defs.ADAPTER_INTERFACE, {}).get("Powered", False))
+        return await _adapter_powered(bus, owner, f"/org/bluez/{self._adapter}")
 
 
 async def _bluez_owner(bus: MessageBus) -> str | None:
@@ -102,6 +103,23 @@ async def _bluez_owner(bus: MessageBus) -> str | None:
     if reply.message_type != MessageType.METHOD_RETURN or not reply.body:
         return None
     return str(reply.body[0])
+
+
+async def _adapter_powered(bus: MessageBus, owner: str, adapter_path: str) -> bool:
+    """The adapter's `Powered` property; False if BlueZ has no such adapter (error reply)."""
+    reply = await bus.call(
+        Message(
+            destination=owner,
+            path=adapter_path,
+            interface="org.freedesktop.DBus.Properties",
+            member="Get",
+            signature="ss",
+            body=[defs.ADAPTER_INTERFACE, "Powered"],
+        )
+    )
+    if reply.message_type != MessageType.METHOD_RETURN or not reply.body:
+        return False
+    return bool(reply.body[0].value)
 
 
 def bleak_scanner(on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:

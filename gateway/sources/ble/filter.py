@@ -39,6 +39,7 @@ class DeviceState:
 
 
 def device_state(config: BleDevice) -> DeviceState:
+    """A configured device's starting state, its address and bind key parsed once."""
     key = bytes.fromhex(config.bind_key) if config.bind_key else None
     return DeviceState(
         config=config, mac=parse_mac(config.address) if config.address else b"", key=key

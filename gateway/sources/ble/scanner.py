@@ -13,9 +13,13 @@ by 128-bit UUID string, manufacturer data by company id). It must not block or r
 class Scanner(Protocol):
     """One scan session on one adapter."""
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Start scanning; raises if the adapter cannot scan (the source retries)."""
+        ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop scanning and release the session; may raise once the adapter is gone."""
+        ...
 
     async def adapter_ready(self) -> bool:
         """False once the adapter is gone or powered off (scanning has then stopped)."""
@@ -23,7 +27,11 @@ class Scanner(Protocol):
 
 
 class ScannerFactory(Protocol):
-    def __call__(self, on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner: ...
+    """Builds a scan session: bleak on BlueZ by default, a fake in tests."""
+
+    def __call__(self, on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:
+        """A new, not yet started session that calls `on_advert` for each advert."""
+        ...
 
 
 def default_scanner_factory(on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:

@@ -69,10 +69,13 @@ class BleStats:
     last_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters by name, for the agent's status and metrics."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 
 class BleSource:
+    """Reads allow-listed BLE sensors from their adverts, across adapter outages."""
+
     def __init__(
         self,
         config: BleSourceConfig,
@@ -129,6 +132,7 @@ class BleSource:
             group.create_task(self._scan_loop(), name=f"{self.name}-scan")
 
     async def _scan_loop(self) -> None:
+        """Scan while the adapter is there; while it is not, try again with capped backoff."""
         backoff = Backoff(base_s=0.2, cap_s=self.config.restart_max_s)
         outage_since: float | None = None
         passive = self.config.scanning != "active"
@@ -137,10 +141,7 @@ class BleSource:
                 self._on_advert, adapter=self.config.adapter, passive=passive
             )
             try:
-                async with asyncio.timeout(DEVICE_TIMEOUT_S):
-                    await scanner.start()
-                if not await _ready(scanner):  # BlueZ may start a scan on a powered-off adapter
-                    raise AdapterNotReady(f"adapter {self.config.adapter} missing or powered off")
+                await _start(scanner, self.config.adapter)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -148,58 +149,69 @@ class BleSource:
                 await _stop_quietly(scanner)
                 self.stats.last_error = f"{type(error).__name__}: {error}"
                 if passive and self.config.scanning == "auto" and ready:
-                    log.info(
-                        "source %s: passive scanning unavailable on %s (%s); scanning actively",
-                        self.name,
-                        self.config.adapter,
-                        error,
-                    )
+                    self._fall_back_to_active(error)
                     passive = False
                     continue
                 if outage_since is None:
                     outage_since = self._monotonic_s()
-                    self.stats.state = "adapter missing"
-                    log.warning(
-                        "source %s: cannot scan on %s (%s); retrying until it is back",
-                        self.name,
-                        self.config.adapter,
-                        self.stats.last_error,
-                    )
+                    self._report_cannot_scan()
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            mode = "passive" if passive else "active"
-            if outage_since is not None:
-                self.stats.adapter_restarts += 1
-                log.info(
-                    "source %s: scanning on %s again (%s) after %.1f s",
-                    self.name,
-                    self.config.adapter,
-                    mode,
-                    self._monotonic_s() - outage_since,
-                )
-                outage_since = None
-            else:
-                log.info(
-                    "source %s: scanning on %s (%s), %d devices allow-listed",
-                    self.name,
-                    self.config.adapter,
-                    mode,
-                    len(self._devices),
-                )
+            self._report_scanning("passive" if passive else "active", outage_since)
+            outage_since = None
             backoff.reset()
-            self.stats.scanning_mode = mode
-            self.stats.state = "scanning"
-            try:
-                await _until_gone(scanner)
-            finally:
-                await _stop_quietly(scanner)
+            await self._scan_until_gone(scanner)
             outage_since = self._monotonic_s()
-            self.stats.state = "adapter missing"
-            self.stats.last_error = f"adapter {self.config.adapter} gone or powered off"
-            log.warning(
-                "source %s: %s; waiting for it to come back", self.name, self.stats.last_error
-            )
             passive = self.config.scanning != "active"
+
+    def _fall_back_to_active(self, error: Exception) -> None:
+        log.info(
+            "source %s: passive scanning unavailable on %s (%s); scanning actively",
+            self.name,
+            self.config.adapter,
+            error,
+        )
+
+    def _report_cannot_scan(self) -> None:
+        """Once per outage: the scan could not start (no adapter, powered off, no bluetoothd)."""
+        self.stats.state = "adapter missing"
+        log.warning(
+            "source %s: cannot scan on %s (%s); retrying until it is back",
+            self.name,
+            self.config.adapter,
+            self.stats.last_error,
+        )
+
+    def _report_scanning(self, mode: str, outage_since: float | None) -> None:
+        if outage_since is not None:
+            self.stats.adapter_restarts += 1
+            log.info(
+                "source %s: scanning on %s again (%s) after %.1f s",
+                self.name,
+                self.config.adapter,
+                mode,
+                self._monotonic_s() - outage_since,
+            )
+        else:
+            log.info(
+                "source %s: scanning on %s (%s), %d devices allow-listed",
+                self.name,
+                self.config.adapter,
+                mode,
+                len(self._devices),
+            )
+        self.stats.scanning_mode = mode
+        self.stats.state = "scanning"
+
+    async def _scan_until_gone(self, scanner: Scanner) -> None:
+        """Scan until the adapter goes away (or this is cancelled), then stop the session."""
+        try:
+            await _until_gone(scanner)
+        finally:
+            await _stop_quietly(scanner)
+        self.stats.state = "adapter missing"
+        self.stats.last_error = f"adapter {self.config.adapter} gone or powered off"
+        log.warning("source %s: %s; waiting for it to come back", self.name, self.stats.last_error)
 
     async def _decode_loop(self, sink: Sink) -> None:
         stats, queue = self.stats, self._queue
@@ -241,6 +253,14 @@ class BleSource:
             if count:
                 stats.readings += count
                 await sink.room()
+
+
+async def _start(scanner: Scanner, adapter: str) -> None:
+    """Start a scan; AdapterNotReady when BlueZ started it on a missing or powered-off adapter."""
+    async with asyncio.timeout(DEVICE_TIMEOUT_S):
+        await scanner.start()
+    if not await _ready(scanner):  # BlueZ may start a scan on a powered-off adapter
+        raise AdapterNotReady(f"adapter {adapter} missing or powered off")
 
 
 async def _until_gone(scanner: Scanner) -> None:
