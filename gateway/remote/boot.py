@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-from nacl.signing import VerifyKey
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, ConfigError
 from gateway.remote import signing
 from gateway.remote.policy import PolicyError, candidate_config
 from gateway.remote.store import InForce, Store
+
+if TYPE_CHECKING:  # PyNaCl is reached through signing.py only
+    from nacl.signing import VerifyKey
 
 log = logging.getLogger(__name__)
 
