@@ -69,7 +69,11 @@ def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
 
 
 class AgentAlreadyRunning(RuntimeError):
-    pass
+    """Another agent holds the data directory's lock."""
+
+
+class AgentNotRunning(RuntimeError):
+    """A change was asked of an agent whose `run` has not started or has ended."""
 
 
 @contextlib.contextmanager
@@ -199,9 +203,14 @@ class Agent:
         if changes.log_level:
             logging.getLogger().setLevel(config.gateway.log_level.upper())
 
+    def _running_group(self) -> asyncio.TaskGroup:
+        """The TaskGroup of `run`; components start only inside it."""
+        if self._group is None:
+            raise AgentNotRunning("the agent is not running: start it with run() first")
+        return self._group
+
     def _start_source(self, source: SerialSource | BleSource) -> None:
-        assert self._group is not None, "the agent is not running"
-        self._source_tasks[source.name] = self._group.create_task(
+        self._source_tasks[source.name] = self._running_group().create_task(
             _supervise(f"source {source.name}", lambda: source.run(self.ingest)),
             name=f"source-{source.name}",
         )
@@ -214,11 +223,9 @@ class Agent:
             await asyncio.gather(task, return_exceptions=True)
 
     def _start_uplink(self) -> None:
-        assert self._group is not None, "the agent is not running"
-        self._uplink_task = self._group.create_task(
-            _supervise("uplink", self.uplink.run), name="uplink"
-        )
-        self._metrics_task = self._group.create_task(
+        group = self._running_group()
+        self._uplink_task = group.create_task(_supervise("uplink", self.uplink.run), name="uplink")
+        self._metrics_task = group.create_task(
             publish_metrics_every(
                 self.config.hub.metrics_interval_s,
                 self.snapshot,
