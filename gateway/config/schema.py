@@ -7,11 +7,19 @@ name the exact path, unknown keys refused, and a JSON Schema generated from the 
 Supported annotations: str, int, float, bool, Literal[...], X | None, list[X], a dataclass, a
 union of dataclasses told apart by a `type` key (each has `TYPE: ClassVar[str]`), and
 Annotated[int | float, Range(...)].
+
+A field is documented by the string literal right after it in the class body (an attribute
+docstring, as Sphinx reads it); `field_docs` finds them in the source, and the JSON Schema
+carries them as each property's description.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -221,8 +229,13 @@ def _record_schema(cls: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if hasattr(cls, "TYPE"):
         properties["type"] = {"const": cls.TYPE}
         required.append("type")
+    docs = field_docs(cls)
+    if "type" in properties:
+        properties["type"]["description"] = f'Selects this kind: "{cls.TYPE}".'
     for field in dataclasses.fields(cls):
         schema = _schema(hints[field.name], definitions)
+        if field.name in docs:
+            schema = {"description": docs[field.name], **schema}
         if field.default is not MISSING and isinstance(field.default, str | int | float | bool):
             schema = {**schema, "default": field.default}
         elif field.default is MISSING and field.default_factory is MISSING:
@@ -238,3 +251,26 @@ def _record_schema(cls: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
         schema["description"] = " ".join(cls.__doc__.split())
     return schema
+
+
+@functools.cache
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """Field name -> its attribute docstring, on one line; empty when the source is absent."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source: a frozen app, a class made at run time
+        return {}
+    (definition,) = ast.parse(source).body
+    if not isinstance(definition, ast.ClassDef):
+        return {}
+    docs: dict[str, str] = {}
+    for node, following in zip(definition.body, definition.body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
