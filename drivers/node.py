@@ -66,6 +66,7 @@ class Ack:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: an ack carries no readings."""
         return ()
 
 
@@ -80,6 +81,7 @@ class Command:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: a command carries no readings."""
         return ()
 
 
@@ -250,9 +252,11 @@ class StreamDecoder:
 
     @property
     def pending(self) -> int:
+        """Bytes held back for an unfinished frame."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by `data`; a corrupt frame is dropped and counted, never raised."""
         frames: list[Frame] = []
         stats = self.stats
         parts = bytes(data).split(b"\x00")
