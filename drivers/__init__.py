@@ -12,10 +12,11 @@ loads only the codecs its config names (all of them cost ~0.45 MB of RSS).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 from drivers.base import DecodeError, Measurement, StreamStats
 
@@ -37,7 +38,9 @@ class Frame(Protocol):
     """What every decoded frame offers."""
 
     @property
-    def measurements(self) -> tuple[Measurement, ...]: ...
+    def measurements(self) -> tuple[Measurement, ...]:
+        """Everything the frame measured, each with its unit (none for replies and commands)."""
+        ...
 
 
 class StreamDecoderProtocol(Protocol):
@@ -45,11 +48,15 @@ class StreamDecoderProtocol(Protocol):
 
     stats: StreamStats
 
-    def feed(self, data: bytes) -> Sequence[Frame]: ...
+    def feed(self, data: bytes) -> Sequence[Frame]:
+        """Frames completed by `data` (any split of the stream); garbage is skipped and counted."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class Driver:
+    """A registered codec: its config name, what it reads, and how to decode it."""
+
     name: str
     description: str
     new_stream: Callable[[], StreamDecoderProtocol] | None
@@ -68,17 +75,37 @@ class _Lazy:
     name: str
     model: str | None = None
 
-    def __call__(self, *args: Any) -> Any:
-        target = getattr(importlib.import_module(f"drivers.{self.module}"), self.name)
-        return target(*args) if self.model is None else target(*args, model=self.model)
+    def _target(self) -> Callable[..., object]:
+        target: Callable[..., object] = getattr(
+            importlib.import_module(f"drivers.{self.module}"), self.name
+        )
+        return target if self.model is None else functools.partial(target, model=self.model)
+
+
+class _LazyStream(_Lazy):
+    """A lazily imported stream decoder class."""
+
+    __slots__ = ()
+
+    def __call__(self) -> StreamDecoderProtocol:
+        return cast(StreamDecoderProtocol, self._target()())
+
+
+class _LazyDecode(_Lazy):
+    """A lazily imported one-frame decode function."""
+
+    __slots__ = ()
+
+    def __call__(self, frame: bytes) -> Frame:
+        return cast(Frame, self._target()(frame))
 
 
 _PMS = Driver(
     name="pms5003",
     description="Plantower PMS5003/PMS7003 (and PMS1003/PMSA003) PM and particle counts, "
     "UART 9600 8N1",
-    new_stream=_Lazy("pms5003", "StreamDecoder", "pms5003"),
-    decode_frame=_Lazy("pms5003", "decode", "pms5003"),
+    new_stream=_LazyStream("pms5003", "StreamDecoder", "pms5003"),
+    decode_frame=_LazyDecode("pms5003", "decode", "pms5003"),
 )
 
 DRIVERS: dict[str, Driver] = {
@@ -87,8 +114,8 @@ DRIVERS: dict[str, Driver] = {
         Driver(
             name="sds011",
             description="Nova Fitness SDS011 PM2.5/PM10 sensor, UART 9600 8N1",
-            new_stream=_Lazy("sds011", "StreamDecoder"),
-            decode_frame=_Lazy("sds011", "decode"),
+            new_stream=_LazyStream("sds011", "StreamDecoder"),
+            decode_frame=_LazyDecode("sds011", "decode"),
         ),
         _PMS,
         replace(_PMS, name="pms7003"),  # same frame and commands
@@ -96,29 +123,29 @@ DRIVERS: dict[str, Driver] = {
             name="pms5003t",
             description="Plantower PMS5003T: PM, particle counts, temperature and humidity, "
             "UART 9600 8N1",
-            new_stream=_Lazy("pms5003", "StreamDecoder", "pms5003t"),
-            decode_frame=_Lazy("pms5003", "decode", "pms5003t"),
+            new_stream=_LazyStream("pms5003", "StreamDecoder", "pms5003t"),
+            decode_frame=_LazyDecode("pms5003", "decode", "pms5003t"),
         ),
         Driver(
             name="node",
             description="citygw sensor node (firmware/) UART link: COBS frames with CRC-16 "
             "carrying msgpack reports and command acks, 115200 8N1",
-            new_stream=_Lazy("node", "StreamDecoder"),
-            decode_frame=_Lazy("node", "decode"),
+            new_stream=_LazyStream("node", "StreamDecoder"),
+            decode_frame=_LazyDecode("node", "decode"),
         ),
         Driver(
             name="bthome",
             description="BTHome v2 BLE advertisement (service data 0xFCD2), plain or AES-CCM "
             "encrypted (decode_frame: plain only; bthome.decode takes MAC and bind key)",
             new_stream=None,
-            decode_frame=_Lazy("bthome", "decode_plain"),
+            decode_frame=_LazyDecode("bthome", "decode_plain"),
         ),
         Driver(
             name="ruuvi",
             description="RuuviTag data format 5 (RAWv2) BLE advertisement "
             "(manufacturer data 0x0499)",
             new_stream=None,
-            decode_frame=_Lazy("ruuvi", "decode"),
+            decode_frame=_LazyDecode("ruuvi", "decode"),
         ),
     )
 }

@@ -42,6 +42,7 @@ class ReplayGuard:
         return "accept"
 
     def last_counter(self, device: str) -> int | None:
+        """The highest encryption counter accepted from `device`; None before its first."""
         return self._last.get(device)
 
     def forget(self, device: str) -> None:

@@ -15,6 +15,7 @@ as the delimiter, so a receiver resynchronises at the next 0x00 after any corrup
 
 from __future__ import annotations
 
+import binascii
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Ack:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: an ack carries no readings."""
         return ()
 
 
@@ -79,6 +81,7 @@ class Command:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: a command carries no readings."""
         return ()
 
 
@@ -86,13 +89,12 @@ Frame: TypeAlias = Report | Ack | Command
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: crc16(b"123456789") == 0x29B1."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        crc &= 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE: crc16(b"123456789") == 0x29B1.
+
+    binascii's CRC-CCITT (XMODEM's, which starts from the given value) is this CRC from
+    0xFFFF, in C: ~0.3 us a 120-byte frame where a Python loop takes ~70 us. The firmware
+    keeps its own loop (MicroPython's binascii has no crc_hqx); a test keeps them equal."""
+    return binascii.crc_hqx(data, crc)
 
 
 def cobs_encode(data: bytes) -> bytes:
@@ -250,9 +252,11 @@ class StreamDecoder:
 
     @property
     def pending(self) -> int:
+        """Bytes held back for an unfinished frame."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by `data`; a corrupt frame is dropped and counted, never raised."""
         frames: list[Frame] = []
         stats = self.stats
         parts = bytes(data).split(b"\x00")

@@ -87,6 +87,7 @@ class DataFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """All 12 data words: PM (CF=1 and atmospheric) and particle counts."""
         return tuple(Measurement(q, float(getattr(self, f)), unit) for f, q, unit in _FIELDS)
 
 
@@ -110,6 +111,7 @@ class DataFrameT:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """PM (CF=1 and atmospheric), four particle counts, temperature and humidity."""
         return tuple(Measurement(q, float(getattr(self, f)), unit) for f, q, unit in _FIELDS_T)
 
 
@@ -122,6 +124,7 @@ class CommandFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: a command carries no readings."""
         return ()
 
 
@@ -206,6 +209,7 @@ class StreamDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by `data`; command acks skipped, garbage counted; never raises."""
         buf = self._buf + data
         model = self._model
         length = COMMAND_LEN if self._commands else FRAME_LEN

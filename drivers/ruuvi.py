@@ -77,6 +77,7 @@ class RuuviFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Every field the tag measured; fields at their not-available value give none."""
         return tuple(
             Measurement(f.quantity, value, f.unit)
             for f in _FIELDS

@@ -62,6 +62,7 @@ class DataFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """PM2.5 and PM10 in ug/m3."""
         return (
             Measurement("pm2_5_ugm3", self.pm2_5_ugm3, _UNIT),
             Measurement("pm10_ugm3", self.pm10_ugm3, _UNIT),
@@ -81,6 +82,7 @@ class ReplyFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: a reply carries no readings."""
         return ()
 
     @property
@@ -102,14 +104,17 @@ class CommandFrame:
 
     @property
     def measurements(self) -> tuple[Measurement, ...]:
+        """Empty: a command carries no readings."""
         return ()
 
     @property
     def operation(self) -> Operation:
+        """ "set" or "query", from the first data byte."""
         return "set" if self.data[0] else "query"
 
     @property
     def value(self) -> int:
+        """The value set (mode, sleep/work, period), from the second data byte."""
         return self.data[1]
 
     @property
@@ -210,6 +215,7 @@ class StreamDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by `data`; garbage is skipped and counted, never raised."""
         buf = self._buf + data
         kinds = self._kinds
 

@@ -20,11 +20,13 @@ class Backoff:
         self._rng = rng
 
     def next_delay(self) -> float:
+        """Seconds to wait before the next attempt (the ceiling doubles each time)."""
         ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 30)))
         self.attempt += 1
         return max(self.base_s / 10, self._rng(0.0, ceiling))
 
     def reset(self) -> None:
+        """Start again from base_s (after a success)."""
         self.attempt = 0
 
 
@@ -52,6 +54,7 @@ class RateLimitedLog:
         *args: object,
         extra: dict[str, object] | None = None,
     ) -> bool:
+        """Log unless `key` was logged within the interval; whether it was logged."""
         now = self._monotonic_s()
         last = self._last.get(key)
         if last is not None and now - last < self._interval_s:

@@ -45,6 +45,7 @@ class SeriesIndex:
         return [self.id(Series(source, m.quantity, m.unit)) for m in measurements]
 
     def id(self, series: Series) -> int:
+        """The number of `series`, given one if it is new."""
         known = self._ids.get(series)
         if known is None:
             known = self._ids[series] = len(self.series)
@@ -93,6 +94,7 @@ class Columns:
         return out
 
     def drop_first(self, count: int) -> None:
+        """Forget the first `count` readings (they were committed)."""
         for column in (self.sid, self.ts_ms, self.values, self.flags):
             del column[:count]
 
@@ -111,6 +113,10 @@ class Sink(Protocol):
 
     def emit(
         self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int
-    ) -> None: ...
+    ) -> None:
+        """Hand over readings of `source` taken at `ts_ms`; never blocks."""
+        ...
 
-    async def room(self) -> None: ...
+    async def room(self) -> None:
+        """Returns once there is room for more readings (backpressure)."""
+        ...

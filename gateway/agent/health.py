@@ -26,7 +26,7 @@ Snapshot = Callable[[], Awaitable[dict[str, Any]]]
 def rss_bytes() -> tuple[int, int]:
     """(current, peak) resident set size of this process."""
     current = 0
-    with contextlib.suppress(OSError), open("/proc/self/statm", "rb") as statm:
+    with contextlib.suppress(OSError), Path("/proc/self/statm").open("rb") as statm:
         current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return current, peak
@@ -52,19 +52,18 @@ async def serve_status(address: str, snapshot: Snapshot) -> None:
         finally:
             writer.close()
 
-    if not address.startswith("\0"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(address)
+    path = None if address.startswith("\0") else Path(address)  # else: abstract, no file
+    if path is not None:
+        path.unlink(missing_ok=True)
     server = await asyncio.start_unix_server(answer, path=address)
-    if not address.startswith("\0"):
-        os.chmod(address, 0o660)
+    if path is not None:
+        path.chmod(0o660)
     try:
         async with server:
             await server.serve_forever()
     finally:
-        if not address.startswith("\0"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(address)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 async def read_status(address: str, *, timeout_s: float = 3.0) -> dict[str, Any] | None:
@@ -83,6 +82,7 @@ async def read_status(address: str, *, timeout_s: float = 3.0) -> dict[str, Any]
 async def publish_metrics_every(
     interval_s: float, snapshot: Snapshot, publish: Callable[[dict[str, Any]], Awaitable[bool]]
 ) -> None:
+    """Publish a snapshot every `interval_s` on a fixed grid (a slow publish does not drift it)."""
     next_at = time.monotonic() + interval_s
     while True:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class Ingest:
+    """Stages readings from the sources in memory and commits them to the buffer in batches."""
+
     def __init__(
         self,
         buffer: AsyncBuffer,
@@ -49,6 +51,7 @@ class Ingest:
 
     @property
     def staged(self) -> int:
+        """Readings accepted and not yet committed."""
         return len(self._staged)
 
     def emit(

@@ -13,7 +13,7 @@ import fcntl
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from gateway.agent.health import (
     status_socket_address,
 )
 from gateway.agent.ingest import Ingest
-from gateway.backoff import Backoff
+from gateway.agent.supervise import supervise
 from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
 from gateway.sources.serial.source import SerialSource
 from gateway.store.buffer import SqliteBuffer
@@ -43,12 +43,16 @@ if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drive
 log = logging.getLogger(__name__)
 
 
-def _ble_source(config: BleSourceConfig, **kwargs: Any) -> BleSource:
+def _ble_source(
+    config: BleSourceConfig, *, clock: WallClock, scanner_factory: ScannerFactory | None = None
+) -> BleSource:
     # Imported only when a BLE source is configured: its drivers, filter and scanner are
     # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
     from gateway.sources.ble.source import BleSource
 
-    return BleSource(config, **kwargs)
+    if scanner_factory is None:
+        return BleSource(config, clock=clock)
+    return BleSource(config, clock=clock, scanner_factory=scanner_factory)
 
 
 SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
@@ -69,34 +73,23 @@ def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
 
 
 class AgentAlreadyRunning(RuntimeError):
-    pass
+    """Another agent holds the data directory's lock."""
+
+
+class AgentNotRunning(RuntimeError):
+    """A change was asked of an agent whose `run` has not started or has ended."""
 
 
 @contextlib.contextmanager
 def _data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Two agents on one buffer would send every reading twice: refuse the second."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "agent.lock", "a+b") as handle:
+    with (data_dir / "agent.lock").open("a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AgentAlreadyRunning(f"another agent is using {data_dir}") from None
         yield
-
-
-async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Restart a component that failed unexpectedly, with capped jittered backoff."""
-    backoff = Backoff(base_s=1.0, cap_s=60.0)
-    while True:
-        started = time.monotonic()
-        try:
-            await run()
-            return
-        except Exception:
-            log.exception("%s failed; restarting", name)
-        if time.monotonic() - started > 60:
-            backoff.reset()
-        await asyncio.sleep(backoff.next_delay())
 
 
 class Agent:
@@ -177,9 +170,11 @@ class Agent:
     # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
 
     async def hub_reached(self) -> None:
+        """Returns once the uplink has reached the hub (remote config's rollback waits on it)."""
         await self.uplink.reached.wait()
 
     def hub_last_error(self) -> str:
+        """The uplink's last connection error, for remote config's state report."""
         return self.uplink.stats.last_error
 
     async def apply(self, config: Config, changes: Changes) -> None:
@@ -200,10 +195,15 @@ class Agent:
         if changes.log_level:
             logging.getLogger().setLevel(config.gateway.log_level.upper())
 
+    def _running_group(self) -> asyncio.TaskGroup:
+        """The TaskGroup of `run`; components start only inside it."""
+        if self._group is None:
+            raise AgentNotRunning("the agent is not running: start it with run() first")
+        return self._group
+
     def _start_source(self, source: SerialSource | BleSource) -> None:
-        assert self._group is not None, "the agent is not running"
-        self._source_tasks[source.name] = self._group.create_task(
-            _supervise(f"source {source.name}", lambda: source.run(self.ingest)),
+        self._source_tasks[source.name] = self._running_group().create_task(
+            supervise(f"source {source.name}", lambda: source.run(self.ingest)),
             name=f"source-{source.name}",
         )
 
@@ -215,11 +215,9 @@ class Agent:
             await asyncio.gather(task, return_exceptions=True)
 
     def _start_uplink(self) -> None:
-        assert self._group is not None, "the agent is not running"
-        self._uplink_task = self._group.create_task(
-            _supervise("uplink", self.uplink.run), name="uplink"
-        )
-        self._metrics_task = self._group.create_task(
+        group = self._running_group()
+        self._uplink_task = group.create_task(supervise("uplink", self.uplink.run), name="uplink")
+        self._metrics_task = group.create_task(
             publish_metrics_every(
                 self.config.hub.metrics_interval_s,
                 self.snapshot,
@@ -244,6 +242,7 @@ class Agent:
     # --- health ------------------------------------------------------------------------------
 
     async def snapshot(self) -> dict[str, Any]:
+        """Health as one JSON-ready dict: the metrics message and `citygw status` show it."""
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
@@ -297,6 +296,7 @@ class Agent:
     # --- running -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run every component until `stop` is set, then shut down in order."""
         config = self.config
         with _data_dir_lock(config.data_dir):
             await self.buffer.open()
@@ -331,7 +331,7 @@ class Agent:
             if self.remote is not None:
                 services.append(
                     group.create_task(
-                        _supervise("remote config", self.remote.run), name="remote-config"
+                        supervise("remote config", self.remote.run), name="remote-config"
                     )
                 )
             watchdog_s = systemd.watchdog_interval_s()

@@ -26,7 +26,7 @@ def parse_config(document: dict[str, Any]) -> Config:
 def load_document(path: str | Path) -> dict[str, Any]:
     """The TOML file as a document (not yet validated)."""
     try:
-        with open(path, "rb") as handle:
+        with Path(path).open("rb") as handle:
             return tomllib.load(handle)
     except OSError as error:
         raise ConfigError(f"cannot read: {error.strerror}", file=str(path)) from None

@@ -32,10 +32,14 @@ class ConfigError(ValueError):
 
 @_record
 class GatewaySection:
+    """`[gateway]`: who this gateway is and where it keeps its data."""
+
     id: str
     """Gateway identity; appears in topics and in every reading's key. Letters, digits, `_.-`."""
     data_dir: str = "/var/lib/citygw"
+    """Where the durable buffer (buffer.db) and the status socket live; not on tmpfs."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Least severe log messages written: debug, info, warning or error."""
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
@@ -46,29 +50,49 @@ class GatewaySection:
 
 @_record
 class HubSection:
+    """`[hub]`: the operator's MQTT broker, and how readings are batched to it."""
+
     url: str
     """`mqtt://host[:port]` or `mqtts://host[:port]` (TLS, verified)."""
     topic_prefix: str = "citygw/v1"
+    """Topics are `<topic_prefix>/<gateway id>/{data,status,metrics,...}`."""
     flush_interval_s: PositiveSeconds = 30.0
+    """Batch window: readings are published at the latest this long after they arrive."""
     batch_max_readings: Annotated[int, Range(ge=1, le=10_000)] = 1000
+    """...or as soon as this many readings are waiting."""
     protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT protocol version spoken to the broker."""
     wire_format: Literal[1, 2, 3] = 1
     """1: self-describing msgpack maps; 2: compact msgpack; 3: bit-packed, for metered links.
     2 and 3 name their series in the retained birth (docs/protocol.md)."""
     client_id: str = ""
+    """MQTT client id; empty means "citygw-<gateway id>"."""
     username: str = ""
+    """Broker user name; empty: connect without credentials."""
     password: str = field(default="", repr=False)
+    """Broker password; prefer password_file (never logged)."""
     password_file: str = ""
+    """File holding the broker password, readable only by the citygw user."""
     ca_file: str = ""
+    """CA bundle that verifies the broker (empty: the system's CAs)."""
     cert_file: str = ""
+    """Client certificate for mutual TLS (needs key_file too)."""
     key_file: str = ""
+    """Private key of cert_file for mutual TLS."""
     tls_verify: bool = True
+    """Verify the broker's certificate and host name; off only for a lab broker."""
     keepalive_s: Annotated[int, Range(ge=5, le=3600)] = 60
+    """MQTT keep-alive: the broker drops the session after 1.5 times this silence."""
     timeout_s: PositiveSeconds = 10.0
+    """Timeout for connecting and for each PUBACK."""
     reconnect_min_s: PositiveSeconds = 1.0
+    """Reconnect backoff: full jitter between 0 and min(max, min * 2^attempt)."""
     reconnect_max_s: PositiveSeconds = 60.0
+    """Longest wait between reconnect attempts."""
     max_inflight_batches: Annotated[int, Range(ge=1, le=64)] = 4
+    """Batches published and not yet acknowledged at one time."""
     metrics_interval_s: PositiveSeconds = 60.0
+    """How often the health message goes to `<prefix>/<id>/metrics`."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -95,23 +119,32 @@ class HubSection:
 
     @property
     def tls(self) -> bool:
+        """Whether the url asks for TLS (mqtts://)."""
         return urlsplit(self.url).scheme == "mqtts"
 
     @property
     def host(self) -> str:
+        """The broker's host name from the url."""
         return urlsplit(self.url).hostname or ""
 
     @property
     def port(self) -> int:
+        """The broker's port: the url's, else 8883 with TLS and 1883 without."""
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
 
 @_record
 class BufferSection:
+    """`[buffer]`: the durable buffer that keeps readings until the hub acknowledged them."""
+
     max_readings: Annotated[int, Range(ge=100, le=100_000_000)] = 2_000_000
+    """Readings kept while the hub is unreachable (about 40 bytes each on disk)."""
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    """Which readings a full buffer drops (every drop is counted and reported)."""
     commit_interval_ms: Annotated[int, Range(ge=10, le=3_600_000)] = 1000
+    """Staged readings are committed at least this often, and before each flush."""
     commit_max_readings: Annotated[int, Range(ge=1, le=100_000)] = 5000
+    """...or as soon as this many are staged."""
     synchronous: Literal["full", "normal"] = "full"
     """`full`: a committed reading survives a power cut. `normal`: it survives a crash, and
     a power cut may lose the commits since the last checkpoint (fewer SD-card writes)."""
@@ -119,6 +152,8 @@ class BufferSection:
 
 @_record
 class DutyCycle:
+    """Measure for on_s every period_s; the sensor sleeps in between (spares its laser)."""
+
     period_s: Annotated[float, Range(ge=10, le=86_400)]
     """Start a measurement every period_s."""
     on_s: Annotated[float, Range(ge=1, le=86_400)]
@@ -135,14 +170,22 @@ class DutyCycle:
 
 @_record
 class SerialSourceConfig:
+    """One sensor on a serial port (UART, USB adapter), decoded by its driver."""
+
     TYPE: ClassVar[str] = "serial"
     name: str
+    """Name the readings carry; unique on this gateway."""
     port: str
+    """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
-    """`node`: a citygw sensor node (firmware/) on its UART link (docs/node-link.md)."""
+    """The sensor's codec (PMS7003 speaks PMS5003's frames); `node`: a citygw sensor node
+    (firmware/) on its UART link (docs/node-link.md)."""
     baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    """Line speed (the sensors' default: 9600; a citygw node: 115200)."""
     duty_cycle: DutyCycle | None = None
+    """Wake the sensor for on_s every period_s and put it to sleep between (spares the laser)."""
     reopen_max_s: PositiveSeconds = 30.0
+    """Longest wait between attempts to reopen a vanished port."""
     node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
     """`node` only: the measurement interval the gateway sets on the node at every connect
     (the node acknowledges it); unset: the node keeps the interval of its node.json."""
@@ -172,6 +215,7 @@ class BleDevice:
     """`AA:BB:CC:DD:EE:FF` as BlueZ reports it (public or static random address). May be left
     out for an encrypted BTHome device (allow-listed by its bind key, whatever its address)."""
     kind: Literal["bthome", "ruuvi"]
+    """The advertisement format: BTHome v2 or RuuviTag data format 5."""
     bind_key: str = field(default="", repr=False)
     """BTHome only: 32 hex digits; when set, unencrypted adverts from the device are refused."""
     min_interval_s: Annotated[float, Range(ge=0, le=86_400)] = 0.0
@@ -199,12 +243,16 @@ class BleSourceConfig:
 
     TYPE: ClassVar[str] = "ble"
     name: str
+    """Readings come from "<name>/<device name>"; unique on this gateway."""
     adapter: str = "hci0"
+    """The BlueZ adapter that scans."""
     scanning: Literal["auto", "passive", "active"] = "auto"
     """`passive` needs BlueZ advertisement monitors (bluetoothd --experimental, kernel >= 5.10);
     `auto` tries passive and falls back to active scanning."""
     restart_max_s: PositiveSeconds = 30.0
+    """Longest wait between attempts while the adapter is missing."""
     devices: list[BleDevice] = field(default_factory=list)
+    """The allow-list: only these devices' adverts are decoded."""
 
     def __post_init__(self) -> None:
         if not _ID.match(self.name):
@@ -264,16 +312,24 @@ class RemoteConfigSection:
 
     @property
     def enabled(self) -> bool:
+        """Remote config is on when at least one key is trusted."""
         return bool(self.trusted_keys)
 
 
 @_record
 class Config:
+    """A gateway's config file: the same schema for the local file and signed pushes."""
+
     gateway: GatewaySection
+    """This gateway's identity and local storage."""
     hub: HubSection
+    """The operator's MQTT uplink."""
     buffer: BufferSection = field(default_factory=BufferSection)
+    """The durable buffer between the sources and the uplink."""
     sources: list[SourceConfig] = field(default_factory=list)
+    """The sensors: serial ports and BLE scanners."""
     remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
+    """Signed config pushes over MQTT; off while trusted_keys is empty."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -284,4 +340,5 @@ class Config:
 
     @property
     def data_dir(self) -> Path:
+        """`gateway.data_dir` as a path."""
         return Path(self.gateway.data_dir)

@@ -7,11 +7,18 @@ name the exact path, unknown keys refused, and a JSON Schema generated from the 
 Supported annotations: str, int, float, bool, Literal[...], X | None, list[X], a dataclass, a
 union of dataclasses told apart by a `type` key (each has `TYPE: ClassVar[str]`), and
 Annotated[int | float, Range(...)].
+
+A field is documented by the string literal right after it in the class body (an attribute
+docstring, as Sphinx reads it); `field_docs` finds them in the source, and the JSON Schema
+carries them as each property's description.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import textwrap
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -31,12 +38,15 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Range:
+    """Bounds of an Annotated number; each bound set is checked."""
+
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
 
     def check(self, value: float) -> str | None:
+        """What is wrong with `value` (for the error message); None if it is within bounds."""
         for bound, ok, word in (
             (self.ge, value >= (self.ge or 0), ">="),
             (self.gt, value > (self.gt or 0), ">"),
@@ -48,7 +58,13 @@ class Range:
         return None
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_TYPE_NAMES: dict[object, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+}
+_JSON_TYPES: dict[object, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
 def _join(path: str, key: str | int) -> str:
@@ -57,7 +73,7 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     return {
         dict: "a table",
         list: "an array",
@@ -68,15 +84,19 @@ def _describe(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _variants(annotation: Any) -> list[Any]:
+def _variants(annotation: object) -> list[Any]:
     return [a for a in typing.get_args(annotation) if a is not type(None)]
 
 
-def _is_union(annotation: Any) -> bool:
+def _is_union(annotation: object) -> bool:
     return typing.get_origin(annotation) in (Union, types.UnionType)
 
 
-def convert(data: Any, annotation: Any, path: str = "") -> Any:
+@typing.overload
+def convert(data: object, annotation: type[T], path: str = "") -> T: ...
+@typing.overload
+def convert(data: object, annotation: object, path: str = "") -> object: ...
+def convert(data: object, annotation: object, path: str = "") -> object:
     """`data` checked against `annotation` and built; SchemaError at the first problem."""
     origin = typing.get_origin(annotation)
     if origin is Annotated:
@@ -120,7 +140,7 @@ def convert(data: Any, annotation: Any, path: str = "") -> Any:
     raise TypeError(f"unsupported annotation {annotation!r}")
 
 
-def _convert_tagged(data: Any, variants: list[Any], path: str) -> Any:
+def _convert_tagged(data: object, variants: list[Any], path: str) -> object:
     tags = {v.TYPE: v for v in variants}
     if not isinstance(data, dict):
         raise SchemaError(f"expected a table, got {_describe(data)}", path=path)
@@ -131,7 +151,7 @@ def _convert_tagged(data: Any, variants: list[Any], path: str) -> Any:
     return _convert_record(data, tags[tag], path)
 
 
-def _convert_record(data: Any, cls: type[T], path: str) -> T:
+def _convert_record(data: object, cls: type[T], path: str) -> T:
     if not isinstance(data, dict):
         raise SchemaError(f"expected a table, got {_describe(data)}", path=path)
     tag = getattr(cls, "TYPE", None)
@@ -179,7 +199,7 @@ def json_schema(root: type[Any]) -> dict[str, Any]:
     }
 
 
-def _schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+def _schema(annotation: object, definitions: dict[str, Any]) -> dict[str, Any]:
     origin = typing.get_origin(annotation)
     if origin is Annotated:
         base, *extras = typing.get_args(annotation)
@@ -211,18 +231,23 @@ def _schema(annotation: Any, definitions: dict[str, Any]) -> dict[str, Any]:
             definitions[name] = {}  # placeholder against recursion
             definitions[name] = _record_schema(annotation, definitions)
         return {"$ref": f"#/$defs/{name}"}
-    return {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[annotation]}
+    return {"type": _JSON_TYPES[annotation]}
 
 
-def _record_schema(cls: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+def _record_schema(cls: type[Any], definitions: dict[str, Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls, include_extras=True)
     properties: dict[str, Any] = {}
     required = []
     if hasattr(cls, "TYPE"):
         properties["type"] = {"const": cls.TYPE}
         required.append("type")
+    docs = field_docs(cls)
+    if "type" in properties:
+        properties["type"]["description"] = f'Selects this kind: "{cls.TYPE}".'
     for field in dataclasses.fields(cls):
         schema = _schema(hints[field.name], definitions)
+        if field.name in docs:
+            schema = {"description": docs[field.name], **schema}
         if field.default is not MISSING and isinstance(field.default, str | int | float | bool):
             schema = {**schema, "default": field.default}
         elif field.default is MISSING and field.default_factory is MISSING:
@@ -238,3 +263,25 @@ def _record_schema(cls: Any, definitions: dict[str, Any]) -> dict[str, Any]:
     if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
         schema["description"] = " ".join(cls.__doc__.split())
     return schema
+
+
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """Field name -> its attribute docstring, on one line; empty when the source is absent."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source: a frozen app, a class made at run time
+        return {}
+    (definition,) = ast.parse(source).body
+    if not isinstance(definition, ast.ClassDef):
+        return {}
+    docs: dict[str, str] = {}
+    for node, following in zip(definition.body, definition.body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs

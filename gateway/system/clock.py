@@ -36,9 +36,11 @@ class WallClock:
         self._is_synced = True
 
     def now_ms(self) -> int:
+        """Wall-clock time in Unix milliseconds."""
         return int(self._now_s() * 1000)
 
     def is_synced(self) -> bool:
+        """Whether the kernel says NTP synchronised the clock (asked at most every few seconds)."""
         now = self._monotonic_s()
         if now - self._checked_at >= _RECHECK_S:
             self._checked_at = now

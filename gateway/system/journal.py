@@ -136,6 +136,7 @@ class JournalHandler(logging.Handler):
         return fields
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Send the record as one journald datagram; never raises (logging's handleError)."""
         try:
             message = encode_fields(self.record_fields(record))
         except Exception:
@@ -184,6 +185,7 @@ class JournalHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
+        """Close the journald socket."""
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()

@@ -11,8 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 
-_M_TRIM_THRESHOLD = -1  # mallopt(3)
-_M_ARENA_MAX = -8
+_M_ARENA_MAX = -8  # mallopt(3)
 
 
 @functools.cache
@@ -35,12 +34,6 @@ def _call(name: str, *args: object) -> int | None:
 def limit_malloc_arenas(arenas: int) -> bool:
     """glibc gives each thread its own arena, which keeps what it freed: one is enough here."""
     return bool(_call("mallopt", _M_ARENA_MAX, arenas))
-
-
-def malloc_trim() -> bool:
-    """Hand freed heap pages back to the kernel (glibc keeps them otherwise). True if any
-    memory was released."""
-    return bool(_call("malloc_trim", 0))
 
 
 def ntp_adjtime_state() -> int | None:

@@ -43,14 +43,17 @@ def notify(message: str) -> bool:
 
 
 def notify_ready() -> bool:
+    """Tell systemd start-up is complete (Type=notify)."""
     return notify("READY=1")
 
 
 def notify_watchdog() -> bool:
+    """Ping systemd's watchdog (WatchdogSec=)."""
     return notify("WATCHDOG=1")
 
 
 def notify_stopping() -> bool:
+    """Tell systemd an orderly shutdown has begun."""
     return notify("STOPPING=1")
 
 

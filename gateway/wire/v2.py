@@ -125,6 +125,21 @@ def epoch_of(payload: bytes) -> int:
     return epoch
 
 
+MAX_INFLATED_BYTES = 1 << 24
+"""A deflated body may inflate to at most this (16 MiB: 100,000 readings take ~2 MB)."""
+
+
+def _inflate(body: bytes) -> bytes:
+    """A raw-deflate body inflated; WireError past MAX_INFLATED_BYTES or when cut short."""
+    inflater = zlib.decompressobj(wbits=-15)
+    inflated = inflater.decompress(body, MAX_INFLATED_BYTES)
+    if inflater.unconsumed_tail:
+        raise WireError(f"v2 data message: the body inflates beyond {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof:
+        raise WireError("v2 data message: the deflated body is cut short")
+    return inflated
+
+
 def decode_data(
     payload: bytes,
     gateway: str,
@@ -146,8 +161,7 @@ def decode_data(
         scales = dict(zip(scale_list[::2], scale_list[1::2], strict=True))
         flags = {int(i): int(f) for i, f in flag_list}
         if codec == _CODEC_DEFLATE:
-            inflater = zlib.decompressobj(wbits=-15)
-            body = inflater.decompress(body, 1 << 24)
+            body = _inflate(body)
         reader = _Reader(bytes(body))
         count = reader.uvarint()
         if count > max_readings:

@@ -8,7 +8,6 @@ password and once with a wrong one, at debug level; the password is in no datagr
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from pathlib import Path
@@ -67,7 +66,7 @@ async def test_agent_logs_fields_to_journald_and_no_secret(
     )
     agent = agent_process(config)
     agent.log_path.touch()  # the agent's stderr: $JOURNAL_STREAM names this file
-    st = os.stat(agent.log_path)
+    st = agent.log_path.stat()
     monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
     monkeypatch.setenv("CITYGW_JOURNAL_SOCKET", str(journal_path))
     try:

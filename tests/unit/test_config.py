@@ -174,6 +174,16 @@ def test_json_schema_describes_the_config_for_editors() -> None:
     assert isinstance(parse_config(VALID), Config)
 
 
+def test_every_property_in_the_json_schema_says_what_it_is_for() -> None:
+    undocumented = [
+        f"{name}.{key}"
+        for name, definition in json_schema()["$defs"].items()
+        for key, prop in definition["properties"].items()
+        if not prop.get("description", "").strip()
+    ]
+    assert undocumented == [], "write a docstring under each field in gateway/config/model.py"
+
+
 def test_the_committed_json_schema_is_current() -> None:
     import json
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -10,6 +13,21 @@ from hypothesis import strategies as st
 
 from drivers import get_driver, node, serial_drivers
 from drivers.base import DecodeError, Measurement
+
+FIRMWARE_LINK = Path(__file__).resolve().parents[2] / "firmware" / "link.py"
+
+
+def _firmware_crc16() -> Callable[[bytes], int]:
+    """The node's own crc16, lifted out of firmware/link.py (which imports MicroPython-only
+    modules) and run on CPython."""
+    tree = ast.parse(FIRMWARE_LINK.read_text())
+    (function,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "crc16"]
+    namespace: dict[str, Callable[[bytes], int]] = {}
+    exec(compile(ast.Module([function], []), str(FIRMWARE_LINK), "exec"), namespace)
+    return namespace["crc16"]
+
+
+FIRMWARE_CRC16 = _firmware_crc16()
 
 REPORT = node.Report(
     node_id=17,
@@ -19,6 +37,11 @@ REPORT = node.Report(
     uptime_s=3600,
     interval_s=60,
 )
+
+
+@given(st.binary(max_size=node.MAX_FRAME))
+def test_the_gateway_crc_equals_the_firmwares_on_any_bytes(data: bytes) -> None:
+    assert node.crc16(data) == FIRMWARE_CRC16(data)
 
 
 def test_crc_and_cobs_reference_values() -> None:

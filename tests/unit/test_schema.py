@@ -84,5 +84,29 @@ def test_json_schema_mirrors_the_types() -> None:
     assert root["properties"]["sources"]["items"] == {
         "oneOf": [{"$ref": "#/$defs/Serial"}, {"$ref": "#/$defs/Ble"}]
     }
-    assert schema["$defs"]["Serial"]["properties"]["type"] == {"const": "serial"}
+    assert schema["$defs"]["Serial"]["properties"]["type"] == {
+        "const": "serial",
+        "description": 'Selects this kind: "serial".',
+    }
     assert schema["$defs"]["Serial"]["required"] == ["type", "port"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Documented:
+    TYPE: ClassVar[str] = "documented"
+    port: str
+    """Where the sensor is,
+    across two lines."""
+    baud: int = 9600  # a comment is not a description
+    silent: bool = False
+
+
+def test_attribute_docstrings_become_property_descriptions() -> None:
+    properties = json_schema(Documented)["$defs"]["Documented"]["properties"]
+    assert properties["port"] == {
+        "description": "Where the sensor is, across two lines.",
+        "type": "string",
+    }
+    assert "description" not in properties["baud"]
+    assert "description" not in properties["silent"]
+    assert properties["type"]["description"] == 'Selects this kind: "documented".'

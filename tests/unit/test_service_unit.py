@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,34 @@ def test_install_script_is_shellcheck_clean(script: str) -> None:
         [shellcheck, str(REPO / "deploy" / script)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_agent_keeps_its_checks_under_the_units_optimize_level(tmp_path: Path) -> None:
+    # The unit sets PYTHONOPTIMIZE=2, which strips `assert`: a check must be an `if`.
+    assert "PYTHONOPTIMIZE=2" in UNIT.read_text()
+    script = f"""
+import asyncio
+from gateway.agent.root import Agent, AgentNotRunning
+from gateway.config import parse_config
+from gateway.remote.policy import Changes
+
+config = parse_config({{
+    "gateway": {{"id": "gw-opt", "data_dir": {str(tmp_path)!r}}},
+    "hub": {{"url": "mqtt://127.0.0.1:1"}},
+    "sources": [{{"type": "serial", "name": "pm", "port": "/dev/null", "driver": "sds011"}}],
+}})
+try:
+    asyncio.run(Agent(config).apply(config, Changes(sources_added=["pm"])))
+except AgentNotRunning as error:
+    print("refused:", error)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONOPTIMIZE": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("refused: the agent is not running"), proc.stdout

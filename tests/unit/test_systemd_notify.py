@@ -1,4 +1,5 @@
-"""gateway.system.systemd against a real unix datagram socket standing in for systemd's notify socket."""
+"""gateway.system.systemd against a real unix datagram socket standing in for systemd's notify
+socket."""
 
 from __future__ import annotations
 

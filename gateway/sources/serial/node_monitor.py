@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 
 class NodeMonitor:
+    """Keeps the latest of what one node reported about itself, in a JSON-ready dict."""
+
     def __init__(self, source_name: str) -> None:
         self._source = source_name
         self.state: dict[str, Any] = {
@@ -28,6 +30,7 @@ class NodeMonitor:
         }
 
     def observe(self, frames: Sequence[object]) -> None:
+        """Take in a slice's frames: reports update the state, acks are counted and logged."""
         for frame in frames:
             if isinstance(frame, node.Report):
                 self._report(frame)

@@ -10,17 +10,18 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import serial
 
-from drivers import new_stream
+from drivers import Frame, StreamDecoderProtocol, new_stream
 from drivers.base import Measurement
-from gateway.backoff import Backoff
-from gateway.config import SerialSourceConfig
+from gateway.backoff import Backoff, RateLimitedLog
+from gateway.config import DutyCycle, SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
+from gateway.sources.serial.writer import CommandWriter, PortVanished
 from gateway.system.clock import WallClock
 
 if TYPE_CHECKING:
@@ -38,21 +39,29 @@ this much (a larger buffer, shrunk afterwards, fragments the heap)."""
 _SLICE_BYTES = 4096
 """Decoded and emitted at a time, with `sink.room()` awaited in between (a few hundred readings),
 so one burst can never overrun the ingest's staging."""
+COMMAND_TIMEOUT_S = 5.0
+"""How long a start command may wait for room in a stalled output buffer before it counts as
+lost (a UART at 9600 baud empties a 4 KiB buffer in ~4 s)."""
+
+__all__ = ["PortVanished", "SerialSource", "SerialStats", "open_serial", "sensor_commands"]
 
 
 class Port(Protocol):
-    def fileno(self) -> int: ...
-    def close(self) -> None: ...
+    """An open serial device: the source only needs its fd (read and written non-blocking)."""
+
+    def fileno(self) -> int:
+        """The OS file descriptor, watched in the event loop's selector."""
+        ...
+
+    def close(self) -> None:
+        """Release the device, and its exclusive lock, for the next open."""
+        ...
 
 
 def open_serial(path: str, baud: int) -> Port:
     """Opens the device non-blocking and exclusively (a second agent cannot steal its bytes)."""
     port: Port = serial.Serial(path, baudrate=baud, timeout=0, write_timeout=0, exclusive=True)
     return port
-
-
-class PortVanished(Exception):
-    """The device went away (unplugged adapter, EOF, I/O error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class SensorCommands:
 
 
 def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> SensorCommands:
+    """The bytes that set up, wake and put to sleep a sensor behind `driver`."""
     # codecs imported here, for the one driver asked: a gateway loads only those it uses
     if driver == "node":  # a citygw node duty-cycles its own sensors; we may set its pace
         from drivers import node
@@ -101,6 +111,8 @@ def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> Senso
 
 @dataclass(slots=True)
 class SerialStats:
+    """A serial source's health, as `citygw status` and the `metrics` topic show it."""
+
     connected: bool = False
     readings: int = 0
     frames: int = 0
@@ -111,12 +123,18 @@ class SerialStats:
     last_error: str = ""
     state: str = "starting"
     node: dict[str, Any] | None = None  # driver "node": what the node reports about itself
+    commands_sent: int = 0
+    commands_waited: int = 0  # a command found the output buffer full and waited for room
+    commands_lost: int = 0  # not delivered by its deadline: the sensor may be in the wrong state
 
     def as_dict(self) -> dict[str, Any]:
+        """The stats as JSON-ready values."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 
 class SerialSource:
+    """Reads one sensor on a serial port and hands its readings to the ingest."""
+
     def __init__(
         self,
         config: SerialSourceConfig,
@@ -124,6 +142,7 @@ class SerialSource:
         clock: WallClock,
         open_port: Callable[[str, int], Port] = open_serial,
         monotonic_s: Callable[[], float] = time.monotonic,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -132,6 +151,8 @@ class SerialSource:
         self._monotonic_s = monotonic_s
         self._commands = sensor_commands(config.driver, node_interval_s=config.node_interval_s)
         self.stats = SerialStats()
+        self._command_timeout_s = command_timeout_s
+        self._command_warnings = RateLimitedLog(log, monotonic_s=monotonic_s)
         self._node: NodeMonitor | None = None
         if config.driver == "node":
             from gateway.sources.serial.node_monitor import NodeMonitor
@@ -216,16 +237,17 @@ class SerialSource:
 
         decoder = new_stream(self.config.driver)
         gate = _Gate(self._monotonic_s)
+        writer = CommandWriter(
+            fd,
+            name=self.name,
+            counts=self.stats,
+            monotonic_s=self._monotonic_s,
+            warnings=self._command_warnings,
+        )
         loop.add_reader(fd, on_readable)
         try:
-            for command in self._commands.start:
-                _write(fd, command)
             async with asyncio.TaskGroup() as group:
-                if self.config.duty_cycle is not None:
-                    group.create_task(self._duty_cycle(fd, gate), name=f"{self.name}-duty")
-                else:
-                    self.stats.state = "measuring"
-                    gate.open_at = 0.0
+                group.create_task(self._control(writer, gate), name=f"{self.name}-control")
                 group.create_task(
                     self._decode_loop(
                         decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)
@@ -241,7 +263,7 @@ class SerialSource:
 
     async def _decode_loop(
         self,
-        decoder: Any,
+        decoder: StreamDecoderProtocol,
         inbox: _Inbox,
         gate: _Gate,
         sink: Sink,
@@ -269,7 +291,7 @@ class SerialSource:
                 inbox.paused = False
                 resume()
 
-    def _emit(self, frames: list[Any], gate: _Gate, sink: Sink) -> int:
+    def _emit(self, frames: Sequence[Frame], gate: _Gate, sink: Sink) -> int:
         """Hand a slice's measurements to the sink, timestamped now; how many there were."""
         if self._node is not None:
             self._node.observe(frames)
@@ -292,25 +314,50 @@ class SerialSource:
             self.stats.last_reading_ms = ts_ms
         return count
 
-    async def _duty_cycle(self, fd: int, gate: _Gate) -> None:
-        """Wake, let the fan settle, measure, sleep; once per period. Spares the laser."""
+    async def _control(self, writer: CommandWriter, gate: _Gate) -> None:
+        """Set the sensor up at every (re)connect, then duty-cycle it or let it measure."""
         cycle = self.config.duty_cycle
-        assert cycle is not None
-        while True:
-            started = self._monotonic_s()
-            _write(fd, self._commands.wake)
-            gate.open_at = started + cycle.warmup_s
-            self.stats.state = "warming up"
-            await asyncio.sleep(cycle.warmup_s)
+        if cycle is None:
             self.stats.state = "measuring"
-            await asyncio.sleep(cycle.on_s - cycle.warmup_s)
-            gate.open_at = None
-            _write(fd, self._commands.sleep)
-            self.stats.state = "sleeping"
-            await asyncio.sleep(max(0.0, started + cycle.period_s - self._monotonic_s()))
+            gate.open_at = 0.0
+        for command in self._commands.start:
+            await writer.send(command, what="start", timeout_s=self._command_timeout_s)
+        if cycle is not None:
+            await self._duty_cycle(writer, gate, cycle)
+
+    async def _duty_cycle(self, writer: CommandWriter, gate: _Gate, cycle: DutyCycle) -> None:
+        """Wake, let the fan settle, measure, sleep; once per period. Spares the laser.
+
+        Each command may wait for room until its phase ends (a wake until the end of the
+        measuring window, a sleep until the next wake-up); a sensor left awake when the source
+        stops is sent one last sleep command."""
+        awake = False
+        try:
+            while True:
+                started = self._monotonic_s()
+                gate.open_at = started + cycle.warmup_s
+                self.stats.state = "warming up"
+                awake = True
+                await writer.send(self._commands.wake, what="wake", timeout_s=cycle.on_s)
+                await self._sleep_until(started + cycle.warmup_s)
+                self.stats.state = "measuring"
+                await self._sleep_until(started + cycle.on_s)
+                gate.open_at = None
+                self.stats.state = "going to sleep"
+                until_wake_s = started + cycle.period_s - self._monotonic_s()
+                if await writer.send(self._commands.sleep, what="sleep", timeout_s=until_wake_s):
+                    awake = False
+                    self.stats.state = "sleeping"
+                await self._sleep_until(started + cycle.period_s)
+        finally:
+            if awake:
+                writer.send_once(self._commands.sleep, what="sleep")
+
+    async def _sleep_until(self, deadline_s: float) -> None:
+        await asyncio.sleep(max(0.0, deadline_s - self._monotonic_s()))
 
 
-def _per_sensor(name: str, frame: Any) -> list[tuple[str, list[Measurement]]]:
+def _per_sensor(name: str, frame: Frame) -> list[tuple[str, list[Measurement]]]:
     """A node's measurements grouped by source, `<source>/<sensor>` when the node names its
     sensors."""
     sensors = getattr(frame, "sensors", ())
@@ -346,12 +393,3 @@ class _Gate:
 
     def is_open(self) -> bool:
         return self.open_at is not None and self._monotonic_s() >= self.open_at
-
-
-def _write(fd: int, command: bytes) -> None:
-    try:
-        os.write(fd, command)
-    except BlockingIOError:
-        log.warning("serial output full; command %s not sent", command.hex())
-    except OSError as error:
-        raise PortVanished(f"write failed: {error}") from error
