@@ -111,6 +111,18 @@ def decimals(value: float) -> int | None:
     return places
 
 
+def scaled_integer(value: float, scale: int) -> int:
+    """`value` * 10**scale as the integer a decoder divides by 10**scale to get `value` back
+    (`scale` at least the value's own decimals). The float product can round the wrong way
+    (2**45 + 0.23 scaled by 100 gives ...22): then the exact decimal of its repr decides."""
+    scaled = round(value * 10**scale)
+    if scaled / 10**scale != value:
+        from decimal import Decimal  # rarely needed: not loaded by every gateway (RSS)
+
+        scaled = int(Decimal(repr(value)).scaleb(scale))
+    return scaled
+
+
 def tick_ms(batch: Sequence[StoredReading]) -> int:
     """The largest step dividing every timestamp's distance to the first (1 if all are equal)."""
     t0, tick = batch[0][1], 0

@@ -24,6 +24,7 @@ from gateway.wire.codec import (
     put_svarint,
     put_uvarint,
     read_uvarint,
+    scaled_integer,
     tick_ms,
     unzigzag,
     uvarint_bytes,
@@ -63,7 +64,7 @@ def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
         if scale == RAW:
             values += msgpack.packb(float(value))
         else:
-            scaled = round(value * 10**scale)
+            scaled = scaled_integer(value, scale)
             put_svarint(values, scaled - last.get(alias, 0))
             last[alias] = scaled
         if flag:

@@ -25,6 +25,7 @@ from gateway.wire.codec import (
     WireError,
     put_uvarint,
     read_uvarint,
+    scaled_integer,
     tick_ms,
     unzigzag,
     zigzag,
@@ -103,7 +104,7 @@ class _Values:
             bits.put(int.from_bytes(struct.pack(">d", value), "big"), 64)
             self.last[alias] = 0
             return
-        scaled = round(value * 10**scale)
+        scaled = scaled_integer(value, scale)
         key = (quantity, scale)
         if alias in self.last:
             bits.golomb(zigzag(scaled - self.last[alias]), ctx.delta)
