@@ -22,7 +22,7 @@ from gateway.devtools.sim_serial import REATTACH_S, close_pty, host_attached, op
 
 log = logging.getLogger(__name__)
 
-SIM_DIR = Path(__file__).resolve().parent.parent / "firmware" / "sim"
+SIM_DIR = Path(__file__).resolve().parents[2] / "firmware" / "sim"  # gateway/devtools/sim_node.py
 RUNNER = SIM_DIR / "simulate.mjs"
 PACKAGE = SIM_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 _READ_SIZE = 4096

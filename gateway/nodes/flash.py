@@ -27,8 +27,9 @@ from gateway.nodes.config import Board, load
 
 log = logging.getLogger(__name__)
 
-_CHECKOUT_FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
-_PACKAGED_FIRMWARE = Path(__file__).resolve().parent / "node_firmware"  # in an installed wheel
+_GATEWAY_DIR = Path(__file__).resolve().parents[1]  # this file is gateway/nodes/flash.py
+_CHECKOUT_FIRMWARE = _GATEWAY_DIR.parent / "firmware"
+_PACKAGED_FIRMWARE = _GATEWAY_DIR / "node_firmware"  # in an installed wheel (pyproject.toml)
 FIRMWARE_DIR = (
     _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() else _PACKAGED_FIRMWARE
 )
