@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,21 +15,75 @@ from gateway.cli.base import Commands, fail
 if TYPE_CHECKING:
     from drivers import Driver, Frame
 
+DESCRIPTION = (
+    "Decode one frame or BLE advert, given in hex, with a citygw driver; print one JSON object "
+    "per reading (for a frame without readings: its fields)."
+)
+EXIT_HELP = (
+    "Exit status: 0 decoded, 1 not a valid frame (the message says at which byte), 2 a bad "
+    "argument."
+)
+HEX_HELP = (
+    "HEX is one whole frame as the sensor sends it (serial drivers), or the data of one BLE "
+    "advert: its service data or manufacturer data, without the UUID or company id. Hex digits "
+    "in either case; spaces and colons anywhere are ignored, and a leading 0x is allowed."
+)
+
 
 def add_commands(commands: Commands) -> None:
-    """Add decode."""
+    """Add decode, whose help lists the registered drivers and what HEX is."""
+    width = commands.width
     p = commands.add(
-        "decode", help="decode one frame: prints one JSON object per reading", handler=cmd_decode
+        "decode",
+        help="decode one frame: prints one JSON object per reading",
+        description=textwrap.fill(DESCRIPTION, width),
+        epilog=_epilog(width),
+        preformatted=True,
+        handler=cmd_decode,
     )
-    p.add_argument("driver")
-    p.add_argument("hex")
+    p.add_argument("driver", metavar="DRIVER", help="a driver name (listed below)")
+    p.add_argument("hex", metavar="HEX", help="the frame or advert data in hex (below)")
     p.add_argument("--mac", help="device address (BLE drivers)")
     p.add_argument("--key", help="bind key in hex (encrypted BLE drivers)")
 
 
+def _epilog(width: int) -> str:
+    """Drivers by kind, from the registry, then what HEX accepts, exit codes and examples."""
+    serial = [name for name, driver in DRIVERS.items() if driver.new_stream is not None]
+    ble = [name for name, driver in DRIVERS.items() if driver.new_stream is None]
+
+    def row(label: str, names: list[str]) -> str:
+        return textwrap.fill(
+            ", ".join(names),
+            width,
+            initial_indent=f"  {label:<17}",
+            subsequent_indent=" " * 19,
+            break_on_hyphens=False,
+        )
+
+    return "\n".join(
+        [
+            "drivers:",
+            row("serial sensors:", serial),
+            row("BLE adverts:", ble),
+            "",
+            textwrap.fill(HEX_HELP, width),
+            "",
+            textwrap.fill(EXIT_HELP, width),
+            "",
+            "examples:",
+            '  citygw decode sds011 "aa c0 d4 04 3a 0a a1 60 1d ab"',
+            "  citygw decode bthome 4000a70c780b1000",
+            "  citygw decode bthome DATA --mac MAC --key BINDKEY   # an encrypted advert",
+        ]
+    )
+
+
 def parse_hex(text: str) -> bytes:
-    """The bytes HEX gives: whitespace ignored, an optional 0x; ValueError if not hex."""
-    digits = "".join(text.split()).removeprefix("0x")
+    """The bytes HEX gives: spaces and colons ignored, an optional 0x; ValueError if not hex."""
+    digits = "".join(text.replace(":", " ").split())
+    if digits[:2].lower() == "0x":
+        digits = digits[2:]
     try:
         return bytes.fromhex(digits)
     except ValueError:
