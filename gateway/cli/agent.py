@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.base import LOG_LEVELS, Commands, setup_logging
-from gateway.config import SerialSourceConfig, json_schema, load_config, load_document
+from gateway.config import DEFAULT_PATH, SerialSourceConfig, json_schema, load_config, load_document
 
 
 def add_commands(commands: Commands) -> None:
     """Add run, check-config, schema and status."""
     p = commands.add("run", help="run the agent", handler=cmd_run)
-    p.add_argument("--config", required=True, help="TOML config file")
+    p.add_argument(
+        "--config", default=str(DEFAULT_PATH), help="TOML config file (default: %(default)s)"
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS)
 
     p = commands.add("check-config", help="validate a config file", handler=cmd_check_config)
@@ -27,7 +29,11 @@ def add_commands(commands: Commands) -> None:
     commands.add("schema", help="print the config's JSON Schema (for editors)", handler=cmd_schema)
 
     p = commands.add("status", help="what the local agent is doing", handler=cmd_status)
-    p.add_argument("--config", required=True)
+    p.add_argument(
+        "--config",
+        default=str(DEFAULT_PATH),
+        help="the agent's config: where its status socket and buffer are (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true")
 
 
