@@ -188,6 +188,80 @@ def _answer(gateway: str, report: dict[str, Any], after_s: float = 0.0) -> Answe
     return Answer(gateway, result, detail, after_s)
 
 
+@dataclass(slots=True)
+class _Watch:
+    """What a push sees on the broker: each gateway's last state report and online status, and
+    the answers that name the payload (by its SHA-256) once it is published."""
+
+    target: dict[str, str]
+    digest: str
+    expect: int | None
+    on_answer: Callable[[Answer], None]
+    outcome: PushOutcome = field(default_factory=lambda: PushOutcome(expected=set()))
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    published_at: float | None = None
+
+    def expected(self) -> set[str]:
+        """The gateway named, or those whose last report puts them in the group."""
+        if "gateway" in self.target:
+            return {self.target["gateway"]}
+        group = self.target["group"]
+        return {gw for gw, report in self.states.items() if group in report.get("groups", [])}
+
+    def check_done(self) -> None:
+        """Set `done` once every expected gateway (and at least `expect` of them) answered."""
+        outcome = self.outcome
+        outcome.expected = self.expected()
+        if not outcome.missing and (self.expect is None or len(outcome.answers) >= self.expect):
+            self.done.set()
+
+    def status(self, gateway: str, raw: bytes) -> None:
+        """A gateway's retained status: note whether it is offline."""
+        with contextlib.suppress(wire.WireError):
+            if wire.decode_map(raw).get("state") == "offline":
+                self.outcome.offline.add(gateway)
+            else:
+                self.outcome.offline.discard(gateway)
+
+    def state(self, gateway: str, raw: bytes) -> None:
+        """A gateway's config state report: kept, and an answer if it names the published push."""
+        try:
+            report = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(report, dict):
+            return
+        self.states[gateway] = report
+        if (
+            self.published_at is not None
+            and report.get("last", {}).get("push") == self.digest
+            and gateway not in self.outcome.answers
+        ):
+            self._answered(_answer(gateway, report, time.monotonic() - self.published_at))
+            self.check_done()
+
+    def answered_before(self) -> None:
+        """Answers already in the retained reports: a push sent twice was applied before."""
+        for gateway, report in self.states.items():
+            if report.get("last", {}).get("push") == self.digest:
+                self._answered(_answer(gateway, report))
+
+    def _answered(self, answer: Answer) -> None:
+        self.outcome.answers[answer.gateway] = answer
+        self.on_answer(answer)
+
+
+async def _read(client: aiomqtt.Client, watch: _Watch) -> None:
+    async for message in client.messages:
+        parts = str(message.topic).split("/")
+        raw = message.payload if isinstance(message.payload, bytes) else b""
+        if parts[-1] == "status":
+            watch.status(parts[-2], raw)
+        elif parts[-2:] == ["config", "state"]:
+            watch.state(parts[-3], raw)
+
+
 async def push(
     options: HubOptions,
     payload: bytes,
@@ -199,77 +273,27 @@ async def push(
 ) -> PushOutcome:
     """Publish a signed payload (retained, so offline gateways get it when they return) and
     collect the state reports that name it (by the payload's SHA-256)."""
-    digest = hashlib.sha256(payload).hexdigest()
+    watch = _Watch(target, hashlib.sha256(payload).hexdigest(), expect, on_answer)
     prefix = options.topic_prefix
-    states: dict[str, dict[str, Any]] = {}
-    outcome = PushOutcome(expected=set())
-    done = asyncio.Event()
-
-    def expected() -> set[str]:
-        if "gateway" in target:
-            return {target["gateway"]}
-        return {gw for gw, report in states.items() if target["group"] in report.get("groups", [])}
-
-    def check_done() -> None:
-        outcome.expected = expected()
-        if not outcome.missing and (expect is None or len(outcome.answers) >= expect):
-            done.set()
-
     async with hub_client(options) as client:
         await client.subscribe(f"{prefix}/+/config/state", qos=1)
         await client.subscribe(f"{prefix}/+/status", qos=1)
-        published, published_at = False, 0.0
-
-        async def read() -> None:
-            async for message in client.messages:
-                parts = str(message.topic).split("/")
-                gateway = parts[-3] if parts[-2:] == ["config", "state"] else parts[-2]
-                raw = message.payload if isinstance(message.payload, bytes) else b""
-                if parts[-1] == "status":
-                    with contextlib.suppress(wire.WireError):
-                        if wire.decode_map(raw).get("state") == "offline":
-                            outcome.offline.add(gateway)
-                        else:
-                            outcome.offline.discard(gateway)
-                    continue
-                try:
-                    report = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(report, dict):
-                    continue
-                states[gateway] = report
-                if (
-                    published
-                    and report.get("last", {}).get("push") == digest
-                    and gateway not in outcome.answers
-                ):
-                    after_s = time.monotonic() - published_at
-                    outcome.answers[gateway] = answer = _answer(gateway, report, after_s)
-                    on_answer(answer)
-                    check_done()
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(_read(client, watch))
         try:
             await asyncio.sleep(SETTLE_S)  # the retained reports arrive first
-            for gateway, report in states.items():  # already applied (a push sent twice)
-                if report.get("last", {}).get("push") == digest:
-                    outcome.answers[gateway] = answer = _answer(gateway, report)
-                    on_answer(answer)
-            published, published_at = True, time.monotonic()
+            watch.answered_before()
+            watch.published_at = time.monotonic()
             await client.publish(topic_for(prefix, target), payload, qos=1, retain=True)
-            check_done()
-            if "group" in target and not outcome.expected and expect is None:
+            watch.check_done()
+            if "group" in target and not watch.outcome.expected and expect is None:
                 raise LookupError(
                     f"no gateway has reported being in group {target['group']!r} "
                     "(pass --expect N to wait for gateways not seen yet)"
                 )
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
-                    await done.wait()
-            except TimeoutError:
-                pass
-            outcome.expected = expected()
+                    await watch.done.wait()
+            watch.outcome.expected = watch.expected()
         finally:
             reader.cancel()
-    return outcome
+    return watch.outcome
