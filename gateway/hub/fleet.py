@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiomqtt
 from nacl.signing import SigningKey
@@ -68,8 +68,9 @@ def validate_document(document: dict[str, Any], *, file: str = "") -> None:
 
 
 def body(
-    *, kind: str, version: int | None, target: dict[str, str], **content: Any
+    *, kind: str, version: int | None, target: dict[str, str], **content: object
 ) -> dict[str, Any]:
+    """The signed body of a push: kind, version (default: now in Unix ms), issue time, target."""
     now_ms = int(time.time() * 1000)
     return {
         "kind": kind,
@@ -104,6 +105,7 @@ def sign_config(
 def sign_rotation(
     private: SigningKey, public_files: list[str], *, version: int | None, target: dict[str, str]
 ) -> bytes:
+    """A signed key rotation: the gateways then trust exactly the keys in `public_files`."""
     keys = [signing.public_raw_b64(signing.load_public(p)) for p in public_files]
     return signing.sign(private, body(kind="keys", version=version, target=target, keys=keys))
 
@@ -118,11 +120,11 @@ def describe_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 _MISSING = object()
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     return "(absent)" if value is _MISSING else json.dumps(value)
 
 
-def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
+def _walk(old: object, new: object, path: str) -> list[tuple[str, object, object]]:
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
@@ -140,7 +142,7 @@ def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
     return [] if old == new else [(path, old, new)]
 
 
-def _named_list(value: Any) -> bool:
+def _named_list(value: object) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
 
 
@@ -149,6 +151,8 @@ def _named_list(value: Any) -> bool:
 
 @dataclass(slots=True)
 class Answer:
+    """One gateway's report on a push: applied, refused or rolled back, and why."""
+
     gateway: str
     result: str
     detail: str = ""
@@ -158,20 +162,25 @@ class Answer:
 
 @dataclass(slots=True)
 class PushOutcome:
+    """The gateways a push expected, their answers, and which of them are offline."""
+
     expected: set[str]
     answers: dict[str, Answer] = field(default_factory=dict)
     offline: set[str] = field(default_factory=set)
 
     @property
     def missing(self) -> list[str]:
+        """The expected gateways that have not answered, sorted."""
         return sorted(self.expected - set(self.answers))
 
     @property
     def ok(self) -> bool:
+        """True if every expected gateway answered and all applied it."""
         return not self.missing and all(a.result == "applied" for a in self.answers.values())
 
 
 def topic_for(prefix: str, target: dict[str, str]) -> str:
+    """The config/set topic for a push to one gateway or to a group."""
     if "gateway" in target:
         return f"{prefix}/{target['gateway']}/config/set"
     return f"{prefix}/{GROUP_TOPIC_ROOT}/{target['group']}/config/set"
