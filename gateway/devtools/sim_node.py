@@ -74,7 +74,8 @@ class _PtyBridge:
 
     async def node_to_host(self) -> None:
         stdout = self.proc.stdout
-        assert stdout is not None
+        if stdout is None:
+            raise RuntimeError("the runner was started without stdout=PIPE")
         while chunk := await stdout.read(_READ_SIZE):
             if not host_attached(self.master_fd):
                 self.dropped += len(chunk)
