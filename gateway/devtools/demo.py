@@ -20,19 +20,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 from gateway.agent import Agent
 from gateway.config import parse_config
 from gateway.devtools import sim_node as nodesim
+from gateway.devtools.demo_view import BOLD, LiveView
 from gateway.devtools.sim_ble import SENSOR_ADDRESS, replay_scanner_factory
 from gateway.devtools.sim_serial import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
-from gateway.hub.tail import HubEvent, HubOptions, events
+from gateway.hub.tail import HubOptions, events
 
 GATEWAY_ID = "gw-demo"
-_BOLD, _DIM, _RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
+METRICS_INTERVAL_S = 5
 
 
 def _mosquitto() -> str | None:
@@ -134,7 +135,12 @@ def _demo_config(
     )
     return {
         "gateway": {"id": GATEWAY_ID, "data_dir": str(workdir / "data"), "log_level": "warning"},
-        "hub": {"url": url, "protocol": protocol, "flush_interval_s": 2, "metrics_interval_s": 5},
+        "hub": {
+            "url": url,
+            "protocol": protocol,
+            "flush_interval_s": 2,
+            "metrics_interval_s": METRICS_INTERVAL_S,
+        },
         "sources": [
             {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
             {
@@ -182,7 +188,7 @@ async def _push_after(
     )
     print(
         view.style(
-            f"-- operator: signed config push to {GATEWAY_ID} (adds pm-south, a PMS5003)", _BOLD
+            f"-- operator: signed config push to {GATEWAY_ID} (adds pm-south, a PMS5003)", BOLD
         ),
         flush=True,
     )
@@ -192,157 +198,160 @@ async def _push_after(
             view.style(
                 f"-- {answer.gateway}: push {answer.result} after "
                 f"{answer.after_s:.2f} s: {answer.detail}",
-                _BOLD,
+                BOLD,
             ),
             flush=True,
         )
 
 
-class LiveView:
-    """Prints readings as the hub receives them, and the gateway's health from `metrics`."""
-
-    def __init__(self, *, color: bool) -> None:
-        self._color = color
-        self.readings = 0
-
-    def style(self, text: str, style: str) -> str:
-        return f"{style}{text}{_RESET}" if self._color else text
-
-    def show(self, event: HubEvent) -> None:
-        if event.kind == "data":
-            groups: dict[tuple[str, str, int], list[str]] = {}
-            for r in event.readings:
-                self.readings += 1
-                groups.setdefault((r.gateway, r.source, r.ts_ms), []).append(
-                    f"{r.quantity}={r.value:g}"
-                )
-            for (gateway, source, ts_ms), values in groups.items():
-                stamp = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000))
-                print(f"{stamp}  hub <- {gateway}/{source:<9} {' '.join(values)}", flush=True)
-        elif event.kind == "metrics" and event.fields:
-            print(self.style(_health_line(event.fields), _BOLD), flush=True)
-        elif event.kind == "status" and event.fields:
-            print(
-                self.style(f"-- gateway {event.gateway} is {event.fields.get('state')}", _DIM),
-                flush=True,
-            )
-
-
-def _source_health(name: str, s: dict[str, Any]) -> str:
-    if s.get("type") == "ble":
-        return (
-            f"{name}: {s.get('state')} {s.get('readings')} rd, "
-            f"{s.get('adverts_dropped_not_allowed')} adverts of unlisted devices dropped"
-        )
-    return f"{name}: {s.get('state')} {s.get('readings')} rd {s.get('bad_frames')} bad"
-
-
-def _health_line(m: dict[str, Any]) -> str:
-    buffer, uplink = m.get("buffer", {}), m.get("uplink", {})
-    sources = ", ".join(_source_health(name, s) for name, s in m.get("sources", {}).items())
-    return (
-        f"== health {m.get('gw')}: up {m.get('uptime_s')} s, RSS "
-        f"{m.get('rss_bytes', 0) / 1e6:.1f} MB, buffer {buffer.get('depth')} waiting, "
-        f"{buffer.get('dropped')} dropped, sent {uplink.get('readings_out')} readings in "
-        f"{uplink.get('messages_out')} msgs ({uplink.get('bytes_out')} B) | {sources}"
+def _opening(
+    *,
+    broker: str,
+    ports: dict[str, str],
+    node_missing: str | None,
+    push_after_s: float,
+    seconds: float | None,
+) -> str:
+    """What runs and what the user will see, a line each."""
+    node = (
+        "a virtual node running the real firmware in MicroPython (pole-node)"
+        if node_missing is None
+        else f"none ({node_missing})"
     )
+    return "\n".join(
+        [
+            f"citygw demo: the agent {GATEWAY_ID}, simulated sensors and a hub on this machine",
+            f"  broker:   {broker}",
+            f"  serial:   an SDS011 on {ports['sds011']} (pm-north)",
+            "  BLE:      a BTHome climate sensor (kerbside) and a passing phone (not on the",
+            "            allow-list, so dropped), on a replayed adapter",
+            f"  node:     {node}",
+            f"  operator: after {push_after_s:.3g} s, pushes a signed config that adds a PMS5003",
+            f"            on {ports['pms5003']} (pm-south)",
+            f"Below: each reading as the hub receives it, and the gateway's health every "
+            f"{METRICS_INTERVAL_S} s.",
+            "Ctrl-C stops." if seconds is None else f"It stops after {seconds:g} s.",
+        ]
+    )
+
+
+async def _start_virtual_node(link: Path) -> asyncio.subprocess.Process | None:
+    """`citygw node simulate` with its pty at `link`, once its pty is there; None if it cannot
+    run here (nodesim.missing() says why)."""
+    if nodesim.missing() is not None:
+        return None
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "node",
+        "simulate",
+        "--port",
+        str(link),
+        "--interval-s",
+        "5",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):  # its pty appears within a moment
+        if link.exists():  # noqa: ASYNC240 - a stat, once per 50 ms
+            break
+        await asyncio.sleep(0.05)
+    return process
+
+
+async def _hub(url: str, protocol: str, view: LiveView) -> None:
+    options = HubOptions(url=url, client_id=f"citygw-demo-hub-{time.time_ns()}", protocol=protocol)
+    async for event in events(options):
+        view.show(event)
+
+
+async def _stop_after(seconds: float | None, stop: asyncio.Event) -> None:
+    if seconds is not None:
+        await asyncio.sleep(seconds)
+        stop.set()
+
+
+async def _run_until_stopped(
+    agent: Agent, others: list[Coroutine[Any, Any, None]], stop: asyncio.Event
+) -> None:
+    """The agent and the other tasks until `stop` is set; then the agent stops, and the others
+    once the hub has printed its last messages."""
+    agent_stop = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(c) for c in others]
+        agent_task = group.create_task(agent.run(agent_stop))
+        await stop.wait()
+        agent_stop.set()
+        await agent_task
+        await asyncio.sleep(0.3)  # let the hub print the last messages
+        for task in tasks:
+            task.cancel()
+
+
+async def _with_broker(
+    workdir: Path, broker: tuple[str, str, str], seconds: float | None, stop: asyncio.Event
+) -> int:
+    """Run the sensors, the agent, the hub's view and the operator until `stop`; the number of
+    readings the hub received."""
+    from gateway.remote import signing  # remote config, as on a gateway: a provisioned key
+
+    url, broker_name, protocol = broker
+    ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
+    sds_master, sds_port = open_pty(ports["sds011"])
+    pms_master, pms_port = open_pty(ports["pms5003"])
+    node = await _start_virtual_node(workdir / "ttyNODE")
+    if node is not None:  # the real firmware in MicroPython, its UART on a pty
+        ports["node"] = str(workdir / "ttyNODE")
+    try:
+        private_key, public_key = signing.generate(workdir / "keys", "ops")
+        document = _demo_config(url, protocol, workdir, ports, public_key)
+        push_after_s = 8.0 if seconds is None else min(8.0, seconds / 3)
+        print(
+            _opening(
+                broker=f"{broker_name} at {url}",
+                ports={"sds011": sds_port, "pms5003": pms_port},
+                node_missing=nodesim.missing(),
+                push_after_s=push_after_s,
+                seconds=seconds,
+            ),
+            flush=True,
+        )
+        view = LiveView(color=sys.stdout.isatty())
+        agent = Agent(
+            parse_config(document), document=document, ble_scanner_factory=replay_scanner_factory
+        )
+        pushed = _pushed_config(document, ports)
+        others = [
+            SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1).run(),
+            SimulatedPms5003(pms_master, interval_s=1.0, seed=2).run(),
+            _hub(url, protocol, view),
+            _stop_after(seconds, stop),
+            _push_after(push_after_s, url, protocol, private_key, pushed, view),
+        ]
+        await _run_until_stopped(agent, others, stop)
+    finally:
+        if node is not None:
+            node.terminate()
+            await node.wait()
+        close_pty(sds_master, ports["sds011"])
+        close_pty(pms_master, ports["pms5003"])
+    return view.readings
 
 
 async def _demo(seconds: float | None) -> int:
     with tempfile.TemporaryDirectory(prefix="citygw-demo-") as tmp:
-        workdir = Path(tmp)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with local_broker(workdir) as (url, broker_name, protocol):
-            sds_master, sds_port = open_pty(str(workdir / "ttyUSB0"))
-            pms_master, pms_port = open_pty(str(workdir / "ttyAMA0"))
-            sds = SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1)
-            pms = SimulatedPms5003(pms_master, interval_s=1.0, seed=2)
-            ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
-            push_after_s = 8.0 if seconds is None else min(8.0, seconds / 3)
-            node_missing = nodesim.missing()
-            virtual_node = None
-            if node_missing is None:  # the real firmware in MicroPython, its UART on a pty
-                ports["node"] = str(workdir / "ttyNODE")
-                virtual_node = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "node",
-                    "simulate",
-                    "--port",
-                    ports["node"],
-                    "--interval-s",
-                    "5",
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for _ in range(100):  # its pty appears within a moment
-                    if os.path.exists(ports["node"]):  # noqa: ASYNC240 - a stat, once per 50 ms
-                        break
-                    await asyncio.sleep(0.05)
-            from gateway.remote import signing  # remote config, as on a gateway: a provisioned key
-
-            private_key, public_key = signing.generate(workdir / "keys", "ops")
-            document = _demo_config(url, protocol, workdir, ports, public_key)
-            config = parse_config(document)
-            print(
-                f"citygw demo: broker {broker_name} at {url}; SDS011 on {sds_port}, "
-                f"PMS5003 on {pms_port}, a BTHome climate sensor and a passing phone on a "
-                f"replayed BLE adapter; "
-                + (
-                    "a virtual node running the real firmware; "
-                    if virtual_node
-                    else f"no virtual node ({node_missing}); "
-                )
-                + f"agent {GATEWAY_ID}; an operator pushes a signed config adding the PMS5003 "
-                f"after {push_after_s:g} s. "
-                + ("Ctrl-C stops." if seconds is None else f"Stops after {seconds:g} s."),
-                flush=True,
-            )
-            view = LiveView(color=sys.stdout.isatty())
-            agent_stop = asyncio.Event()
-
-            async def hub() -> None:
-                options = HubOptions(
-                    url=url, client_id=f"citygw-demo-hub-{time.time_ns()}", protocol=protocol
-                )
-                async for event in events(options):
-                    view.show(event)
-
-            async def timer() -> None:
-                if seconds is not None:
-                    await asyncio.sleep(seconds)
-                    stop.set()
-
-            async with asyncio.TaskGroup() as group:
-                operator = _push_after(
-                    push_after_s, url, protocol, private_key, _pushed_config(document, ports), view
-                )
-                tasks = [
-                    group.create_task(c) for c in (sds.run(), pms.run(), hub(), timer(), operator)
-                ]
-                agent = group.create_task(
-                    Agent(
-                        config, document=document, ble_scanner_factory=replay_scanner_factory
-                    ).run(agent_stop)
-                )
-                await stop.wait()
-                agent_stop.set()
-                await agent
-                await asyncio.sleep(0.3)  # let the hub print the last messages
-                for task in tasks:
-                    task.cancel()
-            if virtual_node is not None:
-                virtual_node.terminate()
-                await virtual_node.wait()
-            close_pty(sds_master, str(workdir / "ttyUSB0"))
-            close_pty(pms_master, str(workdir / "ttyAMA0"))
-        print(f"citygw demo: stopped cleanly; the hub received {view.readings} readings.")
+        workdir = Path(tmp)
+        async with local_broker(workdir) as broker:
+            readings = await _with_broker(workdir, broker, seconds, stop)
+        print(f"citygw demo: stopped cleanly; the hub received {readings} readings.")
     return 0
 
 
 def run_demo(*, seconds: float | None) -> int:
+    """Run the demo until Ctrl-C, or for `seconds`; the exit code."""
     return asyncio.run(_demo(seconds))

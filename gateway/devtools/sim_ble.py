@@ -35,6 +35,8 @@ def bthome_climate(
 
 
 class ReplayScanner:
+    """A BLE scanner that replays a BTHome sensor's adverts and a passing phone's, for the demo."""
+
     def __init__(self, on_advert: OnAdvert, *, interval_s: float, seed: int) -> None:
         self._on_advert = on_advert
         self._interval_s = interval_s
@@ -42,14 +44,17 @@ class ReplayScanner:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start advertising in a background task."""
         self._task = asyncio.create_task(self._advertise(), name="demo-ble-replay")
 
     async def stop(self) -> None:
+        """Stop advertising and wait for the task to end."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def adapter_ready(self) -> bool:
+        """Always True: the replayed adapter is always there."""
         return True
 
     async def _advertise(self) -> None:
@@ -66,4 +71,5 @@ class ReplayScanner:
 
 
 def replay_scanner_factory(on_advert: OnAdvert, *, adapter: str, passive: bool) -> Scanner:
+    """A ReplayScanner as the BLE source's scanner, in place of BlueZ (adapter, passive unused)."""
     return ReplayScanner(on_advert, interval_s=2.0, seed=7)

@@ -24,6 +24,7 @@ from gateway.config import parse_config
 def gateway_document(
     index: int, *, url: str, prefix: str, data_root: Path, trusted_key: str, group: str
 ) -> dict[str, Any]:
+    """The config of gateway number `index`: no sources, its own data directory, in `group`."""
     return {
         "gateway": {
             "id": f"gw-{index:04d}",
@@ -43,6 +44,7 @@ def gateway_document(
 
 
 async def run_fleet(documents: list[dict[str, Any]], stop: asyncio.Event) -> None:
+    """Run one agent per document until `stop` is set."""
     agents = [Agent(parse_config(d), document=d) for d in documents]
     async with asyncio.TaskGroup() as group:
         for agent in agents:
@@ -52,6 +54,7 @@ async def run_fleet(documents: list[dict[str, Any]], stop: asyncio.Event) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the fleet from the command line until SIGINT or SIGTERM; the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m gateway.devtools.sim_fleet", description=__doc__
     )

@@ -22,7 +22,7 @@ from gateway.devtools.sim_serial import REATTACH_S, close_pty, host_attached, op
 
 log = logging.getLogger(__name__)
 
-SIM_DIR = Path(__file__).resolve().parents[2] / "firmware" / "sim"
+SIM_DIR = Path(__file__).resolve().parents[2] / "firmware" / "sim"  # gateway/devtools/sim_node.py
 RUNNER = SIM_DIR / "simulate.mjs"
 PACKAGE = SIM_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 _READ_SIZE = 4096
@@ -74,7 +74,8 @@ class _PtyBridge:
 
     async def node_to_host(self) -> None:
         stdout = self.proc.stdout
-        assert stdout is not None
+        if stdout is None:
+            raise RuntimeError("the runner was started without stdout=PIPE")
         while chunk := await stdout.read(_READ_SIZE):
             if not host_attached(self.master_fd):
                 self.dropped += len(chunk)

@@ -20,6 +20,7 @@ import random
 import select
 import termios
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Generic, TypeAlias, TypeVar
 
 from drivers import pms5003, sds011
@@ -63,9 +64,9 @@ def open_pty(link_path: str | None = None) -> tuple[int, str]:
         os.close(slave_fd)
     os.set_blocking(master_fd, False)
     if link_path is not None:
-        temporary = f"{link_path}.{os.getpid()}.tmp"
-        os.symlink(slave_path, temporary)
-        os.replace(temporary, link_path)
+        temporary = Path(f"{link_path}.{os.getpid()}.tmp")
+        temporary.symlink_to(slave_path)
+        temporary.replace(link_path)
     return master_fd, slave_path
 
 
@@ -73,7 +74,7 @@ def close_pty(master_fd: int, link_path: str | None = None) -> None:
     """Close the master (the device vanishes) and remove the symlink, if any."""
     if link_path is not None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(link_path)
+            Path(link_path).unlink()
     os.close(master_fd)
 
 

@@ -29,6 +29,8 @@ def unit_of(quantity: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One reading of the replayed CSV."""
+
     ts_ms: int
     sensor: str
     quantity: str
@@ -70,6 +72,8 @@ PINGREQ = 2
 
 @dataclass(slots=True)
 class WireStats:
+    """What a replay sent (readings, messages, bytes by kind) under one wire format and setup."""
+
     wire_format: int = wire.VERSION
     topic_alias: bool = True
     connection_hours: float = 24.0
@@ -85,6 +89,7 @@ class WireStats:
     ping_bytes: int = 0  # PINGREQs the client sends while idle for keepalive_s
 
     def as_dict(self, flush_seconds: float) -> dict[str, float | int | bool]:
+        """The figures as a flat dict, with bytes per reading (the JSON that --json prints)."""
         per = max(self.readings, 1)
         return {
             "wire_format": self.wire_format,
@@ -249,6 +254,7 @@ def replay(
 
 
 def format_report(stats: WireStats, flush_seconds: float) -> str:
+    """The figures as the text report `citygw bench wire` prints."""
     d = stats.as_dict(flush_seconds)
     out = io.StringIO()
     out.write(

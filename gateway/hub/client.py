@@ -17,6 +17,8 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 
 @dataclass(frozen=True, slots=True)
 class HubOptions:
+    """How a hub-side tool reaches the broker: URL, prefix, credentials, MQTT version, session."""
+
     url: str
     topic_prefix: str = "citygw/v1"
     client_id: str = ""
@@ -28,10 +30,12 @@ class HubOptions:
     """A session the broker keeps (the hub must not miss data); False for one-shot tools."""
 
     def default_client_id(self) -> str:
+        """The client id when none is given: one per host, so its session persists across runs."""
         return f"citygw-hub-{socket.gethostname()}"[:64]
 
 
 def hub_client(options: HubOptions) -> aiomqtt.Client:
+    """An unconnected aiomqtt client for `options`; ValueError unless the URL is mqtt(s)://."""
     parts = urlsplit(options.url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise ValueError(f"expected mqtt://host[:port] or mqtts://host[:port], got {options.url!r}")

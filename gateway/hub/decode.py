@@ -38,6 +38,7 @@ class HubDecoder:
         the names its own birth gave (aliases start again in a new buffer)."""
 
     def decode(self, topic: str, payload: bytes) -> HubEvent:
+        """The event a message on `topic` carries; `invalid` if the payload does not decode."""
         if topic.endswith("/" + wire.TOPIC_CONFIG_STATE):
             return _config_state(topic, payload)
         parts = topic.split("/")

@@ -18,6 +18,7 @@ class Deduplicator:
         self.duplicates = 0
 
     def is_new(self, reading: HubReading) -> bool:
+        """True the first time a reading's sequence number is seen for its gateway and epoch."""
         stream = self._streams.get((reading.gateway, reading.epoch))
         if stream is None:
             stream = self._streams[(reading.gateway, reading.epoch)] = _Stream(reading.seq - 1)

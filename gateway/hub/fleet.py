@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiomqtt
 from nacl.signing import SigningKey
@@ -68,8 +68,9 @@ def validate_document(document: dict[str, Any], *, file: str = "") -> None:
 
 
 def body(
-    *, kind: str, version: int | None, target: dict[str, str], **content: Any
+    *, kind: str, version: int | None, target: dict[str, str], **content: object
 ) -> dict[str, Any]:
+    """The signed body of a push: kind, version (default: now in Unix ms), issue time, target."""
     now_ms = int(time.time() * 1000)
     return {
         "kind": kind,
@@ -104,6 +105,7 @@ def sign_config(
 def sign_rotation(
     private: SigningKey, public_files: list[str], *, version: int | None, target: dict[str, str]
 ) -> bytes:
+    """A signed key rotation: the gateways then trust exactly the keys in `public_files`."""
     keys = [signing.public_raw_b64(signing.load_public(p)) for p in public_files]
     return signing.sign(private, body(kind="keys", version=version, target=target, keys=keys))
 
@@ -118,11 +120,11 @@ def describe_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 _MISSING = object()
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     return "(absent)" if value is _MISSING else json.dumps(value)
 
 
-def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
+def _walk(old: object, new: object, path: str) -> list[tuple[str, object, object]]:
     if isinstance(old, dict) and isinstance(new, dict):
         found = []
         for key in sorted(set(old) | set(new)):
@@ -140,7 +142,7 @@ def _walk(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
     return [] if old == new else [(path, old, new)]
 
 
-def _named_list(value: Any) -> bool:
+def _named_list(value: object) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(value, list) and all(isinstance(i, dict) and "name" in i for i in value)
 
 
@@ -149,6 +151,8 @@ def _named_list(value: Any) -> bool:
 
 @dataclass(slots=True)
 class Answer:
+    """One gateway's report on a push: applied, refused or rolled back, and why."""
+
     gateway: str
     result: str
     detail: str = ""
@@ -158,20 +162,25 @@ class Answer:
 
 @dataclass(slots=True)
 class PushOutcome:
+    """The gateways a push expected, their answers, and which of them are offline."""
+
     expected: set[str]
     answers: dict[str, Answer] = field(default_factory=dict)
     offline: set[str] = field(default_factory=set)
 
     @property
     def missing(self) -> list[str]:
+        """The expected gateways that have not answered, sorted."""
         return sorted(self.expected - set(self.answers))
 
     @property
     def ok(self) -> bool:
+        """True if every expected gateway answered and all applied it."""
         return not self.missing and all(a.result == "applied" for a in self.answers.values())
 
 
 def topic_for(prefix: str, target: dict[str, str]) -> str:
+    """The config/set topic for a push to one gateway or to a group."""
     if "gateway" in target:
         return f"{prefix}/{target['gateway']}/config/set"
     return f"{prefix}/{GROUP_TOPIC_ROOT}/{target['group']}/config/set"
@@ -188,6 +197,80 @@ def _answer(gateway: str, report: dict[str, Any], after_s: float = 0.0) -> Answe
     return Answer(gateway, result, detail, after_s)
 
 
+@dataclass(slots=True)
+class _Watch:
+    """What a push sees on the broker: each gateway's last state report and online status, and
+    the answers that name the payload (by its SHA-256) once it is published."""
+
+    target: dict[str, str]
+    digest: str
+    expect: int | None
+    on_answer: Callable[[Answer], None]
+    outcome: PushOutcome = field(default_factory=lambda: PushOutcome(expected=set()))
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    published_at: float | None = None
+
+    def expected(self) -> set[str]:
+        """The gateway named, or those whose last report puts them in the group."""
+        if "gateway" in self.target:
+            return {self.target["gateway"]}
+        group = self.target["group"]
+        return {gw for gw, report in self.states.items() if group in report.get("groups", [])}
+
+    def check_done(self) -> None:
+        """Set `done` once every expected gateway (and at least `expect` of them) answered."""
+        outcome = self.outcome
+        outcome.expected = self.expected()
+        if not outcome.missing and (self.expect is None or len(outcome.answers) >= self.expect):
+            self.done.set()
+
+    def status(self, gateway: str, raw: bytes) -> None:
+        """A gateway's retained status: note whether it is offline."""
+        with contextlib.suppress(wire.WireError):
+            if wire.decode_map(raw).get("state") == "offline":
+                self.outcome.offline.add(gateway)
+            else:
+                self.outcome.offline.discard(gateway)
+
+    def state(self, gateway: str, raw: bytes) -> None:
+        """A gateway's config state report: kept, and an answer if it names the published push."""
+        try:
+            report = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(report, dict):
+            return
+        self.states[gateway] = report
+        if (
+            self.published_at is not None
+            and report.get("last", {}).get("push") == self.digest
+            and gateway not in self.outcome.answers
+        ):
+            self._answered(_answer(gateway, report, time.monotonic() - self.published_at))
+            self.check_done()
+
+    def answered_before(self) -> None:
+        """Answers already in the retained reports: a push sent twice was applied before."""
+        for gateway, report in self.states.items():
+            if report.get("last", {}).get("push") == self.digest:
+                self._answered(_answer(gateway, report))
+
+    def _answered(self, answer: Answer) -> None:
+        self.outcome.answers[answer.gateway] = answer
+        self.on_answer(answer)
+
+
+async def _read(client: aiomqtt.Client, watch: _Watch) -> None:
+    async for message in client.messages:
+        parts = str(message.topic).split("/")
+        raw = message.payload if isinstance(message.payload, bytes) else b""
+        if parts[-1] == "status":
+            watch.status(parts[-2], raw)
+        elif parts[-2:] == ["config", "state"]:
+            watch.state(parts[-3], raw)
+
+
 async def push(
     options: HubOptions,
     payload: bytes,
@@ -199,77 +282,27 @@ async def push(
 ) -> PushOutcome:
     """Publish a signed payload (retained, so offline gateways get it when they return) and
     collect the state reports that name it (by the payload's SHA-256)."""
-    digest = hashlib.sha256(payload).hexdigest()
+    watch = _Watch(target, hashlib.sha256(payload).hexdigest(), expect, on_answer)
     prefix = options.topic_prefix
-    states: dict[str, dict[str, Any]] = {}
-    outcome = PushOutcome(expected=set())
-    done = asyncio.Event()
-
-    def expected() -> set[str]:
-        if "gateway" in target:
-            return {target["gateway"]}
-        return {gw for gw, report in states.items() if target["group"] in report.get("groups", [])}
-
-    def check_done() -> None:
-        outcome.expected = expected()
-        if not outcome.missing and (expect is None or len(outcome.answers) >= expect):
-            done.set()
-
     async with hub_client(options) as client:
         await client.subscribe(f"{prefix}/+/config/state", qos=1)
         await client.subscribe(f"{prefix}/+/status", qos=1)
-        published, published_at = False, 0.0
-
-        async def read() -> None:
-            async for message in client.messages:
-                parts = str(message.topic).split("/")
-                gateway = parts[-3] if parts[-2:] == ["config", "state"] else parts[-2]
-                raw = message.payload if isinstance(message.payload, bytes) else b""
-                if parts[-1] == "status":
-                    with contextlib.suppress(wire.WireError):
-                        if wire.decode_map(raw).get("state") == "offline":
-                            outcome.offline.add(gateway)
-                        else:
-                            outcome.offline.discard(gateway)
-                    continue
-                try:
-                    report = json.loads(raw)
-                except ValueError:
-                    continue
-                if not isinstance(report, dict):
-                    continue
-                states[gateway] = report
-                if (
-                    published
-                    and report.get("last", {}).get("push") == digest
-                    and gateway not in outcome.answers
-                ):
-                    after_s = time.monotonic() - published_at
-                    outcome.answers[gateway] = answer = _answer(gateway, report, after_s)
-                    on_answer(answer)
-                    check_done()
-
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(_read(client, watch))
         try:
             await asyncio.sleep(SETTLE_S)  # the retained reports arrive first
-            for gateway, report in states.items():  # already applied (a push sent twice)
-                if report.get("last", {}).get("push") == digest:
-                    outcome.answers[gateway] = answer = _answer(gateway, report)
-                    on_answer(answer)
-            published, published_at = True, time.monotonic()
+            watch.answered_before()
+            watch.published_at = time.monotonic()
             await client.publish(topic_for(prefix, target), payload, qos=1, retain=True)
-            check_done()
-            if "group" in target and not outcome.expected and expect is None:
+            watch.check_done()
+            if "group" in target and not watch.outcome.expected and expect is None:
                 raise LookupError(
                     f"no gateway has reported being in group {target['group']!r} "
                     "(pass --expect N to wait for gateways not seen yet)"
                 )
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
-                    await done.wait()
-            except TimeoutError:
-                pass
-            outcome.expected = expected()
+                    await watch.done.wait()
+            watch.outcome.expected = watch.expected()
         finally:
             reader.cancel()
-    return outcome
+    return watch.outcome

@@ -18,13 +18,15 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import serial
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 BAUDRATE = 115_200
 WRITE_CHUNK = 768  # bytes per exec: 1 KB of base64, small for a board's heap
@@ -65,6 +67,8 @@ class BoardError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BoardInfo:
+    """What a board says about itself over its raw REPL."""
+
     platform: str  # sys.platform: "esp32", "rp2", ...
     version: str  # MicroPython's, e.g. "1.24.1"
     machine: str  # e.g. "Raspberry Pi Pico W with RP2040"
@@ -73,7 +77,7 @@ class BoardInfo:
 
 def check_port(port: str) -> None:
     """BoardError unless `port` exists and this user may open it."""
-    if not os.path.exists(port):
+    if not Path(port).exists():
         raise BoardError(
             f"{port}: no such port; plug the board in and look for it with "
             "`ls /dev/ttyUSB* /dev/ttyACM*` (docs/flashing.md)"
@@ -88,7 +92,7 @@ def check_port(port: str) -> None:
 class MicroPythonBoard:
     """A board in its raw REPL. Use through `open_board`."""
 
-    def __init__(self, transport: Any, port: str) -> None:
+    def __init__(self, transport: SerialTransport, port: str) -> None:
         self._t = transport
         self.port = port
         self._t.exec(_HASHER)
@@ -113,26 +117,34 @@ class MicroPythonBoard:
             ) from None
         return out
 
-    def _eval(self, expression: str) -> Any:
-        return ast.literal_eval(self._exec(f"print(repr({expression}))").decode().strip())
+    def _eval(self, expression: str, kind: type[_T]) -> _T:
+        """The board's value of `expression` (a Python literal); BoardError if not a `kind`."""
+        value = ast.literal_eval(self._exec(f"print(repr({expression}))").decode().strip())
+        if not isinstance(value, kind):
+            raise BoardError(
+                f"{self.port}: expected a {kind.__name__} from the board, got {value!r}"
+            )
+        return value
 
     def identify(self) -> BoardInfo:
+        """The board's platform, MicroPython version, machine and .mpy version."""
         self._exec("import sys")
         platform, version, machine, mpy = self._eval(
             "(sys.platform, '.'.join(str(v) for v in sys.implementation.version[:3]), "
             "getattr(sys.implementation, '_machine', ''), "
-            "getattr(sys.implementation, '_mpy', 6) & 0xff)"
+            "getattr(sys.implementation, '_mpy', 6) & 0xff)",
+            tuple,
         )
         return BoardInfo(platform=platform, version=version, machine=machine, mpy_version=mpy)
 
     def listdir(self) -> list[str]:
-        names: list[str] = self._eval("__import__('os').listdir()")
-        return names
+        """The names in the board's root directory."""
+        return [str(name) for name in self._eval("__import__('os').listdir()", list)]
 
     def hashes(self, names: list[str]) -> dict[str, str | None]:
         """SHA-256 (hex) of each file as the board reads it back; None where there is none."""
-        found: dict[str, str | None] = self._eval(f"{{n: _citygw_sha256(n) for n in {names!r}}}")
-        return found
+        found = self._eval(f"{{n: _citygw_sha256(n) for n in {names!r}}}", dict)
+        return {str(name): None if sha is None else str(sha) for name, sha in found.items()}
 
     def keep_watchdog_fed(self, timeout_ms: int) -> None:
         """A node running the citygw firmware has armed the hardware watchdog, which nothing
@@ -156,6 +168,7 @@ class MicroPythonBoard:
         )
 
     def remove(self, name: str) -> None:
+        """Delete the file `name` on the board."""
         self._exec(f"import os\nos.remove({name!r})")
 
     def reset(self) -> None:
@@ -165,7 +178,7 @@ class MicroPythonBoard:
             self._t.exec_raw_no_follow("import machine\nmachine.reset()")
 
 
-def _connect(port: str, *, timeout_s: float) -> Any:
+def _connect(port: str, *, timeout_s: float) -> SerialTransport:
     check_port(port)
     try:
         transport = SerialTransport(port, baudrate=BAUDRATE)

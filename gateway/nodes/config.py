@@ -28,6 +28,8 @@ SENSOR_TYPES = ("bme280", "sht3x", "sds011", "pms5003", "supply")
 
 @dataclass(frozen=True, slots=True)
 class BoardLimits:
+    """What a node.json may use on one board: GPIO range, UART and I2C ids, pins that are taken."""
+
     gpio: tuple[int, int]
     uart_ids: tuple[int, int]
     i2c_buses: tuple[int, int]
@@ -40,8 +42,8 @@ LIMITS: dict[Board, BoardLimits] = {
         gpio=(0, 39),
         uart_ids=(0, 2),
         i2c_buses=(0, 1),
-        reserved={n: "wired to the ESP32's SPI flash" for n in range(6, 12)}
-        | {n: "not on the ESP32" for n in (20, 24, 28, 29, 30, 31)},
+        reserved=dict.fromkeys(range(6, 12), "wired to the ESP32's SPI flash")
+        | dict.fromkeys((20, 24, 28, 29, 30, 31), "not on the ESP32"),
         input_only=frozenset(range(34, 40)),
     ),
     "rp2": BoardLimits(
@@ -68,11 +70,11 @@ class NodeConfigError(ValueError):
         super().__init__(f"{file}: " + "; ".join(problems))
 
 
-Check = Callable[[Any], str | None]  # None if the value is fine, else what was expected
+Check = Callable[[object], str | None]  # None if the value is fine, else what was expected
 
 
 def _int(low: int, high: int, *, null: bool = False) -> Check:
-    def check(value: Any) -> str | None:
+    def check(value: object) -> str | None:
         if null and value is None:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
@@ -83,7 +85,7 @@ def _int(low: int, high: int, *, null: bool = False) -> Check:
 
 
 def _number(low: float, high: float) -> Check:
-    def check(value: Any) -> str | None:
+    def check(value: object) -> str | None:
         if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
             return None
         return f"expected a number {low:g}..{high:g}"
@@ -92,18 +94,18 @@ def _number(low: float, high: float) -> Check:
 
 
 def _choice(*options: str) -> Check:
-    def check(value: Any) -> str | None:
+    def check(value: object) -> str | None:
         return None if value in options else "expected one of " + ", ".join(map(repr, options))
 
     return check
 
 
-def _name(value: Any) -> str | None:
+def _name(value: object) -> str | None:
     ok = isinstance(value, str) and 0 < len(value) <= 32
     return None if ok else "expected a name of 1-32 characters"
 
 
-def _bind_key(value: Any) -> str | None:
+def _bind_key(value: object) -> str | None:
     ok = value is None or (isinstance(value, str) and bool(_HEX_KEY.match(value)))
     return None if ok else "expected null or 32 hex digits (the BTHome bind key)"
 
@@ -112,7 +114,7 @@ def _pin(limits: BoardLimits, *, drives: bool, null: bool = False) -> Check:
     """A GPIO the board has free; `drives`: the pin must be able to drive the line."""
     in_range = _int(*limits.gpio, null=null)
 
-    def check(value: Any) -> str | None:
+    def check(value: object) -> str | None:
         if (expected := in_range(value)) is not None or value is None:
             return expected
         if value in limits.reserved:
@@ -180,7 +182,7 @@ _SENSOR_KIND = {
 }
 
 
-def _sensor_kind(spec: Any) -> str | None:
+def _sensor_kind(spec: object) -> str | None:
     kind = spec.get("type") if isinstance(spec, dict) else None
     return _SENSOR_KIND.get(kind) if isinstance(kind, str) else None
 
@@ -188,7 +190,7 @@ def _sensor_kind(spec: Any) -> str | None:
 _PAIRS = {"i2c": ("sda", "scl"), "uart_sensor": ("tx", "rx"), "uart": ("tx", "rx")}
 
 
-def _check_object(obj: Any, path: str, kind: str, fields: Mapping[str, Check]) -> list[str]:
+def _check_object(obj: object, path: str, kind: str, fields: Mapping[str, Check]) -> list[str]:
     if not isinstance(obj, dict):
         return [f"{path or 'node.json'}: expected an object"]
     prefix = f"{path}." if path else ""
@@ -206,11 +208,11 @@ def _check_object(obj: Any, path: str, kind: str, fields: Mapping[str, Check]) -
     return problems
 
 
-def validate(cfg: Any, *, board: Board) -> list[str]:
+def validate(cfg: object, *, board: Board) -> list[str]:
     """Every problem in a parsed node.json for `board`, as "path: expected ..., got ..."."""
     fields = _fields(LIMITS[board])
     problems = _check_object(cfg, "", "node", fields["node"])
-    if problems and not isinstance(cfg, dict):
+    if not isinstance(cfg, dict):
         return problems
     for section in ("uart", "ble"):
         if section in cfg:

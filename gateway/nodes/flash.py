@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,9 @@ from gateway.nodes.config import Board, load
 
 log = logging.getLogger(__name__)
 
-_CHECKOUT_FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-_PACKAGED_FIRMWARE = Path(__file__).resolve().parents[1] / "node_firmware"  # in a wheel
+_GATEWAY_DIR = Path(__file__).resolve().parents[1]  # this file is gateway/nodes/flash.py
+_CHECKOUT_FIRMWARE = _GATEWAY_DIR.parent / "firmware"
+_PACKAGED_FIRMWARE = _GATEWAY_DIR / "node_firmware"  # in an installed wheel (pyproject.toml)
 FIRMWARE_DIR = (
     _CHECKOUT_FIRMWARE if (_CHECKOUT_FIRMWARE / "main.py").exists() else _PACKAGED_FIRMWARE
 )
@@ -48,16 +48,21 @@ class FlashError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BoardFile:
+    """One file as it goes onto the board."""
+
     name: str
     data: bytes
 
     @property
     def sha256(self) -> str:
+        """The SHA-256 of the data in hex, as the board's check computes it."""
         return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass(slots=True)
 class FlashReport:
+    """What a flash did: the board, and the files written, unchanged, removed and verified."""
+
     board: boards.BoardInfo
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -122,7 +127,7 @@ def _wait_for_first_boot(port: str) -> None:
     """A fresh MicroPython formats its filesystem at first boot: a Ctrl-C then would leave it
     broken, so give the port time to appear and the board time to finish."""
     deadline = time.monotonic() + BOOT_WAIT_S
-    while not os.path.exists(port) and time.monotonic() < deadline:
+    while not Path(port).exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(FIRST_BOOT_S)
 

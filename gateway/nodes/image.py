@@ -9,7 +9,6 @@ are explained. The image is checked (magic, chip) before anything is erased.
 
 from __future__ import annotations
 
-import glob
 import importlib.metadata
 import importlib.util
 import logging
@@ -131,9 +130,9 @@ def _write_esp32(image: Path, port: str, progress: Callable[[str], None]) -> Non
 
 def _uf2_drive() -> Path | None:
     for pattern in UF2_DRIVES:
-        for found in sorted(glob.glob(pattern)):
-            if Path(found, "INFO_UF2.TXT").is_file():
-                return Path(found)
+        for found in sorted(Path("/").glob(pattern.removeprefix("/"))):
+            if (found / "INFO_UF2.TXT").is_file():
+                return found
     return None
 
 

@@ -33,10 +33,11 @@ async def run_demo(*args: str, interrupt_after_s: float | None = None) -> tuple[
 async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_itself() -> None:
     code, out = await run_demo("--seconds", "6")
     assert code == 0, out
-    assert "gw-demo/pm-north  pm2_5_ugm3=" in out
+    assert "gw-demo/pm-north  PM2.5 " in out and " PM10 " in out
     assert "-- gw-demo: push applied" in out and "source pm-south added" in out
     pushed = out.index("-- gw-demo: push applied")
-    assert "gw-demo/pm-south  pm1_0_cf1_ugm3=" in out[pushed:], "the pushed source reports"
+    assert "gw-demo/pm-south  PM1 " in out[pushed:], "the pushed source reports"
+    assert "count/0.1L >0.3um " in out[pushed:], "with its particle counts"
     assert "gw-demo/pm-south" not in out[: out.index("-- operator: signed config push")]
     assert "gw-demo/ble/kerbside battery_pct=87 temperature_c=" in out
     assert "adverts of unlisted devices dropped" in out
@@ -44,6 +45,7 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     if nodesim.missing() is None:  # Node.js and the MicroPython package (make test installs them)
         assert "gw-demo/pole-node/bme280 temperature_c=" in out, "the virtual node's firmware"
     assert "== health gw-demo" in out and "0 dropped" in out
+    assert max(map(len, out.splitlines())) < 100, "every line fits a terminal"
     assert out.rstrip().endswith("readings."), out
     assert "Traceback" not in out
 

@@ -193,3 +193,31 @@ def test_decode_refuses_a_bad_advert_key_or_mac_with_a_clear_message(
     got, records, err = run(capsys, *argv)
     assert (got, records) == (code, [])
     assert message in err
+
+
+def test_decode_help_lists_every_registered_driver_and_explains_hex(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drivers import DRIVERS
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_:
+        main(["decode", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    drivers = out[out.index("drivers:") :]
+    assert all(name in drivers for name in DRIVERS)
+    assert "HEX is one whole frame" in out and "spaces and colons anywhere are ignored" in out
+    assert max(len(line) for line in out.splitlines()) <= 98, "help is capped at 100 columns"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["aac0d4043a0aa1601dab", "AA:C0:D4:04:3A:0A:A1:60:1D:AB", "0xaac0 d404\t3a0a a160 1dab"],
+)
+def test_decode_takes_hex_with_spaces_colons_and_a_0x_prefix(
+    capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    code, records, _ = run(capsys, "decode", "sds011", text)
+    assert code == 0
+    assert [r["value"] for r in records] == [123.6, 261.8]

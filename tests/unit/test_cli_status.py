@@ -55,3 +55,16 @@ def test_status_says_why_it_cannot_read_a_buffer_held_by_another_process(
     out = capsys.readouterr().out
     assert f"buffer: unknown (cannot read {tmp_path / 'data' / 'buffer.db'}: " in out
     assert "locked" in out
+
+
+def test_status_and_run_read_the_installed_config_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/install.md writes `citygw status` without --config."""
+    from gateway.config import DEFAULT_PATH
+
+    if DEFAULT_PATH.exists():
+        pytest.skip(f"{DEFAULT_PATH} exists here: the command would read a real gateway's")
+    for command in ("status", "run"):
+        assert main([command]) == 2
+        assert f"{DEFAULT_PATH}: cannot read" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""`citygw run`, `check-config`, `schema` and `status`: the agent on a gateway, and its config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.base import LOG_LEVELS, Commands, setup_logging
+from gateway.config import DEFAULT_PATH, SerialSourceConfig, json_schema, load_config, load_document
+
+
+def add_commands(commands: Commands) -> None:
+    """Add run, check-config, schema and status."""
+    p = commands.add("run", help="run the agent", handler=cmd_run)
+    p.add_argument(
+        "--config", default=str(DEFAULT_PATH), help="TOML config file (default: %(default)s)"
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS)
+
+    p = commands.add("check-config", help="validate a config file", handler=cmd_check_config)
+    p.add_argument("file")
+
+    commands.add("schema", help="print the config's JSON Schema (for editors)", handler=cmd_schema)
+
+    p = commands.add("status", help="what the local agent is doing", handler=cmd_status)
+    p.add_argument(
+        "--config",
+        default=str(DEFAULT_PATH),
+        help="the agent's config: where its status socket and buffer are (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the agent until SIGTERM; 1 if another agent already runs on this data directory."""
+    from gateway.agent import AgentAlreadyRunning, run
+
+    document = load_document(args.config)
+    config = load_config(args.config)
+    setup_logging(args.log_level or config.gateway.log_level, gateway_id=config.gateway.id)
+    try:
+        run(config, document)
+    except AgentAlreadyRunning as error:
+        print(f"citygw: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate FILE and the files it names; 2 if the agent could not start with it."""
+    config = load_config(args.file)
+    hub = config.hub
+    missing = [
+        f"hub.{key}: cannot read {path}"
+        for key, path in (
+            ("ca_file", hub.ca_file),
+            ("cert_file", hub.cert_file),
+            ("key_file", hub.key_file),
+            ("password_file", hub.password_file),
+        )
+        if path and not os.access(path, os.R_OK)
+    ]
+    for problem in missing:
+        print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
+    for index, source in enumerate(config.sources):
+        if isinstance(source, SerialSourceConfig) and not Path(source.port).exists():
+            print(
+                f"note: sources[{index}].port: {source.port} does not exist now (the agent "
+                "waits for it)",
+                file=sys.stderr,
+            )
+    if missing:
+        return 2
+    print(
+        f"{args.file}: OK (gateway {config.gateway.id}, {len(config.sources)} sources, "
+        f"hub {config.hub.url})"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the config's JSON Schema."""
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the running agent's status, or the buffer's figures from disk when none runs."""
+    from gateway.agent.health import read_status, status_socket_address
+
+    config = load_config(args.config)
+    status = asyncio.run(read_status(status_socket_address(config.data_dir)))
+    if status is None:
+        status = {
+            "gateway": config.gateway.id,
+            "agent": "not running",
+            "buffer": _buffer_at_rest(config.data_dir / "buffer.db"),
+        }
+    else:
+        status["agent"] = "running"
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def _buffer_at_rest(path: Path) -> dict[str, Any]:
+    """Buffer figures read straight from the file (read-only), when no agent is running."""
+    if not path.exists():
+        return {"depth": 0, "note": "no buffer yet"}
+    import sqlite3
+
+    from gateway.store.at_rest import at_rest
+
+    try:
+        depth, oldest, dropped = at_rest(path)
+    except sqlite3.Error as error:  # locked by an agent; or a crash left a WAL to read, which
+        # needs write access to the directory (the citygw user or root)
+        return {"depth": None, "note": f"cannot read {path}: {error}"}
+    return {
+        "depth": depth,
+        "dropped": dropped,
+        "oldest_unsent_age_s": None if oldest is None else round(time.time() - oldest / 1000, 1),
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The status as lines for a person: agent, buffer, uplink, config, then each source."""
+    lines = [f"gateway {status['gateway']}: agent {status['agent']}"]
+    if "uptime_s" in status:
+        lines.append(
+            f"  up {status['uptime_s']} s, RSS {status['rss_bytes'] / 1e6:.1f} MB, "
+            f"clock {'synchronised' if status['clock_synced'] else 'NOT synchronised'}"
+        )
+    lines.append(_buffer_line(status["buffer"]))
+    uplink = status.get("uplink")
+    if uplink:
+        state = "connected" if uplink["connected"] else f"DISCONNECTED ({uplink['last_error']})"
+        lines.append(
+            f"  uplink: {state}, {uplink['readings_out']} readings in "
+            f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects"
+        )
+    if "config_version" in status:
+        version = status["config_version"]
+        where = "the local file" if version == 0 else f"pushed version {version}"
+        lines.append(f"  config: {where}")
+    lines += [_source_line(name, source) for name, source in status.get("sources", {}).items()]
+    return "\n".join(lines)
+
+
+def _buffer_line(buffer: dict[str, Any]) -> str:
+    if buffer["depth"] is None:
+        return f"  buffer: unknown ({buffer['note']})"
+    oldest = buffer.get("oldest_unsent_age_s")
+    return (
+        f"  buffer: {buffer['depth']} readings waiting"
+        + (f", oldest {oldest} s old" if oldest is not None else "")
+        + f", {buffer.get('dropped', 0)} dropped"
+    )
+
+
+def _source_line(name: str, source: dict[str, Any]) -> str:
+    if source.get("type") == "ble":
+        return (
+            f"  source {name} (BLE on {source['adapter']}, {source['devices']} "
+            f"devices): {source['state']}, {source['readings']} readings, "
+            f"{source['decode_errors']} decode errors"
+        )
+    return (
+        f"  source {name} ({source['driver']} on {source['port']}): "
+        f"{source['state']}, {source['readings']} readings, "
+        f"{source['bad_frames']} bad frames, {source['reopens']} reopens"
+    )

@@ -1,0 +1,76 @@
+"""`citygw demo` and `citygw bench wire`: the whole system on simulated sensors, and wire sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gateway.cli.base import Commands, fail
+
+
+def add_commands(commands: Commands) -> None:
+    """Add demo and the bench group (bench wire)."""
+    bench = commands.group("bench", help="measurements")
+    p = bench.add(
+        "wire",
+        help="bytes on the wire per reading, replaying a CSV of "
+        "readings (ts,sensor_id,quantity,value) in simulated time",
+        handler=cmd_bench_wire,
+    )
+    p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
+    p.add_argument("--flush-seconds", type=float, required=True)
+    p.add_argument("--sensors", help="only these sensor ids, comma-separated")
+    p.add_argument("--format", type=int, choices=[1, 2, 3], default=1, help="wire format version")
+    p.add_argument(
+        "--no-topic-alias",
+        action="store_true",
+        help="the full data topic in every message (a broker without topic aliases)",
+    )
+    p.add_argument(
+        "--connection-hours",
+        type=float,
+        default=24.0,
+        help="how long a connection lasts (a birth and the full topic each time)",
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = commands.add(
+        "demo",
+        help="the whole system on simulated sensors and a local broker",
+        handler=cmd_demo,
+    )
+    p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
+
+
+def cmd_bench_wire(args: argparse.Namespace) -> int:
+    """Print the replay's bytes per reading; 2 for an unreadable file, 1 if nothing matched."""
+    from gateway.devtools.wirebench import format_report, read_rows, replay
+
+    sensors = set(args.sensors.split(",")) if args.sensors else None
+    try:
+        stats = replay(
+            read_rows(Path(args.readings), sensors=sensors),
+            flush_seconds=args.flush_seconds,
+            wire_format=args.format,
+            topic_alias=not args.no_topic_alias,
+            connection_hours=args.connection_hours,
+        )
+    except (OSError, ValueError) as error:
+        fail("bench wire", error)
+        return 2
+    if stats.readings == 0:
+        fail("bench wire", "no readings (check --sensors)")
+        return 1
+    if args.json:
+        print(json.dumps(stats.as_dict(args.flush_seconds)))
+    else:
+        print(format_report(stats, args.flush_seconds), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C or --seconds."""
+    from gateway.devtools.demo import run_demo
+
+    return run_demo(seconds=args.seconds)

@@ -1,0 +1,74 @@
+"""`citygw hub tail`: subscribe as a hub would, decode, drop duplicates, print each reading."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gateway.cli.base import Commands
+
+if TYPE_CHECKING:
+    from gateway.hub.decode import HubEvent
+
+
+def add_commands(commands: Commands) -> None:
+    """Add the hub group: hub tail."""
+    hub = commands.group("hub", help="hub-side tools")
+    p = hub.add(
+        "tail", help="subscribe like a hub, decode, drop duplicates, print", handler=cmd_hub_tail
+    )
+    p.add_argument("--url", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--json", action="store_true", help="JSON lines, one per reading")
+    p.add_argument("--topic-prefix", default="citygw/v1")
+    p.add_argument("--client-id", default="", help="persistent session id (default per host)")
+    p.add_argument("--username")
+    p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+
+
+def cmd_hub_tail(args: argparse.Namespace) -> int:
+    """Print what gateways publish until Ctrl-C."""
+    from gateway.hub.tail import HubOptions, events
+
+    options = HubOptions(
+        url=args.url,
+        topic_prefix=args.topic_prefix,
+        client_id=args.client_id,
+        username=args.username,
+        password=os.environ.get("CITYGW_HUB_PASSWORD") or None,
+        ca_file=args.ca_file,
+    )
+
+    async def tail() -> None:
+        async for event in events(options):
+            print_event(event, as_json=args.json)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail())
+    return 0
+
+
+def print_event(event: HubEvent, *, as_json: bool) -> None:
+    """A line per reading (JSON, or text with UTC time), and a line for status and metrics."""
+    if event.kind == "data":
+        for r in event.readings:
+            if as_json:
+                print(json.dumps(r.as_json()), flush=True)
+            else:
+                clock = "" if r.clock_synced else " (clock unsynced)"
+                print(
+                    f"{_iso(r.ts_ms)} {r.gateway} {r.source} {r.quantity} = {r.value:g} "
+                    f"{r.unit}{clock}",
+                    flush=True,
+                )
+    elif not as_json:
+        detail = event.error if event.kind == "invalid" else json.dumps(event.fields)
+        print(f"-- {event.kind} from {event.gateway}: {detail}", flush=True)
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
