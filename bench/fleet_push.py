@@ -1,9 +1,10 @@
 """Fleet push benchmark: how long a signed config push takes to converge on N gateways.
 
-N real agents (gateway.devtools.sim_fleet: full Agent objects, no sensors) in one process on one broker;
-`gateway.fleet.push` publishes a signed push to their group and waits for every `config/state`
-report. Times are from the publish to each gateway's report. One process simulates the whole
-fleet on one core, so the figure is an upper bound: real gateways each have their own CPU.
+N real agents (gateway.devtools.sim_fleet: full Agent objects, no sensors) in one process on
+one broker; `gateway.hub.fleet.push` publishes a signed push to their group and waits for every
+`config/state` report. Times are from the publish to each gateway's report. One process
+simulates the whole fleet on one core, so the figure is an upper bound: real gateways each have
+their own CPU.
 
     .venv/bin/python bench/fleet_push.py --count 200          # prints figures
     .venv/bin/python bench/fleet_push.py --count 200 --write  # also updates BENCHMARKS.md

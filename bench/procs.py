@@ -199,7 +199,7 @@ class Children:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> Child:
-        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = log_path.open("ab") if log_path else subprocess.DEVNULL
         try:
             proc = subprocess.Popen(
                 argv,

@@ -471,12 +471,12 @@ def _throughput_lines(tp: dict[str, Any] | None) -> list[str]:
         "| offered load | delivered | dropped by the agent | time | CPU per reading |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for t in tp["trials"]:
-        lines.append(
-            f"| {offered(t['offered_rate'])} | {fmt(t['readings_per_s'])} readings/s "
-            f"| {fmt(t['dropped'])} | {t['seconds']:.1f} s | "
-            f"{t['cpu_us_per_reading']:.1f} us |"
-        )
+    lines.extend(
+        f"| {offered(t['offered_rate'])} | {fmt(t['readings_per_s'])} readings/s "
+        f"| {fmt(t['dropped'])} | {t['seconds']:.1f} s | "
+        f"{t['cpu_us_per_reading']:.1f} us |"
+        for t in tp["trials"]
+    )
     lines += [
         "",
         "Details of the lossless trial reported above:",

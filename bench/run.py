@@ -827,9 +827,8 @@ def _tb_config(workdir: Path, port: int) -> Path:
     logs = {
         "version": 1,
         "disable_existing_loggers": False,
-        "handlers": {
-            name: handler
-            for name in (
+        "handlers": dict.fromkeys(
+            (
                 "consoleHandler",
                 "databaseHandler",
                 "serviceHandler",
@@ -838,8 +837,9 @@ def _tb_config(workdir: Path, port: int) -> Path:
                 "tb_connectionHandler",
                 "storageHandler",
                 "extensionHandler",
-            )
-        },
+            ),
+            handler,
+        ),
         "loggers": {
             name: {"handlers": ["consoleHandler"], "level": "WARNING", "propagate": False}
             for name in (
@@ -1075,7 +1075,8 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             + (
                 tb["skipped"]
                 if "skipped" in tb
-                else f"{fmt(tb['readings_per_s'])} readings/s, {tb['cpu_us_per_reading']} us CPU/reading"
+                else f"{fmt(tb['readings_per_s'])} readings/s, "
+                f"{tb['cpu_us_per_reading']} us CPU/reading"
                 f", peak RSS {tb['peak_rss_mb']} MB"
             )
         )

@@ -47,6 +47,7 @@ PURE_FALLBACK_ENV = {"msgpack": {"MSGPACK_PUREPYTHON": "1"}}
 
 
 def pip(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> bool:
+    """Run pip with `args`; True if it succeeded (its output only when not `quiet`)."""
     argv = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *args]
     return (
         subprocess.run(
@@ -84,6 +85,7 @@ def runtime_closure(pins: dict[str, str], machine: str) -> list[str]:
 
 
 def main() -> int:
+    """Fill ./wheelhouse; exit status 1 if a package could not be had for a platform."""
     out = Path("wheelhouse")
     out.mkdir(exist_ok=True)
     pins = {}

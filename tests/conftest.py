@@ -33,9 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class PtyPair:
     """The far end of a serial port: tests write sensor bytes to ``master_fd`` (or hand it to a
-    simulator from ``gateway.devtools.sim_serial``); the code under test opens ``link``. ``unplug()`` and
-    ``replug()`` simulate a USB adapter going away and coming back at the same path, with a new
-    raw pty behind it. Built on ``gateway.simulate.open_pty`` / ``close_pty``."""
+    simulator from ``gateway.devtools.sim_serial``); the code under test opens ``link``.
+    ``unplug()`` and ``replug()`` simulate a USB adapter going away and coming back at the same
+    path, with a new raw pty behind it. Built on ``sim_serial.open_pty`` / ``close_pty``."""
 
     def __init__(self, link: Path) -> None:
         self.link = link

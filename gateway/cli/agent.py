@@ -115,14 +115,11 @@ def _buffer_at_rest(path: Path) -> dict[str, Any]:
     """Buffer figures read straight from the file (read-only), when no agent is running."""
     if not path.exists():
         return {"depth": 0, "note": "no buffer yet"}
-    import sqlite3
-
-    from gateway.store.at_rest import at_rest
+    from gateway.store.at_rest import BufferUnreadable, at_rest
 
     try:
         depth, oldest, dropped = at_rest(path)
-    except sqlite3.Error as error:  # locked by an agent; or a crash left a WAL to read, which
-        # needs write access to the directory (the citygw user or root)
+    except BufferUnreadable as error:
         return {"depth": None, "note": f"cannot read {path}: {error}"}
     return {
         "depth": depth,

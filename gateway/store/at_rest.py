@@ -9,10 +9,23 @@ from gateway.store import chunks
 from gateway.store.database import OLD_ROWS
 
 
+class BufferUnreadable(Exception):
+    """The file cannot be read now: an agent holds it, or a crash left a WAL whose reading
+    needs write access to the directory (the citygw user or root). The message is SQLite's."""
+
+
 def at_rest(path: Path) -> tuple[int, int | None, int]:
     """(depth, oldest ts_ms, dropped) read from a buffer file while no agent runs (read-only;
     either storage format). After a crash the depth includes the readings the hub had
-    acknowledged but the next commit had not yet deleted: they are sent again."""
+    acknowledged but the next commit had not yet deleted: they are sent again.
+    BufferUnreadable if SQLite cannot read it."""
+    try:
+        return _read(path)
+    except sqlite3.Error as error:
+        raise BufferUnreadable(str(error)) from error
+
+
+def _read(path: Path) -> tuple[int, int | None, int]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}

@@ -115,8 +115,9 @@ def scaled_integer(value: float, scale: int) -> int:
     """`value` * 10**scale as the integer a decoder divides by 10**scale to get `value` back
     (`scale` at least the value's own decimals). The float product can round the wrong way
     (2**45 + 0.23 scaled by 100 gives ...22): then the exact decimal of its repr decides."""
-    scaled = round(value * 10**scale)
-    if scaled / 10**scale != value:
+    factor: int = 10**scale
+    scaled = round(value * factor)
+    if scaled / factor != value:
         from decimal import Decimal  # rarely needed: not loaded by every gateway (RSS)
 
         scaled = int(Decimal(repr(value)).scaleb(scale))

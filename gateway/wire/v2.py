@@ -141,6 +141,16 @@ def _inflate(body: bytes) -> bytes:
     return inflated
 
 
+def _unpack(payload: bytes) -> list[Any]:
+    try:
+        message: Any = msgpack.unpackb(payload, raw=False, max_bin_len=1 << 22)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise WireError(f"not msgpack: {error}") from None
+    if not isinstance(message, list) or len(message) != 10 or message[0] != VERSION:
+        raise WireError("not a v2 data message")
+    return message
+
+
 def decode_data(
     payload: bytes,
     gateway: str,
@@ -150,27 +160,18 @@ def decode_data(
 ) -> Iterator[HubReading]:
     """Readings of a v2 message from `gateway` (its topic); `series_of(alias)` comes from the
     gateway's birth message."""
+    _, ep, s0, t0_s, t0_ms, tick, scale_list, flag_list, codec, body = _unpack(payload)
     try:
-        message: Any = msgpack.unpackb(payload, raw=False, max_bin_len=1 << 22)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
-        raise WireError(f"not msgpack: {error}") from None
-    if not isinstance(message, list) or len(message) != 10 or message[0] != VERSION:
-        raise WireError("not a v2 data message")
-    _, ep, s0, t0_s, t0_ms, tick, scale_list, flag_list, codec, body = message
-    try:
-        t0 = int(t0_s) * 1000 + int(t0_ms)
         scales = dict(zip(scale_list[::2], scale_list[1::2], strict=True))
         flags = {int(i): int(f) for i, f in flag_list}
-        if codec == _CODEC_DEFLATE:
-            body = _inflate(body)
-        reader = _Reader(bytes(body))
+        reader = _Reader(_inflate(body) if codec == _CODEC_DEFLATE else bytes(body))
         count = reader.uvarint()
         if count > max_readings:
             raise WireError(f"v2 message claims {count} readings")
         gaps = [reader.uvarint() for _ in range(count)]
         steps = [reader.svarint() for _ in range(count)]
         aliases = [reader.uvarint() for _ in range(count)]
-        seq, ts = int(s0) - 1, int(t0)
+        seq, ts = int(s0) - 1, int(t0_s) * 1000 + int(t0_ms)
         last: dict[int, int] = {}
         readings = []
         for index in range(count):
@@ -188,19 +189,8 @@ def decode_data(
                 raise WireError(
                     f"series alias {alias} unknown: the gateway's birth message has not been seen"
                 )
-            readings.append(
-                HubReading(
-                    gateway,
-                    int(ep),
-                    seq,
-                    ts,
-                    series.source,
-                    series.quantity,
-                    series.unit,
-                    value,
-                    not (flags.get(index, 0) & CLOCK_UNSYNCED),
-                )
-            )
+            synced = not (flags.get(index, 0) & CLOCK_UNSYNCED)
+            readings.append(HubReading(gateway, int(ep), seq, ts, *series, value, synced))
     except (KeyError, TypeError, ValueError, IndexError, zlib.error) as error:
         raise WireError(f"malformed v2 data message: {error!r}") from None
     return iter(readings)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def manifest(root: Path) -> dict[str, str]:
     for path in sorted(root.rglob("*")):
         rel, st = str(path.relative_to(root)), path.lstat()
         if path.is_symlink():
-            out[rel] = f"link -> {os.readlink(path)}"
+            out[rel] = f"link -> {path.readlink()}"
         elif path.is_dir():
             out[rel] = f"dir {st.st_mode & 0o7777:o}"
         else:

@@ -6,7 +6,6 @@ file. Used by test_uplink_security.py and test_journal_logging.py."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -108,7 +107,7 @@ def start_secure_broker(tmp_path: Path, make_broker: Any) -> SecureBroker:
 def agent_config(tmp_path: Path, secure: SecureBroker, port: Path, **hub: Any) -> dict[str, Any]:
     password_file = tmp_path / "hub-password"
     password_file.write_text(hub.pop("password", PASSWORD) + "\n")
-    os.chmod(password_file, 0o600)
+    password_file.chmod(0o600)
     return {
         "gateway": {"id": "gw-sec", "data_dir": str(tmp_path / "data")},
         "hub": {

@@ -165,7 +165,7 @@ def test_install_reinstall_upgrade_remove_purge_with_dpkg(
     assert version.strip() == f"citygw {__version__}"
     # Enabled on first install (not started: the config needs editing).
     wants = root / "etc/systemd/system/multi-user.target.wants/citygw.service"
-    assert os.readlink(wants) == "/lib/systemd/system/citygw.service"
+    assert str(wants.readlink()) == "/lib/systemd/system/citygw.service"
 
     config = root / "etc/citygw/gateway.toml"
     config.write_text(config.read_text().replace('id = "gw-0001"', 'id = "gw-0042"'))
@@ -206,7 +206,7 @@ def test_install_reinstall_upgrade_remove_purge_with_dpkg(
     assert buffer.read_bytes() == b"unsent readings"
     # As debhelper does it: masked while removed, so a reinstall keeps the admin's choice.
     mask = root / "etc/systemd/system/citygw.service"
-    assert os.readlink(mask) == "/dev/null"
+    assert str(mask.readlink()) == "/dev/null"
 
     dpkg_root(root, "--purge", "citygw")
     assert not (root / "etc/citygw").exists()

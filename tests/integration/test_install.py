@@ -47,7 +47,7 @@ def test_fresh_install_then_a_second_run_changes_nothing(tmp_path: Path, wheelho
     assert (root / "etc/udev/rules.d/99-citygw-serial.rules").is_file()
     assert (root / "etc/modules-load.d/citygw.conf").is_file()
     assert (root / "var/lib/citygw").is_dir()
-    assert os.readlink(root / "usr/local/bin/citygw") == "/opt/citygw/bin/citygw"
+    assert str((root / "usr/local/bin/citygw").readlink()) == "/opt/citygw/bin/citygw"
     version = subprocess.run(
         [str(root / "opt/citygw/bin/citygw"), "--version"],
         capture_output=True,
@@ -59,7 +59,8 @@ def test_fresh_install_then_a_second_run_changes_nothing(tmp_path: Path, wheelho
         [
             str(root / "opt/citygw/bin/python"),
             "-c",
-            "import gateway, pathlib; print(pathlib.Path(gateway.__file__).parent / 'node_firmware')",
+            "import gateway, pathlib; "
+            "print(pathlib.Path(gateway.__file__).parent / 'node_firmware')",
         ],
         capture_output=True,
         text=True,

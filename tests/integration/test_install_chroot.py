@@ -69,7 +69,7 @@ def bookworm_tar() -> Path:
                     f"\n{proc.stderr[-2000:]}"
                 )
             subprocess.run(["tar", "-C", str(work), "-cf", f"{TARBALL}.tmp", "."], check=True)
-            os.replace(f"{TARBALL}.tmp", TARBALL)
+            Path(f"{TARBALL}.tmp").replace(TARBALL)
             shutil.rmtree(work)
     return TARBALL
 
@@ -118,17 +118,15 @@ class Chroot:
         out = {}
         for top, dirs, files in os.walk(self.root):
             rel_top = os.path.relpath(top, self.root)
-            dirs[:] = [
-                d for d in dirs if os.path.normpath(os.path.join(rel_top, d)) not in VOLATILE
-            ]
+            dirs[:] = [d for d in dirs if os.path.normpath(Path(rel_top) / d) not in VOLATILE]
             for name in dirs + files:
-                path = os.path.join(top, name)
+                path = Path(top) / name
                 rel, st = os.path.relpath(path, self.root), os.lstat(path)
                 entry = f"{stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid}"
                 if stat.S_ISLNK(st.st_mode):
-                    entry += " -> " + os.readlink(path)
+                    entry += f" -> {path.readlink()}"
                 elif stat.S_ISREG(st.st_mode):
-                    with open(path, "rb") as file:
+                    with path.open("rb") as file:
                         entry += " " + hashlib.file_digest(file, "sha256").hexdigest()
                 out[rel] = entry
         return out
@@ -217,7 +215,7 @@ def test_the_deb_in_a_bookworm_chroot(chroot: Chroot, tmp_path: Path) -> None:
     assert chroot.version("/usr/bin/citygw").startswith("citygw 0.1")
     # Enabled on first install (deb-systemd-helper works without a running systemd).
     wants = chroot.root / "etc/systemd/system/multi-user.target.wants/citygw.service"
-    assert os.readlink(wants) == "/lib/systemd/system/citygw.service"
+    assert str(wants.readlink()) == "/lib/systemd/system/citygw.service"
 
     before = chroot.state()
     assert "nothing to do" in chroot.run("dpkg", "-i", "/root/wheels.deb").stdout

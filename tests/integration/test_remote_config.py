@@ -106,8 +106,12 @@ class ConfigChannel:
         ]
 
     async def report_for(
-        self, digest: str, *, result: str | None = None, timeout: float = 15
-    ) -> dict[str, Any]:  # noqa: ASYNC109
+        self,
+        digest: str,
+        *,
+        result: str | None = None,
+        timeout: float = 15,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
         def found(_: Any) -> bool:
             return any(
                 r.get("last", {}).get("push") == digest

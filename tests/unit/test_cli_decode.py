@@ -162,7 +162,8 @@ def test_decode_ruuvi_prints_each_reading_with_the_tag_mac_and_sequence(
         (
             ("decode", "bthome", BTHOME_SHELLY),
             1,
-            "encrypted advert: a bind key is needed to read it (at byte 0). Pass --key HEX and --mac",
+            "encrypted advert: a bind key is needed to read it (at byte 0). "
+            "Pass --key HEX and --mac",
         ),
         (
             ("decode", "bthome", BTHOME_SHELLY, "--mac", SHELLY_MAC, "--key", "00" * 16),
