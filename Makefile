@@ -15,7 +15,7 @@ TEST_TIMEOUT_S ?= 120
 PYTEST_WALL_S ?= 840
 BENCH_ARGS ?=
 
-DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd \
+DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd shellcheck \
 	nodejs debootstrap lintian
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
