@@ -3,7 +3,7 @@
 Bytes per reading on the wire (MQTT 5 PUBLISH framing, QoS 1, as `publish_packet_bytes` counts
 it; TCP/IP not included) for the bench's SDS011 workload, beside citygw's own formats:
 
-- citygw wire v1 and v2: `gateway.wire.encode_data`, `gateway.wire2.encode_data`.
+- citygw wire v1 and v2: `gateway.wire.encode_data(1, ...)` and `(2, ...)`.
 - ThingsBoard IoT Gateway JSON: what its MQTT connector publishes to `v1/gateway/telemetry`,
   `{"<device>": [{"ts": <ms>, "values": {"<key>": <value>, ...}}, ...]}` (readings of one
   device with one timestamp share a `values` object), one message per flush.
