@@ -71,8 +71,10 @@ async def read_status(address: str, *, timeout_s: float = 3.0) -> dict[str, Any]
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_unix_connection(address)
-            data = await reader.read()
-            writer.close()
+            try:
+                data = await reader.read()
+            finally:
+                writer.close()
     except (OSError, TimeoutError):
         return None
     result: dict[str, Any] = json.loads(data)
