@@ -10,8 +10,15 @@ from urllib.parse import urlsplit
 
 from gateway.config.schema import Range
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,200}$")
+# Patterns are applied with fullmatch: `$` would also match before a trailing newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOPIC_PREFIX = re.compile(r"[^#+\x00]{1,200}")
+_ADAPTER = re.compile(r"hci[0-9]{1,3}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+MAX_PATH_CHARS = 1024
+"""Longest device path a config may name (a serial port)."""
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 PositiveSeconds = Annotated[float, Range(gt=0, le=86_400)]
 _record = dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,7 +49,7 @@ class GatewaySection:
     """Least severe log messages written: debug, info, warning or error."""
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.id):
+        if not _ID.fullmatch(self.id):
             raise ValueError("id: expected 1-64 characters from A-Z a-z 0-9 _ . - (used in topics)")
         if not self.data_dir:
             raise ValueError("data_dir: expected a directory path")
@@ -108,7 +115,7 @@ class HubSection:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise ValueError(f"url: expected a port number 1-65535, got {self.url!r}") from None
-        if not _TOPIC_PREFIX.match(self.topic_prefix) or self.topic_prefix.endswith("/"):
+        if not _TOPIC_PREFIX.fullmatch(self.topic_prefix) or self.topic_prefix.endswith("/"):
             raise ValueError("topic_prefix: expected a topic without wildcards or trailing '/'")
         if self.password and self.password_file:
             raise ValueError("password: give password or password_file, not both")
@@ -116,6 +123,22 @@ class HubSection:
             raise ValueError("cert_file: a client certificate needs both cert_file and key_file")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s: expected at most reconnect_max_s")
+
+    def warnings(self) -> list[str]:
+        """What makes this hub connection insecure, for the log at start and `citygw status`."""
+        found = []
+        if self.tls and not self.tls_verify:
+            found.append(
+                f"hub.tls_verify is false: the broker {self.host} is not authenticated "
+                "(anyone on the path can read and change what is sent)"
+            )
+        local = self.host in _LOCAL_HOSTS or self.host.startswith("127.")
+        if not self.tls and not local:
+            found.append(
+                f"hub.url is plain mqtt:// to {self.host}, not a local broker: readings, "
+                "credentials and config pushes travel unencrypted (use mqtts://)"
+            )
+        return found
 
     @property
     def tls(self) -> bool:
@@ -191,18 +214,21 @@ class SerialSourceConfig:
     (the node acknowledges it); unset: the node keeps the interval of its node.json."""
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.name):
+        if not _ID.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if not self.port:
-            raise ValueError("port: expected a device path such as /dev/ttyUSB0")
+        if not self.port or len(self.port) > MAX_PATH_CHARS or _CONTROL.search(self.port):
+            raise ValueError(
+                "port: expected a device path such as /dev/ttyUSB0 "
+                f"(at most {MAX_PATH_CHARS} characters, no control characters)"
+            )
         if self.driver == "node" and self.duty_cycle is not None:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
             raise ValueError('node_interval_s: only for driver = "node"')
 
 
-_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
-_HEX_KEY = re.compile(r"^[0-9A-Fa-f]{32}$")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_HEX_KEY = re.compile(r"[0-9A-Fa-f]{32}")
 
 
 @_record
@@ -222,18 +248,18 @@ class BleDevice:
     """Forward at most one advert per this many seconds (0: every new measurement)."""
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.name):
+        if not _ID.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not self.address and not self.bind_key:
             raise ValueError(
                 "address: expected a MAC address like AA:BB:CC:DD:EE:FF (or a "
                 "bind_key for an encrypted BTHome device)"
             )
-        if self.address and not _MAC.match(self.address):
+        if self.address and not _MAC.fullmatch(self.address):
             raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF")
         if self.bind_key and self.kind != "bthome":
             raise ValueError("bind_key: only BTHome devices have a bind key")
-        if self.bind_key and not _HEX_KEY.match(self.bind_key):
+        if self.bind_key and not _HEX_KEY.fullmatch(self.bind_key):
             raise ValueError("bind_key: expected 32 hex digits (a 16-byte AES key)")
 
 
@@ -255,9 +281,9 @@ class BleSourceConfig:
     """The allow-list: only these devices' adverts are decoded."""
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.name):
+        if not _ID.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if not re.match(r"^hci[0-9]{1,3}$", self.adapter):
+        if not _ADAPTER.fullmatch(self.adapter):
             raise ValueError("adapter: expected an adapter name such as hci0")
         names: set[str] = set()
         addresses: set[str] = set()
@@ -291,13 +317,23 @@ class RemoteConfigSection:
     allow_insecure_hub: bool = False
     """Whether a push may switch the hub from mqtts:// to mqtt:// or turn tls_verify off."""
     allowed_ports: list[str] = field(
-        default_factory=lambda: ["/dev/tty*", "/dev/citygw/*", "/dev/serial/by-id/*"]
+        default_factory=lambda: [
+            "/dev/ttyS*",
+            "/dev/ttyUSB*",
+            "/dev/ttyACM*",
+            "/dev/ttyAMA*",
+            "/dev/serial/by-id/*",
+            "/dev/citygw/*",
+        ]
     )
-    """Serial ports a push may name (shell patterns); ports the local file names are allowed."""
+    """Serial ports a push may name (shell patterns); ports the local file names are allowed.
+    Under /dev a pushed port must also have a serial device's shape (ttyS, ttyUSB, ttyACM,
+    ttyAMA and a number, or a name in /dev/serial/by-id/ or /dev/citygw/), whatever the
+    patterns say: never a console such as /dev/tty0 or /dev/tty."""
 
     def __post_init__(self) -> None:
         for index, group in enumerate(self.groups):
-            if not _ID.match(group):
+            if not _ID.fullmatch(group):
                 raise ValueError(
                     f"groups[{index}]: expected 1-64 characters from "
                     "A-Z a-z 0-9 _ . - (used in topics)"

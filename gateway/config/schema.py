@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -25,6 +26,10 @@ from dataclasses import MISSING, dataclass
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
+
+MAX_STRING_CHARS = 4096
+"""Longest string a config holds (paths, names, URLs)."""
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 class SchemaError(ValueError):
@@ -136,8 +141,24 @@ def convert(data: object, annotation: object, path: str = "") -> object:
             raise SchemaError(
                 f"expected {_TYPE_NAMES[annotation]}, got {_describe(data)}", path=path
             )
+        if isinstance(data, str):
+            _check_text(data, path)
         return data
     raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _check_text(text: str, path: str) -> None:
+    """Strings reach file systems, topics and logs: no NUL, no unpaired surrogate (which JSON
+    escapes can carry and nothing can encode), and a length a config never needs."""
+    if len(text) > MAX_STRING_CHARS:
+        raise SchemaError(f"expected at most {MAX_STRING_CHARS} characters", path=path)
+    bad = _BAD_TEXT.search(text)
+    if bad is not None:
+        raise SchemaError(
+            f"expected text without NUL or unpaired surrogates, got U+{ord(bad.group()):04X} "
+            f"at offset {bad.start()}",
+            path=path,
+        )
 
 
 def _convert_tagged(data: object, variants: list[Any], path: str) -> object:
