@@ -117,3 +117,34 @@ except AgentNotRunning as error:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("refused: the agent is not running"), proc.stdout
+
+
+SERIAL_GROUPS = {"char-ttyUSB", "char-ttyACM", "char-ttyAMA"}
+"""Device groups (names in /proc/devices) whose every minor is a serial port."""
+
+
+def test_device_allow_names_serial_ports_only_never_the_consoles() -> None:
+    # char-ttyS is major 4, which also holds the virtual consoles /dev/tty0..63; char-tty is
+    # major 5 (/dev/tty, /dev/console). The 8250 UARTs must be listed one by one.
+    entries = [
+        line.removeprefix("DeviceAllow=").rsplit(" ", 1)
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("DeviceAllow=")
+    ]
+    assert entries, "the unit lets the serial adapters through"
+    for device, access in entries:
+        assert access == "rw", device
+        assert device in SERIAL_GROUPS or re.fullmatch(r"/dev/ttyS[0-9]{1,2}", device), device
+
+
+def test_the_allowed_device_groups_never_resolve_to_the_console_majors() -> None:
+    # systemd resolves char-NAME against /proc/devices by name; 4 (tty0.., ttyS) and 5
+    # (/dev/tty, /dev/console, ptmx) must not be among the majors that come out.
+    text = Path("/proc/devices").read_text()
+    char_section = text.split("Block devices:")[0]
+    majors = {
+        int(major)
+        for major, name in (line.split() for line in char_section.splitlines()[1:] if line)
+        if f"char-{name}" in SERIAL_GROUPS
+    }
+    assert not majors & {4, 5}
