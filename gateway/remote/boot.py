@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # PyNaCl is reached through signing.py only
 
 log = logging.getLogger(__name__)
 
+MAX_KEYS = 16
+"""Most keys a signed rotation may list."""
+
 
 @dataclass(slots=True)
 class Trust:
@@ -26,6 +29,20 @@ class Trust:
     """Version of the signed rotation in force (0: the local keys themselves)."""
     anchors: list[str]
     """Key ids of the local provisioning a rotation was made from."""
+
+
+def rotation_keys(texts: object) -> list[VerifyKey]:
+    """The keys a signed rotation lists; PolicyError unless 1 to MAX_KEYS base64 keys."""
+    if (
+        not isinstance(texts, list)
+        or not 0 < len(texts) <= MAX_KEYS
+        or not all(isinstance(text, str) for text in texts)
+    ):
+        raise PolicyError(f"signed.keys: expected 1 to {MAX_KEYS} base64 public keys")
+    try:
+        return [signing.public_from_b64(text) for text in texts]
+    except signing.EnvelopeError as error:
+        raise PolicyError(f"signed.keys: {error}") from None
 
 
 def load_trust(config: Config, store: Store) -> Trust:

@@ -21,15 +21,20 @@ from typing import Any, Protocol
 from gateway.backoff import RateLimitedLog
 from gateway.config import Config, ConfigError
 from gateway.remote import signing
-from gateway.remote.boot import Boot, Trust, load_trust, runnable
-from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, merge_patch
+from gateway.remote.boot import Boot, Trust, load_trust, rotation_keys, runnable
+from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, pushed_document
+from gateway.remote.report import Report
+from gateway.remote.screen import Rejected, screen, stale_reason
 from gateway.remote.store import InForce, Store, document_hash
 
 log = logging.getLogger(__name__)
 
 GROUP_TOPIC_ROOT = "_group"
 """Fleet topics: `<prefix>/_group/<name>/config/set` (gateway ids cannot start with `_`)."""
-MAX_KEYS = 16
+QUEUE_MAX = 64
+"""Signed, fresh pushes waiting to be applied. Junk never waits here: `offer` screens it out."""
+JUNK_REPORT_INTERVAL_S = 1.0
+"""Junk is reported (counted, with the newest as a sample) at most once per this interval."""
 
 
 class Applier(Protocol):
@@ -47,10 +52,6 @@ class Applier(Protocol):
         """Why the hub was last unreachable (empty if it was not)."""
 
 
-class Rejected(Exception):
-    """A push refused; the message is the reason in the state report."""
-
-
 class RemoteConfig:
     """Receives pushes (from the uplink's subscription), decides, applies, reports."""
 
@@ -62,6 +63,7 @@ class RemoteConfig:
         boot: Boot,
         applier: Applier,
         publish_state: Callable[[bytes], Awaitable[bool]],
+        junk_report_interval_s: float = JUNK_REPORT_INTERVAL_S,
     ) -> None:
         self._local_document = local_document
         self._local = local
@@ -73,10 +75,15 @@ class RemoteConfig:
         """The highest version refused or rolled back: a push must be newer than it too, or
         a retained push that failed would be tried again at every reconnect."""
         self._trust = load_trust(local, self._store)
-        self._queue: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(maxsize=16)
+        self._queue: asyncio.Queue[tuple[signing.Envelope, bool]] = asyncio.Queue(QUEUE_MAX)
+        self._admitted = {"config": 0, "keys": 0}
+        """Highest version let into the queue per floor: a replay of a push that waits (or is
+        on probation) is stale at once, so the queue holds only strictly newer pushes."""
         self._log = RateLimitedLog(log, interval_s=60)
-        self._report: dict[str, Any] = self._store.report() or {}
-        self._report.update(self._head())
+        self._outcomes = Report(self._store.report())
+        self._junk_waiting = asyncio.Event()
+        self._junk_interval_s = junk_report_interval_s
+        self._publishing = asyncio.Lock()
         for note in boot.notes:
             log.warning("remote config: %s", note)
 
@@ -93,21 +100,28 @@ class RemoteConfig:
         ]
 
     def offer(self, payload: bytes, *, retained: bool) -> None:
-        """Called for every message on a config topic; never blocks the MQTT reader."""
-        try:
-            self._queue.put_nowait((payload, retained))
-        except asyncio.QueueFull:
-            self._log.log(
-                logging.WARNING,
-                "queue",
-                "remote config: pushes arrive faster than "
-                "they are applied; dropping one (%d bytes)",
-                len(payload),
+        """Called for every message on a config topic; never blocks the MQTT reader. Junk is
+        counted and dropped here, before anything waits or is written; a signed, fresh push
+        is queued (if the queue is full, the oldest waiting push is dropped and reported)."""
+        envelope = self._screened(payload, retained=retained)
+        if envelope is None:
+            return
+        self._admit(envelope)
+        if self._queue.full():
+            dropped, _ = self._queue.get_nowait()
+            self._outcomes.outcome(
+                "rejected",
+                push=dropped.digest,
+                version=dropped.version,
+                reason=f"dropped unapplied: more than {QUEUE_MAX} pushes were waiting",
             )
+            self._log.log(logging.WARNING, "queue", "remote config: push queue full; dropped one")
+            self._junk_waiting.set()  # publish the report soon
+        self._queue.put_nowait((envelope, retained))
 
     def state_payload(self) -> bytes:
         """The retained `config/state` report as published."""
-        return json.dumps(self._report, sort_keys=True).encode()
+        return json.dumps(self._outcomes.as_json(self._head()), sort_keys=True).encode()
 
     @property
     def version(self) -> int:
@@ -118,52 +132,100 @@ class RemoteConfig:
 
     async def run(self) -> None:
         """Handle pushes one at a time; first finish a probation interrupted by a restart."""
-        if self._in_force.probation:
-            await self._probation(self._store.last_good(), self._in_force, resumed=True)
-        while True:
-            payload, retained = await self._queue.get()
-            await self.handle(payload, retained=retained)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._report_junk(), name="remote-config-junk-reports")
+            if self._in_force.probation:
+                await self._probation(self._store.last_good(), self._in_force, resumed=True)
+            while True:
+                envelope, retained = await self._queue.get()
+                await self._process(envelope, retained=retained)
 
     async def handle(self, payload: bytes, *, retained: bool) -> None:
-        """Decide one push and report the outcome; a refusal is logged, never raised."""
+        """Screen, decide and report one push now (what `offer` and `run` do, without the
+        queue); a refusal is logged and reported, never raised."""
+        envelope = self._screened(payload, retained=retained)
+        if envelope is not None:
+            self._admit(envelope)
+            await self._process(envelope, retained=retained)
+
+    def _screened(self, payload: bytes, *, retained: bool) -> signing.Envelope | None:
+        """The envelope if it is signed by a trusted key, addressed here and fresh; None for
+        junk (counted) and for a retained push seen before."""
         try:
-            await self._handle(payload, retained=retained)
+            return self._screen(payload, retained=retained)
         except Rejected as error:
             digest = hashlib.sha256(payload).hexdigest()
-            if retained and self._report.get("last", {}).get("push") == digest:
-                return  # the same retained push again after a reconnect: reported already
-            self._log.log(
-                logging.WARNING,
-                str(error)[:40],
-                "remote config: push rejected: %s",
-                error,
-                extra={"event": "config_rejected"},
-            )
-            await self._finish("rejected", reason=str(error), push=digest)
+            if retained and self._outcomes.is_last_junk(digest):
+                return None  # the same retained junk again after a reconnect
+            self._outcomes.junk(error.kind, push=digest, reason=str(error))
+            self._log_rejection(error)
+            self._junk_waiting.set()
+            return None
 
-    async def _handle(self, payload: bytes, *, retained: bool) -> None:
-        limit = self._local.remote_config.max_payload_bytes
-        if len(payload) > limit:
-            raise Rejected(f"payload of {len(payload)} bytes exceeds max_payload_bytes {limit}")
-        try:
-            envelope = signing.verify(payload, self._trust.keys)
-        except signing.EnvelopeError as error:
-            raise Rejected(str(error)) from None
-        self._check_target(envelope)
+    def _screen(self, payload: bytes, *, retained: bool) -> signing.Envelope | None:
+        remote = self._local.remote_config
+        envelope = screen(
+            payload,
+            trusted=self._trust.keys,
+            max_payload_bytes=remote.max_payload_bytes,
+            gateway_id=self._local.gateway.id,
+            groups=remote.groups,
+        )
+        floor = max(self._floor(envelope), self._admitted[self._floor_name(envelope)])
+        if envelope.version > floor:
+            return envelope
+        if retained:  # an older retained push (e.g. the group's) seen again: not news
+            log.debug("remote config: retained version %d <= %d, ignored", envelope.version, floor)
+            return None
+        raise Rejected(stale_reason(envelope, floor), kind="stale")
+
+    def _admit(self, envelope: signing.Envelope) -> None:
+        name = self._floor_name(envelope)
+        self._admitted[name] = max(self._admitted[name], envelope.version)
+
+    @staticmethod
+    def _floor_name(envelope: signing.Envelope) -> str:
+        return "keys" if envelope.kind == "keys" else "config"
+
+    def _floor(self, envelope: signing.Envelope) -> int:
         if envelope.kind == "keys":
-            await self._rotate_keys(envelope, retained=retained)
-            return
-        floor = max(self._in_force.version, self._refused_version)
-        if envelope.version <= floor:
-            if retained:  # an older retained push (e.g. the group's) seen again: not news
-                log.debug(
-                    "remote config: retained version %d <= %d, ignored", envelope.version, floor
-                )
-                return
-            raise Rejected(
-                f"version {envelope.version} is not newer than {floor} (the version "
-                "in force or last refused): stale or replayed"
+            return self._trust.version
+        return max(self._in_force.version, self._refused_version)
+
+    def _log_rejection(self, error: Rejected) -> None:
+        self._log.log(
+            logging.WARNING,
+            f"rejected:{error.kind}",
+            "remote config: push rejected: %s",
+            error,
+            extra={"event": "config_rejected"},
+        )
+
+    async def _process(self, envelope: signing.Envelope, *, retained: bool) -> None:
+        """Decide one screened push and report the outcome; a refusal is never raised."""
+        try:
+            await self._handle(envelope, retained=retained)
+        except Rejected as error:
+            self._log_rejection(error)
+            await self._finish(
+                "rejected", push=envelope.digest, version=envelope.version, reason=str(error)
             )
+        except Exception as error:  # a bug must not take the worker down with no report
+            log.exception("remote config: push version %d failed", envelope.version)
+            await self._finish(
+                "rejected",
+                push=envelope.digest,
+                version=envelope.version,
+                reason=f"internal error ({type(error).__name__}); nothing was changed",
+            )
+
+    async def _handle(self, envelope: signing.Envelope, *, retained: bool) -> None:
+        floor = self._floor(envelope)
+        if envelope.version <= floor:  # another push was applied while this one waited
+            raise Rejected(stale_reason(envelope, floor), kind="stale")
+        if envelope.kind == "keys":
+            await self._rotate_keys(envelope)
+            return
         try:
             await self._apply(envelope, self._pushed_document(envelope))
         except Rejected:
@@ -174,40 +236,18 @@ class RemoteConfig:
         self._refused_version = max(self._refused_version, version)
         await asyncio.to_thread(self._store.save_refused_version, self._refused_version)
 
-    def _check_target(self, envelope: signing.Envelope) -> None:
-        target = envelope.target
-        gateway_id = self._local.gateway.id
-        if "gateway" in target and target["gateway"] != gateway_id:
-            raise Rejected(f"addressed to gateway {target['gateway']!r}, this is {gateway_id!r}")
-        if "group" in target and target["group"] not in self._local.remote_config.groups:
-            raise Rejected(f"addressed to group {target['group']!r}, which this gateway is not in")
-
     def _pushed_document(self, envelope: signing.Envelope) -> dict[str, Any]:
-        body = envelope.body
-        if envelope.kind == "config":
-            document = body.get("config")
-            if not isinstance(document, dict):
-                raise Rejected("signed.config: expected a config document (object)")
-            return document
-        base = body.get("base_version")
-        if base != self._in_force.version:
-            raise Rejected(
-                f"patch against version {base}, but version {self._in_force.version} is in force"
-            )
-        patch = body.get("patch")
-        if not isinstance(patch, dict):
-            raise Rejected("signed.patch: expected a JSON merge patch (object)")
         current = self._in_force.document or self._local_document
-        merged = merge_patch(current, patch)
-        if not isinstance(merged, dict):  # an object patch always merges to an object
-            raise Rejected("signed.patch: the merged config is not an object")
-        return merged
+        try:
+            return pushed_document(envelope.kind, envelope.body, self._in_force.version, current)
+        except PolicyError as error:
+            raise Rejected(str(error), kind="invalid_config") from None
 
     async def _apply(self, envelope: signing.Envelope, pushed: dict[str, Any]) -> None:
         try:
             document, candidate = candidate_config(pushed, self._local_document, self._local)
         except (PolicyError, ConfigError) as error:
-            raise Rejected(f"invalid config: {error}") from None
+            raise Rejected(f"invalid config: {error}", kind="invalid_config") from None
         previous = self._in_force
         changes = diff(self._applier.config, candidate)
         new = InForce(
@@ -230,7 +270,12 @@ class RemoteConfig:
         if changes.hub:
             await self._probation(previous, new, changes=changes)
         else:
-            await self._finish("applied", push=envelope.digest, changes=changes.describe())
+            await self._finish(
+                "applied",
+                push=envelope.digest,
+                version=new.version,
+                changes=changes.describe(),
+            )
 
     async def _probation(
         self,
@@ -252,7 +297,7 @@ class RemoteConfig:
         if reached:
             new.probation = False
             await asyncio.to_thread(self._store.save_active, new, last_good=None)
-            await self._finish("applied", push=new.push, changes=described)
+            await self._finish("applied", push=new.push, version=new.version, changes=described)
             return
         error = self._applier.hub_last_error() or "no connection"
         reason = (
@@ -281,24 +326,19 @@ class RemoteConfig:
             extra={"event": "config_rolled_back", "config_version": back.version},
         )
         await self._finish(
-            "rolled_back", reason=reason, push=new.push, rolled_back_version=new.version
+            "rolled_back",
+            reason=reason,
+            push=new.push,
+            version=new.version,
+            rolled_back_version=new.version,
         )
 
-    async def _rotate_keys(self, envelope: signing.Envelope, *, retained: bool) -> None:
-        if envelope.version <= self._trust.version:
-            if retained:
-                return
-            raise Rejected(
-                f"key rotation version {envelope.version} is not newer than "
-                f"{self._trust.version} (stale or replayed)"
-            )
+    async def _rotate_keys(self, envelope: signing.Envelope) -> None:
         texts = envelope.body.get("keys")
-        if not isinstance(texts, list) or not 0 < len(texts) <= MAX_KEYS:
-            raise Rejected(f"signed.keys: expected 1 to {MAX_KEYS} base64 public keys")
         try:
-            keys = [signing.public_from_b64(text) for text in texts]
-        except signing.EnvelopeError as error:
-            raise Rejected(f"signed.keys: {error}") from None
+            keys = rotation_keys(texts)
+        except PolicyError as error:
+            raise Rejected(str(error), kind="invalid_keys") from None
         anchors = self._trust.anchors
         await asyncio.to_thread(
             self._store.save_trust, {"anchors": anchors, "version": envelope.version, "keys": texts}
@@ -310,7 +350,12 @@ class RemoteConfig:
             ", ".join(ids),
             extra={"event": "keys_rotated"},
         )
-        await self._finish("applied", push=envelope.digest, changes=[f"trusted keys: {ids}"])
+        await self._finish(
+            "applied",
+            push=envelope.digest,
+            version=envelope.version,
+            changes=[f"trusted keys: {ids}"],
+        )
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -326,30 +371,28 @@ class RemoteConfig:
             "trusted_keys": sorted(self._trust.keys),
         }
 
-    async def _finish(
-        self,
-        result: str,
-        *,
-        push: str,
-        reason: str = "",
-        changes: list[str] | None = None,
-        **extra: object,
-    ) -> None:
-        last: dict[str, Any] = {"result": result, "push": push, "at_ms": int(time.time() * 1000)}
-        if reason:
-            last["reason"] = reason
-        if changes is not None:
-            last["changes"] = changes
-        last.update(extra)
-        self._report = {**self._head(), "last": last}
+    async def _finish(self, result: str, *, push: str, version: int, **details: object) -> None:
+        """Record a signed push's outcome, keep the report across restarts, publish it."""
+        self._outcomes.outcome(result, push=push, version=version, **details)
+        report = self._outcomes.as_json(self._head())
         try:
-            self._store.save_report(self._report)
+            await asyncio.to_thread(self._store.save_report, report)
         except OSError as error:
             self._log.log(
                 logging.WARNING, "report", "remote config: cannot save the report: %s", error
             )
         await self.publish_state()
 
+    async def _report_junk(self) -> None:
+        """Publish the junk counters at most once per interval while junk arrives (no disk
+        write: the next signed push's report carries them to state.json)."""
+        while True:
+            await self._junk_waiting.wait()
+            self._junk_waiting.clear()
+            await self.publish_state()
+            await asyncio.sleep(self._junk_interval_s)
+
     async def publish_state(self) -> bool:
         """(Re)publish the report; False if the hub is not connected now."""
-        return await self._publish_state(self.state_payload())
+        async with self._publishing:  # one at a time, each with the report as it is then
+            return await self._publish_state(self.state_payload())

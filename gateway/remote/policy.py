@@ -3,7 +3,8 @@
 Pure functions, no I/O beyond resolving paths. The rules (docs/remote-config.md):
 the local file owns the gateway's identity, its data directory and the remote-config section
 (trust); files a push names must lie in the data directory or be files the local config already
-names; serial ports must be devices under /dev; the hub cannot be made insecure unless the local
+names; a serial port must match remote_config.allowed_ports and, under /dev, have the shape
+of a serial device (never a console); the hub cannot be made insecure unless the local
 file allows it; no inline broker password travels in a (retained, widely readable) push.
 """
 
@@ -12,12 +13,23 @@ from __future__ import annotations
 import copy
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.config import BleSourceConfig, Config, ConfigError, SerialSourceConfig, parse_config
 
+SERIAL_DEVICE = re.compile(
+    r"/dev/tty(?:S|USB|ACM|AMA)[0-9]{1,3}"
+    r"|/dev/serial/by-id/[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}"
+    r"|/dev/citygw/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+)
+"""The device paths under /dev a push may name: UARTs and USB/ACM serial adapters (the
+kernel's names), udev's stable by-id links, and deploy/'s udev rules' /dev/citygw/ names."""
+MAX_PORT_CHARS = 255
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9_.:+/-]{1,254}")
+"""An absolute path of at most MAX_PORT_CHARS safe characters."""
 PROTECTED = (("gateway", "id"), ("gateway", "data_dir"))
 FILE_KEYS = ("ca_file", "cert_file", "key_file", "password_file")
 
@@ -43,9 +55,48 @@ def merge_patch(target: Json, patch: Json) -> Json:
     return result
 
 
+def pushed_document(
+    kind: str, body: dict[str, Any], in_force_version: int, current: dict[str, Any]
+) -> dict[str, Any]:
+    """The document a signed body proposes: its `config`, or its `patch` merged into the
+    document of the version in force (`current`), which must be its `base_version`."""
+    if kind == "config":
+        document = body.get("config")
+        if not isinstance(document, dict):
+            raise PolicyError("signed.config: expected a config document (object)")
+        return document
+    base = body.get("base_version")
+    if base != in_force_version:
+        raise PolicyError(
+            f"patch against version {base}, but version {in_force_version} is in force"
+        )
+    patch = body.get("patch")
+    if not isinstance(patch, dict):
+        raise PolicyError("signed.patch: expected a JSON merge patch (object)")
+    merged = merge_patch(current, patch)
+    if not isinstance(merged, dict):  # an object patch always merges to an object
+        raise PolicyError("signed.patch: the merged config is not an object")
+    return merged
+
+
+def pushable_port(port: str, patterns: list[str]) -> bool:
+    """Whether a push may name this serial port: a plain path (safe characters, at most
+    MAX_PORT_CHARS, no `..`) that matches one of `patterns` and, under /dev, has the shape of a
+    serial device (SERIAL_DEVICE), so never a console (/dev/tty, /dev/tty0) whatever the
+    patterns say."""
+    if not _PLAIN_PATH.fullmatch(port) or os.path.normpath(port) != port:
+        return False
+    if port.startswith("/dev/") and not SERIAL_DEVICE.fullmatch(port):
+        return False
+    return any(fnmatch.fnmatchcase(port, pattern) for pattern in patterns)
+
+
 def _inside(path: str, directory: str) -> bool:
-    real_dir = os.path.realpath(directory)
-    real = os.path.realpath(path)
+    try:
+        real_dir = os.path.realpath(directory)
+        real = os.path.realpath(path)
+    except (ValueError, OSError):  # a NUL, an unencodable name, a loop
+        return False
     return os.path.commonpath([real, real_dir]) == real_dir
 
 
@@ -103,22 +154,22 @@ def check(candidate: Config, local: Config) -> None:
             raise PolicyError(f"hub.{key}: expected an absolute path")
         if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
             raise PolicyError(
-                f"hub.{key}: {path} is outside the data directory {data_dir} "
+                f"hub.{key}: {path[:200]} is outside the data directory {data_dir} "
                 "and not a file the local config names"
             )
     local_ports = {s.port for s in local.sources if isinstance(s, SerialSourceConfig)}
     patterns = local.remote_config.allowed_ports
     for index, source in enumerate(candidate.sources):
-        if isinstance(source, SerialSourceConfig) and source.port not in local_ports:
-            port = source.port
-            if os.path.normpath(port) != port or not any(
-                fnmatch.fnmatchcase(port, p) for p in patterns
-            ):
-                raise PolicyError(
-                    f"sources[{index}].port: {port!r} is not a serial port a "
-                    f"push may name (remote_config.allowed_ports: "
-                    f"{', '.join(patterns)})"
-                )
+        if (
+            isinstance(source, SerialSourceConfig)
+            and source.port not in local_ports
+            and not pushable_port(source.port, patterns)
+        ):
+            raise PolicyError(
+                f"sources[{index}].port: {source.port[:80]!r} is not a serial port a "
+                f"push may name (a serial device's shape, and remote_config.allowed_ports: "
+                f"{', '.join(patterns)})"
+            )
     if not local.remote_config.allow_insecure_hub:
         if local.hub.tls and not candidate.hub.tls:
             raise PolicyError(

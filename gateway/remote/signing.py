@@ -35,7 +35,12 @@ _PEM = re.compile(rb"-----BEGIN ([A-Z ]+)-----\s+([A-Za-z0-9+/=\s]+?)\s*-----END
 
 
 class EnvelopeError(ValueError):
-    """A payload that is not a valid, trusted envelope; the message is the reason reported."""
+    """A payload that is not a valid, trusted envelope; the message is the reason reported,
+    `kind` one word for the rule it broke (counted and rate-limited by it, never by content)."""
+
+    def __init__(self, message: str, *, kind: str = "body") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class KeyFileError(ConfigError):
@@ -61,7 +66,7 @@ def public_from_b64(text: str) -> VerifyKey:
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
-        raise EnvelopeError("expected a base64 Ed25519 public key (32 bytes)")
+        raise EnvelopeError("expected a base64 Ed25519 public key (32 bytes)", kind="key")
     return VerifyKey(raw)
 
 
@@ -147,13 +152,35 @@ def sign(private: SigningKey, body: dict[str, Any]) -> bytes:
     return json.dumps(envelope, indent=None, separators=(",", ":")).encode("ascii")
 
 
-def _json_object(text: str | bytes, what: str) -> dict[str, Any]:
+MAX_DEPTH = 32
+"""Deepest nesting of objects and arrays in a signed body (a config needs about 6). Checked
+before parsing: the merge, the copies and the schema recurse, and a body nested some hundred
+levels deep would exhaust Python's recursion limit there."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply objects and arrays nest in a JSON text (brackets inside strings do not
+    count); for text that is not JSON, a number that is at least as large as its nesting."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _json_object(text: str | bytes, what: str, *, max_depth: int | None = None) -> dict[str, Any]:
+    if max_depth is not None and isinstance(text, str) and nesting_depth(text) > max_depth:
+        raise EnvelopeError(
+            f"{what} nests objects or arrays more than {max_depth} deep", kind="too_deep"
+        )
     try:
         value = json.loads(text)
     except (ValueError, RecursionError):
-        raise EnvelopeError(f"{what} is not valid JSON") from None
+        raise EnvelopeError(f"{what} is not valid JSON", kind="not_json") from None
     if not isinstance(value, dict):
-        raise EnvelopeError(f"{what} must be a JSON object")
+        raise EnvelopeError(f"{what} must be a JSON object", kind="not_json")
     return value
 
 
@@ -168,18 +195,22 @@ def verify(payload: bytes, trusted: dict[str, VerifyKey]) -> Envelope:
     """Checks the signature against the trusted keys (key id -> key), then parses the body."""
     document = _json_object(payload, "payload")
     if document.get("type") != ENVELOPE_TYPE:
-        raise EnvelopeError(f"not a citygw config envelope (type must be {ENVELOPE_TYPE!r})")
+        raise EnvelopeError(
+            f"not a citygw config envelope (type must be {ENVELOPE_TYPE!r})", kind="not_envelope"
+        )
     kid, sig, signed = document.get("key_id"), document.get("sig"), document.get("signed")
     if not isinstance(signed, str) or not isinstance(sig, str) or not isinstance(kid, str):
-        raise EnvelopeError("unsigned: key_id, sig and signed are required")
+        raise EnvelopeError("unsigned: key_id, sig and signed are required", kind="unsigned")
     key = trusted.get(kid)
     if key is None:
-        raise EnvelopeError(f"signed by key {kid[:16]!r}, which this gateway does not trust")
+        raise EnvelopeError(
+            f"signed by key {kid[:16]!r}, which this gateway does not trust", kind="untrusted_key"
+        )
     try:
         key.verify(CONTEXT + signed.encode("utf-8"), base64.b64decode(sig, validate=True))
     except (BadSignatureError, binascii.Error, ValueError):
-        raise EnvelopeError(f"bad signature (key {kid})") from None
-    body = _json_object(signed, "signed")
+        raise EnvelopeError(f"bad signature (key {kid})", kind="bad_signature") from None
+    body = _json_object(signed, "signed", max_depth=MAX_DEPTH)
     kind = body.get("kind")
     if kind not in KINDS:
         raise EnvelopeError(f"signed.kind: expected one of {', '.join(KINDS)}")

@@ -24,6 +24,7 @@ from drivers import sds011
 from gateway import wire
 from gateway.hub.fleet import sign_config, sign_rotation
 from gateway.remote import signing
+from gateway.remote.report import find_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -112,15 +113,13 @@ class ConfigChannel:
         result: str | None = None,
         timeout: float = 15,  # noqa: ASYNC109
     ) -> dict[str, Any]:
-        def found(_: Any) -> bool:
-            return any(
-                r.get("last", {}).get("push") == digest
-                and (result is None or r["last"]["result"] == result)
-                for r in self.reports()
-            )
+        def matches(report: dict[str, Any]) -> bool:
+            outcome = find_outcome(report, digest)
+            return outcome is not None and (result is None or outcome["result"] == result)
 
-        await self.sub.wait_for(found, timeout=timeout)
-        return next(r for r in reversed(self.reports()) if r["last"]["push"] == digest)
+        await self.sub.wait_for(lambda _: any(map(matches, self.reports())), timeout=timeout)
+        report = next(r for r in reversed(self.reports()) if matches(r))
+        return {**report, "last": find_outcome(report, digest)}
 
 
 def readings(sub: Any) -> list[wire.HubReading]:
