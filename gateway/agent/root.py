@@ -279,6 +279,7 @@ class Agent:
         }
         if self.remote is not None:
             snap["config_version"] = self.remote.version
+        snap["warnings"] = self.config.hub.warnings()
         return snap
 
     async def status_line(self) -> str:
@@ -309,6 +310,8 @@ class Agent:
                 stats.depth,
                 "" if self.remote is None else f", remote config version {self.remote.version}",
             )
+            for warning in config.hub.warnings():
+                log.warning("insecure hub: %s", warning)
             try:
                 await self._run_components(stop)
             finally:

@@ -104,6 +104,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         }
     else:
         status["agent"] = "running"
+    status.setdefault("warnings", config.hub.warnings())
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -149,6 +150,7 @@ def format_status(status: dict[str, Any]) -> str:
         where = "the local file" if version == 0 else f"pushed version {version}"
         lines.append(f"  config: {where}")
     lines += [_source_line(name, source) for name, source in status.get("sources", {}).items()]
+    lines += [f"  WARNING: {warning}" for warning in status.get("warnings", [])]
     return "\n".join(lines)
 
 

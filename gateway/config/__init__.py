@@ -13,6 +13,7 @@ from gateway.config.load import (
     read_password,
 )
 from gateway.config.model import (
+    GATEWAY_ID,
     BleDevice,
     BleSourceConfig,
     BufferSection,
@@ -28,6 +29,7 @@ from gateway.config.model import (
 
 __all__ = [
     "DEFAULT_PATH",
+    "GATEWAY_ID",
     "BleDevice",
     "BleSourceConfig",
     "BufferSection",

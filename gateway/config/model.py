@@ -12,6 +12,8 @@ from gateway.config.schema import Range
 
 # Patterns are applied with fullmatch: `$` would also match before a trailing newline.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+GATEWAY_ID = _ID
+"""What a gateway id (and a source or group name) is, for `fullmatch`."""
 _TOPIC_PREFIX = re.compile(r"[^#+\x00]{1,200}")
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

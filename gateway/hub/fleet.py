@@ -21,11 +21,12 @@ import aiomqtt
 from nacl.signing import SigningKey
 
 from gateway import wire
-from gateway.config import Config, ConfigError, load_document, parse_config
+from gateway.config import GATEWAY_ID, Config, ConfigError, load_document, parse_config
 from gateway.hub.client import HubOptions, hub_client
 from gateway.remote import signing
 from gateway.remote.channel import GROUP_TOPIC_ROOT
 from gateway.remote.policy import Changes, diff
+from gateway.remote.report import find_outcome
 
 BrokerError = aiomqtt.MqttError
 """The broker is unreachable or refused us (the message says which)."""
@@ -186,15 +187,26 @@ def topic_for(prefix: str, target: dict[str, str]) -> str:
     return f"{prefix}/{GROUP_TOPIC_ROOT}/{target['group']}/config/set"
 
 
-def _answer(gateway: str, report: dict[str, Any], after_s: float = 0.0) -> Answer:
-    last = report.get("last", {})
-    result = str(last.get("result", "?"))
+def _answer(
+    gateway: str, report: dict[str, Any], outcome: dict[str, Any], after_s: float = 0.0
+) -> Answer:
+    result = str(outcome.get("result", "?"))
     if result == "applied":
-        changes = last.get("changes") or ["no change"]
-        detail = f"version {report.get('version')}: {'; '.join(map(str, changes))}"
+        changes = outcome.get("changes") or ["no change"]
+        version = outcome.get("version", report.get("version"))
+        detail = f"version {version}: {'; '.join(map(str, changes))}"
     else:
-        detail = str(last.get("reason", ""))
+        detail = str(outcome.get("reason", ""))
     return Answer(gateway, result, detail, after_s)
+
+
+def _signed_version(payload: bytes) -> int | None:
+    """The version a signed payload carries (None if it cannot be read: then unchecked)."""
+    try:
+        version = json.loads(json.loads(payload)["signed"]).get("version")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return version if isinstance(version, int) else None
 
 
 @dataclass(slots=True)
@@ -204,6 +216,7 @@ class _Watch:
 
     target: dict[str, str]
     digest: str
+    version: int | None
     expect: int | None
     on_answer: Callable[[Answer], None]
     outcome: PushOutcome = field(default_factory=lambda: PushOutcome(expected=set()))
@@ -234,27 +247,42 @@ class _Watch:
                 self.outcome.offline.discard(gateway)
 
     def state(self, gateway: str, raw: bytes) -> None:
-        """A gateway's config state report: kept, and an answer if it names the published push."""
+        """A gateway's config state report: kept, and an answer if it names the published push.
+
+        Anyone the broker lets publish on `<prefix>/<gw>/config/state` can forge a report:
+        only the broker's ACL (docs/remote-config.md) makes it the gateway's. What can be
+        checked here is: the report names the gateway of its topic, gives an outcome for this
+        push's digest, and an `applied` names the version that was pushed."""
         try:
             report = json.loads(raw)
         except ValueError:
             return
-        if not isinstance(report, dict):
+        if not isinstance(report, dict) or report.get("gateway") != gateway:
             return
         self.states[gateway] = report
-        if (
-            self.published_at is not None
-            and report.get("last", {}).get("push") == self.digest
-            and gateway not in self.outcome.answers
-        ):
-            self._answered(_answer(gateway, report, time.monotonic() - self.published_at))
+        if self.published_at is None or gateway in self.outcome.answers:
+            return
+        outcome = self._outcome(report)
+        if outcome is not None:
+            self._answered(_answer(gateway, report, outcome, time.monotonic() - self.published_at))
             self.check_done()
+
+    def _outcome(self, report: dict[str, Any]) -> dict[str, Any] | None:
+        outcome = find_outcome(report, self.digest)
+        if outcome is None:
+            return None
+        if outcome.get("result") == "applied" and self.version is not None:
+            pushed = outcome.get("version", report.get("version"))
+            if pushed != self.version:
+                return None  # not what this push says: forged or garbled
+        return outcome
 
     def answered_before(self) -> None:
         """Answers already in the retained reports: a push sent twice was applied before."""
         for gateway, report in self.states.items():
-            if report.get("last", {}).get("push") == self.digest:
-                self._answered(_answer(gateway, report))
+            outcome = self._outcome(report)
+            if outcome is not None:
+                self._answered(_answer(gateway, report, outcome))
 
     def _answered(self, answer: Answer) -> None:
         self.outcome.answers[answer.gateway] = answer
@@ -264,6 +292,8 @@ class _Watch:
 async def _read(client: aiomqtt.Client, watch: _Watch) -> None:
     async for message in client.messages:
         parts = str(message.topic).split("/")
+        if len(parts) < 3 or not GATEWAY_ID.fullmatch(parts[-3 if parts[-1] == "state" else -2]):
+            continue  # not a gateway's own topic (group topics start with `_`)
         raw = message.payload if isinstance(message.payload, bytes) else b""
         if parts[-1] == "status":
             watch.status(parts[-2], raw)
@@ -282,7 +312,9 @@ async def push(
 ) -> PushOutcome:
     """Publish a signed payload (retained, so offline gateways get it when they return) and
     collect the state reports that name it (by the payload's SHA-256)."""
-    watch = _Watch(target, hashlib.sha256(payload).hexdigest(), expect, on_answer)
+    watch = _Watch(
+        target, hashlib.sha256(payload).hexdigest(), _signed_version(payload), expect, on_answer
+    )
     prefix = options.topic_prefix
     async with hub_client(options) as client:
         await client.subscribe(f"{prefix}/+/config/state", qos=1)

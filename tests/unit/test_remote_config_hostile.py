@@ -354,3 +354,68 @@ async def test_replays_of_a_waiting_push_are_stale_at_once_and_cannot_crowd_the_
     await gateway.until(lambda: bool(gateway.published) and gateway.published[-1]["version"] == 6)
     await asyncio.sleep(0.3)
     assert gateway.published[-1]["junk"]["by_kind"] == {"stale": 499}
+
+
+# --- 5. forged reports, insecure hubs -------------------------------------------------------
+
+
+def _watch(digest: str, version: int) -> Any:
+    from gateway.hub.fleet import _Watch
+
+    watch = _Watch({"gateway": "gw-1"}, digest, version, None, lambda answer: None)
+    watch.published_at = 0.0
+    return watch
+
+
+def _report(gateway: str, digest: str, version: int) -> bytes:
+    outcome = {"result": "applied", "push": digest, "version": version, "at_ms": 1}
+    return json.dumps({"gateway": gateway, "version": version, "last": outcome}).encode()
+
+
+def test_config_push_ignores_a_report_that_names_another_gateway_or_another_version() -> None:
+    watch = _watch("d" * 64, 42)
+    watch.state("gw-1", _report("gw-2", "d" * 64, 42))  # copied from another gateway's topic
+    watch.state("gw-1", _report("gw-1", "d" * 64, 41))  # not the pushed version
+    watch.state("gw-1", _report("gw-1", "e" * 64, 42))  # another push
+    assert watch.outcome.answers == {}
+    watch.state("gw-1", _report("gw-1", "d" * 64, 42))
+    assert watch.outcome.answers["gw-1"].result == "applied"
+
+
+def test_config_push_finds_its_answer_in_the_recent_list_after_later_pushes() -> None:
+    watch = _watch("d" * 64, 42)
+    mine = {"result": "applied", "push": "d" * 64, "version": 42, "at_ms": 1}
+    later = {"result": "applied", "push": "f" * 64, "version": 43, "at_ms": 2}
+    report = {"gateway": "gw-1", "version": 43, "last": later, "recent": [mine, later]}
+    watch.state("gw-1", json.dumps(report).encode())
+    assert watch.outcome.answers["gw-1"].detail.startswith("version 42")
+
+
+@pytest.mark.parametrize(
+    ("hub", "warned"),
+    [
+        ({"url": "mqtts://hub.example.org"}, None),
+        ({"url": "mqtt://127.0.0.1:1883"}, None),
+        ({"url": "mqtt://localhost"}, None),
+        ({"url": "mqtt://hub.example.org"}, "plain mqtt:// to hub.example.org"),
+        ({"url": "mqtts://hub.example.org", "tls_verify": False}, "tls_verify is false"),
+    ],
+)
+def test_an_unverified_or_plain_text_hub_is_warned_about(
+    hub: dict[str, Any], warned: str | None
+) -> None:
+    config = parse_config({"gateway": {"id": "gw-1"}, "hub": hub})
+    warnings = config.hub.warnings()
+    assert (warnings == []) if warned is None else (warned in " ".join(warnings))
+
+
+def test_citygw_status_shows_the_insecure_hub_warning(tmp_path: Path, capsys: Any) -> None:
+    from gateway.cli import main
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'[gateway]\nid = "gw-1"\ndata_dir = "{tmp_path}"\n\n'
+        '[hub]\nurl = "mqtts://hub.example.org"\ntls_verify = false\n'
+    )
+    assert main(["status", "--config", str(path)]) == 0
+    assert "WARNING: hub.tls_verify is false" in capsys.readouterr().out
