@@ -82,6 +82,10 @@ class Ingest:
         if len(staged) >= self._commit_max:
             self._wake.set()
 
+    def dropped_by_cause(self) -> dict[str, int]:
+        """Readings this ingest lost, per cause (the buffer's causes come from the buffer)."""
+        return {"staging": self.dropped_staging}
+
     async def room(self) -> None:
         """Returns once staging is below its high-water mark (sources pause their reads)."""
         while len(self._staged) >= self._high_water:
