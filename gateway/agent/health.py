@@ -11,8 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import resource
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,12 +22,19 @@ Snapshot = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def rss_bytes() -> tuple[int, int]:
-    """(current, peak) resident set size of this process."""
-    current = 0
-    with contextlib.suppress(OSError), Path("/proc/self/statm").open("rb") as statm:
-        current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return current, peak
+    """(current, peak) resident set size of this process, from /proc/self/status.
+
+    The peak is VmHWM, this process image's own high-water mark. Not getrusage's ru_maxrss:
+    Linux carries that over exec from the process that forked us, so an agent started by a
+    large process (a test runner, an installer) would report that process's peak."""
+    current = peak = 0
+    with contextlib.suppress(OSError), Path("/proc/self/status").open("rb") as status:
+        for line in status:
+            if line.startswith(b"VmRSS:"):
+                current = int(line.split()[1]) * 1024
+            elif line.startswith(b"VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return current, max(peak, current)
 
 
 def status_socket_address(data_dir: Path) -> str:

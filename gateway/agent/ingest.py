@@ -1,7 +1,10 @@
 """Where sources hand in readings: staged in memory, committed to the buffer in small batches.
 
 The window in which a power cut can lose readings is the staging: at most `commit_interval_s`
-(or `commit_max` readings). A reading counts as accepted once its batch is committed.
+(or `commit_max` readings) plus the time one commit takes to reach the disk. A reading counts as
+accepted once its batch is committed. While commits fail (disk full), readings stay staged and
+the commit is tried again within `RETRY_MAX_S`, so they reach the disk about a second after
+space comes back (docs/operations.md, disk full).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from gateway.store.buffer import BufferWriteError
 from gateway.store.worker import AsyncBuffer
 
 log = logging.getLogger(__name__)
+
+RETRY_MAX_S = 1.0
+"""After a failed commit the next one is tried within this long (jittered, from a quarter of it),
+whatever `commit_interval_s` is: what is staged then is all a power cut would lose."""
 
 
 class Ingest:
@@ -43,6 +50,7 @@ class Ingest:
         self._high_water = max(1, min(staging_max, commit_max) // 2)
         self._committing = asyncio.Lock()  # the loop and the uplink's flush both commit
         self._last_commit_s = 0.0  # event loop time
+        self._failing_since: float | None = None  # event loop time of the first failed commit
         self._log = RateLimitedLog(log)
         self.accepted = 0
         self.dropped_staging = 0
@@ -74,6 +82,10 @@ class Ingest:
         if len(staged) >= self._commit_max:
             self._wake.set()
 
+    def dropped_by_cause(self) -> dict[str, int]:
+        """Readings this ingest lost, per cause (the buffer's causes come from the buffer)."""
+        return {"staging": self.dropped_staging}
+
     async def room(self) -> None:
         """Returns once staging is below its high-water mark (sources pause their reads)."""
         while len(self._staged) >= self._high_water:
@@ -83,20 +95,23 @@ class Ingest:
 
     async def run(self) -> None:
         """Commit loop; runs until cancelled, then commits what is staged once more."""
-        backoff = Backoff(base_s=0.5, cap_s=30.0)
+        retry = Backoff(base_s=RETRY_MAX_S / 4, cap_s=RETRY_MAX_S)
         self._last_commit_s = asyncio.get_running_loop().time()
         try:
             while True:
-                try:  # counted from the last commit, the flush's too: one commit per flush
-                    async with asyncio.timeout_at(self._last_commit_s + self._commit_interval_s):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                if not retry.attempt:  # counted from the last commit, the flush's too
+                    try:
+                        async with asyncio.timeout_at(
+                            self._last_commit_s + self._commit_interval_s
+                        ):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
                 self._wake.clear()
                 if await self.commit():
-                    backoff.reset()
-                else:
-                    await asyncio.sleep(backoff.next_delay())
+                    retry.reset()
+                else:  # not the timer: with commit_interval_ms = 300000 that is 5 minutes
+                    await asyncio.sleep(retry.next_delay())
         finally:
             await asyncio.shield(self.commit())
 
@@ -116,6 +131,8 @@ class Ingest:
             except BufferWriteError as error:
                 self.write_errors += 1
                 self._staged.put_back(batch)
+                if self._failing_since is None:
+                    self._failing_since = asyncio.get_running_loop().time()
                 self._log.log(
                     logging.ERROR,
                     "write",
@@ -126,6 +143,8 @@ class Ingest:
                 return False
             if len(self._staged) < self._high_water:
                 self._room.set()
+            if self._failing_since is not None:
+                self._recovered(result.accepted)
             self.accepted += result.accepted
             if result.dropped:
                 self.dropped_full += result.dropped
@@ -139,3 +158,14 @@ class Ingest:
             if result.accepted:
                 self._on_committed(result.accepted)
         return True
+
+    def _recovered(self, accepted: int) -> None:
+        """The first commit after failed ones: say once how long readings waited in memory."""
+        waited_s = asyncio.get_running_loop().time() - (self._failing_since or 0.0)
+        self._failing_since = None
+        log.warning(
+            "buffer writable again after %.1f s: committed %d readings held in memory (%d left)",
+            waited_s,
+            accepted,
+            len(self._staged),
+        )

@@ -263,6 +263,7 @@ class Agent:
                 if stats.oldest_ts_ms is None
                 else round((now_ms - stats.oldest_ts_ms) / 1000, 1),
                 "dropped": stats.dropped_total + self.ingest.dropped_staging,
+                "dropped_by_cause": stats.dropped_by_cause | self.ingest.dropped_by_cause(),
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": {

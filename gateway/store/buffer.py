@@ -23,13 +23,14 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Literal
 
 from gateway.readings import Columns, Series, StoredReading
 from gateway.store import chunks, database, ranges
+from gateway.store.drops import Drops
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class BufferStats:
     bytes_on_disk: int
     dropped_total: int
     next_seq: int
+    dropped_by_cause: dict[str, int] = field(default_factory=dict)
 
 
 class SqliteBuffer:
@@ -93,12 +95,19 @@ class SqliteBuffer:
             "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1"
         ).fetchone()
         self._next_seq = max(self._meta("next_seq", default=1) or 1, last[0] if last else 1)
-        self.dropped_total = self._meta("dropped_total", default=0) or 0
+        damaged = self._meta("dropped_damaged", default=0) or 0
+        total = self._meta("dropped_total", default=0) or 0
+        self.drops = Drops(when_full=total - damaged, damaged=damaged)
         self._acked: dict[int, ranges.Ranges] = {}  # chunk first_seq -> what the hub has of it
         self._unneeded: set[int] = set()  # chunks the hub has all of: deleted with the next commit
         self.depth: int = self._db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[
             0
         ]
+
+    @property
+    def dropped_total(self) -> int:
+        """Readings lost, every cause (`drops` has them per cause)."""
+        return self.drops.total
 
     def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
         self._db.execute(
@@ -162,6 +171,7 @@ class SqliteBuffer:
                     readings = readings.part(dropped_new)  # keep the newest
         first = self._next_seq
         acked_before = {c0: list(ranges) for c0, ranges in self._acked.items()}
+        dropped: ranges.Ranges = []
         try:
             with self._db:
                 series = readings.index.series
@@ -169,7 +179,7 @@ class SqliteBuffer:
                 self._delete_unneeded(keys_kept=len(readings) > 0)
                 if drop_old:
                     self._set_meta("next_seq", first)
-                    self._drop_oldest(drop_old)
+                    dropped = self._drop_oldest(drop_old)
                 for start in range(0, len(readings), chunks.MAX_READINGS):
                     stop = start + chunks.MAX_READINGS
                     sids = readings.sid[start:stop]
@@ -184,8 +194,10 @@ class SqliteBuffer:
                             try_scaled=len(readings) <= chunks.SCALED_MAX,
                         ),
                     )
-                if drop_old or dropped_new:
-                    self._set_meta("dropped_total", self.dropped_total + drop_old + dropped_new)
+                if dropped or dropped_new or self.drops.dirty:
+                    lost = ranges.covered(dropped) + dropped_new
+                    self._set_meta("dropped_total", self.drops.total + lost)
+                    self._set_meta("dropped_damaged", self.drops.damaged)
         except sqlite3.Error as error:
             self._forget_uncommitted_series()
             self._acked = acked_before
@@ -193,7 +205,8 @@ class SqliteBuffer:
         self._forget_deleted()
         self._next_seq = first + len(readings)
         self.depth += len(readings) - drop_old
-        self.dropped_total += drop_old + dropped_new
+        self.drops.dropped(dropped, newest=dropped_new)
+        self.drops.dirty = False
         return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
 
     def _delete_unneeded(self, *, keys_kept: bool) -> None:
@@ -214,14 +227,16 @@ class SqliteBuffer:
             self._acked.pop(c0, None)
         self._unneeded.clear()
 
-    def _drop_oldest(self, count: int) -> None:
-        """Delete the `count` oldest unacknowledged readings (inside append's transaction)."""
+    def _drop_oldest(self, count: int) -> ranges.Ranges:
+        """Delete the `count` oldest unacknowledged readings (inside append's transaction);
+        which keys went (a PUBACK may still come for them: `Drops.acknowledged`)."""
+        dropped: ranges.Ranges = []
         while count > 0:
             row = self._db.execute(
                 "SELECT first_seq, count, data FROM chunks ORDER BY first_seq LIMIT 1"
             ).fetchone()
             if row is None:
-                return
+                break
             c0, size, data = row
             acked = self._acked.pop(c0, [])
             live = size - ranges.covered(acked)
@@ -230,7 +245,11 @@ class SqliteBuffer:
                 keep = [r for r in chunks.unpack(c0, data) if not ranges.is_acked(acked, r[0])]
                 for first, rows in chunks.runs(keep[count:]):
                     self._insert(first, len(rows), chunks.pack_rows(rows))
+                dropped += [(f, f + len(rows) - 1) for f, rows in chunks.runs(keep[:count])]
+            else:
+                dropped += ranges.missing((c0, c0 + size - 1), acked)
             count -= min(live, count)
+        return dropped
 
     def _forget_uncommitted_series(self) -> None:
         stored = {row[0] for row in self._db.execute("SELECT id FROM series")}
@@ -277,8 +296,9 @@ class SqliteBuffer:
         with self._db:
             self._set_meta("next_seq", self._next_seq)  # it may have been the newest chunk
             self._delete(first_seq)
-            self._set_meta("dropped_total", self.dropped_total + lost)
-        self.dropped_total += lost
+            self._set_meta("dropped_total", self.drops.total + lost)
+            self._set_meta("dropped_damaged", self.drops.damaged + lost)
+        self.drops.damaged += lost
         self.depth -= lost
 
     def ack(self, first_seq: int, last_seq: int) -> int:
@@ -300,6 +320,7 @@ class SqliteBuffer:
             if ranges.covered(after) >= size:
                 self._unneeded.add(c0)
         self.depth -= removed
+        self.drops.acknowledged(first_seq, last_seq)  # dropped as oldest while in flight?
         if len(self._unneeded) > DELETE_PENDING_MAX:
             self.delete_acknowledged()
         return removed
@@ -346,8 +367,9 @@ class SqliteBuffer:
             depth=self.depth,
             oldest_ts_ms=oldest_ts_ms,
             bytes_on_disk=size,
-            dropped_total=self.dropped_total,
+            dropped_total=self.drops.total,
             next_seq=self._next_seq,
+            dropped_by_cause=self.drops.by_cause(),
         )
 
     def close(self) -> None:
@@ -355,6 +377,7 @@ class SqliteBuffer:
         try:
             with self._db:  # where the sequence stands, even with nothing to delete
                 self._set_meta("next_seq", self._next_seq)
+                self._set_meta("dropped_total", self.drops.total)  # less any acked after all
                 self._delete_unneeded(keys_kept=True)
             self._forget_deleted()
         except sqlite3.Error as error:

@@ -25,3 +25,17 @@ def covered(ranges: Ranges) -> int:
 def is_acked(ranges: Ranges, seq: int) -> bool:
     """Whether `seq` lies in one of the ranges."""
     return any(lo <= seq <= hi for lo, hi in ranges)
+
+
+def missing(span: tuple[int, int], ranges: Ranges) -> Ranges:
+    """The parts of the inclusive `span` that `ranges` do not cover."""
+    out: Ranges = []
+    at, last = span
+    for lo, hi in ranges:
+        if lo > at:
+            out.append((at, min(lo - 1, last)))
+        at = max(at, hi + 1)
+        if at > last:
+            return out
+    out.append((at, last))
+    return out

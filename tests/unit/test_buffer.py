@@ -297,3 +297,66 @@ def test_many_acknowledged_chunks_are_deleted_without_waiting_and_keys_never_rep
     reopened = make_buffer()
     reopened.append(readings(0, 1))
     assert [r[0] for r in reopened.peek(0, 10)] == [chunk_count + 1]
+
+
+def test_readings_dropped_as_oldest_while_in_flight_and_then_acknowledged_are_not_lost(
+    make_buffer: Factory,
+) -> None:
+    """A hung broker: a batch is published, its PUBACK late, and drop_oldest deletes it from a
+    full buffer. The PUBACK then says the hub has it: not a loss (issue 16: 320 counted)."""
+    buffer = make_buffer(max_readings=100)
+    buffer.append(readings(0, 100))  # keys 1..100
+    in_flight = buffer.peek(0, 50)  # the uplink published keys 1..50, PUBACK pending
+    result = buffer.append(readings(100, 30))  # keys 1..30 dropped as the oldest
+    assert (result.dropped, buffer.dropped_total) == (30, 30)
+    assert buffer.ack(in_flight[0][0], in_flight[-1][0]) == 20, "31..50 were still stored"
+    assert buffer.dropped_total == 0
+    assert buffer.stats().dropped_by_cause == {"when_full": 0, "damaged": 0, "acked_after_drop": 30}
+    assert buffer.ack(1, 50) == 0 and buffer.dropped_total == 0, "a repeated PUBACK counts once"
+    buffer.append(readings(130, 40))  # keys 51..70 go now, and no PUBACK comes for them
+    assert buffer.dropped_total == 20
+    buffer.ack(1, 40)
+    assert buffer.dropped_total == 20, "only keys dropped and then acknowledged leave the count"
+    crash(buffer)
+    assert make_buffer(max_readings=100).dropped_total == 20, "the corrected count is durable"
+
+
+def test_a_correction_after_the_last_commit_is_written_at_close(make_buffer: Factory) -> None:
+    buffer = make_buffer(max_readings=10)
+    buffer.append(readings(0, 10))
+    buffer.append(readings(10, 4))  # keys 1..4 dropped while the uplink had them in flight
+    buffer.ack(1, 10)
+    buffer.close()
+    reopened = make_buffer(max_readings=10)
+    assert reopened.dropped_total == 0
+    assert reopened.stats().dropped_by_cause["when_full"] == 0
+
+
+def test_drops_are_counted_per_cause_and_the_causes_survive_reopening(
+    make_buffer: Factory,
+) -> None:
+    buffer = make_buffer(max_readings=10)
+    buffer.append(readings(0, 3))  # keys 1..3
+    buffer.append(readings(3, 9))  # keys 4..12: keys 1 and 2 dropped as the oldest
+    with buffer._db:  # what is left of the first chunk (key 3) no longer decodes
+        buffer._db.execute("UPDATE chunks SET data = x'c1' WHERE first_seq = 3")
+    assert [r[0] for r in buffer.peek(0, 100)][:1] == [4]
+    causes = {"when_full": 2, "damaged": 1, "acked_after_drop": 0}
+    assert (buffer.dropped_total, buffer.stats().dropped_by_cause) == (3, causes)
+    crash(buffer)
+    reopened = make_buffer(max_readings=10)
+    assert (reopened.dropped_total, reopened.stats().dropped_by_cause) == (3, causes)
+
+
+def test_only_keys_the_policy_dropped_leave_the_count_when_acknowledged(
+    make_buffer: Factory,
+) -> None:
+    buffer = make_buffer(max_readings=10)
+    buffer.append(readings(0, 3))  # keys 1..3
+    buffer.append(readings(3, 7))  # keys 4..10
+    buffer.ack(2, 2)
+    buffer.append(readings(10, 3))  # drops keys 1 and 3 (2 was acknowledged)
+    assert buffer.dropped_total == 2
+    buffer.ack(1, 5)  # the PUBACK of a batch 1..5: key 2 was never counted as dropped
+    assert buffer.stats().dropped_by_cause == {"when_full": 0, "damaged": 0, "acked_after_drop": 2}
+    assert [r[0] for r in buffer.peek(0, 100)] == list(range(6, 14))

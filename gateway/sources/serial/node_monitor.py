@@ -10,7 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from drivers import node
+from drivers import Frame, node
+from drivers.base import Measurement
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ class NodeMonitor:
                     frame.command,
                     frame.command_seq,
                 )
+
+    def per_sensor(self, frame: Frame) -> list[tuple[str, list[Measurement]]]:
+        """A frame's measurements grouped by source, `<source>/<sensor>` when the node names
+        its sensors."""
+        sensors = getattr(frame, "sensors", ())
+        if not sensors:
+            return [(self._source, list(frame.measurements))]
+        grouped: dict[str, list[Measurement]] = {}
+        for m, s in zip(frame.measurements, sensors, strict=True):
+            grouped.setdefault(f"{self._source}/{s}" if s else self._source, []).append(m)
+        return list(grouped.items())
 
     def _report(self, report: node.Report) -> None:
         self.state.update(

@@ -1,7 +1,9 @@
 """The serial source: a sensor on a UART (USB adapter or GPIO), decoded by its driver.
 
 Reads without blocking the loop (the port's fd in the event loop's selector), reopens with
-capped backoff when the device vanishes, and duty-cycles sensors whose lasers wear out.
+capped backoff when the device vanishes, and duty-cycles sensors whose lasers wear out. While
+the ingest has no room (`sink.room()` waits) the fd leaves the selector, so the backlog waits in
+the kernel's tty buffer; the port stays open (pyserial discards pending input at every open).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import serial
 
 from drivers import Frame, StreamDecoderProtocol, new_stream
-from drivers.base import Measurement
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import DutyCycle, SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
@@ -216,6 +217,10 @@ class SerialSource:
         inbox = _Inbox()
 
         def on_readable() -> None:  # only reads and queues; decoding happens in _decode_loop
+            if inbox.holding:  # the ingest has no room: leave the bytes in the kernel
+                loop.remove_reader(fd)
+                inbox.paused = True
+                return
             try:
                 data = os.read(fd, _READ_BYTES)
             except BlockingIOError:
@@ -281,7 +286,9 @@ class SerialSource:
                     # the slice's frames are gone before the await: four paused ports' worth
                     # of frame objects were ~0.4 MB of peak RSS (BENCHMARKS.md, memory)
                     if self._emit(decoder.feed(data[start : start + _SLICE_BYTES]), gate, sink):
+                        inbox.holding = True  # the reader stops at its next call if this waits
                         await sink.room()
+                        inbox.holding = False
                 stats.frames = decoder.stats.frames
                 stats.bad_frames = decoder.stats.bad_frames
                 stats.skipped_bytes = decoder.stats.skipped_bytes
@@ -306,7 +313,7 @@ class SerialSource:
             sink.emit(self.name, measurements, ts_ms, flags)
         else:
             for frame in frames:
-                for source, measured in _per_sensor(self.name, frame):
+                for source, measured in self._node.per_sensor(frame):
                     count += len(measured)
                     sink.emit(source, measured, ts_ms, flags)
         if count:
@@ -357,27 +364,16 @@ class SerialSource:
         await asyncio.sleep(max(0.0, deadline_s - self._monotonic_s()))
 
 
-def _per_sensor(name: str, frame: Frame) -> list[tuple[str, list[Measurement]]]:
-    """A node's measurements grouped by source, `<source>/<sensor>` when the node names its
-    sensors."""
-    sensors = getattr(frame, "sensors", ())
-    if not sensors:
-        return [(name, list(frame.measurements))]
-    grouped: dict[str, list[Measurement]] = {}
-    for m, s in zip(frame.measurements, sensors, strict=True):
-        grouped.setdefault(f"{name}/{s}" if s else name, []).append(m)
-    return list(grouped.items())
-
-
 class _Inbox:
     """Bytes the reader callback queued for the decode loop."""
 
-    __slots__ = ("chunks", "failure", "paused", "ready", "size")
+    __slots__ = ("chunks", "failure", "holding", "paused", "ready", "size")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
-        self.paused = False
+        self.paused = False  # the fd is out of the selector until the decode loop catches up
+        self.holding = False  # the decode loop waits for the ingest's room: read nothing
         self.failure: BaseException | None = None
         self.ready = asyncio.Event()
 
