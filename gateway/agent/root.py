@@ -246,7 +246,7 @@ class Agent:
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
-        up = self.uplink.stats
+        up = self.uplink.stats  # connected, counters, last_error, refusals, warnings
         snap: dict[str, Any] = {
             "gateway": self.config.gateway.id,
             "version": __version__,
@@ -265,14 +265,7 @@ class Agent:
                 "dropped": stats.dropped_total + self.ingest.dropped_staging,
                 "write_errors": self.ingest.write_errors,
             },
-            "uplink": {
-                "connected": up.connected,
-                "reconnects": up.reconnects,
-                "messages_out": up.messages_out,
-                "readings_out": up.readings_out,
-                "bytes_out": up.bytes_out,
-                "last_error": up.last_error,
-            },
+            "uplink": up.as_dict(),
             "sources": {
                 s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },

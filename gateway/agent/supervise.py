@@ -11,6 +11,19 @@ from gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
+
+def raise_if_cancelling() -> None:
+    """Raise CancelledError if someone asked to cancel the current task.
+
+    A cancellation can be replaced by another error on its way out (aiomqtt's `__aexit__`
+    raises `MqttError` when the broker goes at that moment; a TaskGroup whose child failed
+    raises the child's error) or lost (`asyncio.wait_for` in 3.11 when its future completes at
+    the same moment). A loop that catches errors and goes round again calls this first."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 STABLE_AFTER_S = 60.0
 """A component that ran this long before failing starts its backoff over."""
 
@@ -26,6 +39,7 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             await run()
             return
         except Exception:
+            raise_if_cancelling()  # a stop, dressed as an error: not a failure
             log.exception("%s failed; restarting", name)
         if time.monotonic() - started > STABLE_AFTER_S:
             backoff.reset()
