@@ -118,6 +118,7 @@ class Uplink:
                 self.stats.connected = False
                 if self._echo_deadline is not None:
                     self._echo_deadline.cancel()  # checked again on the next connection
+                    self._echo_deadline = None
             raise_if_cancelling()
             await asyncio.sleep(backoff.next_delay())
 
