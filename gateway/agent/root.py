@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,14 @@ from gateway.agent.health import (
     status_socket_address,
 )
 from gateway.agent.ingest import Ingest
-from gateway.agent.supervise import supervise
+from gateway.agent.supervise import (
+    STEP_S,
+    STOP_BOUND_S,
+    bounded,
+    handle_stop_signals,
+    stop_tasks,
+    supervise,
+)
 from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
 from gateway.sources.serial.source import SerialSource
 from gateway.store.buffer import SqliteBuffer
@@ -246,7 +252,7 @@ class Agent:
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
-        up = self.uplink.stats
+        up = self.uplink.stats  # connected, counters, last_error, refusals, warnings
         snap: dict[str, Any] = {
             "gateway": self.config.gateway.id,
             "version": __version__,
@@ -266,14 +272,7 @@ class Agent:
                 "dropped_by_cause": stats.dropped_by_cause | self.ingest.dropped_by_cause(),
                 "write_errors": self.ingest.write_errors,
             },
-            "uplink": {
-                "connected": up.connected,
-                "reconnects": up.reconnects,
-                "messages_out": up.messages_out,
-                "readings_out": up.readings_out,
-                "bytes_out": up.bytes_out,
-                "last_error": up.last_error,
-            },
+            "uplink": up.as_dict(),
             "sources": {
                 s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
@@ -354,25 +353,26 @@ class Agent:
             await asyncio.sleep(0)  # let the components start before saying so
             systemd.notify_ready()
             await stop.wait()
-            systemd.notify_stopping()
-            log.info("stopping: sources first, then the buffer, then the uplink")
-            for task in services:  # no config change starts while we stop
-                task.cancel()
-            await asyncio.gather(*services, return_exceptions=True)
-            sources = list(self._source_tasks.values())
-            for task in sources:
-                task.cancel()
-            await asyncio.gather(*sources, return_exceptions=True)
-            ingest.cancel()
-            await asyncio.gather(ingest, return_exceptions=True)
-            left = await self.uplink.drain(timeout_s=min(5.0, self.config.hub.timeout_s))
-            if left:
-                log.info("%d readings stay in the buffer for the next start", left)
-            await self.uplink.announce_offline()
-            for maybe in (self._uplink_task, self._metrics_task):
-                if maybe is not None:
-                    maybe.cancel()
+            await self._stop_in_order(services, ingest)
         self._group = None
+
+    async def _stop_in_order(
+        self, services: list[asyncio.Task[None]], ingest: asyncio.Task[None]
+    ) -> None:
+        """Sources first, then the buffer, then the uplink; every step bounded, so a hub that
+        goes away at the same moment cannot hold the stop (issue 16)."""
+        systemd.notify_stopping()
+        log.info("stopping: sources first, then the buffer, then the uplink")
+        await stop_tasks("services", services, timeout_s=STEP_S)  # no config change starts now
+        await stop_tasks("sources", list(self._source_tasks.values()), timeout_s=STEP_S)
+        await stop_tasks("ingest", [ingest], timeout_s=STEP_S)  # commits what is staged
+        drain_s = min(5.0, self.config.hub.timeout_s)
+        left = await bounded("drain", self.uplink.drain(timeout_s=drain_s), timeout_s=drain_s + 1)
+        if left:
+            log.info("%d readings stay in the buffer for the next start", left)
+        await bounded("offline", self.uplink.announce_offline(), timeout_s=STEP_S)
+        uplink = [t for t in (self._uplink_task, self._metrics_task) if t is not None]
+        await stop_tasks("uplink", uplink, timeout_s=self.config.hub.timeout_s + STEP_S)
 
 
 def run(config: Config, document: dict[str, Any] | None = None) -> None:
@@ -383,9 +383,7 @@ def run(config: Config, document: dict[str, Any] | None = None) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        handle_stop_signals(stop, force_after_s=STOP_BOUND_S)
         await Agent(config, document=document).run(stop)
 
     asyncio.run(main())

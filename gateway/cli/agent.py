@@ -145,6 +145,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"  uplink: {state}, {uplink['readings_out']} readings in "
             f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects"
         )
+        lines += [f"  uplink: {warning}" for warning in uplink.get("warnings", [])]
     if "config_version" in status:
         version = status["config_version"]
         where = "the local file" if version == 0 else f"pushed version {version}"

@@ -1,8 +1,10 @@
 """The hub uplink: batches from the buffer to the hub over MQTT (QoS 1), acked on PUBACK.
 
 Readings leave in buffer order, with a window of batches awaiting PUBACK; after a reconnect
-everything not yet acknowledged is sent again from the oldest, with the same keys. The broker
-connection itself (aiomqtt, TLS, the will, topic aliases) is `gateway.uplinks.client`.
+everything not yet acknowledged is sent again from the oldest, with the same keys. A refused
+publish (`PublishRefused`) acknowledges nothing: the connection ends and the readings go again
+after a backoff that a refusal does not reset. The broker connection itself (aiomqtt, TLS, the
+will, topic aliases, reason codes) is `gateway.uplinks.client`; what the operator sees, `report`.
 """
 
 from __future__ import annotations
@@ -13,48 +15,19 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gateway import wire
+from gateway.agent.supervise import raise_if_cancelling
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
 from gateway.store.worker import AsyncBuffer
-from gateway.uplinks.client import HubSession, MqttError, connect
+from gateway.uplinks.channel import ConfigChannel
+from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
+from gateway.uplinks.report import HubReport, UplinkStats
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class UplinkStats:
-    """What the agent's status and metrics report about the uplink."""
-
-    connected: bool = False
-    connects: int = 0
-    reconnects: int = 0
-    messages_out: int = 0
-    readings_out: int = 0
-    bytes_out: int = 0
-    last_error: str = ""
-    connected_since_ms: int | None = None
-
-
-class ConfigChannel(Protocol):
-    """The remote config as the uplink sees it: topics to subscribe, a non-blocking hand-off
-    for what arrives there, and the retained report to (re)publish on every connect."""
-
-    def topics(self, topic_prefix: str, gateway_id: str) -> list[str]:
-        """The topics pushes arrive on (subscribed at QoS 1 on every connect)."""
-        ...
-
-    def offer(self, payload: bytes, *, retained: bool) -> None:
-        """Take a pushed message without blocking (the uplink's reader must keep reading)."""
-        ...
-
-    def state_payload(self) -> bytes:
-        """The retained `config/state` report as it stands now."""
-        ...
 
 
 class Uplink:
@@ -93,6 +66,9 @@ class Uplink:
         """Set once this uplink has connected to the hub (remote config's health check)."""
         self._log = RateLimitedLog(log, interval_s=300)
         self.stats = UplinkStats()
+        self._report = HubReport(self.stats, url=hub.url)
+        self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
+        self._echo_deadline: asyncio.TimerHandle | None = None
 
     def topic(self, leaf: str) -> str:
         """The full topic of `leaf` (e.g. `wire.TOPIC_DATA`) for this gateway."""
@@ -120,48 +96,17 @@ class Uplink:
         )
 
     async def run(self) -> None:
-        """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled."""
-        backoff = Backoff(base_s=self._hub.reconnect_min_s, cap_s=self._hub.reconnect_max_s)
-        outage_logged = False
+        """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled
+        (a cancellation is never swallowed, whatever error it races with)."""
+        backoff = self._backoff
         while True:
             try:
                 async with self._connect() as session:
-                    self._session = session
-                    self.stats.connected = True
-                    self.stats.connects += 1
-                    self.stats.connected_since_ms = int(time.time() * 1000)
-                    if self.stats.connects > 1:
-                        self.stats.reconnects += 1
-                    self.reached.set()
-                    log.info(
-                        "connected to hub %s as %s",
-                        self._hub.url,
-                        self._gateway_id,
-                        extra={"event": "hub_connected"},
-                    )
-                    outage_logged = False
-                    backoff.reset()
-                    await self._publish_birth(session)
-                    await self._open_config_channel(session)
-                    self._unsent = (await self._buffer.stats()).depth
-                    await self._pump(session)
+                    await self._serve(session)
+            except PublishRefused as error:
+                self._report.refused(error.topic, error.code, error.name)
             except MqttError as error:
-                self.stats.last_error = str(error)
-                if not outage_logged:
-                    text = str(error).lower()
-                    what = (
-                        "refused us (check username and password)"
-                        if "authori" in text or "bad user" in text
-                        else "unreachable"
-                    )
-                    log.warning(
-                        "hub %s %s: %s; readings stay buffered, retrying",
-                        self._hub.url,
-                        what,
-                        error,
-                        extra={"event": "hub_down"},
-                    )
-                    outage_logged = True
+                self._report.outage(error)
             except (OSError, ssl.SSLError) as error:  # TLS material unreadable, DNS, ...
                 self.stats.last_error = str(error)
                 self._log.log(
@@ -171,14 +116,45 @@ class Uplink:
                 self._session = None
                 self._window = None
                 self.stats.connected = False
+                if self._echo_deadline is not None:
+                    self._echo_deadline.cancel()  # checked again on the next connection
+                    self._echo_deadline = None
+            raise_if_cancelling()
             await asyncio.sleep(backoff.next_delay())
+
+    async def _serve(self, session: HubSession) -> None:
+        """One connection: birth, config channel, the echo check, then batches until it ends."""
+        self._session = session
+        self.stats.connected = True
+        self.stats.connects += 1
+        self.stats.connected_since_ms = int(time.time() * 1000)
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        self.reached.set()
+        log.info(
+            "connected to hub %s as %s",
+            self._hub.url,
+            self._gateway_id,
+            extra={"event": "hub_connected"},
+        )
+        self._report.connected()
+        if not self.stats.refusing:  # a refusal keeps backing off across reconnects
+            self._backoff.reset()
+        await self._publish_birth(session)
+        await self._open_config_channel(session)
+        if self._hub.protocol == "3.1.1" and self.stats.echo in ("unchecked", "pending"):
+            granted = await session.subscribe_granted(self.topic(wire.TOPIC_DATA))
+            self._report.echo("pending" if granted else "not-allowed")
+        self._unsent = (await self._buffer.stats()).depth
+        await self._pump(session)
 
     async def _publish_birth(self, session: HubSession) -> None:
         """Retained "online"; for wire v2 and v3 with the series table the data messages use."""
         series = None
         if self._wire_format >= 2:
             series = self._announced = await self._buffer.series_table()
-        await session.publish(
+        await self._publish_reported(
+            session,
             self.topic(wire.TOPIC_STATUS),
             wire.encode_status(
                 self._gateway_id,
@@ -190,20 +166,61 @@ class Uplink:
                 epoch=self._buffer.sync.epoch if series is not None else None,
             ),
             retain=True,
+            required=self._wire_format >= 2,
         )
+
+    async def _publish_reported(
+        self, session: HubSession, topic: str, payload: bytes, *, retain: bool, required: bool
+    ) -> bool:
+        """Publish; a refusal is reported, and raised only if the connection cannot go on
+        without this message (a v2/v3 birth names the series the data messages use)."""
+        try:
+            await session.publish(topic, payload, retain=retain)
+        except PublishRefused as error:
+            if required:
+                raise
+            self._report.refused(error.topic, error.code, error.name)
+            return False
+        self._report.accepted(topic)
+        return True
 
     async def _open_config_channel(self, session: HubSession) -> None:
         channel = self._config_channel
         if channel is None:
             return
-        await session.publish(
-            self.topic(wire.TOPIC_CONFIG_STATE), channel.state_payload(), retain=True
+        await self._publish_reported(
+            session,
+            self.topic(wire.TOPIC_CONFIG_STATE),
+            channel.state_payload(),
+            retain=True,
+            required=False,
         )
         await session.subscribe(channel.topics(self._hub.topic_prefix, self._gateway_id))
 
-    async def _read_config(self, session: HubSession, channel: ConfigChannel) -> None:
-        async for payload, retained in session.messages():
-            channel.offer(payload, retained=retained)
+    async def _read_incoming(self, session: HubSession) -> None:
+        """Pushes go to the config channel; our own data message (the echo check) is noted."""
+        data_topic = self.topic(wire.TOPIC_DATA)
+        async for topic, payload, retained in session.messages():
+            if topic == data_topic:
+                if self.stats.echo == "pending":
+                    self._report.echo("ok")
+                    await session.unsubscribe(data_topic)
+            elif self._config_channel is not None:
+                self._config_channel.offer(payload, retained=retained)
+
+    def _echo_sent(self) -> None:
+        """A data message was acknowledged while the echo check waits: it has a while to come
+        back (3.1.1 brokers acknowledge what their ACL then drops)."""
+        if self.stats.echo != "pending" or self._echo_deadline is not None:
+            return
+
+        def missing() -> None:
+            if self.stats.echo == "pending":
+                self._report.echo("missing")
+
+        self._echo_deadline = asyncio.get_running_loop().call_later(
+            max(5.0, self._hub.timeout_s), missing
+        )
 
     async def publish_config_state(self, payload: bytes) -> bool:
         """The retained `config/state` report; False if the hub is not connected now (the
@@ -216,10 +233,11 @@ class Uplink:
         if session is None:
             return False
         try:
-            await session.publish(self.topic(leaf), payload, retain=retain)
+            return await self._publish_reported(
+                session, self.topic(leaf), payload, retain=retain, required=False
+            )
         except MqttError:
             return False
-        return True
 
     async def quiesce(self, *, timeout_s: float) -> None:
         """Start no new batch and wait for the PUBACKs of those in flight, so that switching to
@@ -247,10 +265,8 @@ class Uplink:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
         try:
             async with asyncio.TaskGroup() as inflight:
-                if self._config_channel is not None:
-                    inflight.create_task(
-                        self._read_config(session, self._config_channel), name="config-reader"
-                    )
+                if self._config_channel is not None or self.stats.echo == "pending":
+                    inflight.create_task(self._read_incoming(session), name="uplink-reader")
                 await self._batches(session, inflight)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
@@ -262,6 +278,7 @@ class Uplink:
         flush_due = True  # drain the backlog at once after (re)connecting
         next_flush = self._monotonic_s() + hub.flush_interval_s
         while True:
+            raise_if_cancelling()  # asyncio.wait_for (3.11) may have swallowed a cancellation
             if self._quiescing:
                 await asyncio.Future()  # until cancelled: the in-flight batches finish
             if self._flush_now:
@@ -325,7 +342,10 @@ class Uplink:
     ) -> None:
         try:
             await session.publish_data(payload)  # names the topic before its first await: in order
-            await self._buffer.ack(first, last)  # PUBACK received: the hub has them
+            await self._buffer.ack(first, last)  # a PUBACK, not a refusal: the hub has them
+            if self._report.accepted(self.topic(wire.TOPIC_DATA)):
+                self._backoff.reset()
+            self._echo_sent()
             self.stats.messages_out += 1
             self.stats.readings_out += count
             self.stats.bytes_out += len(payload)
