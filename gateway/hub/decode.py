@@ -41,13 +41,14 @@ class SeriesTables:
     """Each gateway's alias tables from its births, per buffer epoch (None: a birth that does
     not say), the last few epochs of a gateway, so a late message from before a buffer was
     recreated still gets the names its own birth gave. Bounded: at most `max_gateways`
-    gateways and `max_series` series in all; the least recently heard gateway goes first."""
+    gateways and about `max_bytes` of tables in all; the least recently heard gateway goes
+    first (its data is then reported undecodable until its next birth)."""
 
-    def __init__(self, *, max_gateways: int = 10_000, max_series: int = 500_000) -> None:
-        self._tables: OrderedDict[str, OrderedDict[int | None, dict[int, Series]]] = OrderedDict()
-        self._max_gateways, self._max_series = max_gateways, max_series
-        self.series = 0
-        """Series held over all gateways and epochs."""
+    def __init__(self, *, max_gateways: int = 10_000, max_bytes: int = 64 << 20) -> None:
+        self._tables: OrderedDict[str, OrderedDict[int | None, _Table]] = OrderedDict()
+        self._max_gateways, self._max_bytes = max_gateways, max_bytes
+        self.bytes = 0
+        """The tables' estimated size over all gateways and epochs."""
         self.evicted = 0
         """Gateways forgotten to stay within the bounds."""
 
@@ -55,20 +56,21 @@ class SeriesTables:
         """How many gateways have a table."""
         return len(self._tables)
 
-    def put(self, gateway: str, epoch: int | None, table: dict[int, Series]) -> None:
-        """Keep `table` as `gateway`'s for `epoch` (replacing it; dropping its oldest epoch)."""
+    def put(self, gateway: str, epoch: int | None, series: dict[int, Series]) -> None:
+        """Keep `series` as `gateway`'s for `epoch` (replacing it; dropping its oldest epoch)."""
         tables = self._tables.pop(gateway, None) or OrderedDict()
         self._tables[gateway] = tables
-        self.series -= len(tables.pop(epoch, {}))
-        tables[epoch] = table
-        self.series += len(table)
+        old = tables.pop(epoch, None)
+        self.bytes -= old.bytes if old else 0
+        tables[epoch] = table = _Table(series)
+        self.bytes += table.bytes
         while len(tables) > _EPOCHS_KEPT:
-            self.series -= len(tables.popitem(last=False)[1])
+            self.bytes -= tables.popitem(last=False)[1].bytes
         while len(self._tables) > 1 and (
-            len(self._tables) > self._max_gateways or self.series > self._max_series
+            len(self._tables) > self._max_gateways or self.bytes > self._max_bytes
         ):
             _, oldest = self._tables.popitem(last=False)
-            self.series -= sum(len(t) for t in oldest.values())
+            self.bytes -= sum(t.bytes for t in oldest.values())
             self.evicted += 1
 
     def get(self, gateway: str, epoch: int) -> dict[int, Series]:
@@ -83,7 +85,17 @@ class SeriesTables:
                 f"data of buffer epoch {epoch}, whose birth this hub has not "
                 "seen (series names unknown); not decoded"
             )
-        return table
+        return table.series
+
+
+class _Table:
+    """One birth's alias table and an estimate of its memory (names plus ~250 B an entry)."""
+
+    __slots__ = ("bytes", "series")
+
+    def __init__(self, series: dict[int, Series]) -> None:
+        self.series = series
+        self.bytes = sum(250 + len(s) + len(q) + len(u) for s, q, u in series.values())
 
 
 class HubDecoder:
@@ -93,8 +105,8 @@ class HubDecoder:
     def __init__(
         self, *, dedup: Deduplicator | None = None, tables: SeriesTables | None = None
     ) -> None:
-        self.dedup = dedup or Deduplicator()
-        self.tables = tables or SeriesTables()
+        self.dedup = Deduplicator() if dedup is None else dedup
+        self.tables = SeriesTables() if tables is None else tables
 
     def decode(self, topic: str, payload: bytes) -> HubEvent:
         """The event a message on `topic` carries; `invalid` if the payload does not decode."""
@@ -104,8 +116,8 @@ class HubDecoder:
         place = -3 if is_config else -2
         gateway = parts[place] if len(parts) >= -place else ""
         try:
-            if len(gateway) > MAX_NAME_CHARS:
-                raise wire.WireError("the topic's gateway id is too long")
+            if not 0 < len(gateway) <= MAX_NAME_CHARS:
+                raise wire.WireError("the topic's gateway id is empty or too long")
             if is_config:
                 return HubEvent(topic, gateway, "config", fields=_config_state(payload))
             if leaf == wire.TOPIC_DATA:

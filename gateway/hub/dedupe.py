@@ -23,7 +23,7 @@ class Deduplicator:
         *,
         max_pending: int = 100_000,
         max_streams: int = 20_000,
-        max_total_pending: int = 1_000_000,
+        max_total_pending: int = 500_000,
     ) -> None:
         self._streams: OrderedDict[tuple[str, int], _Stream] = OrderedDict()
         self._max_pending = max_pending
