@@ -202,7 +202,7 @@ def mutate_value(value: Any, rng: random.Random, depth: int = 0) -> Any:
         elif op == 1:
             items.insert(i, items[i])
         elif op == 2:
-            items *= rng.choice((2, 10, 100))
+            items *= rng.choice((2, 10, 100)) if len(items) < 1000 else 1
         else:
             items[i] = mutate_value(items[i], rng, depth + 1)
         return items
@@ -239,7 +239,8 @@ def mutate_value(value: Any, rng: random.Random, depth: int = 0) -> Any:
             )
         )
     if isinstance(value, str | bytes):
-        return rng.choice((value[: len(value) // 2], value * 50, rng.choice(INTERESTING)))
+        longer = value * 50 if len(value) < 2000 else value
+        return rng.choice((value[: len(value) // 2], longer, rng.choice(INTERESTING)))
     return rng.choice(INTERESTING)
 
 
@@ -393,7 +394,7 @@ def run(target: str, inputs: int, seed: int) -> Report:
         parent = rng.choice(pool)
         try:
             payload = mutate(parent, rng, pool)
-        except (OverflowError, ValueError, TypeError, RecursionError):  # the mutator's own limits
+        except (OverflowError, ValueError, TypeError, RecursionError, MemoryError):  # mutator's own
             payload = mutate_bytes(parent, rng, pool)
         if check(decoder, topic, payload, report, n % SAMPLE_EVERY == 0) and len(payload) < 4096:
             if len(pool) < POOL:
