@@ -14,6 +14,8 @@ PYTEST_ARGS ?=
 TEST_TIMEOUT_S ?= 120
 PYTEST_WALL_S ?= 840
 BENCH_ARGS ?=
+FUZZ_INPUTS ?= 1000000
+FUZZ_SEED ?= 1
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd shellcheck \
 	nodejs debootstrap lintian
@@ -25,7 +27,7 @@ STAMP := $(VENV)/.citygw-installed-$(INPUTS_HASH)
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt)
 
 .PHONY: help venv install lock deps test lint typecheck pytest demo bench clean \
-	firmware-interpreter
+	firmware-interpreter fuzz
 
 help:
 	@echo "make deps       Debian packages for tests (root + apt-get; else lists what is missing)"
@@ -33,6 +35,7 @@ help:
 	@echo "make lock       regenerate constraints.txt from a fresh venv"
 	@echo "make test       deps, install, ruff, mypy, pytest (what CI runs)"
 	@echo "make lint | typecheck | pytest | demo [DEMO_SECONDS=N] | bench | clean"
+	@echo "make fuzz       the hub decoders under FUZZ_INPUTS mutated messages each (FUZZ_SEED)"
 	@echo "make wheelhouse | deb   offline wheels; dist/citygw_<version>_<arch>.deb (DEB_ARCHES)"
 
 $(VPY):
@@ -139,6 +142,12 @@ demo: deps $(STAMP) $(SIM_STAMP)
 		|| { echo "demo: no Mosquitto; installing the embedded amqtt broker"; \
 		     $(VPY) -m pip install --quiet -e '.[demo]'; }
 	$(VENV)/bin/citygw demo $(if $(DEMO_SECONDS),--seconds $(DEMO_SECONDS))
+
+# Every hub decoder (v1, v2, v3, births, status, metrics, config state) under FUZZ_INPUTS
+# mutated real messages each: only "invalid" events, bounded time and memory (issue 16).
+# `make test` runs a few thousand of them (tests/unit/test_hub_fuzz.py).
+fuzz: $(STAMP)
+	$(VPY) tests/fuzz/hub_fuzz.py --inputs $(FUZZ_INPUTS) --seed $(FUZZ_SEED)
 
 # The bench runs a real Mosquitto (see bench/README.md), and ThingsBoard IoT Gateway side by
 # side from its own venv (bench/.tb-venv, never the project's); without it that part is skipped.

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from gateway.cli.base import Commands
@@ -53,22 +53,36 @@ def cmd_hub_tail(args: argparse.Namespace) -> int:
 
 
 def print_event(event: HubEvent, *, as_json: bool) -> None:
-    """A line per reading (JSON, or text with UTC time), and a line for status and metrics."""
+    """A line per reading (JSON, or text with UTC time), and a line for status and metrics.
+    Names come from anyone on the broker: text output shows control characters escaped."""
     if event.kind == "data":
         for r in event.readings:
             if as_json:
                 print(json.dumps(r.as_json()), flush=True)
             else:
                 clock = "" if r.clock_synced else " (clock unsynced)"
+                names = " ".join(_printable(n) for n in (r.gateway, r.source, r.quantity))
                 print(
-                    f"{_iso(r.ts_ms)} {r.gateway} {r.source} {r.quantity} = {r.value:g} "
-                    f"{r.unit}{clock}",
+                    f"{_iso(r.ts_ms)} {names} = {r.value:g} {_printable(r.unit)}{clock}",
                     flush=True,
                 )
     elif not as_json:
         detail = event.error if event.kind == "invalid" else json.dumps(event.fields)
-        print(f"-- {event.kind} from {event.gateway}: {detail}", flush=True)
+        print(f"-- {event.kind} from {_printable(event.gateway)}: {_printable(detail)}", flush=True)
 
 
 def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """UTC time with milliseconds, or the raw number where a date cannot show it."""
+    try:
+        when = _EPOCH + timedelta(milliseconds=ts_ms)
+    except OverflowError:
+        return f"{ts_ms}ms"
+    return when.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _printable(text: str) -> str:
+    """`text`, or its escaped repr when it holds control characters (terminal escapes)."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -12,7 +12,12 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.wire import MAX_MESSAGE_BYTES
+
 SESSION_EXPIRY_S = 7 * 24 * 3600
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 70_000
+"""The largest PUBLISH a hub takes (MQTT 5): a message the decoders accept, its topic (at most
+65,535 bytes) and properties. Larger ones the broker never sends; the decoders refuse the rest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +48,12 @@ def hub_client(options: HubOptions) -> aiomqtt.Client:
     v5 = options.protocol == "5"
     properties = None
     persistent = options.persistent
-    if v5 and persistent:
+    if v5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        # The broker drops what would exceed this for us: no 50 MB message reaches the hub.
+        properties.MaximumPacketSize = MAX_PACKET_BYTES
+        if persistent:
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
     return aiomqtt.Client(
         parts.hostname,
         parts.port or (8883 if tls else 1883),

@@ -42,7 +42,12 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
                     payload = message.payload
                     if not isinstance(payload, bytes | bytearray):
                         continue
-                    yield decoder.decode(str(message.topic), bytes(payload))
+                    try:
+                        event = decoder.decode(str(message.topic), bytes(payload))
+                    except Exception:  # never expected (make fuzz): one message, not the hub
+                        log.exception("decoding a message on %s failed; skipped", message.topic)
+                        continue
+                    yield event
         except aiomqtt.MqttError as error:
             log.warning("hub connection lost: %s; reconnecting", error)
         await asyncio.sleep(backoff.next_delay())

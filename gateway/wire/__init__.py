@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from gateway.readings import Series, StoredReading
 from gateway.wire import v1
-from gateway.wire.codec import HubReading, WireError
+from gateway.wire.codec import MAX_MESSAGE_BYTES, HubReading, WireError, check_size
 from gateway.wire.messages import (
     TOPIC_CONFIG_STATE,
     TOPIC_DATA,
     TOPIC_METRICS,
     TOPIC_STATUS,
     VERSION,
+    birth_epoch,
     decode_map,
     encode_metrics,
     encode_status,
@@ -28,6 +29,7 @@ from gateway.wire.messages import (
 
 __all__ = [
     "FORMATS",
+    "MAX_MESSAGE_BYTES",
     "TOPIC_CONFIG_STATE",
     "TOPIC_DATA",
     "TOPIC_METRICS",
@@ -36,6 +38,7 @@ __all__ = [
     "HubReading",
     "SeriesTables",
     "WireError",
+    "birth_epoch",
     "decode_data",
     "decode_map",
     "encode_data",
@@ -92,11 +95,13 @@ def decode_data(
     gateway: str = "",
     series_tables: SeriesTables | None = None,
 ) -> Iterator[HubReading]:
-    """Every reading of one data message from `gateway` (the topic's; v1 names its own).
+    """Every reading of one data message from `gateway` (the topic's: a v1 message naming
+    another is refused; without it, v1 readings carry the gateway the message names).
     `series_tables` gives the birth's aliases for v2 and v3. Raises only WireError."""
+    check_size(payload)
     version = version_of(payload)
     if version == 1:
-        return v1.decode_data(payload)
+        return v1.decode_data(payload, gateway or None)
     tables = series_tables or (lambda epoch: {})
     if version == 2:
         from gateway.wire import v2

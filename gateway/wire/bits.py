@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from gateway.wire.codec import WireError
 
+MAX_CODE_BITS = 80
+"""The longest value a decoder reads (an encoder writes at most ~71 bits: 64-bit gaps and
+steps, 54-bit values): longer codes would let a few bytes ask for ever larger numbers."""
+
 
 class Adaptive:
     """The order k of an Exp-Golomb code, following the running mean of what it coded
@@ -104,9 +108,11 @@ class BitReader:
         zeros = 0
         while not self.get(1):
             zeros += 1
-            if zeros > 80:
-                raise WireError("overlong Exp-Golomb code")
+            if zeros + k >= MAX_CODE_BITS:
+                raise WireError(f"Exp-Golomb code over {MAX_CODE_BITS} bits")
         length = zeros + k + 1
+        if length > MAX_CODE_BITS:
+            raise WireError(f"Exp-Golomb code over {MAX_CODE_BITS} bits")
         v = (1 << (length - 1)) | self.get(length - 1)
         u = v - (1 << k)
         context.update(u)

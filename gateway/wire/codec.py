@@ -14,8 +14,46 @@ MAX_EXACT = 2**53
 """Integers up to here are exact in a float64: a scaled value must stay below it."""
 
 
+MAX_MESSAGE_BYTES = 1 << 20
+"""A hub refuses a message larger than this before decoding it (1 MiB: a full batch of 10,000
+readings, the uplink's `batch_max_readings` limit, takes at most ~400 kB in v1)."""
+MAX_READINGS = 10_000
+"""The most readings a data message may hold: the uplink's largest batch."""
+MAX_SERIES = 4096
+"""The most series a data message or a birth may name."""
+MAX_NAME_CHARS = 256
+"""The longest source, quantity or unit name a hub accepts."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Epochs, sequence numbers and flags are signed 64-bit, as a hub's database stores them."""
+TS_MS_MIN, TS_MS_MAX = -62_135_596_800_000, 253_402_300_799_999
+"""Timestamps a hub accepts: the years 1 to 9999 (what a UTC date can show)."""
+
+
 class WireError(ValueError):
     """A payload that is not a valid citygw message (of a version this decoder knows)."""
+
+
+def check_size(payload: bytes) -> None:
+    """WireError for a message over MAX_MESSAGE_BYTES, before anything decodes it."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise WireError(f"message of {len(payload)} bytes is over the {MAX_MESSAGE_BYTES} limit")
+
+
+def wire_int(value: object, what: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int:
+    """`value` if it is an integer (not a bool) within [low, high], else WireError naming `what`."""
+    if type(value) is not int:
+        raise WireError(f"{what}: expected an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        shown = value if value.bit_length() <= 64 else f"a {value.bit_length()}-bit integer"
+        raise WireError(f"{what} out of range [{low}, {high}]: {shown}")
+    return value
+
+
+def wire_name(value: object, what: str) -> str:
+    """`value` if it is a string of at most MAX_NAME_CHARS, else WireError naming `what`."""
+    if type(value) is not str or len(value) > MAX_NAME_CHARS:
+        raise WireError(f"{what}: expected a string of at most {MAX_NAME_CHARS} characters")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +69,13 @@ class HubReading:
     unit: str
     value: float
     clock_synced: bool
+
+    def __post_init__(self) -> None:
+        """A hub stores the key and the time as 64-bit integers and shows the time as a date:
+        a decoder that let anything else through raises WireError here."""
+        wire_int(self.epoch, "epoch")
+        wire_int(self.seq, "sequence number")
+        wire_int(self.ts_ms, "timestamp", TS_MS_MIN, TS_MS_MAX)
 
     @property
     def key(self) -> tuple[str, int, int]:

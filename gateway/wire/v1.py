@@ -7,7 +7,15 @@ from collections.abc import Callable, Iterator, Sequence
 import msgpack
 
 from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
-from gateway.wire.codec import HubReading, WireError
+from gateway.wire.codec import (
+    MAX_READINGS,
+    MAX_SERIES,
+    HubReading,
+    WireError,
+    check_size,
+    wire_int,
+    wire_name,
+)
 from gateway.wire.messages import unpack_map
 
 VERSION = 1
@@ -47,31 +55,41 @@ def encode_data(
     return packer.bytes()  # type: ignore[no-any-return]
 
 
-def decode_data(payload: bytes) -> Iterator[HubReading]:
-    """All readings of one data message; WireError if it is malformed."""
+def decode_data(payload: bytes, gateway: str | None = None) -> Iterator[HubReading]:
+    """All readings of one data message; WireError if it is malformed. `gateway` is the one
+    the message's topic names: a hub always passes it, and a message whose `gw` names another
+    gateway is refused (anyone may publish on any topic the broker lets them). Tools that read
+    their own gateway's messages may leave it out and take `gw` as the message says."""
+    check_size(payload)
     m = unpack_map(payload)
-    try:
-        gw, ep, s0, t0 = str(m["gw"]), int(m["ep"]), int(m["s0"]), int(m["t0"])
-        table = [Series(str(s), str(q), str(u)) for s, q, u in m["series"]]
-        rows = m["r"]
-        decoded = []
-        for row in rows:
-            dseq, dts, i, value = row[:4]
-            flags = row[4] if len(row) > 4 else 0
-            series = table[i]
-            decoded.append(
-                HubReading(
-                    gw,
-                    ep,
-                    s0 + int(dseq),
-                    t0 + int(dts),
-                    series.source,
-                    series.quantity,
-                    series.unit,
-                    float(value),
-                    not (int(flags) & CLOCK_UNSYNCED),
-                )
-            )
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise WireError(f"malformed data message: {error!r}") from None
-    return iter(decoded)
+    named = wire_name(m.get("gw"), "v1 data: gw")
+    if gateway is not None and named != gateway:
+        raise WireError(f"v1 data names gateway {named!r} but came on the topic of {gateway!r}")
+    ep, s0, t0 = (wire_int(m.get(k), f"v1 data: {k}") for k in ("ep", "s0", "t0"))
+    table, rows = m.get("series"), m.get("r")
+    if not isinstance(table, list) or len(table) > MAX_SERIES:
+        raise WireError(f"v1 data: series must be a list of at most {MAX_SERIES}")
+    if not isinstance(rows, list) or len(rows) > MAX_READINGS:
+        raise WireError(f"v1 data: r must be a list of at most {MAX_READINGS} readings")
+    names = [_series(entry) for entry in table]
+    return iter([_reading(named, ep, s0, t0, names, row) for row in rows])
+
+
+def _series(entry: object) -> Series:
+    if not isinstance(entry, list) or len(entry) != 3:
+        raise WireError("v1 data: a series is [source, quantity, unit]")
+    return Series(*(wire_name(part, "v1 data: series name") for part in entry))
+
+
+def _reading(gw: str, ep: int, s0: int, t0: int, names: list[Series], row: object) -> HubReading:
+    if not isinstance(row, list) or len(row) not in (4, 5):
+        raise WireError("v1 data: a reading is [dseq, dts, series, value] or with flags")
+    dseq, dts = wire_int(row[0], "v1 data: dseq"), wire_int(row[1], "v1 data: dts")
+    index = wire_int(row[2], "v1 data: series index", 0, len(names) - 1)
+    flags = wire_int(row[4], "v1 data: flags") if len(row) > 4 else 0
+    value = row[3]
+    if type(value) is not float:
+        value = float(wire_int(value, "v1 data: value"))
+    source, quantity, unit = names[index]
+    synced = not flags & CLOCK_UNSYNCED
+    return HubReading(gw, ep, s0 + dseq, t0 + dts, source, quantity, unit, value, synced)

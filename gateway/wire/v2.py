@@ -10,6 +10,7 @@ with their names in the gateway's retained `status` (birth) message. See docs/pr
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -18,8 +19,13 @@ import msgpack
 
 from gateway.readings import CLOCK_UNSYNCED, Series, StoredReading
 from gateway.wire.codec import (
+    MAX_DECIMALS,
+    MAX_EXACT,
+    MAX_READINGS,
+    MAX_SERIES,
     HubReading,
     WireError,
+    check_size,
     decimals,
     put_svarint,
     put_uvarint,
@@ -28,11 +34,13 @@ from gateway.wire.codec import (
     tick_ms,
     unzigzag,
     uvarint_bytes,
+    wire_int,
 )
 
 VERSION = 2
 RAW = 127  # scale marker: values of this series travel as float64
 _CODEC_PLAIN, _CODEC_DEFLATE = 0, 1
+_FLOAT64 = struct.Struct(">d")
 
 
 def encode_data(epoch: int, batch: Sequence[StoredReading]) -> bytes:
@@ -96,12 +104,9 @@ class _Reader:
     def float64(self) -> float:
         chunk = self.data[self.pos : self.pos + 9]
         self.pos += 9
-        try:
-            value = msgpack.unpackb(chunk)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError) as error:
-            raise WireError(f"bad float in v2 data: {error}") from None
-        if not isinstance(value, float):
+        if len(chunk) != 9 or chunk[0] != 0xCB:
             raise WireError("bad float in v2 data")
+        value: float = _FLOAT64.unpack_from(chunk, 1)[0]
         return value
 
 
@@ -126,14 +131,17 @@ def epoch_of(payload: bytes) -> int:
     return epoch
 
 
-MAX_INFLATED_BYTES = 1 << 24
-"""A deflated body may inflate to at most this (16 MiB: 100,000 readings take ~2 MB)."""
+MAX_INFLATED_BYTES = 1 << 22
+"""A deflated body may inflate to at most this (4 MiB: 10,000 readings take ~300 kB)."""
 
 
 def _inflate(body: bytes) -> bytes:
     """A raw-deflate body inflated; WireError past MAX_INFLATED_BYTES or when cut short."""
     inflater = zlib.decompressobj(wbits=-15)
-    inflated = inflater.decompress(body, MAX_INFLATED_BYTES)
+    try:
+        inflated = inflater.decompress(body, MAX_INFLATED_BYTES)
+    except zlib.error as error:
+        raise WireError(f"v2 data message: the body does not inflate: {error}") from None
     if inflater.unconsumed_tail:
         raise WireError(f"v2 data message: the body inflates beyond {MAX_INFLATED_BYTES} bytes")
     if not inflater.eof:
@@ -156,41 +164,73 @@ def decode_data(
     gateway: str,
     series_of: Callable[[int], Series | None],
     *,
-    max_readings: int = 100_000,
+    max_readings: int = MAX_READINGS,
 ) -> Iterator[HubReading]:
     """Readings of a v2 message from `gateway` (its topic); `series_of(alias)` comes from the
-    gateway's birth message."""
+    gateway's birth message. Raises only WireError."""
+    check_size(payload)
     _, ep, s0, t0_s, t0_ms, tick, scale_list, flag_list, codec, body = _unpack(payload)
-    try:
-        scales = dict(zip(scale_list[::2], scale_list[1::2], strict=True))
-        flags = {int(i): int(f) for i, f in flag_list}
-        reader = _Reader(_inflate(body) if codec == _CODEC_DEFLATE else bytes(body))
-        count = reader.uvarint()
-        if count > max_readings:
-            raise WireError(f"v2 message claims {count} readings")
-        gaps = [reader.uvarint() for _ in range(count)]
-        steps = [reader.svarint() for _ in range(count)]
-        aliases = [reader.uvarint() for _ in range(count)]
-        seq, ts = int(s0) - 1, int(t0_s) * 1000 + int(t0_ms)
-        last: dict[int, int] = {}
-        readings = []
-        for index in range(count):
-            seq += gaps[index] + 1
-            ts += steps[index] * int(tick)
-            alias = aliases[index]
-            scale = scales[alias]
-            if scale == RAW:
-                value = reader.float64()
-            else:
-                last[alias] = last.get(alias, 0) + reader.svarint()
-                value = last[alias] / 10**scale if scale else float(last[alias])
-            series = series_of(alias)
-            if series is None:
-                raise WireError(
-                    f"series alias {alias} unknown: the gateway's birth message has not been seen"
-                )
-            synced = not (flags.get(index, 0) & CLOCK_UNSYNCED)
-            readings.append(HubReading(gateway, int(ep), seq, ts, *series, value, synced))
-    except (KeyError, TypeError, ValueError, IndexError, zlib.error) as error:
-        raise WireError(f"malformed v2 data message: {error!r}") from None
+    ep, s0 = wire_int(ep, "v2 data: ep"), wire_int(s0, "v2 data: s0")
+    ts = wire_int(t0_s, "v2 data: t0_s") * 1000 + wire_int(t0_ms, "v2 data: t0_ms", 0, 999)
+    tick = wire_int(tick, "v2 data: tick_ms", 1)
+    scales, flags = _scales(scale_list), _flags(flag_list, max_readings)
+    if type(codec) is not int or codec not in (_CODEC_PLAIN, _CODEC_DEFLATE):
+        raise WireError("v2 data: unknown codec")
+    if type(body) is not bytes:
+        raise WireError("v2 data: the body is not a byte string")
+    reader = _Reader(_inflate(body) if codec == _CODEC_DEFLATE else body)
+    count = reader.uvarint()
+    if count > max_readings or count > len(reader.data):
+        raise WireError(f"v2 message claims {count} readings")
+    gaps = [reader.uvarint() for _ in range(count)]
+    steps = [reader.svarint() for _ in range(count)]
+    aliases = [reader.uvarint() for _ in range(count)]
+    seq = s0 - 1
+    last: dict[int, int] = {}
+    readings = []
+    for index in range(count):
+        seq += gaps[index] + 1
+        ts += steps[index] * tick
+        alias = aliases[index]
+        scale = scales.get(alias)
+        if scale is None:
+            raise WireError(f"v2 data: no decimals for series alias {alias}")
+        if scale == RAW:
+            value = reader.float64()
+        else:
+            scaled = last[alias] = last.get(alias, 0) + reader.svarint()
+            if not -MAX_EXACT < scaled < MAX_EXACT:
+                raise WireError(f"v2 data: a value of series {alias} is out of range")
+            value = scaled / 10**scale if scale else float(scaled)
+        series = series_of(alias)
+        if series is None:
+            raise WireError(
+                f"series alias {alias} unknown: the gateway's birth message has not been seen"
+            )
+        synced = not (flags.get(index, 0) & CLOCK_UNSYNCED)
+        readings.append(HubReading(gateway, ep, seq, ts, *series, value, synced))
     return iter(readings)
+
+
+def _scales(scale_list: object) -> dict[int, int]:
+    """`[alias, decimals, ...]` as a dict; decimals 0-9 or RAW."""
+    if not isinstance(scale_list, list) or len(scale_list) % 2 or len(scale_list) > 2 * MAX_SERIES:
+        raise WireError("v2 data: scales must be a list of alias, decimals pairs")
+    scales: dict[int, int] = {}
+    for alias, scale in zip(scale_list[::2], scale_list[1::2], strict=True):
+        scales[wire_int(alias, "v2 data: alias", 0)] = wire_int(scale, "v2 data: decimals", 0)
+        if MAX_DECIMALS < scale != RAW:
+            raise WireError(f"v2 data: {scale} decimals for series alias {alias}")
+    return scales
+
+
+def _flags(flag_list: object, max_readings: int) -> dict[int, int]:
+    """`[[index, flags], ...]` as a dict."""
+    if not isinstance(flag_list, list) or len(flag_list) > max_readings:
+        raise WireError("v2 data: flags must be a list of [index, flags] pairs")
+    flags: dict[int, int] = {}
+    for pair in flag_list:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise WireError("v2 data: flags must be a list of [index, flags] pairs")
+        flags[wire_int(pair[0], "v2 data: flag index")] = wire_int(pair[1], "v2 data: flags")
+    return flags

@@ -21,8 +21,10 @@ from gateway.wire.bits import BitReader, BitWriter, Contexts
 from gateway.wire.codec import (
     MAX_DECIMALS,
     MAX_EXACT,
+    MAX_READINGS,
     HubReading,
     WireError,
+    check_size,
     put_uvarint,
     read_uvarint,
     scaled_integer,
@@ -129,6 +131,8 @@ class _Values:
         else:
             scaled = self.by_quantity.get(key, 0) + unzigzag(bits.golomb(ctx.first_of(quantity)))
         self.last[alias] = self.by_quantity[key] = scaled
+        if not -MAX_EXACT < scaled < MAX_EXACT:
+            raise WireError(f"v3 series {alias}: a scaled value beyond 2**53")
         return scaled / 10**scale if scale else float(scaled)
 
 
@@ -183,8 +187,10 @@ def _read_header(payload: bytes, max_readings: int) -> _Header:
     if flags & _MS:
         t0_ms, pos = read_uvarint(payload, pos)
     tick, pos = read_uvarint(payload, pos)
-    if not 1 <= count <= max_readings:
+    if not 1 <= count <= min(max_readings, (len(payload) - pos) * 8 + 1):
         raise WireError(f"v3 message claims {count} readings")
+    if t0_ms > 999:
+        raise WireError(f"v3 message: t0_ms {t0_ms} is not 0-999")
     return _Header(
         flags >> 3,
         bool(flags & _GAPS),
@@ -239,10 +245,11 @@ def decode_data(
     gateway: str,
     series_of: Callable[[int], Series | None],
     *,
-    max_readings: int = 100_000,
+    max_readings: int = MAX_READINGS,
 ) -> Iterator[HubReading]:
     """Readings of a v3 message from `gateway` (its topic); `series_of(alias)` comes from the
     gateway's birth message. Raises only WireError."""
+    check_size(payload)
     h = _read_header(payload, max_readings)
     bits, ctx, values = BitReader(payload, h.end), Contexts(), _Values()
     seq, ts, alias = h.s0, h.t0, -1
