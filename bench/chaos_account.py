@@ -203,8 +203,11 @@ def account(run: Run) -> dict[str, Any]:
         cause = classify(run, frame, kills_s)
         lost_by_cause[cause] += len(missing)
         if cause == "other":
+            k = bisect.bisect_left(kills_s, frame.t_s)
             others.append(
                 {"frame": frame.n, "readings": missing, "t_s": round(frame.t_s, 3),
+                 "before_next_kill_s": round(kills_s[k] - frame.t_s, 3)
+                 if k < len(kills_s) else None,
                  "nearest": _nearest_fault(run.faults, frame.t_s)}
             )  # fmt: skip
 
