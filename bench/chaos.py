@@ -824,7 +824,8 @@ def text_report(r: dict[str, Any]) -> str:
         f"lost {r['readings_lost']}; unaccounted {r['unaccounted']}",
         "lost by cause (readings): "
         + ", ".join(f"{k} {v}" for k, v in r["lost_by_cause"].items())
-        + f"  [window: {r['window_rule']}]",
+        + f"  [window: {r['window_rule']}; the oldest reading lost in it was written "
+        f"{r['window_used_max_s']} s before its kill]",
     ]
     lines.extend(
         f"  lost outside the window: frame {item['frame']} {item['readings']}, "

@@ -196,12 +196,16 @@ def account(run: Run) -> dict[str, Any]:
 
     lost_by_cause: Counter[str] = Counter()
     others: list[dict[str, Any]] = []
+    window_used_s = 0.0  # the oldest loss inside the window: how much of it a kill cost
     for frame in frames:
         missing = [q for q in QUANTITIES if (frame.n, q) not in delivered]
         if not missing:
             continue
         cause = classify(run, frame, kills_s)
         lost_by_cause[cause] += len(missing)
+        if cause == "power_cut_window":
+            k = bisect.bisect_left(kills_s, frame.t_s)
+            window_used_s = max(window_used_s, kills_s[k] - frame.t_s)
         if cause == "other":
             k = bisect.bisect_left(kills_s, frame.t_s)
             others.append(
@@ -289,6 +293,7 @@ def account(run: Run) -> dict[str, Any]:
         "lost_other": others,
         "unaccounted": unaccounted,
         "window_s": run.window_s,
+        "window_used_max_s": round(window_used_s, 3),
         "messages_readings_arrived": arrivals_total,
         "duplicates_before_dedupe": arrivals_total - distinct_keys,
         "duplicates_after_dedupe": multi_key,
