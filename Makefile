@@ -1,7 +1,8 @@
 # citygw developer and CI entry points. `make test` is what .ci/run calls.
 #
 # Knobs: PYTHON (interpreter for the venv), PYTEST_ARGS (e.g. a test path or -k expr),
-# TEST_TIMEOUT_S (per test), PYTEST_WALL_S (whole pytest run), DEMO_SECONDS, BENCH_ARGS.
+# TEST_TIMEOUT_S (per test), PYTEST_WALL_S (whole pytest run), DEMO_SECONDS, BENCH_ARGS,
+# CHAOS_ARGS (make chaos), CHAOS_SLICE_WALL_S (the chaos slice in make test).
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -16,6 +17,8 @@ PYTEST_WALL_S ?= 840
 BENCH_ARGS ?=
 FUZZ_INPUTS ?= 1000000
 FUZZ_SEED ?= 1
+CHAOS_ARGS ?=
+CHAOS_SLICE_WALL_S ?= 480
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd shellcheck \
 	nodejs debootstrap lintian
@@ -27,7 +30,7 @@ STAMP := $(VENV)/.citygw-installed-$(INPUTS_HASH)
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt)
 
 .PHONY: help venv install lock deps test lint typecheck pytest demo bench clean \
-	firmware-interpreter fuzz
+	firmware-interpreter fuzz chaos chaos-slice
 
 help:
 	@echo "make deps       Debian packages for tests (root + apt-get; else lists what is missing)"
@@ -36,6 +39,8 @@ help:
 	@echo "make test       deps, install, ruff, mypy, pytest (what CI runs)"
 	@echo "make lint | typecheck | pytest | demo [DEMO_SECONDS=N] | bench | clean"
 	@echo "make fuzz       the hub decoders under FUZZ_INPUTS mutated messages each (FUZZ_SEED)"
+	@echo "make chaos [CHAOS_ARGS=\"--minutes 20 --seed 1\"]   faults vs the real agent (bench/README.md)"
+	@echo "make chaos-slice  the 5-minute chaos slice as a pytest test (part of make test)"
 	@echo "make wheelhouse | deb   offline wheels; dist/citygw_<version>_<arch>.deb (DEB_ARCHES)"
 
 $(VPY):
@@ -122,10 +127,23 @@ typecheck: $(STAMP)
 pytest: deps $(STAMP) $(SIM_STAMP)
 	@rc=0; \
 	timeout --foreground --kill-after=30 $(PYTEST_WALL_S) \
-		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || rc=$$?; \
+		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests; that is a failure" >&2; fi; \
 	if [ $$rc -eq 124 ]; then echo "make: pytest ran over $(PYTEST_WALL_S)s and was stopped" >&2; fi; \
 	if [ $$rc -ne 0 ]; then exit 1; fi
+
+# The chaos slice (tests/integration/test_chaos.py): ~5 minutes of faults against the real agent,
+# apart from `pytest` so its wall-clock budget is its own; `make test` runs it after pytest.
+chaos-slice: deps $(STAMP)
+	@rc=0; \
+	timeout --foreground --kill-after=30 $(CHAOS_SLICE_WALL_S) \
+		$(VPY) -m pytest -q -rfEs -m chaos tests/integration/test_chaos.py || rc=$$?; \
+	if [ $$rc -eq 124 ]; then echo "make: the chaos slice ran over $(CHAOS_SLICE_WALL_S)s" >&2; fi; \
+	if [ $$rc -ne 0 ]; then exit 1; fi
+
+# The long chaos run (bench/chaos.py; bench/README.md): ~20 minutes, seeded, report on stdout.
+chaos: deps $(STAMP)
+	$(VPY) bench/chaos.py $(CHAOS_ARGS)
 
 # Runs every check even when an earlier one fails, so one CI run reports all of them.
 test: deps $(STAMP) $(SIM_STAMP)
@@ -133,6 +151,7 @@ test: deps $(STAMP) $(SIM_STAMP)
 	$(MAKE) --no-print-directory lint || rc=1; \
 	$(MAKE) --no-print-directory typecheck || rc=1; \
 	$(MAKE) --no-print-directory pytest || rc=1; \
+	$(MAKE) --no-print-directory chaos-slice || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$rc
 
