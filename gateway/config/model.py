@@ -210,8 +210,9 @@ class SerialSourceConfig:
     """Line speed (the sensors' default: 9600; a citygw node: 115200)."""
     duty_cycle: DutyCycle | None = None
     """Wake the sensor for on_s every period_s and put it to sleep between (spares the laser)."""
-    reopen_max_s: PositiveSeconds = 30.0
-    """Longest wait between attempts to reopen a vanished port."""
+    reopen_max_s: PositiveSeconds = 5.0
+    """Longest wait between attempts to reopen a vanished port (an attempt is one open() call:
+    cheap, so a replugged sensor is read again within seconds)."""
     node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
     """`node` only: the measurement interval the gateway sets on the node at every connect
     (the node acknowledges it); unset: the node keeps the interval of its node.json."""
