@@ -21,6 +21,15 @@ def frame(n: int) -> bytes:
     return sds011.encode_data(n / 10, PM10_MARK, device_id=0xA160)
 
 
+def readings(messages: list[Any]) -> list[wire.HubReading]:
+    """Every reading in the data messages a hub subscriber collected."""
+    out: list[wire.HubReading] = []
+    for m in messages:
+        if m.topic.endswith("/data"):
+            out.extend(wire.decode_data(m.payload))
+    return out
+
+
 def frame_numbers(rs: list[wire.HubReading]) -> list[int]:
     return [round(r.value * 10) for r in rs if r.quantity == "pm2_5_ugm3"]
 

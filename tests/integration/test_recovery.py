@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame, frame_numbers
+from spine_setup import config, frame, frame_numbers, readings
 
-from gateway import wire
 from gateway.config import HubSection
 
 pytestmark = pytest.mark.integration
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.integration
 ROUNDS = int(os.environ.get("CITYGW_RECOVERY_ROUNDS", "2"))
 OUTAGE_S = 15.0
 DEFAULTS = HubSection(url="mqtt://127.0.0.1")
-
-
-def readings(messages: list[Any]) -> list[wire.HubReading]:
-    out: list[wire.HubReading] = []
-    for m in messages:
-        if m.topic.endswith("/data"):
-            out.extend(wire.decode_data(m.payload))
-    return out
 
 
 async def test_after_a_broker_restart_readings_flow_again_within_the_reconnect_cap(

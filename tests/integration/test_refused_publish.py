@@ -15,19 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame, frame_numbers
-
-from gateway import wire
+from spine_setup import config, frame, frame_numbers, readings
 
 pytestmark = pytest.mark.integration
-
-
-def readings(messages: list[Any]) -> list[wire.HubReading]:
-    out: list[wire.HubReading] = []
-    for m in messages:
-        if m.topic.endswith("/data"):
-            out.extend(wire.decode_data(m.payload))
-    return out
 
 
 def acl(prefix: str, *, data_allowed: bool) -> str:

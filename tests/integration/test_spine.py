@@ -14,21 +14,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from spine_setup import PM10_MARK, buffer_next_seq, config, frame, frame_numbers
+from spine_setup import PM10_MARK, buffer_next_seq, config, frame, frame_numbers, readings
 
 from drivers import sds011
-from gateway import wire
 from gateway.hub.dedupe import Deduplicator
 
 pytestmark = pytest.mark.integration
-
-
-def readings(messages: list[Any]) -> list[wire.HubReading]:
-    out: list[wire.HubReading] = []
-    for m in messages:
-        if m.topic.endswith("/data"):
-            out.extend(wire.decode_data(m.payload))
-    return out
 
 
 def latest_metrics(messages: list[Any]) -> dict[str, Any] | None:

@@ -17,23 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import buffer_next_seq, config, frame
+from spine_setup import buffer_next_seq, config, frame, readings
 
-from gateway import wire
 from gateway.remote import signing
 
 pytestmark = pytest.mark.integration
 
 ROUNDS = 20
 STOP_BOUND_S = 10.0
-
-
-def readings(messages: list[Any]) -> list[wire.HubReading]:
-    out: list[wire.HubReading] = []
-    for m in messages:
-        if m.topic.endswith("/data"):
-            out.extend(wire.decode_data(m.payload))
-    return out
 
 
 def remote_config_agent(tmp_path: Path, broker: Any, prefix: str, port: Path) -> dict[str, Any]:
