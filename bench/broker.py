@@ -45,6 +45,22 @@ def closed_port() -> int:
     return free_port()
 
 
+def wait_listening(child: Child, port: int, timeout_s: float) -> None:
+    """Return once Mosquitto (`child`) accepts connections on `port`; BenchError with the tail
+    of its log if it exits or is not listening within `timeout_s`."""
+    end = time.monotonic() + timeout_s
+    while True:
+        if not child.running:
+            raise BenchError(f"mosquitto exited{child.log_tail()}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise BenchError(f"mosquitto not listening{child.log_tail()}") from None
+            time.sleep(0.02)
+
+
 class Broker:
     def __init__(self, children: Children, pinning: Pinning, workdir: Path) -> None:
         self.port = free_port()
@@ -83,17 +99,7 @@ class Broker:
     def start(self, timeout_s: float = 10.0) -> None:
         argv = self._pinning.other([mosquitto_binary(), "-c", str(self.config_path)])
         self.child = self._children.start("mosquitto", argv, log_path=self.log_path)
-        end = time.monotonic() + timeout_s
-        while True:
-            if not self.child.running:
-                raise BenchError(f"mosquitto exited{self.child.log_tail()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > end:
-                    raise BenchError(f"mosquitto not listening{self.child.log_tail()}") from None
-                time.sleep(0.02)
+        wait_listening(self.child, self.port, timeout_s)
 
     def stop(self) -> None:
         if self.child is not None:

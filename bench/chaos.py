@@ -43,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bench.agent import Agent, AgentSettings, deployed_env, memory_kb
-from bench.broker import mosquitto_binary
+from bench.broker import mosquitto_binary, wait_listening
 from bench.chaos_account import (
     RECOVERY_GOAL_S,
     Arrival,
@@ -156,17 +156,7 @@ class PersistentBroker:
         self.child = self._children.start(
             "mosquitto", [mosquitto_binary(), "-c", str(self.config_path)], log_path=self.log_path
         )
-        end = time.monotonic() + timeout_s
-        while True:
-            if not self.child.running:
-                raise BenchError(f"mosquitto exited{self.child.log_tail()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > end:
-                    raise BenchError(f"mosquitto not listening{self.child.log_tail()}") from None
-                time.sleep(0.05)
+        wait_listening(self.child, self.port, timeout_s)
 
     def stop(self) -> None:
         if self.child is not None:
