@@ -181,7 +181,7 @@ def test_every_property_in_the_json_schema_says_what_it_is_for() -> None:
         for key, prop in definition["properties"].items()
         if not prop.get("description", "").strip()
     ]
-    assert undocumented == [], "write a docstring under each field in gateway/config/model.py"
+    assert undocumented == [], "write a docstring under each field (gateway/config/)"
 
 
 def test_the_committed_json_schema_is_current() -> None:
