@@ -6,6 +6,10 @@ tuple for valid frames that carry none, such as command replies). Serial drivers
 `new_stream()`, a fresh stream decoder for one port; BLE advertisement drivers have None there:
 an advert arrives whole.
 
+Some frames do not say everything themselves (a Modbus response needs its request): such a
+driver declares `options` (name, type, help), the source options `decode_frame` takes as
+keywords; `citygw decode --set KEY=VALUE` passes them.
+
 A codec's module is imported when the driver is first used, not with the registry: a gateway
 loads only the codecs its config names (all of them cost ~0.45 MB of RSS).
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
@@ -26,9 +30,11 @@ __all__ = [
     "Driver",
     "Frame",
     "Measurement",
+    "Option",
     "StreamDecoderProtocol",
     "StreamStats",
     "get_driver",
+    "modbus_drivers",
     "new_stream",
     "serial_drivers",
 ]
@@ -54,13 +60,49 @@ class StreamDecoderProtocol(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Option:
+    """A source option a driver's `decode_frame` takes as a keyword (`--set name=VALUE`)."""
+
+    name: str
+    type: type[int] | type[float] | type[str] | type[bool]
+    help: str
+
+    def parse(self, text: str) -> object:
+        """The option's value from its text; ValueError naming the option if it is not one."""
+        if self.type is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+        else:
+            try:
+                return self.type(text)
+            except ValueError:
+                pass
+        raise ValueError(f"{self.name}: expected {self.type.__name__}, got {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Driver:
     """A registered codec: its config name, what it reads, and how to decode it."""
 
     name: str
     description: str
     new_stream: Callable[[], StreamDecoderProtocol] | None
-    decode_frame: Callable[[bytes], Frame]
+    decode_frame: Callable[..., Frame]
+    options: tuple[Option, ...] = ()
+    """What `decode_frame` takes besides the bytes (keywords; all optional)."""
+    modbus: bool = False
+    """A Modbus RTU meter: read by a `modbus` source, not a serial stream."""
+
+    def decode_with(self, frame: bytes, options: Mapping[str, object]) -> Frame:
+        """`decode_frame` with source options; ValueError for an option it does not declare."""
+        known = {option.name for option in self.options}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            listed = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{self.name} has no option {unknown[0]!r} (options: {listed})")
+        return self.decode_frame(frame, **options)
 
     def decode_one(self, frame: bytes) -> Sequence[Measurement]:
         """The measurements of exactly one frame; DecodeError if it is not one."""
@@ -96,8 +138,8 @@ class _LazyDecode(_Lazy):
 
     __slots__ = ()
 
-    def __call__(self, frame: bytes) -> Frame:
-        return cast(Frame, self._target()(frame))
+    def __call__(self, frame: bytes, **options: object) -> Frame:
+        return cast(Frame, self._target()(frame, **options))
 
 
 _PMS = Driver(
@@ -106,6 +148,12 @@ _PMS = Driver(
     "UART 9600 8N1",
     new_stream=_LazyStream("pms5003", "StreamDecoder", "pms5003"),
     decode_frame=_LazyDecode("pms5003", "decode", "pms5003"),
+)
+
+_MODBUS_OPTIONS = (
+    Option("slave", int, "the meter's Modbus address the request went to (1-247)"),
+    Option("start_register", int, "the first input register the request asked for"),
+    Option("count", int, "how many registers the request asked for"),
 )
 
 DRIVERS: dict[str, Driver] = {
@@ -147,6 +195,24 @@ DRIVERS: dict[str, Driver] = {
             new_stream=None,
             decode_frame=_LazyDecode("ruuvi", "decode"),
         ),
+        Driver(
+            name="sdm120",
+            description="Eastron SDM120 single-phase energy meter, Modbus RTU over RS-485 "
+            "(function 04 responses; a response needs its request: slave, start_register, count)",
+            new_stream=None,
+            decode_frame=_LazyDecode("eastron", "decode", "sdm120"),
+            options=_MODBUS_OPTIONS,
+            modbus=True,
+        ),
+        Driver(
+            name="sdm630",
+            description="Eastron SDM630 three-phase energy meter, Modbus RTU over RS-485 "
+            "(function 04 responses; a response needs its request: slave, start_register, count)",
+            new_stream=None,
+            decode_frame=_LazyDecode("eastron", "decode", "sdm630"),
+            options=_MODBUS_OPTIONS,
+            modbus=True,
+        ),
     )
 }
 
@@ -163,6 +229,11 @@ def get_driver(name: str) -> Driver:
     except KeyError:
         known = ", ".join(sorted(DRIVERS))
         raise KeyError(f"unknown driver {name!r}; known drivers: {known}") from None
+
+
+def modbus_drivers() -> dict[str, Driver]:
+    """The Modbus meters: the models a `modbus` source can read."""
+    return {name: driver for name, driver in DRIVERS.items() if driver.modbus}
 
 
 def new_stream(name: str) -> StreamDecoderProtocol:

@@ -33,6 +33,8 @@ from gateway.agent.supervise import (
     supervise,
 )
 from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
+from gateway.config.sources import ModbusSourceConfig
+from gateway.sources.modbus import modbus_source
 from gateway.sources.serial.source import SerialSource
 from gateway.store.buffer import SqliteBuffer
 from gateway.store.worker import AsyncBuffer
@@ -40,11 +42,12 @@ from gateway.system import libc, systemd
 from gateway.system.clock import WallClock
 from gateway.uplinks.mqtt import Uplink
 
-if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
+if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl), BLE (bleak), Modbus (pymodbus)
     from gateway.remote.channel import RemoteConfig
     from gateway.remote.policy import Changes
     from gateway.sources.ble.scanner import ScannerFactory
     from gateway.sources.ble.source import BleSource
+    from gateway.sources.modbus.source import ModbusSource
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +64,17 @@ def _ble_source(
     return BleSource(config, clock=clock, scanner_factory=scanner_factory)
 
 
-SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
+SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource | ModbusSource]] = {
     SerialSourceConfig: SerialSource,
     BleSourceConfig: _ble_source,
+    ModbusSourceConfig: modbus_source,  # pymodbus loads only then
 }
 """Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
 
 
-def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
+def _source_info(source: SerialSource | BleSource | ModbusSource) -> dict[str, Any]:
+    if isinstance(source.config, ModbusSourceConfig):
+        return {"type": "modbus", "port": source.config.port, "meters": len(source.config.meters)}
     if isinstance(source.config, BleSourceConfig):
         return {
             "type": "ble",
@@ -168,7 +174,7 @@ class Agent:
             before_flush=lambda: self.ingest.commit(),
         )
 
-    def _make_source(self, config: SourceConfig) -> SerialSource | BleSource:
+    def _make_source(self, config: SourceConfig) -> SerialSource | BleSource | ModbusSource:
         if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
             return _ble_source(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
         return SOURCE_TYPES[type(config)](config, clock=self.clock)
@@ -207,7 +213,7 @@ class Agent:
             raise AgentNotRunning("the agent is not running: start it with run() first")
         return self._group
 
-    def _start_source(self, source: SerialSource | BleSource) -> None:
+    def _start_source(self, source: SerialSource | BleSource | ModbusSource) -> None:
         self._source_tasks[source.name] = self._running_group().create_task(
             supervise(f"source {source.name}", lambda: source.run(self.ingest)),
             name=f"source-{source.name}",

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.base import LOG_LEVELS, Commands, setup_logging
-from gateway.config import DEFAULT_PATH, SerialSourceConfig, json_schema, load_config, load_document
+from gateway.config import (
+    DEFAULT_PATH,
+    ModbusSourceConfig,
+    SerialSourceConfig,
+    json_schema,
+    load_config,
+    load_document,
+)
 
 
 def add_commands(commands: Commands) -> None:
@@ -69,7 +76,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
     for index, source in enumerate(config.sources):
-        if isinstance(source, SerialSourceConfig) and not Path(source.port).exists():
+        if (
+            isinstance(source, SerialSourceConfig | ModbusSourceConfig)
+            and not Path(source.port).exists()
+        ):
             print(
                 f"note: sources[{index}].port: {source.port} does not exist now (the agent "
                 "waits for it)",
@@ -166,7 +176,28 @@ def _buffer_line(buffer: dict[str, Any]) -> str:
     )
 
 
+def _modbus_lines(name: str, source: dict[str, Any]) -> str:
+    """The bus, then one line per meter that is not answering or losing blocks."""
+    meters = source.get("meters", {})
+    lines = [
+        f"  source {name} (Modbus on {source['port']}, {len(meters)} meters): "
+        f"{source['state']}, {source['readings']} readings, "
+        f"{source['meters_not_answering']} not answering, {source['reopens']} reopens"
+    ]
+    for meter_name, meter in meters.items():
+        if meter["state"] in ("not answering", "errors"):
+            lines.append(
+                f"    meter {meter_name} ({meter['model']} at address {meter['address']}): "
+                f"{meter['state'].upper()} for {meter['silent_polls_in_row']} polls, "
+                f"{meter['timeouts']} timeouts, {meter['crc_errors']} CRC errors, "
+                f"{meter['exceptions']} exceptions; last: {meter['last_error']}"
+            )
+    return "\n".join(lines)
+
+
 def _source_line(name: str, source: dict[str, Any]) -> str:
+    if source.get("type") == "modbus":
+        return _modbus_lines(name, source)
     if source.get("type") == "ble":
         return (
             f"  source {name} (BLE on {source['adapter']}, {source['devices']} "

@@ -45,12 +45,25 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("hex", metavar="HEX", help="the frame or advert data in hex (below)")
     p.add_argument("--mac", help="device address (BLE drivers)")
     p.add_argument("--key", help="bind key in hex (encrypted BLE drivers)")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="options",
+        help="a source option of the driver, where the bytes do not say everything "
+        "(listed below): --set slave=1 start_register=0 count=2",
+    )
 
 
 def _epilog(width: int) -> str:
     """Drivers by kind, from the registry, then what HEX accepts, exit codes and examples."""
     serial = [name for name, driver in DRIVERS.items() if driver.new_stream is not None]
-    ble = [name for name, driver in DRIVERS.items() if driver.new_stream is None]
+    modbus = [name for name, driver in DRIVERS.items() if driver.modbus]
+    ble = [
+        name for name, driver in DRIVERS.items() if driver.new_stream is None and not driver.modbus
+    ]
 
     def row(label: str, names: list[str]) -> str:
         return textwrap.fill(
@@ -66,6 +79,10 @@ def _epilog(width: int) -> str:
             "drivers:",
             row("serial sensors:", serial),
             row("BLE adverts:", ble),
+            row("Modbus meters:", modbus),
+            "",
+            "options (--set KEY=VALUE):",
+            *_option_rows(width),
             "",
             textwrap.fill(HEX_HELP, width),
             "",
@@ -75,8 +92,43 @@ def _epilog(width: int) -> str:
             '  citygw decode sds011 "aa c0 d4 04 3a 0a a1 60 1d ab"',
             "  citygw decode bthome 4000a70c780b1000",
             "  citygw decode bthome DATA --mac MAC --key BINDKEY   # an encrypted advert",
+            "  citygw decode sdm120 010404436633341b38 --set slave=1 start_register=0 count=2",
         ]
     )
+
+
+def _option_rows(width: int) -> list[str]:
+    """One line per declared option: the drivers that take it, its name, type and help."""
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for name, driver in DRIVERS.items():
+        for option in driver.options:
+            rows.setdefault((option.name, option.type.__name__, option.help), []).append(name)
+    return [
+        textwrap.fill(
+            f"{option}={kind}: {text}",
+            width,
+            initial_indent=f"  {'/'.join(names) + ':':<17}",
+            subsequent_indent=" " * 19,
+        )
+        for (option, kind, text), names in rows.items()
+    ]
+
+
+def parse_options(driver: Driver, pairs: list[str]) -> dict[str, object]:
+    """`--set KEY=VALUE` pairs (one argument may hold several, space-separated) as the
+    driver's typed options; ValueError naming the option that is unknown or malformed."""
+    declared = {option.name: option for option in driver.options}
+    options: dict[str, object] = {}
+    for pair in (item for argument in pairs for item in argument.split()):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected KEY=VALUE, got {pair!r}")
+        option = declared.get(key)
+        if option is None:
+            listed = ", ".join(declared) or "none"
+            raise ValueError(f"--set {key}: {driver.name} has no such option (options: {listed})")
+        options[key] = option.parse(value)
+    return options
 
 
 def parse_hex(text: str) -> bytes:
@@ -151,7 +203,8 @@ def _frame_decoder(driver: Driver, args: argparse.Namespace) -> Callable[[bytes]
     if driver.name != "bthome":
         if args.mac or args.key:
             raise ValueError("--mac and --key are for the bthome driver only")
-        return driver.decode_frame
+        options = parse_options(driver, getattr(args, "options", []))
+        return functools.partial(driver.decode_with, options=options)
     from drivers import bthome
     from drivers.ble import parse_mac
 
@@ -171,7 +224,7 @@ def _identity(frame: Frame) -> dict[str, object]:
     mac = getattr(frame, "mac", None)
     if isinstance(mac, bytes | str):
         identity["mac"] = format_mac(mac) if isinstance(mac, bytes) else mac
-    for name in ("packet_id", "counter", "sequence"):
+    for name in ("packet_id", "counter", "sequence", "slave"):
         value = getattr(frame, name, None)
         if isinstance(value, int):
             identity[name] = value

@@ -19,6 +19,8 @@ from gateway.config.sources import (
     BleDevice,
     BleSourceConfig,
     DutyCycle,
+    ModbusMeter,
+    ModbusSourceConfig,
     SerialSourceConfig,
     SourceConfig,
 )
@@ -35,6 +37,8 @@ __all__ = [
     "DutyCycle",
     "GatewaySection",
     "HubSection",
+    "ModbusMeter",
+    "ModbusSourceConfig",
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",

@@ -19,7 +19,10 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"}
+    assert set(DRIVERS) == {
+        *("sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"),
+        *("sdm120", "sdm630"),
+    }
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
@@ -27,7 +30,8 @@ def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() 
 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
     with pytest.raises(
-        KeyError, match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sds011"
+        KeyError,
+        match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sdm120, sdm630, sds011",
     ):
         get_driver("sds012")
 
