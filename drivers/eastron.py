@@ -173,7 +173,7 @@ def _check_crc(frame: bytes) -> None:
         )
 
 
-def _expected_len(frame: bytes) -> int:
+def _expected_len(frame: bytes, *, request_ok: bool) -> int:
     """The length of the frame that starts at frame[0] (at least 4 bytes given), from its
     function and byte count."""
     function = frame[1]
@@ -185,18 +185,19 @@ def _expected_len(frame: bytes) -> int:
             kind="function",
             offset=1,
         )
-    if len(frame) == REQUEST_LEN:
+    if request_ok and len(frame) == REQUEST_LEN:
         return REQUEST_LEN  # a response is 5 + 2n bytes: never 8
     return 5 + frame[2]
 
 
-def _frame_at(buf: bytes, i: int) -> bytes:
-    """The whole frame starting at buf[i] (function and length checked, CRC not yet)."""
+def _frame_at(buf: bytes, i: int, *, request_ok: bool = False) -> bytes:
+    """The whole frame starting at buf[i] (function and length checked, CRC not yet); with
+    `request_ok`, 8 bytes of function 04 are a request (else the start of a response)."""
     if len(buf) - i < 4:
         raise ModbusError(
             f"frame is {len(buf) - i} bytes, too short", kind="length", offset=len(buf)
         )
-    length = _expected_len(buf[i:])
+    length = _expected_len(buf[i:], request_ok=request_ok)
     if len(buf) - i < length:
         raise ModbusError(
             f"frame ends inside the data: {length} bytes expected, {len(buf) - i} given",
@@ -287,7 +288,7 @@ def decode(
     frame says). Raises ModbusError (a DecodeError) for anything else, exceptions included."""
     _check_model(model)
     frame = bytes(frame)
-    whole = _frame_at(frame, 0)
+    whole = _frame_at(frame, 0, request_ok=True)
     if len(whole) != len(frame):
         raise ModbusError(
             f"{len(frame) - len(whole)} bytes after the end of the frame",
@@ -324,8 +325,6 @@ def read_response(buf: bytes, request: ReadRequest, *, model: str) -> ReadRespon
         start = i + 1
         try:
             frame = _frame_at(buf, i)
-            if len(frame) == REQUEST_LEN and frame[1] == READ_INPUT_REGISTERS:
-                raise ModbusError("a request, not a response (an echo?)", kind="mismatch", offset=i)
             _check_crc(frame)
         except ModbusError as error:
             first_error = first_error or error

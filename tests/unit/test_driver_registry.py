@@ -31,7 +31,8 @@ def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
     with pytest.raises(
         KeyError,
-        match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sdm120, sdm630, sds011",
+        match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sdm120, sdm630, "
+        "sds011",
     ):
         get_driver("sds012")
 
