@@ -135,12 +135,14 @@ class ModbusBusSimulator:
         self._clock_s = clock_s
         self._t0 = clock_s()
         self.unplugged: set[int] = set()
+        self.corrupt_next: dict[int, int] = {}  # address -> answers to send with a bad CRC
         self.requests: dict[int, int] = {}  # requests heard per address
         self._socat: asyncio.subprocess.Process | None = None
         self._server: ModbusSerialServer | None = None
 
     async def start(self) -> None:
         """Create the pty pair and start the server on the meters' end."""
+        self.device.parent.mkdir(parents=True, exist_ok=True)
         self._socat = await asyncio.create_subprocess_exec(
             "socat",
             f"PTY,link={self._meters_end},raw,echo=0",
@@ -171,6 +173,7 @@ class ModbusBusSimulator:
             baudrate=self._baud,
             ignore_missing_devices=True,
             trace_pdu=self._screen,  # None drops the request
+            trace_packet=self._garble,
         )
         await self._server.serve_forever(background=True)
 
@@ -184,6 +187,17 @@ class ModbusBusSimulator:
         if address not in self.meters or address in self.unplugged:
             return None  # type: ignore[return-value]  # pymodbus then does not answer
         return pdu
+
+    def _garble(self, sending: bool, data: bytes) -> bytes:
+        """Outgoing answers of a meter set to `corrupt` leave with a wrong CRC (line noise)."""
+        if sending and data and self.corrupt_next.get(data[0], 0) > 0:
+            self.corrupt_next[data[0]] -= 1
+            return data[:-1] + bytes((data[-1] ^ 0xFF,))
+        return data
+
+    def corrupt(self, address: int, answers: int = 1) -> None:
+        """The meter's next `answers` answers arrive with a bad CRC (noise on the line)."""
+        self.corrupt_next[address] = self.corrupt_next.get(address, 0) + answers
 
     def _action_for(self, meter: SimMeter) -> SimAction:
         async def action(
