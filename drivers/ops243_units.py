@@ -24,6 +24,8 @@ class Unit:
     reply: str
     speed: bool = True
     decimals: int = 1
+    si: float = 1.0
+    """One of this unit in m/s (speeds) or m (ranges)."""
 
     @property
     def quantity(self) -> str:
@@ -35,15 +37,15 @@ UNITS: Final[dict[str, Unit]] = {
     unit.key: unit
     for unit in (
         Unit("mps", b"UM", "m/s", "mps", "m-per-sec", decimals=2),
-        Unit("kmh", b"UK", "km/h", "kmh", "km-per-hr"),
-        Unit("mph", b"US", "[mi_i]/h", "mph", "mph"),
-        Unit("fps", b"UF", "[ft_i]/s", "fps", "ft-per-sec"),
-        Unit("cmps", b"UC", "cm/s", "cmps", "cm-per-sec", decimals=0),
+        Unit("kmh", b"UK", "km/h", "kmh", "km-per-hr", si=1 / 3.6),
+        Unit("mph", b"US", "[mi_i]/h", "mph", "mph", si=0.44704),
+        Unit("fps", b"UF", "[ft_i]/s", "fps", "ft-per-sec", si=0.3048),
+        Unit("cmps", b"UC", "cm/s", "cmps", "cm-per-sec", decimals=0, si=0.01),
         Unit("m", b"uM", "m", "m", "m", speed=False, decimals=2),
-        Unit("cm", b"uC", "cm", "cm", "cm", speed=False, decimals=0),
-        Unit("ft", b"uF", "[ft_i]", "ft", "ft", speed=False, decimals=2),
-        Unit("in", b"uI", "[in_i]", "in", "in", speed=False, decimals=1),
-        Unit("yd", b"uY", "[yd_i]", "yd", "yd", speed=False, decimals=2),
+        Unit("cm", b"uC", "cm", "cm", "cm", speed=False, decimals=0, si=0.01),
+        Unit("ft", b"uF", "[ft_i]", "ft", "ft", speed=False, decimals=2, si=0.3048),
+        Unit("in", b"uI", "[in_i]", "in", "in", speed=False, decimals=1, si=0.0254),
+        Unit("yd", b"uY", "[yd_i]", "yd", "yd", speed=False, decimals=2, si=0.9144),
     )
 }
 """By the `units` option's value (config and `citygw decode --set units=`)."""
