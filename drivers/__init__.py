@@ -121,8 +121,9 @@ _OPS243_OPTIONS = (
     Option(
         "units",
         str,
-        "speed unit the radar was set to at connect (UM UK US UF UC; factory default mps)",
-        choices=("mps", "kmh", "mph", "fps", "cmps"),
+        "the unit the radar was set to at connect: speeds UM UK US UF UC (factory default "
+        "mps), OPS243-C ranges uM uC uF uI uY",
+        choices=("mps", "kmh", "mph", "fps", "cmps", "m", "cm", "ft", "in", "yd"),
     ),
     Option("json", bool, "the radar reports JSON (OJ); plain lines are read either way"),
     Option("magnitude", bool, "plain lines carry the magnitude before each speed (OM)"),
