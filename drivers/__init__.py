@@ -4,11 +4,9 @@ A driver is a pure codec. `decode_frame(frame)` decodes exactly one frame (for B
 advertisement's data) or raises `DecodeError`; `decode_one(frame)` gives its measurements (an empty
 tuple for valid frames that carry none, such as command replies). Serial drivers also have
 `new_stream()`, a fresh stream decoder for one port; BLE advertisement drivers have None there:
-an advert arrives whole.
-
-Some frames do not say everything themselves (a Modbus response needs its request): such a
-driver declares `options` (name, type, help), the source options `decode_frame` takes as
-keywords; `citygw decode --set KEY=VALUE` passes them.
+an advert arrives whole. A driver whose frames do not say everything themselves declares
+`options` (drivers/options.py); its codec takes them as keyword arguments:
+`decode_frame(frame, units="kmh")`, `new_stream(units="kmh")`.
 
 A codec's module is imported when the driver is first used, not with the registry: a gateway
 loads only the codecs its config names (all of them cost ~0.45 MB of RSS).
@@ -18,11 +16,13 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
 from drivers.base import DecodeError, Measurement, StreamStats
+from drivers.maxbotix_models import MODELS as _MAXBOTIX_MODELS
+from drivers.options import Option
 
 __all__ = [
     "DRIVERS",
@@ -60,53 +60,23 @@ class StreamDecoderProtocol(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Option:
-    """A source option a driver's `decode_frame` takes as a keyword (`--set name=VALUE`)."""
-
-    name: str
-    type: type[int] | type[float] | type[str] | type[bool]
-    help: str
-
-    def parse(self, text: str) -> object:
-        """The option's value from its text; ValueError naming the option if it is not one."""
-        if self.type is bool:
-            if text.lower() in ("true", "1", "yes", "on"):
-                return True
-            if text.lower() in ("false", "0", "no", "off"):
-                return False
-        else:
-            try:
-                return self.type(text)
-            except ValueError:
-                pass
-        raise ValueError(f"{self.name}: expected {self.type.__name__}, got {text!r}")
-
-
-@dataclass(frozen=True, slots=True)
 class Driver:
     """A registered codec: its config name, what it reads, and how to decode it."""
 
     name: str
     description: str
-    new_stream: Callable[[], StreamDecoderProtocol] | None
+    new_stream: Callable[..., StreamDecoderProtocol] | None
+    """A fresh stream decoder; takes the driver's `options` as keyword arguments."""
     decode_frame: Callable[..., Frame]
+    """`decode_frame(frame, **options)`: exactly one frame, or DecodeError."""
     options: tuple[Option, ...] = ()
-    """What `decode_frame` takes besides the bytes (keywords; all optional)."""
+    """The settings the codec needs besides the bytes (`citygw decode --set`, source config)."""
     modbus: bool = False
     """A Modbus RTU meter: read by a `modbus` source, not a serial stream."""
 
-    def decode_with(self, frame: bytes, options: Mapping[str, object]) -> Frame:
-        """`decode_frame` with source options; ValueError for an option it does not declare."""
-        known = {option.name for option in self.options}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            listed = ", ".join(sorted(known)) or "none"
-            raise ValueError(f"{self.name} has no option {unknown[0]!r} (options: {listed})")
-        return self.decode_frame(frame, **options)
-
-    def decode_one(self, frame: bytes) -> Sequence[Measurement]:
+    def decode_one(self, frame: bytes, **options: object) -> Sequence[Measurement]:
         """The measurements of exactly one frame; DecodeError if it is not one."""
-        return self.decode_frame(frame).measurements
+        return self.decode_frame(frame, **options).measurements
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +99,8 @@ class _LazyStream(_Lazy):
 
     __slots__ = ()
 
-    def __call__(self) -> StreamDecoderProtocol:
-        return cast(StreamDecoderProtocol, self._target()())
+    def __call__(self, **options: object) -> StreamDecoderProtocol:
+        return cast(StreamDecoderProtocol, self._target()(**options))
 
 
 class _LazyDecode(_Lazy):
@@ -150,10 +120,41 @@ _PMS = Driver(
     decode_frame=_LazyDecode("pms5003", "decode", "pms5003"),
 )
 
+_OPS243_OPTIONS = (
+    Option(
+        "units",
+        str,
+        "the unit the radar was set to at connect: speeds UM UK US UF UC (factory default "
+        "mps), OPS243-C ranges uM uC uF uI uY",
+        choices=("mps", "kmh", "mph", "fps", "cmps", "m", "cm", "ft", "in", "yd"),
+    ),
+    Option("json", bool, "the radar reports JSON (OJ); plain lines are read either way"),
+    Option("magnitude", bool, "plain lines carry the magnitude before each speed (OM)"),
+    Option("time", bool, "plain lines start with the sensor's time (OT)"),
+)
+_MAXBOTIX_OPTIONS = (
+    Option(
+        "model",
+        str,
+        "the MaxSonar model: cm or mm, digits, minimum and no-target value",
+        choices=tuple(_MAXBOTIX_MODELS),
+        required=True,
+    ),
+    Option(
+        "mount_height_mm",
+        int,
+        "height of the sensor above the zero of the water level (level = height - distance)",
+        low=1,
+        high=100_000,
+    ),
+)
+
 _MODBUS_OPTIONS = (
-    Option("slave", int, "the meter's Modbus address the request went to (1-247)"),
-    Option("start_register", int, "the first input register the request asked for"),
-    Option("count", int, "how many registers the request asked for"),
+    Option("slave", int, "the meter's Modbus address the request went to", low=1, high=247),
+    Option(
+        "start_register", int, "the first input register the request asked for", low=0, high=65535
+    ),
+    Option("count", int, "how many registers the request asked for", low=1, high=125),
 )
 
 DRIVERS: dict[str, Driver] = {
@@ -196,6 +197,22 @@ DRIVERS: dict[str, Driver] = {
             decode_frame=_LazyDecode("ruuvi", "decode"),
         ),
         Driver(
+            name="ops243",
+            description="OmniPreSense OPS243 Doppler radar: speed and direction per detection, "
+            "plain or JSON text lines (USB CDC or UART)",
+            new_stream=_LazyStream("ops243", "StreamDecoder"),
+            decode_frame=_LazyDecode("ops243", "decode"),
+            options=_OPS243_OPTIONS,
+        ),
+        Driver(
+            name="maxbotix",
+            description="MaxBotix MaxSonar-WR (MB73xx HRXL in mm, MB7060 XL in cm) ultrasonic "
+            "distance, 'R' + digits + CR, 9600 8N1; water level from the mounting height",
+            new_stream=_LazyStream("maxbotix", "StreamDecoder"),
+            decode_frame=_LazyDecode("maxbotix", "decode"),
+            options=_MAXBOTIX_OPTIONS,
+        ),
+        Driver(
             name="sdm120",
             description="Eastron SDM120 single-phase energy meter, Modbus RTU over RS-485 "
             "(function 04 responses; a response needs its request: slave, start_register, count)",
@@ -236,12 +253,13 @@ def modbus_drivers() -> dict[str, Driver]:
     return {name: driver for name, driver in DRIVERS.items() if driver.modbus}
 
 
-def new_stream(name: str) -> StreamDecoderProtocol:
-    """A fresh stream decoder of the serial driver `name`; KeyError if there is none."""
+def new_stream(name: str, **options: object) -> StreamDecoderProtocol:
+    """A fresh stream decoder of the serial driver `name`, with the driver's `options`;
+    KeyError if there is none."""
     factory = get_driver(name).new_stream
     if factory is None:
         known = ", ".join(sorted(serial_drivers()))
         raise KeyError(
             f"driver {name!r} decodes BLE adverts, not a serial stream; serial drivers: {known}"
         )
-    return factory()
+    return factory(**options)

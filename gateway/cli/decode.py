@@ -51,9 +51,9 @@ def add_commands(commands: Commands) -> None:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        dest="options",
-        help="a source option of the driver, where the bytes do not say everything "
-        "(listed below): --set slave=1 start_register=0 count=2",
+        dest="settings",
+        help="driver options, as in the source's config (listed below): --set slave=1 "
+        "start_register=0 count=2; repeatable",
     )
 
 
@@ -81,9 +81,7 @@ def _epilog(width: int) -> str:
             row("BLE adverts:", ble),
             row("Modbus meters:", modbus),
             "",
-            "options (--set KEY=VALUE):",
-            *_option_rows(width),
-            "",
+            *_options_help(width),
             textwrap.fill(HEX_HELP, width),
             "",
             textwrap.fill(EXIT_HELP, width),
@@ -92,43 +90,25 @@ def _epilog(width: int) -> str:
             '  citygw decode sds011 "aa c0 d4 04 3a 0a a1 60 1d ab"',
             "  citygw decode bthome 4000a70c780b1000",
             "  citygw decode bthome DATA --mac MAC --key BINDKEY   # an encrypted advert",
+            "  citygw decode ops243 2d32372e340d0a --set units=kmh",
+            "  citygw decode maxbotix 52323235370d --set model=MB7389 --set mount_height_mm=4200",
             "  citygw decode sdm120 010404436633341b38 --set slave=1 start_register=0 count=2",
         ]
     )
 
 
-def _option_rows(width: int) -> list[str]:
-    """One line per declared option: the drivers that take it, its name, type and help."""
-    rows: dict[tuple[str, str, str], list[str]] = {}
+def _options_help(width: int) -> list[str]:
+    """`--set` options per driver, from the registry (each driver declares its own)."""
+    lines = ["driver options (--set KEY=VALUE):"]
     for name, driver in DRIVERS.items():
         for option in driver.options:
-            rows.setdefault((option.name, option.type.__name__, option.help), []).append(name)
-    return [
-        textwrap.fill(
-            f"{option}={kind}: {text}",
-            width,
-            initial_indent=f"  {'/'.join(names) + ':':<17}",
-            subsequent_indent=" " * 19,
-        )
-        for (option, kind, text), names in rows.items()
-    ]
-
-
-def parse_options(driver: Driver, pairs: list[str]) -> dict[str, object]:
-    """`--set KEY=VALUE` pairs (one argument may hold several, space-separated) as the
-    driver's typed options; ValueError naming the option that is unknown or malformed."""
-    declared = {option.name: option for option in driver.options}
-    options: dict[str, object] = {}
-    for pair in (item for argument in pairs for item in argument.split()):
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set: expected KEY=VALUE, got {pair!r}")
-        option = declared.get(key)
-        if option is None:
-            listed = ", ".join(declared) or "none"
-            raise ValueError(f"--set {key}: {driver.name} has no such option (options: {listed})")
-        options[key] = option.parse(value)
-    return options
+            mark = " (required)" if option.required else ""
+            head = f"{name} {option.name}{mark} = {option.describe()}"
+            lines.append(textwrap.fill(head, width, initial_indent="  ", subsequent_indent=" " * 8))
+            lines.append(
+                textwrap.fill(option.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            )
+    return [*lines, ""] if len(lines) > 1 else []
 
 
 def parse_hex(text: str) -> bytes:
@@ -198,13 +178,15 @@ def _bind_key(text: str) -> bytes:
 
 
 def _frame_decoder(driver: Driver, args: argparse.Namespace) -> Callable[[bytes], Frame]:
-    """The driver's one-frame decoder; for bthome with the --mac and --key given (ValueError if
-    they are malformed or given to another driver)."""
+    """The driver's one-frame decoder with its --set options; for bthome with the --mac and
+    --key given (ValueError if they are malformed or given to another driver)."""
+    from drivers.options import parse_settings
+
+    settings = parse_settings(driver.options, args.settings, driver=driver.name)
     if driver.name != "bthome":
         if args.mac or args.key:
             raise ValueError("--mac and --key are for the bthome driver only")
-        options = parse_options(driver, getattr(args, "options", []))
-        return functools.partial(driver.decode_with, options=options)
+        return functools.partial(driver.decode_frame, **settings)
     from drivers import bthome
     from drivers.ble import parse_mac
 
@@ -228,6 +210,9 @@ def _identity(frame: Frame) -> dict[str, object]:
         value = getattr(frame, name, None)
         if isinstance(value, int):
             identity[name] = value
+    sensor_time_s = getattr(frame, "sensor_time_s", None)
+    if isinstance(sensor_time_s, float):
+        identity["sensor_time_s"] = sensor_time_s
     return identity
 
 

@@ -167,7 +167,7 @@ def test_every_exception_response_is_the_decode_error_with_its_code(code: int) -
         read_response(wire, ReadRequest(7, 0, 2), model="sdm120")
     assert (error.value.kind, error.value.code) == ("exception", code)
     with pytest.raises(ModbusError):
-        get_driver("sdm120").decode_with(wire, {})
+        get_driver("sdm120").decode_frame(wire, slave=7, start_register=0, count=2)
 
 
 def test_an_answer_from_another_slave_or_of_another_size_is_a_mismatch() -> None:
@@ -305,10 +305,12 @@ def test_citygw_decode_takes_the_request_as_set_options(
     assert main(["decode", "sdm120", "018402c2c1"]) == 1
     assert "code 02 illegal data address" in capsys.readouterr().err
     assert main(["decode", "sdm120", hex_, "--set", "units=kmh"]) == 2
-    assert "sdm120 has no such option (options: slave, start_register, count)" in (
+    assert "not an option of sdm120 (its options: slave, start_register, count)" in (
         capsys.readouterr().err
     )
     assert main(["decode", "sdm120", hex_, "--set", "count=two"]) == 2
-    assert "count: expected int, got 'two'" in capsys.readouterr().err
+    assert "count: expected an integer 1..125, got 'two'" in capsys.readouterr().err
+    assert main(["decode", "sdm120", hex_, "--set", "slave=0"]) == 2
+    assert "slave: expected an integer 1..247" in capsys.readouterr().err
     assert main(["decode", "sds011", "aac0d4043a0aa1601dab", "--set", "slave=1"]) == 2
-    assert "sds011 has no such option (options: none)" in capsys.readouterr().err
+    assert "not an option of sds011 (its options: none)" in capsys.readouterr().err
