@@ -24,7 +24,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "hub": ("hub",),
     "fleet": ("keys", "config"),
     "node": ("node",),
-    "devtools": ("bench", "demo", "simulate-sensor"),
+    "devtools": ("bench", "demo", "simulate-sensor", "simulate-meters"),
 }
 """Each group module and the commands it adds, in the order `citygw --help` lists them
 (tests/unit/test_cli_groups.py keeps this table and the modules in step)."""

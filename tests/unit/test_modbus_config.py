@@ -109,3 +109,11 @@ def test_a_push_may_not_point_a_modbus_source_at_an_arbitrary_device() -> None:
     check(parse_config(_with({"interval_s": 30})), local)  # its own port: fine
     with pytest.raises(PolicyError, match=r"sources\[0\]\.port: '/etc/shadow'"):
         check(parse_config(_with({"port": "/etc/shadow"})), local)
+
+
+def test_every_meter_model_the_config_accepts_is_a_registered_modbus_driver() -> None:
+    from typing import get_args, get_type_hints
+
+    from drivers import modbus_drivers
+
+    assert set(get_args(get_type_hints(ModbusMeter)["model"])) == set(modbus_drivers())

@@ -140,25 +140,29 @@ class ModbusSource:
                     extra={"source": self.name, "event": "port_back"},
                 )
                 outage_since = None
-            backoff.reset()
             self.stats.connected = True
             self.stats.state = "polling"
+            polls_before = self.stats.polls
             try:
                 await self._poll_forever(bus, sink)
             except BusGone as error:
                 self.stats.last_error = str(error)
                 self.stats.state = "port missing"
                 outage_since = self._monotonic_s()
-                log.warning(
-                    "source %s: %s vanished (%s); waiting for it to come back",
-                    self.name,
-                    self.config.port,
-                    error,
-                    extra={"source": self.name, "event": "port_vanished"},
-                )
+                if self.stats.polls > polls_before:  # else the same outage goes on
+                    log.warning(
+                        "source %s: %s vanished (%s); waiting for it to come back",
+                        self.name,
+                        self.config.port,
+                        error,
+                        extra={"source": self.name, "event": "port_vanished"},
+                    )
             finally:
                 self.stats.connected = False
                 bus.close()
+            if self.stats.polls > polls_before:  # it worked for a while: start again quickly
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
 
     async def _poll_forever(self, bus: Bus, sink: Sink) -> None:
         """Every meter once per interval; a poll that runs late starts the next one at once
