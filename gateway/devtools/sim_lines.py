@@ -72,7 +72,8 @@ class SimulatedOps243(_PtySensor[bytes]):
         self.commands: list[bytes] = []  # every command obeyed, in order (for tests)
         self.cars_passed = 0
         self.last_car: Car | None = None
-        self._cars = passing_cars() if cars is None else cars
+        self.cars = passing_cars() if cars is None else cars
+        """The traffic still to come (may be replaced while it runs)."""
         self._car: Car | None = None
         self._car_t = 0.0  # seconds into the current car, or into the gap after it
         self._clock_s = 0.0
@@ -120,7 +121,7 @@ class SimulatedOps243(_PtySensor[bytes]):
 
     def _next_car(self) -> Car | None:
         if self._car is None or self._car_t >= self._car.in_view_s + self._car.gap_after_s:
-            self._car = next(self._cars, None)
+            self._car = next(self.cars, None)
             self._car_t = 0.0
         return self._car
 
