@@ -81,3 +81,15 @@ def test_driver_options_are_checked_with_exact_paths(
         parse_config(document)
     assert error.value.path == path
     assert message in str(error.value)
+
+
+def test_demo_sources_are_a_valid_config_for_both_simulators() -> None:
+    from gateway.devtools.sim_lines import demo_sources
+
+    document = {
+        "gateway": {"id": "gw-1", "data_dir": "/tmp/citygw"},
+        "hub": {"url": "mqtt://127.0.0.1:1883"},
+        "sources": demo_sources("/tmp/ttyRadar", "/tmp/ttySonar"),
+    }
+    drivers = [s.driver for s in parse_config(document).sources]  # type: ignore[union-attr]
+    assert drivers == ["ops243", "maxbotix"]
