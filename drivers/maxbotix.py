@@ -127,7 +127,7 @@ class StreamDecoder:
 
     def _probe(self, buf: bytes, i: int) -> int:
         digits = buf[i + 1 : i + self._length - 1]
-        if not set(digits) <= _DIGITS:
+        if digits and not digits.isdigit():  # bytes.isdigit: ASCII 0-9 only
             return framing.NOT_A_FRAME
         return framing.NEED_MORE if len(buf) - i < self._length else self._length
 

@@ -108,6 +108,23 @@ Frame: TypeAlias = Report | CountReport | Reply | NoDetection
 _DIRECTION_NAMES: Final = {INBOUND: "inbound", OUTBOUND: "outbound"}
 
 
+_NAMES: Final = {key: f"{unit.quantity}_{unit.suffix}" for key, unit in UNITS.items()}
+
+
+def _one(unit: Unit, value: float) -> Report:
+    """The common line, one bare number: the fast path (drivers/README.md, bench/decoders.py)."""
+    if unit.speed:
+        direction = INBOUND if value > 0 else OUTBOUND
+        speed = -value if value < 0 else value
+        measurements: tuple[Measurement, ...] = (
+            Measurement(_NAMES[unit.key], speed, unit.ucum),
+            Measurement("direction", direction, "1"),
+        )
+        return Report(unit.key, (Detection(speed, direction),), None, measurements)
+    found = (Detection(abs(value), 0),)
+    return Report(unit.key, found, None, (Measurement(_NAMES[unit.key], abs(value), unit.ucum),))
+
+
 def _measurements(unit: Unit, detections: tuple[Detection, ...]) -> tuple[Measurement, ...]:
     out: list[Measurement] = []
     many = len(detections) > 1
@@ -158,6 +175,14 @@ def _unit(label: object, default: Unit) -> Unit:
 
 
 def _plain(text: str, unit: Unit, *, time: bool, magnitude: bool) -> Frame:
+    if not (time or magnitude or "," in text):
+        field = text.strip()
+        if not field:
+            return NoDetection()
+        if not _NUMBER.fullmatch(field):
+            raise DecodeError(f"field 1: not a number: {field[:40]!r}")
+        value = float(field)
+        return NoDetection() if value == 0 else _one(unit, value)
     fields = [field.strip() for field in text.split(",")]
     if len(fields) == 1 and (not fields[0] or _is_zero(fields[0])):
         return NoDetection()

@@ -6,6 +6,9 @@ rising water level. Same shape as sim_serial.py (whose pty helpers and base clas
     sonar = SimulatedMaxbotix(other_fd, model="MB7389", distances=rising_water(...))
     tasks = [asyncio.create_task(radar.run()), asyncio.create_task(sonar.run())]
 
+For `make demo`, `demo_sources(radar_port, sonar_port)` gives the two `[[sources]]` entries to
+read them with, and DEMO_LEVEL_ALERT_MM a water level the default rise crosses ~25 s after start.
+
 The radar obeys the commands the gateway sends at connect (units, decimals, OJ/Oj, OU/Ou,
 OM/Om, OT/Ot), answers `U*` with a `Units` reply and `?P`/`?V` like the real one, and reports
 each passing car as a run of detections at `interval_s` (a speed that peaks as the car passes).
@@ -55,6 +58,27 @@ def rising_water(
         level += rise_mm_per_s * interval_s
 
 
+DEMO_MOUNT_HEIGHT_MM = 4000
+DEMO_LEVEL_ALERT_MM = 1000
+"""SimulatedMaxbotix's default water starts at 500 mm and rises 20 mm/s: past this in ~25 s."""
+
+
+def demo_sources(radar_port: str, sonar_port: str) -> list[dict[str, object]]:
+    """Config `[[sources]]` for the two simulators: every detection of the radar in km/h, and
+    the canal's distance and water level."""
+    return [
+        {"type": "serial", "name": "radar", "port": radar_port, "driver": "ops243", "units": "kmh"},
+        {
+            "type": "serial",
+            "name": "canal",
+            "port": sonar_port,
+            "driver": "maxbotix",
+            "model": "MB7389",
+            "mount_height_mm": DEMO_MOUNT_HEIGHT_MM,
+        },
+    ]
+
+
 class SimulatedOps243(_PtySensor[bytes]):
     """An OPS243-A radar: detections of `cars` (an iterator; when it ends, the street is quiet)
     every `interval_s` while a car is in view, nothing in between."""
@@ -72,7 +96,8 @@ class SimulatedOps243(_PtySensor[bytes]):
         self.commands: list[bytes] = []  # every command obeyed, in order (for tests)
         self.cars_passed = 0
         self.last_car: Car | None = None
-        self._cars = passing_cars() if cars is None else cars
+        self.cars = passing_cars() if cars is None else cars
+        """The traffic still to come (may be replaced while it runs)."""
         self._car: Car | None = None
         self._car_t = 0.0  # seconds into the current car, or into the gap after it
         self._clock_s = 0.0
@@ -120,7 +145,7 @@ class SimulatedOps243(_PtySensor[bytes]):
 
     def _next_car(self) -> Car | None:
         if self._car is None or self._car_t >= self._car.in_view_s + self._car.gap_after_s:
-            self._car = next(self._cars, None)
+            self._car = next(self.cars, None)
             self._car_t = 0.0
         return self._car
 
@@ -184,7 +209,10 @@ class SimulatedMaxbotix(_PtySensor[bytes]):
         self.last_distance_mm: float | None = None
         self._banner = banner
         default = rising_water(
-            mount_height_mm=4000, start_level_mm=500, rise_mm_per_s=20, interval_s=self.interval_s
+            mount_height_mm=DEMO_MOUNT_HEIGHT_MM,
+            start_level_mm=500,
+            rise_mm_per_s=20,
+            interval_s=self.interval_s,
         )
         self._distances = default if distances is None else distances
         self.silent = False  # `distances` ran out
