@@ -234,8 +234,11 @@ _FLOAT: Final = struct.Struct(">f")
 def _shortest(value: float, raw: bytes) -> float:
     """The shortest decimal that is the same float32 (230.2, not 230.20001220703125): what
     the meter meant, and fewer digits on the wire. Nine significant digits always suffice."""
-    for digits in (6, 7, 8):
-        candidate = float(f"{value:.{digits}g}")
+    if not value:
+        return value
+    places = 5 - math.floor(math.log10(abs(value)))  # 6 significant digits
+    for extra in range(3):  # round() is ~2x cheaper than formatting and parsing
+        candidate = round(value, places + extra)
         if _FLOAT.pack(candidate) == raw:
             return candidate
     return value

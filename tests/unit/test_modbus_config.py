@@ -117,3 +117,36 @@ def test_every_meter_model_the_config_accepts_is_a_registered_modbus_driver() ->
     from drivers import modbus_drivers
 
     assert set(get_args(get_type_hints(ModbusMeter)["model"])) == set(modbus_drivers())
+
+
+def test_pymodbus_loads_only_when_a_modbus_source_is_configured(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from gateway.agent.root import Agent\n"
+        "from gateway.config import parse_config\n"
+        "document = json.loads(sys.argv[1])\n"
+        "Agent(parse_config(document))\n"
+        "print(any(m.startswith('pymodbus') for m in sys.modules))\n"
+    )
+    serial_only = copy.deepcopy(VALID)
+    serial_only["gateway"]["data_dir"] = str(tmp_path / "a")
+    serial_only["sources"] = [
+        {"type": "serial", "name": "pm", "port": "/dev/ttyUSB0", "driver": "sds011"}
+    ]
+    with_meters = copy.deepcopy(VALID)
+    with_meters["gateway"]["data_dir"] = str(tmp_path / "b")
+    loaded = [
+        subprocess.run(
+            [sys.executable, "-c", code, json.dumps(document)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for document in (serial_only, with_meters)
+    ]
+    assert loaded == ["False", "True"]

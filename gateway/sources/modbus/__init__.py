@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def modbus_source(config: ModbusSourceConfig, *, clock: WallClock) -> ModbusSource:
-    """The source for `config`. Its module, and pymodbus with it (~3 MB of RSS, ~50 ms of
+    """The source for `config`. Its module, and pymodbus with it (~1.9 MB of RSS, ~25-80 ms of
     start-up: BENCHMARKS.md, Modbus), is imported only now: a gateway without meters never
     loads them."""
     from gateway.sources.modbus.source import ModbusSource
