@@ -30,6 +30,8 @@ from drivers import eastron
 
 _REGISTER_COUNT = max(r.address for rs in eastron.REGISTERS.values() for r in rs) + 2
 _START_TIMEOUT_S = 5.0
+_DECIMALS = {"V": 1, "A": 3, "W": 1, "V.A": 1, "var": 1, "1": 3, "Hz": 2, "kW.h": 3, "kvar.h": 3}
+"""The resolution each unit is simulated at (what the meters' displays show)."""
 
 
 @dataclass(slots=True)
@@ -112,7 +114,8 @@ class SimMeter:
         """Write the values at t_s into a register block that starts at register 0."""
         values = self.values(t_s)
         for register in eastron.REGISTERS[self.model]:
-            high, low = eastron.float_registers(values[register.quantity])
+            value = round(values[register.quantity], _DECIMALS.get(register.unit, 3))
+            high, low = eastron.float_registers(value)
             registers[register.address] = high
             registers[register.address + 1] = low
 
@@ -247,6 +250,26 @@ class ModbusBusSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def demo_meters() -> list[SimMeter]:
+    """The demo's bus: the streetlights' SDM630 at address 1, the cabinet's SDM120 at 2."""
+    return [SimMeter(1, "sdm630", seed=0), SimMeter(2, "sdm120", seed=1)]
+
+
+def demo_source(port: str) -> dict[str, object]:
+    """The config `[[sources]]` entry that polls `demo_meters()` on `port` every 2 s."""
+    return {
+        "type": "modbus",
+        "name": "energy",
+        "port": port,
+        "interval_s": 2,
+        "timeout_s": 0.3,
+        "meters": [
+            {"name": "streetlights", "address": 1, "model": "sdm630"},
+            {"name": "cabinet", "address": 2, "model": "sdm120"},
+        ],
+    }
 
 
 def parse_meters(text: str) -> list[SimMeter]:
