@@ -138,8 +138,11 @@ def _measurements(unit: Unit, detections: tuple[Detection, ...]) -> tuple[Measur
     return tuple(out)
 
 
-def _report(unit: Unit, detections: list[Detection], time_s: float | None) -> Report:
+def _report(unit: Unit, detections: list[Detection], time_s: float | None) -> Frame:
+    """A report; all speeds 0 is the BZ filler (a Doppler radar cannot see a speed of 0)."""
     found = tuple(detections)
+    if unit.speed and not any(d.value for d in found):
+        return NoDetection()
     return Report(unit.key, found, time_s, _measurements(unit, found))
 
 
@@ -228,6 +231,8 @@ def _counts(obj: object, unit: Unit) -> CountReport:
     if direction is None or direction == 0:
         raise DecodeError(f"TimedSpeedCounts: direction {str(obj.get('direction'))[:20]!r}")
     count = _number(obj.get("count"), "count")
+    if count < 0 or count != int(count):
+        raise DecodeError(f"TimedSpeedCounts: count {count} is not a number of vehicles")
     average = abs(_number(obj.get("average", 0), "average"))
     name = _DIRECTION_NAMES[direction]
     measurements = (
@@ -256,6 +261,8 @@ def _json(text: str, unit: Unit) -> Frame:
     key = next(k for k in ("speed", "DetectedObjectVelocity", "range") if k in obj)
     if key == "range" and unit.speed:
         unit = UNITS["m"]  # a range report whose unit was not said: the FMCW default
+    elif key != "range" and not unit.speed:
+        raise DecodeError(f"{key} in the range unit {unit.key!r}")
     values = [_number(v, key) for v in _listed(obj[key])]
     magnitudes: list[float | None] = (
         [_number(m, "magnitude") for m in _listed(obj["magnitude"])]

@@ -4,6 +4,7 @@ real Mosquitto -> hub, readings with their units; the radar's set-up commands by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +33,9 @@ def _readings(messages: list[Any]) -> list[wire.HubReading]:
     return [r for m in messages if m.topic.endswith("/data") for r in wire.decode_data(m.payload)]
 
 
-def _traffic(radar: SimulatedOps243, cars: list[Car]) -> Iterator[Car]:
-    """Quiet until the agent has set the radar up, then `cars`."""
-    while b"Ot" not in radar.commands:
+def _traffic(radar: SimulatedOps243, cars: list[Car], *, commands: int = 6) -> Iterator[Car]:
+    """Quiet until the host has sent its set-up `commands`, then `cars`."""
+    while len(radar.commands) < commands:
         yield Car(0.0, 1, in_view_s=0.0, gap_after_s=0.1)
     yield from cars
 
@@ -191,3 +192,51 @@ async def test_rising_water_level_and_no_target_reach_the_hub(
     ]
     assert [r.value for r in got if r.quantity == "range_status"] == [0, 0, 0, 3, 0, 0]
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    ("commands", "options"),
+    [
+        (b"\x03UKF1OjOuOmOt", {"units": "kmh"}),
+        (b"USF0OJOUOMOT", {"units": "mph", "json": True}),
+        (b"UCF0OjOuOMOT", {"units": "cmps", "magnitude": True, "time": True}),
+        (b"UFF2OjOUOmOt", {"units": "fps"}),  # the quoted unit label first
+    ],
+)
+async def test_simulated_radar_obeys_output_settings_and_its_lines_decode(
+    make_pty: Any, commands: bytes, options: dict[str, Any]
+) -> None:
+    """A real pty between a host (this test) and the simulator; no broker."""
+    import os
+
+    from drivers import new_stream
+
+    pty = make_pty("ttyACM1")
+    radar = SimulatedOps243(pty.master_fd, interval_s=0.02)
+    radar.cars = _traffic(radar, [Car(50.0, -1, 0.3, 5.0)])
+    sim = asyncio.create_task(radar.run())
+    fd = os.open(pty.link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        os.write(fd, commands)
+        decoder = new_stream("ops243", **options)
+        frames: list[Any] = []
+        async with asyncio.timeout(10):
+            while radar.cars_passed < 1 or len(frames) < 16:
+                await asyncio.sleep(0.05)
+                with contextlib.suppress(BlockingIOError):
+                    frames.extend(decoder.feed(os.read(fd, 4096)))
+    finally:
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+        os.close(fd)
+    assert decoder.stats.bad_frames == 0 and decoder.stats.skipped_bytes == 0
+    reports = [f for f in frames if f.measurements]
+    assert len(reports) == 15  # 0.3 s in view at 0.02 s
+    unit = f"speed_{options['units']}"
+    speeds = [m for f in reports for m in f.measurements if m.quantity == unit]
+    assert len(speeds) == 15 and all(m.value > 0 for m in speeds)
+    assert all(m.value == -1 for f in reports for m in f.measurements if m.quantity == "direction")
+    if options.get("time"):
+        assert all(f.sensor_time_s is not None for f in reports)
+    if options.get("magnitude"):
+        assert all(any(m.quantity == "magnitude" for m in f.measurements) for f in reports)

@@ -106,8 +106,9 @@ def test_reply_and_filler_vectors_carry_no_readings() -> None:
     assert frame == ops243.Reply("Units", "km-per-hr", "kmh")
     filler = next(v for v in VALID if v["expect"].get("no_detection"))
     assert ops243.decode(_bytes(filler)) == ops243.NoDetection()
-    for line in (b" \r\n", b"0\r\n", b"0.00\r\n", b"\r\n"):
-        assert ops243.decode(line).measurements == ()
+    for line in (b" \r\n", b"0\r\n", b"0.00\r\n", b"\r\n", b'{"speed":"0.0"}\r\n'):
+        assert ops243.decode(line) == ops243.NoDetection()
+    assert ops243.decode(b"12.5,0.0\r\n", magnitude=True) == ops243.NoDetection()
 
 
 @pytest.mark.parametrize("vector", INVALID, ids=lambda v: v["hex"][:40])
@@ -193,6 +194,9 @@ def test_json_unit_label_overrides_the_configured_unit_for_that_report() -> None
         b"[1,2]",
         b'{"TimedSpeedCounts":{"direction":"sideways","count":"1"}}',
         b'{"unit":"furlongs","speed":"1"}',
+        b'{"unit":"m","speed":"1"}',
+        b'{"TimedSpeedCounts":{"direction":"inbound","count":"-1"}}',
+        b'{"TimedSpeedCounts":{"direction":"inbound","count":"2.5"}}',
         b"1.2,3.4,5.6",
         b"inf",
         b"1_000",
