@@ -150,3 +150,24 @@ async def test_a_vanished_bus_is_reported_and_reopened() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_citygw_status_shows_the_bus_and_a_line_for_the_silent_meter() -> None:
+    from gateway.cli.agent import format_status
+
+    source, _ = await _one_poll(ScriptedBus({(2, 0): [b"", b""]}))
+    status = {
+        "gateway": "gw-1",
+        "agent": "running",
+        "buffer": {"depth": 0},
+        "sources": {"energy": {"type": "modbus", "port": "/dev/null", **source.stats.as_dict()}},
+    }
+    lines = format_status(status).splitlines()
+    assert lines[-2] == (
+        "  source energy (Modbus on /dev/null, 2 meters): polling, 12 readings, "
+        "1 not answering, 0 reopens"
+    )
+    assert lines[-1].startswith(
+        "    meter two (sdm120 at address 2): NOT ANSWERING for 1 polls, 2 timeouts, "
+        "0 CRC errors, 0 exceptions; last: no answer to a read of 32 registers at 0"
+    )
