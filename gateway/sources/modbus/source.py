@@ -24,6 +24,7 @@ from gateway.backoff import Backoff
 from gateway.config import ModbusMeter, ModbusSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
 from gateway.sources.modbus.transport import Bus, BusGone, BusSettings, open_bus
+from gateway.sources.outage import PortOutage
 from gateway.system.clock import WallClock
 
 log = logging.getLogger(__name__)
@@ -112,51 +113,28 @@ class ModbusSource:
     async def run(self, sink: Sink) -> None:
         """Poll until cancelled; reopen the adapter whenever it vanishes."""
         backoff = Backoff(base_s=0.2, cap_s=self.config.reopen_max_s)
-        outage_since: float | None = None
+        outage = PortOutage(
+            source=self.name,
+            port=self.config.port,
+            stats=self.stats,
+            log=log,
+            monotonic_s=self._monotonic_s,
+        )
         while True:
             try:
                 bus = await self._open_bus(self._settings)
             except BusGone as error:
-                self.stats.last_error = str(error)
-                if outage_since is None:
-                    outage_since = self._monotonic_s()
-                    self.stats.state = "port missing"
-                    log.warning(
-                        "source %s: cannot open %s (%s); retrying until it is back",
-                        self.name,
-                        self.config.port,
-                        error,
-                        extra={"source": self.name, "event": "port_missing"},
-                    )
+                outage.cannot_open(error)
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            if outage_since is not None:
-                self.stats.reopens += 1
-                log.info(
-                    "source %s: %s is back after %.1f s",
-                    self.name,
-                    self.config.port,
-                    self._monotonic_s() - outage_since,
-                    extra={"source": self.name, "event": "port_back"},
-                )
-                outage_since = None
+            outage.opened()
             self.stats.connected = True
             self.stats.state = "polling"
             polls_before = self.stats.polls
             try:
                 await self._poll_forever(bus, sink)
-            except BusGone as error:
-                self.stats.last_error = str(error)
-                self.stats.state = "port missing"
-                outage_since = self._monotonic_s()
-                if self.stats.polls > polls_before:  # else the same outage goes on
-                    log.warning(
-                        "source %s: %s vanished (%s); waiting for it to come back",
-                        self.name,
-                        self.config.port,
-                        error,
-                        extra={"source": self.name, "event": "port_vanished"},
-                    )
+            except BusGone as error:  # said unless it never worked since it was opened
+                outage.vanished(error, say=self.stats.polls > polls_before)
             finally:
                 self.stats.connected = False
                 bus.close()
