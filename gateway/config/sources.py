@@ -13,6 +13,17 @@ from gateway.config.schema import Range
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 
 
+def _check_name_and_port(name: str, port: str) -> None:
+    """What every source that opens a device checks first (ValueError "field: expected")."""
+    if not NAME.fullmatch(name):
+        raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+    if not port or len(port) > MAX_PATH_CHARS or CONTROL.search(port):
+        raise ValueError(
+            "port: expected a device path such as /dev/ttyUSB0 "
+            f"(at most {MAX_PATH_CHARS} characters, no control characters)"
+        )
+
+
 @record
 class DutyCycle:
     """Measure for on_s every period_s; the sensor sleeps in between (spares its laser)."""
@@ -69,13 +80,7 @@ class SerialSourceConfig:
     include water_level_mm = mount_height_mm - distance_mm."""
 
     def __post_init__(self) -> None:
-        if not NAME.fullmatch(self.name):
-            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
-            raise ValueError(
-                "port: expected a device path such as /dev/ttyUSB0 "
-                f"(at most {MAX_PATH_CHARS} characters, no control characters)"
-            )
+        _check_name_and_port(self.name, self.port)
         if self.driver == "node" and self.duty_cycle is not None:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
@@ -220,13 +225,7 @@ class ModbusSourceConfig:
     """The meters on the bus, by address."""
 
     def __post_init__(self) -> None:
-        if not NAME.fullmatch(self.name):
-            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
-            raise ValueError(
-                "port: expected a device path such as /dev/ttyUSB0 "
-                f"(at most {MAX_PATH_CHARS} characters, no control characters)"
-            )
+        _check_name_and_port(self.name, self.port)
         if not self.meters:
             raise ValueError("meters: expected at least one meter")
         if len(self.meters) > 32:
