@@ -74,7 +74,7 @@ SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource | ModbusSou
 
 def _source_info(source: SerialSource | BleSource | ModbusSource) -> dict[str, Any]:
     if isinstance(source.config, ModbusSourceConfig):
-        return {"type": "modbus", "port": source.config.port, "meters": len(source.config.meters)}
+        return {"type": "modbus", "port": source.config.port}  # its stats hold each meter
     if isinstance(source.config, BleSourceConfig):
         return {
             "type": "ble",
