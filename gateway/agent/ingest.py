@@ -5,22 +5,31 @@ The window in which a power cut can lose readings is the staging: at most `commi
 accepted once its batch is committed. While commits fail (disk full), readings stay staged and
 the commit is tried again within `RETRY_MAX_S`, so they reach the disk about a second after
 space comes back (docs/operations.md, disk full).
+
+With `[[alerts]]` rules, the readings are fed to the alert engine as they arrive; a raise or a
+clear becomes a reading of its own (series (source, "alert/<rule>", "1")), committed at once
+rather than at the next commit interval, and handed with its key to `on_alert` (the uplinks
+send it at once; docs/alerts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from drivers.base import Measurement
+from gateway.agent.alerts import ALERT_UNIT, AlertEngine, AlertEvent, AlertNotice
 from gateway.backoff import Backoff, RateLimitedLog
-from gateway.readings import Columns, SeriesIndex
+from gateway.readings import CLOCK_UNSYNCED, Columns, SeriesIndex
 from gateway.store.buffer import BufferWriteError
 from gateway.store.worker import AsyncBuffer
 
 log = logging.getLogger(__name__)
 
+ALERTS_STAGED_MAX = 1000
+"""Alert readings kept in memory while the disk fails; beyond, the oldest go (counted)."""
 RETRY_MAX_S = 1.0
 """After a failed commit the next one is tried within this long (jittered, from a quarter of it),
 whatever `commit_interval_s` is: what is staged then is all a power cut would lose."""
@@ -37,6 +46,9 @@ class Ingest:
         commit_max: int,
         staging_max: int,
         on_committed: Callable[[int], None] = lambda n: None,
+        alerts: AlertEngine | None = None,
+        on_alert: Callable[[AlertNotice], None] = lambda notice: None,
+        monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._buffer = buffer
         self._commit_interval_s = commit_interval_s
@@ -44,6 +56,10 @@ class Ingest:
         self._staging_max = staging_max
         self._on_committed = on_committed
         self._staged = Columns(SeriesIndex())
+        self.alerts = alerts if alerts is not None and alerts.rules else None
+        self._on_alert = on_alert
+        self._monotonic_s = monotonic_s
+        self._alerts_staged: list[tuple[AlertEvent, int]] = []  # (event, flags)
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -81,6 +97,19 @@ class Ingest:
             )
         if len(staged) >= self._commit_max:
             self._wake.set()
+        if self.alerts is not None:
+            events = self.alerts.feed(source, measurements, ts_ms, self._monotonic_s())
+            if events:
+                self._stage_alerts(events, flags)
+
+    def _stage_alerts(self, events: list[AlertEvent], flags: int) -> None:
+        """Alert readings wait for no commit interval: the commit loop wakes now."""
+        self._alerts_staged.extend((event, flags) for event in events)
+        overflow = len(self._alerts_staged) - ALERTS_STAGED_MAX
+        if overflow > 0:
+            del self._alerts_staged[:overflow]
+            self.dropped_staging += overflow  # lost from memory like other staged readings
+        self._wake.set()
 
     def dropped_by_cause(self) -> dict[str, int]:
         """Readings this ingest lost, per cause (the buffer's causes come from the buffer)."""
@@ -121,7 +150,39 @@ class Ingest:
         arrived before it (latency: at most the flush interval, not flush plus commit)."""
         async with self._committing:
             self._last_commit_s = asyncio.get_running_loop().time()
-            return await self._commit_staged()
+            alerts_ok = await self._commit_alerts()
+            return await self._commit_staged() and alerts_ok
+
+    async def _commit_alerts(self) -> bool:
+        """Alert readings first, in a transaction of their own, so their keys are known: each
+        goes to `on_alert` once it is durable. False if the buffer refused them (kept)."""
+        if not self._alerts_staged:
+            return True
+        events, self._alerts_staged = self._alerts_staged, []
+        batch = Columns(self._staged.index)
+        for event, flags in events:
+            alert = Measurement(event.series.quantity, 1.0 if event.raised else 0.0, ALERT_UNIT)
+            batch.add(event.source, [alert], event.ts_ms, flags)
+        try:
+            result = await self._buffer.append(batch)
+        except BufferWriteError as error:
+            self.write_errors += 1
+            self._alerts_staged[0:0] = events
+            self._log.log(logging.ERROR, "write", "%s; keeping alerts in memory", error)
+            return False
+        self.accepted += result.accepted
+        self.dropped_full += result.dropped
+        kept = events[: result.accepted]  # drop_newest keeps the first ones
+        if self._buffer.sync.when_full != "drop_newest":
+            kept = events[len(events) - result.accepted :]  # drop_oldest the last ones
+        epoch = self._buffer.sync.epoch or 0
+        for index, (event, flags) in enumerate(kept):
+            synced = not flags & CLOCK_UNSYNCED
+            notice = AlertNotice(result.first_seq + index, epoch, event, clock_synced=synced)
+            self._on_alert(notice)
+        if result.accepted:
+            self._on_committed(result.accepted)
+        return True
 
     async def _commit_staged(self) -> bool:
         while self._staged:
