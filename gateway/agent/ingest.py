@@ -179,6 +179,18 @@ class Ingest:
         for index, (event, flags) in enumerate(kept):
             synced = not flags & CLOCK_UNSYNCED
             notice = AlertNotice(result.first_seq + index, epoch, event, clock_synced=synced)
+            log.log(
+                logging.WARNING if event.raised else logging.INFO,
+                "alert %s %s: %s %s = %g (key %d/%d)",
+                event.rule,
+                "raised" if event.raised else "cleared",
+                event.source,
+                event.quantity,
+                event.value,
+                notice.epoch,
+                notice.seq,
+                extra={"event": "alert"},
+            )
             self._on_alert(notice)
         if result.accepted:
             self._on_committed(result.accepted)

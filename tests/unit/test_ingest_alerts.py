@@ -1,0 +1,109 @@
+"""The ingest with alert rules: a raise or a clear becomes a reading committed at once (not at
+the commit interval), durable and keyed, handed with its key to `on_alert`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from drivers.base import Measurement
+from gateway.agent.alerts import AlertEngine, AlertNotice
+from gateway.agent.ingest import Ingest
+from gateway.config import AlertRule
+from gateway.readings import CLOCK_UNSYNCED, Series
+from gateway.store.buffer import SqliteBuffer
+from gateway.store.worker import AsyncBuffer
+
+RULE = AlertRule(name="pm-high", source="pm", quantity="pm2_5_ugm3", above=50.0, min_interval_s=0)
+
+
+def pm(value: float) -> list[Measurement]:
+    return [Measurement("pm2_5_ugm3", value, "ug/m3"), Measurement("pm10_ugm3", 1.0, "ug/m3")]
+
+
+async def test_an_alert_is_committed_at_once_with_its_key_and_the_other_readings_follow(
+    tmp_path: Path,
+) -> None:
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    sync = await buffer.open()
+    notices: list[AlertNotice] = []
+    got_one = asyncio.Event()
+    now = [0.0]
+
+    def on_alert(notice: AlertNotice) -> None:
+        notices.append(notice)
+        got_one.set()
+
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,  # an hour: only the alert can make it commit
+        commit_max=10_000,
+        staging_max=10_000,
+        alerts=AlertEngine([RULE]),
+        on_alert=on_alert,
+        monotonic_s=lambda: now[0],
+    )
+    loop = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.sleep(0.05)
+        ingest.emit("pm", pm(10.0), 1000, 0)
+        ingest.emit("pm", pm(57.3), 2000, CLOCK_UNSYNCED)
+        async with asyncio.timeout(5):
+            await got_one.wait()
+        (notice,) = notices
+        assert (notice.epoch, notice.event.raised, notice.event.value) == (sync.epoch, True, 57.3)
+        assert notice.clock_synced is False
+        stored = {r[0]: r for r in sync.peek(0, 100)}
+        _seq, ts_ms, sid, value, flags = stored[notice.seq]
+        assert (ts_ms, value, flags) == (2000, 1.0, CLOCK_UNSYNCED)
+        assert sync.series(sid) == Series("pm", "alert/pm-high", "1")
+        assert len(stored) == 5, "the readings staged with it were committed too"
+        assert min(stored) == notice.seq, "the alert first: its key is known before the rest"
+        now[0] = 1.0
+        got_one.clear()
+        ingest.emit("pm", pm(20.0), 3000, 0)
+        async with asyncio.timeout(5):
+            await got_one.wait()
+        assert [n.event.raised for n in notices] == [True, False]
+        assert sync.peek(notices[1].seq - 1, 1)[0][3] == 0.0, "a clear is a 0"
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await buffer.close()
+
+
+async def test_alerts_wait_in_memory_while_the_buffer_cannot_write(tmp_path: Path) -> None:
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+    sync = await buffer.open()
+    notices: list[AlertNotice] = []
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,
+        commit_max=10_000,
+        staging_max=10_000,
+        alerts=AlertEngine([RULE]),
+        on_alert=notices.append,
+    )
+    sync._db.execute("PRAGMA query_only = ON")  # every write fails, as on a failing disk
+    ingest.emit("pm", pm(57.3), 2000, 0)
+    assert not await ingest.commit()
+    assert not await ingest.commit()
+    assert notices == [] and ingest.write_errors == 4
+    sync._db.execute("PRAGMA query_only = OFF")
+    assert await ingest.commit()
+    (notice,) = notices
+    assert sync.series(sync.peek(notice.seq - 1, 1)[0][2]).quantity == "alert/pm-high"
+    await buffer.close()
+
+
+async def test_without_rules_the_ingest_feeds_no_engine(tmp_path: Path) -> None:
+    buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=1000))
+    await buffer.open()
+    ingest = Ingest(buffer, commit_interval_s=1, commit_max=10, staging_max=100, alerts=None)
+    assert ingest.alerts is None
+    assert Ingest(buffer, commit_interval_s=1, commit_max=10, staging_max=100).alerts is None
+    empty = Ingest(
+        buffer, commit_interval_s=1, commit_max=10, staging_max=100, alerts=AlertEngine([])
+    )
+    assert empty.alerts is None
+    await buffer.close()
