@@ -4,7 +4,8 @@ With a 30 s batch window an alert and its clear reach the hub on the alert topic
 the batch, and are acknowledged there (they are not in the data messages after); an alert
 raised while the broker is down survives a kill -9 of the agent and arrives after the restart;
 a broker whose ACL refuses the alert topic does not count as having it, and the data message
-carries the alert reading instead.
+carries the alert reading instead; with MQTT 3.1.1 the data message carries it too, and
+`citygw hub tail` shows it once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +183,63 @@ async def test_a_broker_refusing_the_alert_topic_does_not_count_as_sent(
     msgs = await sub.wait_for(lambda ms: hub_alert_readings(ms), timeout=10)
     (alert,) = hub_alert_readings(msgs)
     assert (alert.quantity, alert.value) == ("alert/pm-high", 1.0), "the data message has it"
+
+
+async def _line_with(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
+    async with asyncio.timeout(15):
+        while True:
+            line = (await stream.readline()).decode()
+            assert line, f"hub tail ended; it printed:\n{''.join(seen)}"
+            seen.append(line)
+            if needle in line:
+                return line
+
+
+async def test_with_mqtt_3_1_1_the_data_message_carries_the_alert_too_and_hub_tail_shows_it_once(
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+) -> None:
+    pty = make_pty("ttyUSB0")
+    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
+    document = alert_config(tmp_path, mosquitto, topic_prefix, pty, protocol="3.1.1")
+    agent = agent_process(write_config(document))
+    await start_agent(agent)
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "hub",
+        "tail",
+        "--url",
+        mosquitto.url,
+        "--topic-prefix",
+        topic_prefix,
+        "--client-id",
+        f"hub-{topic_prefix.rsplit('/', 1)[-1]}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert tail.stdout is not None
+    seen: list[str] = []
+    try:
+        await _line_with(tail.stdout, "-- status from gw-test", seen)  # retained: subscribed
+        await pty.write_async(frame(HIGH))
+        line = await _line_with(tail.stdout, "ALERT", seen)
+        assert (
+            " ALERT RAISED gw-test pm pm-high: pm2_5_ugm3 = 60 ug/m3 (threshold 50) [key " in line
+        )
+        agent.terminate()
+        assert agent.wait() == 0
+        await _line_with(tail.stdout, "gw-test pm pm2_5_ugm3 = 60 ug/m3", seen)
+    finally:
+        tail.terminate()
+        await tail.wait()
+    assert sum("ALERT" in s for s in seen) == 1, "".join(seen)
+    in_data = [r for r in readings(sub.messages) if r.quantity == "alert/pm-high"]
+    assert [r.value for r in in_data] == [1.0], "3.1.1: the lane does not acknowledge"
+    assert len(alerts(sub.messages)) == 1
