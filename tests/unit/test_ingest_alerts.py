@@ -53,7 +53,8 @@ async def test_an_alert_is_committed_at_once_with_its_key_and_the_other_readings
         (notice,) = notices
         assert (notice.epoch, notice.event.raised, notice.event.value) == (sync.epoch, True, 57.3)
         assert notice.clock_synced is False
-        stored = {r[0]: r for r in sync.peek(0, 100)}
+        assert await ingest.commit()  # waits for the commit in progress (the other readings)
+        stored = {r[0]: r for r in await buffer.peek(0, 100)}
         _seq, ts_ms, sid, value, flags = stored[notice.seq]
         assert (ts_ms, value, flags) == (2000, 1.0, CLOCK_UNSYNCED)
         assert sync.series(sid) == Series("pm", "alert/pm-high", "1")
@@ -65,7 +66,7 @@ async def test_an_alert_is_committed_at_once_with_its_key_and_the_other_readings
         async with asyncio.timeout(5):
             await got_one.wait()
         assert [n.event.raised for n in notices] == [True, False]
-        assert sync.peek(notices[1].seq - 1, 1)[0][3] == 0.0, "a clear is a 0"
+        assert (await buffer.peek(notices[1].seq - 1, 1))[0][3] == 0.0, "a clear is a 0"
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
@@ -107,3 +108,27 @@ async def test_without_rules_the_ingest_feeds_no_engine(tmp_path: Path) -> None:
     )
     assert empty.alerts is None
     await buffer.close()
+
+
+async def test_a_pushed_config_with_other_rules_replaces_the_engine(tmp_path: Path) -> None:
+    from gateway.agent.root import Agent
+    from gateway.config import parse_config
+    from gateway.remote.policy import Changes
+
+    document = {
+        "gateway": {"id": "gw-1", "data_dir": str(tmp_path)},
+        "hub": {"url": "mqtt://127.0.0.1:1"},
+        "sources": [{"type": "serial", "name": "pm", "port": "/dev/ttyUSB0", "driver": "sds011"}],
+        "alerts": [{"name": "pm-high", "source": "pm", "quantity": "pm2_5_ugm3", "above": 50}],
+    }
+    agent = Agent(parse_config(document))
+    assert agent.ingest.alerts is not None
+    assert [r.above for r in agent.ingest.alerts.rules] == [50.0]
+    before = agent.ingest.alerts
+    await agent.apply(parse_config(document), Changes())
+    assert agent.ingest.alerts is before, "the same rules keep their state"
+    document["alerts"][0]["above"] = 80
+    await agent.apply(parse_config(document), Changes())
+    assert [r.above for r in agent.ingest.alerts.rules] == [80.0]
+    await agent.apply(parse_config({**document, "alerts": []}), Changes())
+    assert agent.ingest.alerts is None
