@@ -5,12 +5,14 @@ cause. Per rule and source it keeps a verdict (`wanted`: the condition held for 
 back past the level by `hysteresis`), what was last said (`said`), and for a rate of change a
 bounded window of samples. What is said follows the verdict, but no sooner than
 `min_interval_s` after the last thing said; a verdict that turns back before then is never said
-and counts as a suppression. State is bounded: at most `MAX_STATES` (rule, source) pairs, the
-least recently fed forgotten first (counted).
+and counts as a suppression. A reading that is not a finite number changes nothing. State is
+bounded: at most `MAX_STATES` (rule, source) pairs, the least recently fed forgotten first
+(counted).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,7 +111,7 @@ class AlertEngine:
         events: list[AlertEvent] = []
         for rule in rules:
             for m in measurements:
-                if m.quantity == rule.quantity:
+                if m.quantity == rule.quantity and math.isfinite(m.value):  # NaN: no verdict
                     event = self._step(rule, source, m, ts_ms, now_s)
                     if event is not None:
                         events.append(event)

@@ -171,3 +171,12 @@ def test_a_rate_window_keeps_a_bounded_number_of_samples() -> None:
     (state,) = feed.engine._states.values()
     assert len(state.samples) <= engine_module.MAX_SAMPLES
     assert state.samples[-1][0] - state.samples[0][0] >= 59, "the window still spans a minute"
+
+
+def test_a_reading_that_is_not_a_number_neither_raises_nor_clears() -> None:
+    feed = Feeder(rule(above=50.0), rule(name="rising", rate_per_min=1.0, rate_window_s=10))
+    assert feed(0, 10) == []
+    assert feed(5, 60) == ["raise", "raise"]
+    assert feed(6, float("nan")) == []
+    assert feed(7, float("inf")) == []
+    assert feed.engine.stats()["active"] == 2
