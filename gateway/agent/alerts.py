@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.base import Measurement
@@ -39,8 +39,8 @@ class AlertEvent:
     quantity: str
     unit: str
     raised: bool
-    value: float
-    """The reading that made this transition go out."""
+    value: float | None
+    """The reading that made this transition go out (None: sent again after a restart)."""
     threshold: float | None
     """Raise: the level crossed; clear: the level minus/plus hysteresis it came back past;
     None where the rate alone decided."""
@@ -182,6 +182,41 @@ class AlertEngine:
             "suppressed_by_rule": dict(self.suppressed),
             "states_evicted": self.evicted,
         }
+
+
+def is_alert(series: Series) -> bool:
+    """Whether `series` is an alert rule's (quantity `alert/<rule>`, unit "1")."""
+    return series.quantity.startswith(ALERT_PREFIX) and series.unit == ALERT_UNIT
+
+
+def recovered_event(
+    series: Series,
+    value: float,
+    ts_ms: int,
+    rules: Mapping[str, AlertRule],
+    known: Iterable[Series],
+) -> AlertEvent:
+    """An alert reading found in the buffer at the start, as an event: what the reading and the
+    rule (if still configured) say; the crossing value and the rate were not stored."""
+    name = series.quantity[len(ALERT_PREFIX) :]
+    rule = rules.get(name)
+    quantity = rule.quantity if rule is not None else ""
+    unit = next((s.unit for s in known if (s.source, s.quantity) == (series.source, quantity)), "")
+    raised = value != 0
+    threshold = None
+    if rule is not None and (rule.above is None) != (rule.below is None):
+        threshold = _threshold(rule, "above" if rule.below is None else "below", raised=raised)
+    return AlertEvent(
+        rule=name,
+        source=series.source,
+        quantity=quantity,
+        unit=unit,
+        raised=raised,
+        value=None,
+        threshold=threshold,
+        rate_per_min=None,
+        ts_ms=ts_ms,
+    )
 
 
 def _triggered(rule: AlertRule, value: float, rate: float | None) -> str | None:

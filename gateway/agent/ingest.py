@@ -17,10 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from drivers.base import Measurement
-from gateway.agent.alerts import ALERT_UNIT, AlertEngine, AlertEvent, AlertNotice
+from gateway.agent.alerts import (
+    ALERT_UNIT,
+    AlertEngine,
+    AlertEvent,
+    AlertNotice,
+    is_alert,
+    recovered_event,
+)
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.readings import CLOCK_UNSYNCED, Columns, SeriesIndex
 from gateway.store.buffer import BufferWriteError
@@ -30,6 +38,8 @@ log = logging.getLogger(__name__)
 
 ALERTS_STAGED_MAX = 1000
 """Alert readings kept in memory while the disk fails; beyond, the oldest go (counted)."""
+RECOVERY_PAGE = 5000
+"""Readings per peek while looking for an earlier run's alerts at the start."""
 RETRY_MAX_S = 1.0
 """After a failed commit the next one is tried within this long (jittered, from a quarter of it),
 whatever `commit_interval_s` is: what is staged then is all a power cut would lose."""
@@ -126,6 +136,7 @@ class Ingest:
         """Commit loop; runs until cancelled, then commits what is staged once more."""
         retry = Backoff(base_s=RETRY_MAX_S / 4, cap_s=RETRY_MAX_S)
         self._last_commit_s = asyncio.get_running_loop().time()
+        recovery = asyncio.create_task(_logged(self._recover_alerts()), name="alerts-recovery")
         try:
             while True:
                 if not retry.attempt:  # counted from the last commit, the flush's too
@@ -142,7 +153,34 @@ class Ingest:
                 else:  # not the timer: with commit_interval_ms = 300000 that is 5 minutes
                     await asyncio.sleep(retry.next_delay())
         finally:
+            recovery.cancel()
             await asyncio.shield(self.commit())
+
+    async def _recover_alerts(self) -> None:
+        """Alert readings an earlier run committed and the buffer still holds (the agent
+        stopped before an uplink acknowledged them) go to `on_alert` again, once, at the start:
+        the uplinks send them on the alert topic too, not only in data messages. Their value
+        and the crossing are not stored, so those go as unknown (docs/alerts.md)."""
+        if self.alerts is None:
+            return
+        stop = (await self._buffer.stats()).next_seq  # what this run commits is offered anyway
+        table = await self._buffer.series_table()
+        if not any(is_alert(s) for s in table.values()):
+            return  # no alert ever stored here: nothing to scan
+        rules = {rule.name: rule for rule in self.alerts.rules}
+        epoch, cursor, found = self._buffer.sync.epoch or 0, 0, 0
+        while batch := await self._buffer.peek(cursor, RECOVERY_PAGE):
+            cursor = batch[-1][0]
+            for seq, ts_ms, sid, value, flags in batch:
+                series = table.get(sid)
+                if seq < stop and series is not None and is_alert(series):
+                    event = recovered_event(series, value, ts_ms, rules, table.values())
+                    self._on_alert(AlertNotice(seq, epoch, event, not flags & CLOCK_UNSYNCED))
+                    found += 1
+            if cursor >= stop - 1:
+                break
+        if found:
+            log.warning("%d alerts of an earlier run not yet acknowledged: sending them", found)
 
     async def commit(self) -> bool:
         """Move staged readings into the buffer; False if the buffer refused them (kept staged).
@@ -242,3 +280,11 @@ class Ingest:
             accepted,
             len(self._staged),
         )
+
+
+async def _logged(job: Coroutine[Any, Any, None]) -> None:
+    """A side job whose failure is logged, not lost (the data path does not depend on it)."""
+    try:
+        await job
+    except Exception:
+        log.exception("looking for unsent alerts of an earlier run failed; they go as readings")

@@ -8,8 +8,9 @@ again (if a batch took it first, the hub drops the second copy by key). A refuse
 (reason code >= 0x80) acknowledges nothing: the reading goes in a data message as usual, and
 the refusal is counted. With MQTT 3.1.1 a broker acknowledges what its ACL drops, so there the
 lane never acknowledges: the data message carries every alert reading too. A lost connection
-keeps the alert pending; it goes first thing on the next one. After a restart, alert readings
-still in the buffer go with the backlog in the data messages (docs/alerts.md, guarantees).
+keeps the alert pending; it goes first thing on the next one. After a restart the ingest offers
+the alert readings still in the buffer again (they also go with the backlog in the data
+messages; docs/alerts.md, guarantees).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 With a 30 s batch window an alert and its clear reach the hub on the alert topic long before
 the batch, and are acknowledged there (they are not in the data messages after); an alert
-raised while the broker is down survives a kill -9 of the agent and arrives after the restart;
+raised while the broker is down survives a kill -9 of the agent and arrives after the restart
+(on the alert topic and in a data message, stored once);
 a broker whose ACL refuses the alert topic does not count as having it, and the data message
 carries the alert reading instead; with MQTT 3.1.1 the data message carries it too, and
 `citygw hub tail` shows it once.
@@ -144,10 +145,14 @@ async def test_an_alert_raised_while_the_broker_is_down_survives_a_kill_9(
     mosquitto.start()
     await sub.wait_connected(count=sub.connects + 1, timeout=15)
     agent.start()
-    msgs = await sub.wait_for(lambda ms: hub_alert_readings(ms), timeout=20)
+    msgs = await sub.wait_for(lambda ms: hub_alert_readings(ms) and alerts(ms), timeout=20)
     (alert,) = hub_alert_readings(msgs)
     assert (alert.source, alert.quantity, alert.value) == ("pm", "alert/pm-high", 1.0)
-    assert frame_numbers(readings(msgs)) == [HIGH], "the reading that crossed came with it"
+    (message,) = alerts(msgs)  # sent on the alert topic too, found in the buffer at the start
+    assert (message["seq"], message["state"], message["rule"]) == (alert.seq, "raised", "pm-high")
+    assert (message["value"], message["threshold"]) == (None, 50.0), "not stored: unknown"
+    msgs = await sub.wait_for(lambda ms: frame_numbers(readings(ms)) == [HIGH], timeout=20)
+    assert len(hub_alert_readings(msgs)) == 1, "the hub has it once"
 
 
 async def test_a_broker_refusing_the_alert_topic_does_not_count_as_sent(

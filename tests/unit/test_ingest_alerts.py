@@ -132,3 +132,69 @@ async def test_a_pushed_config_with_other_rules_replaces_the_engine(tmp_path: Pa
     assert [r.above for r in agent.ingest.alerts.rules] == [80.0]
     await agent.apply(parse_config({**document, "alerts": []}), Changes())
     assert agent.ingest.alerts is None
+
+
+async def run_until(ingest: Ingest, done: asyncio.Event) -> None:
+    loop = asyncio.create_task(ingest.run())
+    try:
+        async with asyncio.timeout(5):
+            await done.wait()
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_alerts_an_earlier_run_left_unacknowledged_are_offered_again_at_the_start(
+    tmp_path: Path,
+) -> None:
+    def make() -> AsyncBuffer:
+        return AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
+
+    buffer = make()
+    await buffer.open()
+    first: list[AlertNotice] = []
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,
+        commit_max=10_000,
+        staging_max=10_000,
+        alerts=AlertEngine([RULE]),
+        on_alert=first.append,
+    )
+    ingest.emit("pm", pm(57.3), 2000, 0)
+    assert await ingest.commit()  # (a chunk each: a partly acknowledged chunk goes again whole)
+    ingest.emit("pm", pm(20.0), 3000, CLOCK_UNSYNCED)
+    ingest.emit("other", pm(99.0), 3000, 0)
+    assert await ingest.commit()
+    await buffer.ack(first[0].seq, first[0].seq)  # the raise was acknowledged, the clear not
+    await buffer.close()  # (the acknowledged chunk is deleted at close)
+
+    buffer = make()
+    await buffer.open()
+    again: list[AlertNotice] = []
+    offered = asyncio.Event()
+
+    def on_alert(notice: AlertNotice) -> None:
+        again.append(notice)
+        offered.set()
+
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,
+        commit_max=10_000,
+        staging_max=10_000,
+        alerts=AlertEngine([RULE]),
+        on_alert=on_alert,
+    )
+    await run_until(ingest, offered)
+    (notice,) = again
+    assert (notice.seq, notice.epoch, notice.clock_synced) == (first[1].seq, first[1].epoch, False)
+    event = notice.event
+    assert (event.rule, event.source, event.quantity, event.unit) == (
+        "pm-high",
+        "pm",
+        "pm2_5_ugm3",
+        "ug/m3",
+    )
+    assert (event.raised, event.value, event.threshold, event.ts_ms) == (False, None, 50.0, 3000)
+    await buffer.close()
