@@ -248,6 +248,7 @@ class Agent:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self.uplink = self._make_uplink(self.config)
+        self.uplink.alerts.adopt(old.alerts)  # alerts not yet sent go with the new settings
         self._start_uplink()
 
     # --- health ------------------------------------------------------------------------------

@@ -55,6 +55,11 @@ class AlertLane:
             self.overflow += 1
         self._wake.set()
 
+    def adopt(self, other: AlertLane) -> None:
+        """Take over what `other` (the uplink this one replaces) has not sent yet."""
+        for notice in other._pending.values():
+            self.offer(notice)
+
     def stats(self) -> dict[str, int]:
         """Counters for the metrics message and `citygw status`."""
         return {
