@@ -39,7 +39,11 @@ def test_the_example_sets_every_alert_key() -> None:
     document = tomllib.loads(EXAMPLE.read_text())
     keys = set().union(*(set(rule) for rule in document["alerts"]))
     assert keys == {f.name for f in dataclasses.fields(AlertRule)}
-    assert [r.name for r in config.alerts] == ["pm-north-high", "kerbside-freezing-fast"]
+    assert [r.name for r in config.alerts] == [
+        "pm-north-high",
+        "canal-rising-fast",
+        "kerbside-freezing-fast",
+    ]
 
 
 def test_a_valid_rule_has_the_documented_defaults() -> None:
