@@ -144,8 +144,12 @@ class AlertEngine:
                     state.holding_since_s = now_s
                 if now_s - state.holding_since_s >= rule.for_s:
                     state.wanted, state.side = True, side
-        elif _cleared(rule, value, rate):
-            state.wanted, state.holding_since_s = False, None
+        else:
+            cleared_by = _cleared(rule, value, rate)
+            if cleared_by is not None:
+                state.wanted, state.holding_since_s = False, None
+                if cleared_by == "rate":
+                    state.side = "rate"  # the level was not crossed back: no threshold
         if state.wanted == state.said:
             if state.pending:  # turned back before it could be said
                 state.pending = False
@@ -234,15 +238,16 @@ def _triggered(rule: AlertRule, value: float, rate: float | None) -> str | None:
     return side
 
 
-def _cleared(rule: AlertRule, value: float, rate: float | None) -> bool:
-    """Back inside the levels by the hysteresis, or (rate rules) the rate no longer holds."""
+def _cleared(rule: AlertRule, value: float, rate: float | None) -> str | None:
+    """Why a raised alert clears: "rate" (a rate rule whose rate no longer holds), "level"
+    (back inside the levels by the hysteresis), or None."""
     if rule.rate_per_min is not None and not _rate_holds(rule.rate_per_min, rate):
-        return True
+        return "rate"
     if rule.above is None and rule.below is None:
-        return False
+        return None
     above_ok = rule.above is None or value <= rule.above - rule.hysteresis
     below_ok = rule.below is None or value >= rule.below + rule.hysteresis
-    return above_ok and below_ok
+    return "level" if above_ok and below_ok else None
 
 
 def _rate_holds(limit: float, rate: float | None) -> bool:

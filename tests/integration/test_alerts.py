@@ -6,7 +6,8 @@ raised while the broker is down survives a kill -9 of the agent and arrives afte
 (on the alert topic and in a data message, stored once);
 a broker whose ACL refuses the alert topic does not count as having it, and the data message
 carries the alert reading instead; with MQTT 3.1.1 the data message carries it too, and
-`citygw hub tail` shows it once.
+`citygw hub tail` shows it once. A MaxBotix on a pty (the simulator of gateway/devtools/sim_lines)
+with a canal rising fast raises a level-and-rate flood alert, cleared when the level stops rising.
 """
 
 from __future__ import annotations
@@ -248,3 +249,68 @@ async def test_with_mqtt_3_1_1_the_data_message_carries_the_alert_too_and_hub_ta
     in_data = [r for r in readings(sub.messages) if r.quantity == "alert/pm-high"]
     assert [r.value for r in in_data] == [1.0], "3.1.1: the lane does not acknowledge"
     assert len(alerts(sub.messages)) == 1
+
+
+async def test_a_rising_canal_level_raises_the_flood_alert_and_clears_when_it_levels_off(
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+) -> None:
+    from gateway.devtools.sim_lines import SimulatedMaxbotix
+
+    mount_mm = 4000
+    levels = [500.0] * 20 + [500.0 + 5 * n for n in range(1, 141)] + [1200.0] * 60  # per 0.1 s
+    pty = make_pty("ttyUSB1")
+    sonar = SimulatedMaxbotix(
+        pty.master_fd,
+        model="MB7389",
+        distances=iter(mount_mm - lv for lv in levels),
+        interval_s=0.1,
+    )
+    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
+    document = alert_config(tmp_path, mosquitto, topic_prefix, pty)
+    document["sources"] = [
+        {
+            "type": "serial",
+            "name": "canal",
+            "port": str(pty.link),
+            "driver": "maxbotix",
+            "model": "MB7389",
+            "mount_height_mm": mount_mm,
+        }
+    ]
+    document["alerts"] = [
+        {
+            "name": "canal-rising-fast",
+            "source": "canal",
+            "quantity": "water_level_mm",
+            "above": 800,
+            "rate_per_min": 600,  # 10 mm/s; the simulated canal rises 50 mm/s
+            "rate_window_s": 2,
+            "min_interval_s": 0,
+        }
+    ]
+    agent = agent_process(write_config(document))
+    await start_agent(agent)
+    sim = asyncio.create_task(sonar.run())
+    try:
+        msgs = await sub.wait_for(lambda ms: len(alerts(ms)) == 2, timeout=40)
+    finally:
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+    raised, cleared = alerts(msgs)
+    assert (raised["state"], raised["source"], raised["quantity"], raised["unit"]) == (
+        "raised",
+        "canal",
+        "water_level_mm",
+        "mm",
+    )
+    assert 800 < raised["value"] <= 810 and raised["threshold"] == 800
+    assert raised["rate_per_min"] == pytest.approx(3000, rel=0.2)
+    assert (cleared["state"], cleared["value"], cleared["threshold"]) == ("cleared", 1200, None)
+    assert cleared["rate_per_min"] < 600, "cleared once the level stopped rising"
+    assert readings(msgs) == [], "all within the 30 s batch window"

@@ -115,6 +115,9 @@ def test_a_falling_rate_with_a_level_needs_both() -> None:
     assert feed(30, 40) == ["raise"], "below 50 and falling 120 a minute"
     assert feed(60, 40) == [], "still falling over the window (60 in 60 s)"
     assert feed(90, 40) == ["clear"], "stopped falling"
+    assert feed.events[0].threshold == 50.0, "raised: the level crossed"
+    assert feed.events[1].threshold is None, "cleared by the rate: no level was crossed back"
+    assert feed.events[1].rate_per_min == 0.0
     feed = Feeder(rule(below=50.0, rate_per_min=-10.0, rate_window_s=60.0))
     assert feed(0, 45) == []
     assert feed(30, 44) == [], "below, but falling only 2 a minute"
