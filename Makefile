@@ -183,6 +183,7 @@ bench: $(STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/fleet_push.py --count 200 --write
 	$(VPY) bench/decoders.py
+	$(VPY) bench/alert_latency.py --alerts 400 --write
 
 # Wheels for offline installs on aarch64 and armv7l gateways (deploy/install.sh --wheelhouse).
 .PHONY: wheelhouse

@@ -12,11 +12,12 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.agent.alerts import AlertEngine
 from gateway.agent.health import (
     publish_metrics_every,
     rss_bytes,
@@ -24,6 +25,7 @@ from gateway.agent.health import (
     status_socket_address,
 )
 from gateway.agent.ingest import Ingest
+from gateway.agent.sources import Source, make_source, source_info
 from gateway.agent.supervise import (
     STEP_S,
     STOP_BOUND_S,
@@ -32,56 +34,19 @@ from gateway.agent.supervise import (
     stop_tasks,
     supervise,
 )
-from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
-from gateway.config.sources import ModbusSourceConfig
-from gateway.sources.modbus import modbus_source
-from gateway.sources.serial.source import SerialSource
+from gateway.config import Config, SourceConfig
 from gateway.store.buffer import SqliteBuffer
 from gateway.store.worker import AsyncBuffer
 from gateway.system import libc, systemd
 from gateway.system.clock import WallClock
 from gateway.uplinks.mqtt import Uplink
 
-if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl), BLE (bleak), Modbus (pymodbus)
+if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
     from gateway.remote.channel import RemoteConfig
     from gateway.remote.policy import Changes
     from gateway.sources.ble.scanner import ScannerFactory
-    from gateway.sources.ble.source import BleSource
-    from gateway.sources.modbus.source import ModbusSource
 
 log = logging.getLogger(__name__)
-
-
-def _ble_source(
-    config: BleSourceConfig, *, clock: WallClock, scanner_factory: ScannerFactory | None = None
-) -> BleSource:
-    # Imported only when a BLE source is configured: its drivers, filter and scanner are
-    # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
-    from gateway.sources.ble.source import BleSource
-
-    if scanner_factory is None:
-        return BleSource(config, clock=clock)
-    return BleSource(config, clock=clock, scanner_factory=scanner_factory)
-
-
-SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource | ModbusSource]] = {
-    SerialSourceConfig: SerialSource,
-    BleSourceConfig: _ble_source,
-    ModbusSourceConfig: modbus_source,  # pymodbus loads only then
-}
-"""Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
-
-
-def _source_info(source: SerialSource | BleSource | ModbusSource) -> dict[str, Any]:
-    if isinstance(source.config, ModbusSourceConfig):
-        return {"type": "modbus", "port": source.config.port}  # its stats hold each meter
-    if isinstance(source.config, BleSourceConfig):
-        return {
-            "type": "ble",
-            "adapter": source.config.adapter,
-            "devices": len(source.config.devices),
-        }
-    return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
 class AgentAlreadyRunning(RuntimeError):
@@ -154,6 +119,8 @@ class Agent:
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
             on_committed=lambda committed: self.uplink.notify(committed),
+            alerts=AlertEngine(config.alerts),
+            on_alert=lambda notice: self.uplink.alerts.offer(notice),  # sent at once
         )
         self.clock = WallClock()
         self.sources = {s.name: self._make_source(s) for s in config.sources}
@@ -174,10 +141,8 @@ class Agent:
             before_flush=lambda: self.ingest.commit(),
         )
 
-    def _make_source(self, config: SourceConfig) -> SerialSource | BleSource | ModbusSource:
-        if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
-            return _ble_source(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
-        return SOURCE_TYPES[type(config)](config, clock=self.clock)
+    def _make_source(self, config: SourceConfig) -> Source:
+        return make_source(config, clock=self.clock, ble_scanner_factory=self._ble_scanner_factory)
 
     # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
 
@@ -198,6 +163,8 @@ class Agent:
             await self._stop_source(name)
         old = self.config
         self.config = config
+        if config.alerts != old.alerts:  # rules start afresh
+            self.ingest.alerts = AlertEngine(config.alerts) if config.alerts else None
         if changes.hub:
             await self._replace_uplink(old)
         new_sources = {s.name: s for s in config.sources}
@@ -213,7 +180,7 @@ class Agent:
             raise AgentNotRunning("the agent is not running: start it with run() first")
         return self._group
 
-    def _start_source(self, source: SerialSource | BleSource | ModbusSource) -> None:
+    def _start_source(self, source: Source) -> None:
         self._source_tasks[source.name] = self._running_group().create_task(
             supervise(f"source {source.name}", lambda: source.run(self.ingest)),
             name=f"source-{source.name}",
@@ -249,6 +216,7 @@ class Agent:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self.uplink = self._make_uplink(self.config)
+        self.uplink.alerts.adopt(old.alerts)  # alerts not yet sent go with the new settings
         self._start_uplink()
 
     # --- health ------------------------------------------------------------------------------
@@ -279,8 +247,12 @@ class Agent:
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": up.as_dict(),
+            "alerts": {
+                **(self.ingest.alerts or AlertEngine([])).stats(),
+                **self.uplink.alerts.stats(),
+            },
             "sources": {
-                s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
+                s.name: {**source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
         }
         if self.remote is not None:

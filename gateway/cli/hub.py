@@ -8,12 +8,13 @@ import contextlib
 import json
 import os
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.base import Commands
 
 if TYPE_CHECKING:
     from gateway.hub.decode import HubEvent
+    from gateway.wire import HubReading
 
 
 def add_commands(commands: Commands) -> None:
@@ -54,10 +55,14 @@ def cmd_hub_tail(args: argparse.Namespace) -> int:
 
 def print_event(event: HubEvent, *, as_json: bool) -> None:
     """A line per reading (JSON, or text with UTC time), and a line for status and metrics.
-    Names come from anyone on the broker: text output shows control characters escaped."""
-    if event.kind == "data":
+    Names come from anyone on the broker: text output shows control characters escaped.
+    Alerts (and alert readings a data message brought) get a line of their own; an alert
+    whose reading was shown already (same key) none."""
+    if event.kind in ("data", "alert"):
         for r in event.readings:
-            if as_json:
+            if r.quantity.startswith("alert/"):
+                _print_alert(r, event.fields if event.kind == "alert" else None, as_json=as_json)
+            elif as_json:
                 print(json.dumps(r.as_json()), flush=True)
             else:
                 clock = "" if r.clock_synced else " (clock unsynced)"
@@ -69,6 +74,30 @@ def print_event(event: HubEvent, *, as_json: bool) -> None:
     elif not as_json:
         detail = event.error if event.kind == "invalid" else json.dumps(event.fields)
         print(f"-- {event.kind} from {_printable(event.gateway)}: {_printable(detail)}", flush=True)
+
+
+def _print_alert(r: HubReading, fields: dict[str, Any] | None, *, as_json: bool) -> None:
+    """`fields`: the alert message's (None: the reading came in a data message, without the
+    value that crossed and the threshold)."""
+    detail = {k: v for k, v in (fields or {}).items() if k not in ("v", "gateway", "source")}
+    alert = {"rule": r.quantity[len("alert/") :], "state": "raised" if r.value else "cleared"}
+    alert |= {
+        k: detail[k]
+        for k in ("quantity", "unit", "value", "threshold", "rate_per_min")
+        if k in detail
+    }
+    if as_json:
+        print(json.dumps({**r.as_json(), "alert": alert}), flush=True)
+        return
+    names = " ".join(_printable(n) for n in (r.gateway, r.source, alert["rule"]))
+    text = f"{_iso(r.ts_ms)} ALERT {alert['state'].upper()} {names}"
+    if "value" in alert and alert["value"] is not None:
+        text += (
+            f": {_printable(alert['quantity'])} = {alert['value']:g} {_printable(alert['unit'])}"
+        )
+    if alert.get("threshold") is not None:
+        text += f" (threshold {alert['threshold']:g})"
+    print(f"{text} [key {r.epoch}/{r.seq}]", flush=True)
 
 
 def _iso(ts_ms: int) -> str:

@@ -23,6 +23,7 @@ from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
 from gateway.store.worker import AsyncBuffer
+from gateway.uplinks.alerts import AlertLane
 from gateway.uplinks.channel import ConfigChannel
 from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
 from gateway.uplinks.report import HubReport, UplinkStats
@@ -69,6 +70,7 @@ class Uplink:
         self._report = HubReport(self.stats, url=hub.url)
         self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
         self._echo_deadline: asyncio.TimerHandle | None = None
+        self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer)  # sent at once
 
     def topic(self, leaf: str) -> str:
         """The full topic of `leaf` (e.g. `wire.TOPIC_DATA`) for this gateway."""
@@ -267,6 +269,7 @@ class Uplink:
             async with asyncio.TaskGroup() as inflight:
                 if self._config_channel is not None or self.stats.echo == "pending":
                     inflight.create_task(self._read_incoming(session), name="uplink-reader")
+                inflight.create_task(self.alerts.run(session, self._report), name="uplink-alerts")
                 await self._batches(session, inflight)
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
