@@ -49,6 +49,11 @@ class BufferSection:
     a power cut may lose the commits since the last checkpoint (fewer SD-card writes)."""
 
 
+def _parts(source: SourceConfig) -> list[str]:
+    """What readings of a source may come from after "<name>/": its BLE devices or meters."""
+    return [part.name for part in getattr(source, "devices", getattr(source, "meters", []))]
+
+
 @record
 class Config:
     """A gateway's config file: the same schema for the local file and signed pushes."""
@@ -74,7 +79,7 @@ class Config:
             seen.add(source.name)
         check_rules(
             self.alerts,
-            {s.name: [d.name for d in getattr(s, "devices", [])] or None for s in self.sources},
+            {s.name: _parts(s) or None for s in self.sources},
         )
 
     @property

@@ -150,3 +150,19 @@ def test_pymodbus_loads_only_when_a_modbus_source_is_configured(tmp_path: Path) 
         for document in (serial_only, with_meters)
     ]
     assert loaded == ["False", "True"]
+
+
+def test_an_alert_rule_may_watch_one_meter_or_every_meter_of_a_bus() -> None:
+    def rule(source: str) -> dict[str, Any]:
+        return {"name": "lights-overload", "source": source, "quantity": "power_total_w"}
+
+    for source in ("energy/lights", "energy"):
+        document = {**copy.deepcopy(VALID), "alerts": [{**rule(source), "above": 5000.0}]}
+        assert parse_config(document).alerts[0].source == source
+    document = {**copy.deepcopy(VALID), "alerts": [{**rule("energy/pump"), "above": 5000.0}]}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.path == "alerts[0].source"
+    assert "has no device 'pump' (only a BLE source's devices or a modbus source's meters)" in str(
+        error.value
+    )
