@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import math
 import random
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -288,11 +289,14 @@ def parse_meters(text: str) -> list[SimMeter]:
 async def run_bus(
     meters: Sequence[SimMeter], *, directory: Path, baud: int, seconds: float | None
 ) -> None:
-    """Serve until cancelled or for `seconds`; prints the device path for a config."""
+    """Serve until SIGTERM, SIGINT or `seconds`; prints the device path for a config. The pty
+    pair goes with it (socat is stopped, its links removed)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     async with ModbusBusSimulator(meters, directory=directory, baud=baud) as bus:
         listed = ", ".join(f"{m.model} at {a}" for a, m in bus.meters.items())
         print(f"meters ({listed}) on {bus.device} at {baud} baud 8N1", flush=True)
-        if seconds is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
