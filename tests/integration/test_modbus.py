@@ -272,3 +272,41 @@ async def test_meter_readings_reach_the_hub_with_units_and_a_silent_meter_shows_
         finally:
             tail.terminate()
             await tail.wait()
+
+
+async def test_citygw_simulate_meters_serves_the_bus_and_takes_it_away_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "simulate-meters",
+        "--dir",
+        str(tmp_path),
+        "--meters",
+        "5:sdm120",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert sim.stdout is not None
+    try:
+        async with asyncio.timeout(20):
+            line = (await sim.stdout.readline()).decode()
+        assert line.startswith(f"meters (sdm120 at 5) on {tmp_path / 'rs485'}")
+        config = ModbusSourceConfig(
+            name="energy",
+            port=str(tmp_path / "rs485"),
+            meters=[ModbusMeter(name="m", address=5, model="sdm120")],
+        )
+        source = ModbusSource(config, clock=WallClock())
+        sink = ListSink()
+        task = asyncio.create_task(source.run(sink))
+        try:
+            await wait_until(lambda: sink.count("energy/m") == 12, "one poll of the meter")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        sim.terminate()
+        assert await asyncio.wait_for(sim.wait(), timeout=15) == 0
+    assert not (tmp_path / "rs485").exists()
