@@ -108,3 +108,12 @@ def test_pending_is_bounded_and_asks_each_gateway_again_only_after_a_while() -> 
     assert len(pending.expired(now_s=100.5)) == 1
     assert pending.take("gw") == [m]
     assert pending.messages == 0
+
+
+def test_an_empty_retained_message_deletes_nothing_and_is_not_junk() -> None:
+    router, batch = Router("citygw/v1"), Batch()
+    for leaf in ("status", "register", "config/state"):
+        assert router.route(message(f"gw/{leaf}", b"", retained=True), batch) == HANDLED
+    assert not batch
+    router.route(message("gw/data", b""), batch)
+    assert [row[3].split(":")[0] for row in batch.quarantine] == ["data"]
