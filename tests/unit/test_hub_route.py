@@ -117,3 +117,17 @@ def test_an_empty_retained_message_deletes_nothing_and_is_not_junk() -> None:
     assert not batch
     router.route(message("gw/data", b""), batch)
     assert [row[3].split(":")[0] for row in batch.quarantine] == ["data"]
+
+
+def test_the_inbox_is_bounded_in_bytes_but_always_takes_one_message() -> None:
+    from gateway.hub.inbox import Inbox
+
+    inbox = Inbox(max_messages=10, max_bytes=100)
+    big = message("gw/data", b"x" * 500)
+    assert inbox.put(big, timeout_s=0)  # empty: one message, however large
+    assert not inbox.put(message("gw/data", b"y"), timeout_s=0.01)
+    assert inbox.get(timeout_s=0) is big
+    assert inbox.get(timeout_s=0.01) is None
+    for _ in range(10):
+        assert inbox.put(message("gw/data", b"z"), timeout_s=0)
+    assert not inbox.put(message("gw/data", b"z"), timeout_s=0)  # ten messages at most
