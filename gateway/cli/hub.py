@@ -97,18 +97,18 @@ def add_status_command(hub: Commands) -> None:
 
 def cmd_hub_status(args: argparse.Namespace) -> int:
     """Print the fleet, worst first."""
-    from gateway.hub.db import Unavailable, open_database
+    from gateway.hub.db import Refused, Unavailable, open_database
     from gateway.hub.status import as_json, table, worst_first
 
     try:
-        db = open_database(args.db)
-    except (ValueError, Unavailable) as error:
-        fail("hub status", error)
+        db = open_database(args.db, migrate=False)
+        try:
+            rows = worst_first(db.fleet())
+        finally:
+            db.close()
+    except (ValueError, Unavailable, Refused) as error:
+        fail("hub status", f"{error} (a database citygw hub ingest has written?)")
         return 2
-    try:
-        rows = worst_first(db.fleet())
-    finally:
-        db.close()
     if args.json:
         print(json.dumps(as_json(rows), indent=1))
     else:

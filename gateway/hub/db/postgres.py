@@ -40,8 +40,8 @@ DIALECT = common.Dialect(
 class PostgresDatabase:
     """A connection to the hub database; reconnects after the server went away."""
 
-    def __init__(self, dsn: str, *, connect_timeout_s: float = 10.0) -> None:
-        self._dsn = dsn
+    def __init__(self, dsn: str, *, migrate: bool = True, connect_timeout_s: float = 10.0) -> None:
+        self._dsn, self._writer = dsn, migrate
         self._timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
         self._months: set[datetime] = set()
@@ -52,9 +52,10 @@ class PostgresDatabase:
             return self._conn
         try:
             conn = psycopg.connect(self._dsn, connect_timeout=max(1, round(self._timeout_s)))
-            _migrate(conn)
-            conn.execute(f"CREATE TEMP TABLE obs_in ({_TEMP_COLUMNS}) ON COMMIT DELETE ROWS")
-            conn.commit()
+            if self._writer:
+                _migrate(conn)
+                conn.execute(f"CREATE TEMP TABLE obs_in ({_TEMP_COLUMNS}) ON COMMIT DELETE ROWS")
+                conn.commit()
         except psycopg.OperationalError as error:
             raise Unavailable(str(error)) from None
         self._conn = conn

@@ -31,12 +31,15 @@ DIALECT = common.Dialect(
 class SqliteDatabase:
     """The hub database in a file (WAL, so `hub status` reads while ingest writes)."""
 
-    def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str, *, migrate: bool = True, busy_timeout_s: float = 10.0) -> None:
+        if not migrate and not Path(path).exists():
+            raise Unavailable(f"no hub database at {path}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        if migrate:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -89,7 +92,11 @@ class SqliteDatabase:
 
     def fleet(self) -> list[dict[str, Any]]:
         """Every gateway's row with its open gaps."""
-        return common.fleet_rows(self._conn.execute(common.fleet_query(DIALECT)).fetchall())
+        try:
+            rows = self._conn.execute(common.fleet_query(DIALECT)).fetchall()
+        except sqlite3.Error as error:
+            raise Refused(str(error)) from None
+        return common.fleet_rows(rows)
 
     def observation_count(self) -> int:
         """Rows in `observations`."""
