@@ -10,7 +10,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from gateway.cli.base import Commands
+from gateway.cli.base import LOG_LEVELS, Commands, fail, setup_logging
 
 if TYPE_CHECKING:
     from gateway.hub.decode import HubEvent
@@ -28,6 +28,7 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--client-id", default="", help="persistent session id (default per host)")
     p.add_argument("--username")
     p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+    add_serve_commands(hub)
 
 
 def cmd_hub_tail(args: argparse.Namespace) -> int:
@@ -86,3 +87,84 @@ def _printable(text: str) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- serving: the public page, the read API, each owner's database role -----------------------
+
+
+def add_serve_commands(hub: Commands) -> None:
+    """hub serve, hub grant-owner, hub grant-reader (docs/hub.md, "Serving")."""
+    p = hub.add(
+        "serve",
+        help="the public sensor page and a SensorThings read API (open data only)",
+        handler=cmd_hub_serve,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... or sqlite:///PATH (read only)")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p = hub.add(
+        "grant-owner",
+        help="a PostgreSQL role that sees only OWNER's rows plus open data (row-level security)",
+        handler=cmd_hub_grant_owner,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... as the tables' owner")
+    p.add_argument("owner", help="the owner as readings and the register name it")
+    p.add_argument("--role", help="role name (default citygw_owner_<owner>_<hash>)")
+    p = hub.add(
+        "grant-reader",
+        help="a PostgreSQL role that sees open data only (e.g. for hub serve)",
+        handler=cmd_hub_grant_reader,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... as the tables' owner")
+    p.add_argument("role", help="role name")
+
+
+def cmd_hub_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    from gateway.hub.serve.app import serve
+    from gateway.hub.serve.db import Reader, Target
+    from gateway.hub.serve.store import Store
+
+    setup_logging(args.log_level)
+    host, _, port = args.listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        fail("hub serve", f"--listen must be HOST:PORT, not {args.listen!r}")
+        return 2
+    try:
+        target = Target.parse(args.db)
+    except ValueError as error:
+        fail("hub serve", error)
+        return 2
+    serve(Store(Reader(target)), host=host.strip("[]") or "127.0.0.1", port=int(port))
+    return 0
+
+
+def cmd_hub_grant_owner(args: argparse.Namespace) -> int:
+    """Create or update an owner's role; prints the role name. Password: $CITYGW_OWNER_PASSWORD."""
+    from gateway.hub.access import role_for
+
+    role = args.role or role_for(args.owner)
+    return _grant("hub grant-owner", args.db, role, args.owner)
+
+
+def cmd_hub_grant_reader(args: argparse.Namespace) -> int:
+    """Create or update an open-data-only role; prints the role name."""
+    return _grant("hub grant-reader", args.db, args.role, None)
+
+
+def _grant(command: str, dsn: str, role: str, owner: str | None) -> int:
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        fail(command, "row-level security needs PostgreSQL (--db postgresql://...)")
+        return 2
+    import psycopg
+
+    from gateway.hub.access import grant_reader
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            grant_reader(conn, role, owner=owner, password=os.environ.get("CITYGW_OWNER_PASSWORD"))
+    except psycopg.Error as error:
+        fail(command, error)
+        return 1
+    print(role)
+    return 0

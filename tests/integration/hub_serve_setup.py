@@ -1,0 +1,372 @@
+"""A hub database for the serving tests, built here without the ingest service: the contract's
+tables (/work/contracts.md "Hub database": observations partitioned by month on PostgreSQL)
+and rows a gateway fleet would have produced, including hostile register records and sources
+that are not open data. Also a throwaway PostgreSQL 15 cluster (DESIGN.md's recipe) and
+`citygw hub serve` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+START = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)  # the readings cross into December
+MINUTES = 150
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- what the fleet published -------------------------------------------------------------
+
+HOSTILE = "<img src=x onerror=alert('x')>"
+"""An open source's name (no "/": a name with one can own no readings, so it is never open)."""
+
+
+def _register(
+    purpose: str, *, open_data: bool, personal: bool = False, **more: Any
+) -> dict[str, Any]:
+    return {
+        "purpose": purpose,
+        "theme": "Air",
+        "personal_data": personal,
+        "legal_ground": "",
+        "location": [52.0907, 5.1214],
+        "active_until": "2028-12-31",
+        "open_data": open_data,
+        "privacy_statement": "https://example.org/privacy",
+        **more,
+    }
+
+
+def _source(
+    name: str, owner: str, quantities: list[tuple[str, str]], register: Any
+) -> dict[str, Any]:
+    return {
+        "source": name,
+        "owner": owner,
+        "type": "serial",
+        "driver": "sds011",
+        "quantities": [{"quantity": q, "unit": u} for q, u in quantities],
+        "register": register,
+    }
+
+
+PM = [("pm2_5", "ug/m3"), ("pm10", "ug/m3")]
+REGISTER: list[tuple[str, dict[str, Any]]] = [
+    (
+        "gw-0001",
+        _source(
+            "pm-school",
+            "burgermeetnet",
+            PM,
+            _register("Air quality near the school", open_data=True),
+        ),
+    ),
+    (
+        "gw-0001",
+        _source(
+            "pm-school-private", "burgermeetnet", PM, _register("Not published", open_data=False)
+        ),
+    ),
+    (
+        "gw-0001",
+        _source(
+            "counter",
+            "gemeente",
+            [("count", "1")],
+            _register(
+                "Counting passers-by",
+                open_data=False,
+                personal=True,
+                legal_ground="public task (GDPR 6.1.e)",
+            ),
+        ),
+    ),
+    (
+        "gw-0001",
+        _source(
+            "ble-park",
+            "gemeente",
+            [("temperature", "C")],
+            _register("Park climate", open_data=True),
+        ),
+    ),
+    (
+        "gw-0002",
+        _source(
+            HOSTILE,
+            '"><img src=x onerror=alert(1)>',
+            [("<b>q</b>", "</td><script>alert(2)</script>")],
+            _register(
+                "<img src=x onerror=alert(3)>",
+                open_data=True,
+                privacy_statement="javascript:alert(4)",
+                theme="</dd><script>alert(5)</script>",
+                location=["<x>", 1],
+            ),
+        ),
+    ),
+    ("gw-0002", _source("raw", "gemeente", [("pm2_5", "ug/m3")], None)),
+    (
+        "gw-0002",
+        _source("<script>alert(6)</script>", "x", PM, _register("slash", open_data=True)),
+    ),
+    (
+        "gw-0003",
+        _source("pm-lie", "gemeente", PM, _register("open_data is a string", open_data="true")),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Reading:
+    gateway: str
+    epoch: int
+    seq: int
+    source: str
+    quantity: str
+    unit: str
+    owner: str
+    ts: datetime
+    value: float
+    flags: int = 0
+
+
+def readings() -> list[Reading]:
+    """pm-school: pm2_5 = minute, pm10 = 1000 + minute, one a minute for MINUTES minutes; the
+    rest: readings of sources that are not open (same gateway, same quantities) and of the
+    open ones under quantities they did not register, which no URL may serve."""
+    out: list[Reading] = []
+    seq = 0
+
+    def add(
+        gw: str, source: str, quantity: str, unit: str, owner: str, ts: datetime, value: float
+    ) -> None:
+        nonlocal seq
+        seq += 1
+        out.append(Reading(gw, 1, seq, source, quantity, unit, owner, ts, value))
+
+    for minute in range(MINUTES):
+        ts = START + timedelta(minutes=minute)
+        add("gw-0001", "pm-school", "pm2_5", "ug/m3", "burgermeetnet", ts, float(minute))
+        add("gw-0001", "pm-school", "pm10", "ug/m3", "burgermeetnet", ts, 1000.0 + minute)
+    last = START + timedelta(minutes=MINUTES)
+    add("gw-0001", "pm-school-private", "pm2_5", "ug/m3", "burgermeetnet", last, -1.0)
+    add("gw-0001", "pm-school", "secret", "x", "burgermeetnet", last, -2.0)
+    add("gw-0001", "counter", "count", "1", "gemeente", last, -3.0)
+    add("gw-0001", "ble-park/ruuvi-1", "temperature", "C", "gemeente", last, 7.5)
+    add("gw-0001", "ble-parkx/ruuvi-1", "temperature", "C", "gemeente", last, -4.0)
+    add("gw-0002", HOSTILE, "<b>q</b>", "</td><script>alert(2)</script>", "x", last, 42.0)
+    add("gw-0002", "raw", "pm2_5", "ug/m3", "gemeente", last, -5.0)
+    add("gw-0002", "<script>alert(6)</script>", "pm2_5", "ug/m3", "x", last, -8.0)
+    add("gw-0003", "pm-lie", "pm2_5", "ug/m3", "gemeente", last, -6.0)
+    add("gw-0009", "pm-school", "pm2_5", "ug/m3", "burgermeetnet", last, -7.0)
+    return out
+
+
+SECRET_VALUES = {-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0}
+"""Values only non-open readings carry: none may appear in anything served."""
+
+
+# --- the contract's tables -------------------------------------------------------------------
+
+SQLITE_DDL = [
+    "CREATE TABLE observations (gateway_id TEXT NOT NULL, epoch INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, source TEXT, quantity TEXT, unit TEXT, owner TEXT, ts TEXT NOT NULL,"
+    " value REAL, flags INTEGER, UNIQUE (gateway_id, epoch, seq))",
+    "CREATE TABLE register (gateway_id TEXT, source TEXT, owner TEXT, record TEXT, updated_at TEXT,"
+    " PRIMARY KEY (gateway_id, source))",
+    "CREATE TABLE gateways (gateway_id TEXT PRIMARY KEY, online INTEGER, last_seen TEXT)",
+]
+PG_DDL = [
+    "CREATE TABLE observations (gateway_id text NOT NULL, epoch bigint NOT NULL,"
+    " seq bigint NOT NULL, source text, quantity text, unit text, owner text,"
+    " ts timestamptz NOT NULL,"
+    " value double precision, flags integer, UNIQUE (gateway_id, epoch, seq, ts))"
+    " PARTITION BY RANGE (ts)",
+    "CREATE TABLE observations_2026_11 PARTITION OF observations"
+    " FOR VALUES FROM ('2026-11-01 00:00Z') TO ('2026-12-01 00:00Z')",
+    "CREATE TABLE observations_2026_12 PARTITION OF observations"
+    " FOR VALUES FROM ('2026-12-01 00:00Z') TO ('2027-01-01 00:00Z')",
+    "CREATE TABLE register (gateway_id text, source text, owner text, record jsonb,"
+    " updated_at timestamptz, PRIMARY KEY (gateway_id, source))",
+    "CREATE TABLE gateways (gateway_id text PRIMARY KEY, online boolean, last_seen timestamptz)",
+]
+
+
+def _rows(ts_of: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    register = [(gw, s["source"], s["owner"], json.dumps(s), ts_of(START)) for gw, s in REGISTER]
+    observations = [
+        (
+            r.gateway,
+            r.epoch,
+            r.seq,
+            r.source,
+            r.quantity,
+            r.unit,
+            r.owner,
+            ts_of(r.ts),
+            r.value,
+            r.flags,
+        )
+        for r in readings()
+    ]
+    return register, observations
+
+
+def fill_sqlite(path: Path) -> None:
+    """The tables, with ts stored as ISO 8601 text (UTC, milliseconds, Z)."""
+    register, observations = _rows(
+        lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        for statement in SQLITE_DDL:
+            db.execute(statement)
+        db.executemany("INSERT INTO register VALUES (?, ?, ?, ?, ?)", register)
+        db.executemany(
+            "INSERT INTO observations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", observations
+        )
+
+
+def fill_postgresql(dsn: str) -> None:
+    import psycopg
+
+    register, observations = _rows(lambda t: t)
+    with psycopg.connect(dsn) as db:
+        for statement in PG_DDL:
+            db.execute(statement)
+        with db.cursor() as cursor:
+            cursor.executemany("INSERT INTO register VALUES (%s, %s, %s, %s, %s)", register)
+            cursor.executemany(
+                "INSERT INTO observations VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                observations,
+            )
+
+
+# --- a throwaway PostgreSQL 15 cluster (DESIGN.md "Real parts for tests") ------------------------
+
+
+@contextlib.contextmanager
+def postgresql_cluster() -> Iterator[str]:
+    """A fresh cluster on a free port; yields the superuser DSN. Needs root (runs as postgres)."""
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError("PostgreSQL 15 is not installed (make deps)")
+    top = Path(tempfile.mkdtemp(prefix="citygw-pg-", dir="/tmp"))
+    top.chmod(0o755)
+    base = top / "pg"
+    base.mkdir()
+    shutil.chown(base, "postgres")
+    base.chmod(0o700)
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    try:
+        subprocess.run(
+            [
+                *as_pg,
+                PG_BIN / "initdb",
+                "-D",
+                base / "db",
+                "-A",
+                "trust",
+                "-U",
+                "citygw",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [
+                *as_pg,
+                PG_BIN / "pg_ctl",
+                "-D",
+                base / "db",
+                "-l",
+                base / "log",
+                "-w",
+                "-o",
+                options,
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield f"postgresql://citygw@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_pg, PG_BIN / "pg_ctl", "-D", base / "db", "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(top, ignore_errors=True)
+
+
+# --- citygw hub serve as a subprocess --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hub_serve(dsn: str) -> Iterator[str]:
+    """`citygw hub serve --db DSN` on a free port; yields its base URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "hub",
+            "serve",
+            "--db",
+            dsn,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"hub serve exited with {process.returncode}")
+            try:
+                urllib.request.urlopen(url + "/v1.1", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
