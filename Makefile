@@ -21,7 +21,7 @@ CHAOS_ARGS ?=
 CHAOS_SLICE_WALL_S ?= 480
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd shellcheck \
-	nodejs debootstrap lintian
+	nodejs debootstrap lintian postgresql chromium
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).

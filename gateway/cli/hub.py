@@ -135,7 +135,8 @@ def cmd_hub_serve(args: argparse.Namespace) -> int:
     except ValueError as error:
         fail("hub serve", error)
         return 2
-    serve(Store(Reader(target)), host=host.strip("[]") or "127.0.0.1", port=int(port))
+    host = host.strip("[]") or "127.0.0.1"
+    serve(Store(Reader(target)), host=host, port=int(port), log_level=args.log_level)
     return 0
 
 

@@ -5,7 +5,8 @@
 no one but its owner), a SECURITY DEFINER function `hub_owners_of(role)` that the policies call
 with `current_user` (so a member of several owner roles sees each one's rows), and a SELECT
 policy on each table. A row is visible to a role when its `owner` is one of the role's owners,
-or when the register marks its (gateway, source) `open_data: true`. The table owner (the ingest
+or when the register marks its (gateway, source) `open_data: true` (the JSON boolean; a source
+is the reading's up to the first "/", as in the contract). The table owner (the ingest
 service) is not subject to the policies (no FORCE), superusers never are. `observations` is
 partitioned: policies and grants sit on the parent, and a role reads through the parent only
 (it has no grant on a partition, so reading one directly is refused).
@@ -24,7 +25,7 @@ MAPPING_TABLE = "hub_owner_roles"
 OPEN_SOURCE = (
     "EXISTS (SELECT 1 FROM {schema}.register r WHERE r.gateway_id = observations.gateway_id"
     " AND r.source = split_part(observations.source, '/', 1)"
-    " AND (r.record::jsonb #>> '{{register,open_data}}') = 'true')"
+    " AND (r.record::jsonb -> 'register' -> 'open_data') = 'true'::jsonb)"
 )
 MINE = "owner IN (SELECT {schema}.hub_owners_of(current_user::text))"
 
@@ -55,7 +56,7 @@ def install_policies(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         f" USING ({MINE} OR {OPEN_SOURCE})",
         "DROP POLICY IF EXISTS citygw_owner_or_open ON {schema}.register",
         "CREATE POLICY citygw_owner_or_open ON {schema}.register FOR SELECT"
-        f" USING ({MINE} OR (record::jsonb #>> '{{{{register,open_data}}}}') = 'true')",
+        f" USING ({MINE} OR (record::jsonb -> 'register' -> 'open_data') = 'true'::jsonb)",
     ]
     with conn.transaction():
         for statement in statements:

@@ -173,7 +173,7 @@ def _base_url(scope: Scope) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{sta.PREFIX}"
 
 
-def serve(store: Store, *, host: str, port: int) -> None:
+def serve(store: Store, *, host: str, port: int, log_level: str = "info") -> None:
     """Runs the application under uvicorn until SIGINT/SIGTERM."""
     import uvicorn  # the hub extra
 
@@ -187,7 +187,7 @@ def serve(store: Store, *, host: str, port: int) -> None:
         timeout_keep_alive=5,
         server_header=False,
         proxy_headers=False,
-        log_level="info",
+        log_level=log_level,
     )
     try:
         uvicorn.Server(config).run()
