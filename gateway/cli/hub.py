@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def add_commands(commands: Commands) -> None:
-    """Add the hub group: hub tail."""
+    """Add the hub group: hub tail, ingest, status, serve, grant-owner, grant-reader."""
     hub = commands.group("hub", help="hub-side tools")
     p = hub.add(
         "tail", help="subscribe like a hub, decode, drop duplicates, print", handler=cmd_hub_tail
@@ -28,7 +28,91 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--client-id", default="", help="persistent session id (default per host)")
     p.add_argument("--username")
     p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+    add_ingest_command(hub)
+    add_status_command(hub)
     add_serve_commands(hub)
+
+
+def add_ingest_command(hub: Commands) -> None:
+    """hub ingest: the hub service, readings into the database exactly once (docs/hub.md)."""
+    p = hub.add(
+        "ingest",
+        help="store what gateways publish in PostgreSQL or SQLite, exactly once",
+        handler=cmd_hub_ingest,
+    )
+    p.add_argument("--url", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--db", required=True, help="postgresql://... or sqlite:///PATH")
+    p.add_argument("--share", help="MQTT 5 shared subscription group (several workers)")
+    p.add_argument(
+        "--client-id",
+        default="",
+        help="stable session id; a restarted worker must take its id back (default per host)",
+    )
+    p.add_argument("--topic-prefix", default="citygw/v1")
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=60.0,
+        help="a sequence range missing this long is an open gap (default 60)",
+    )
+    p.add_argument("--username")
+    p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+
+
+def cmd_hub_ingest(args: argparse.Namespace) -> int:
+    """Run the ingest service until SIGTERM or Ctrl-C."""
+    from gateway.hub.db import Unavailable
+    from gateway.hub.ingest import Settings
+    from gateway.hub.service import run_ingest
+    from gateway.hub.tail import HubOptions
+
+    setup_logging(args.log_level)
+    options = HubOptions(
+        url=args.url,
+        topic_prefix=args.topic_prefix,
+        client_id=args.client_id,
+        username=args.username,
+        password=os.environ.get("CITYGW_HUB_PASSWORD") or None,
+        ca_file=args.ca_file,
+    )
+    try:
+        return run_ingest(
+            options, args.db, share=args.share, settings=Settings(grace_s=args.grace_s)
+        )
+    except (ValueError, Unavailable) as error:
+        fail("hub ingest", error)
+        return 2
+
+
+def add_status_command(hub: Commands) -> None:
+    """hub status: the fleet from the hub database, worst first."""
+    p = hub.add(
+        "status", help="the fleet: online, last seen, backlog, drops, gaps", handler=cmd_hub_status
+    )
+    p.add_argument("--db", required=True, help="postgresql://... or sqlite:///PATH")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+
+
+def cmd_hub_status(args: argparse.Namespace) -> int:
+    """Print the fleet, worst first."""
+    from gateway.hub.db import Unavailable, open_database
+    from gateway.hub.status import as_json, table, worst_first
+
+    try:
+        db = open_database(args.db)
+    except (ValueError, Unavailable) as error:
+        fail("hub status", error)
+        return 2
+    try:
+        rows = worst_first(db.fleet())
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(as_json(rows), indent=1))
+    else:
+        print("\n".join(table(rows)))
+    return 0
 
 
 def cmd_hub_tail(args: argparse.Namespace) -> int:

@@ -1,8 +1,7 @@
 """A hub database for the serving tests, built here without the ingest service: the contract's
-tables (/work/contracts.md "Hub database": observations partitioned by month on PostgreSQL)
+tables (made by the hub's own migrations, gateway/hub/db/schema.py)
 and rows a gateway fleet would have produced, including hostile register records and sources
-that are not open data. Also a throwaway PostgreSQL 15 cluster (DESIGN.md's recipe) and
-`citygw hub serve` as a subprocess.
+that are not open data. Also a throwaway PostgreSQL cluster and `citygw hub serve` as a subprocess.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 START = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)  # the readings cross into December
 MINUTES = 150
 
@@ -188,140 +186,83 @@ SECRET_VALUES = {-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0}
 """Values only non-open readings carry: none may appear in anything served."""
 
 
-# --- the contract's tables -------------------------------------------------------------------
+# --- the contract's tables, made by the hub's own migrations (gateway/hub/db/schema.py) ------
 
-SQLITE_DDL = [
-    "CREATE TABLE observations (gateway_id TEXT NOT NULL, epoch INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, source TEXT, quantity TEXT, unit TEXT, owner TEXT, ts TEXT NOT NULL,"
-    " value REAL, flags INTEGER, UNIQUE (gateway_id, epoch, seq))",
-    "CREATE TABLE register (gateway_id TEXT, source TEXT, owner TEXT, record TEXT, updated_at TEXT,"
-    " PRIMARY KEY (gateway_id, source))",
-    "CREATE TABLE gateways (gateway_id TEXT PRIMARY KEY, online INTEGER, last_seen TEXT)",
-]
-PG_DDL = [
-    "CREATE TABLE observations (gateway_id text NOT NULL, epoch bigint NOT NULL,"
-    " seq bigint NOT NULL, source text, quantity text, unit text, owner text,"
-    " ts timestamptz NOT NULL,"
-    " value double precision, flags integer, UNIQUE (gateway_id, epoch, seq, ts))"
-    " PARTITION BY RANGE (ts)",
+OBSERVATION_COLUMNS = "gateway_id, epoch, seq, source, quantity, unit, owner, ts, value, flags"
+REGISTER_COLUMNS = "gateway_id, source, owner, record, updated_at"
+MONTHS = [
     "CREATE TABLE observations_2026_11 PARTITION OF observations"
     " FOR VALUES FROM ('2026-11-01 00:00Z') TO ('2026-12-01 00:00Z')",
     "CREATE TABLE observations_2026_12 PARTITION OF observations"
     " FOR VALUES FROM ('2026-12-01 00:00Z') TO ('2027-01-01 00:00Z')",
-    "CREATE TABLE register (gateway_id text, source text, owner text, record jsonb,"
-    " updated_at timestamptz, PRIMARY KEY (gateway_id, source))",
-    "CREATE TABLE gateways (gateway_id text PRIMARY KEY, online boolean, last_seen timestamptz)",
 ]
+
+
+def _statements(dialect: str) -> list[str]:
+    from gateway.hub.db.schema import MIGRATIONS
+
+    return [statement for migration in MIGRATIONS[dialect] for statement in migration]
 
 
 def _rows(ts_of: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     register = [(gw, s["source"], s["owner"], json.dumps(s), ts_of(START)) for gw, s in REGISTER]
     observations = [
-        (
-            r.gateway,
-            r.epoch,
-            r.seq,
-            r.source,
-            r.quantity,
-            r.unit,
-            r.owner,
-            ts_of(r.ts),
-            r.value,
-            r.flags,
-        )
+        (r.gateway, r.epoch, r.seq, r.source, r.quantity, r.unit, r.owner, ts_of(r.ts), r.value,
+         r.flags)
         for r in readings()
-    ]
+    ]  # fmt: skip
     return register, observations
 
 
 def fill_sqlite(path: Path) -> None:
-    """The tables, with ts stored as ISO 8601 text (UTC, milliseconds, Z)."""
+    """The tables, with ts as the ingest stores it in SQLite: ISO 8601 text, UTC, ms, Z."""
     register, observations = _rows(
         lambda t: t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        for statement in SQLITE_DDL:
+        for statement in _statements("sqlite"):
             db.execute(statement)
-        db.executemany("INSERT INTO register VALUES (?, ?, ?, ?, ?)", register)
         db.executemany(
-            "INSERT INTO observations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", observations
+            f"INSERT INTO register ({REGISTER_COLUMNS}) VALUES (?, ?, ?, ?, ?)", register
+        )
+        db.executemany(
+            f"INSERT INTO observations ({OBSERVATION_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+            observations,
         )
 
 
 def fill_postgresql(dsn: str) -> None:
+    """The tables and two monthly partitions of observations (the readings cross into December)."""
     import psycopg
 
     register, observations = _rows(lambda t: t)
     with psycopg.connect(dsn) as db:
-        for statement in PG_DDL:
+        for statement in [*_statements("postgresql"), *MONTHS]:
             db.execute(statement)
         with db.cursor() as cursor:
-            cursor.executemany("INSERT INTO register VALUES (%s, %s, %s, %s, %s)", register)
             cursor.executemany(
-                "INSERT INTO observations VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO register ({REGISTER_COLUMNS}) VALUES (%s, %s, %s, %s, %s)", register
+            )
+            cursor.executemany(
+                f"INSERT INTO observations ({OBSERVATION_COLUMNS})"
+                f" VALUES ({', '.join(['%s'] * 10)})",
                 observations,
             )
 
 
-# --- a throwaway PostgreSQL 15 cluster (DESIGN.md "Real parts for tests") ------------------------
-
-
 @contextlib.contextmanager
 def postgresql_cluster() -> Iterator[str]:
-    """A fresh cluster on a free port; yields the superuser DSN. Needs root (runs as postgres)."""
-    if not (PG_BIN / "initdb").exists():
-        raise RuntimeError("PostgreSQL 15 is not installed (make deps)")
+    """A throwaway PostgreSQL cluster (pg_cluster.py); yields the superuser DSN."""
+    from pg_cluster import PgCluster
+
     top = Path(tempfile.mkdtemp(prefix="citygw-pg-", dir="/tmp"))
-    top.chmod(0o755)
-    base = top / "pg"
-    base.mkdir()
-    shutil.chown(base, "postgres")
-    base.chmod(0o700)
-    port = free_port()
-    as_pg = ["runuser", "-u", "postgres", "--"]
+    cluster = PgCluster(top / "pg")
     try:
-        subprocess.run(
-            [
-                *as_pg,
-                PG_BIN / "initdb",
-                "-D",
-                base / "db",
-                "-A",
-                "trust",
-                "-U",
-                "citygw",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            [
-                *as_pg,
-                PG_BIN / "pg_ctl",
-                "-D",
-                base / "db",
-                "-l",
-                base / "log",
-                "-w",
-                "-o",
-                options,
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        yield f"postgresql://citygw@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster.dsn
     finally:
-        subprocess.run(
-            [*as_pg, PG_BIN / "pg_ctl", "-D", base / "db", "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+        with contextlib.suppress(RuntimeError):
+            cluster.stop()
         shutil.rmtree(top, ignore_errors=True)
 
 

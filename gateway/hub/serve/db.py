@@ -35,11 +35,12 @@ class Target:
 
     @classmethod
     def parse(cls, dsn: str) -> Target:
-        """`postgresql://...` (or `postgres://...`) or `sqlite:///PATH`; ValueError otherwise."""
+        """`postgresql://...` (or `postgres://...`) or `sqlite:///PATH` (relative;
+        `sqlite:////abs/path` absolute, as `hub ingest` and SQLAlchemy read them)."""
         if dsn.startswith(("postgresql://", "postgres://")):
             return cls("postgresql", dsn)
         if dsn.startswith("sqlite:///") and len(dsn) > len("sqlite:///"):
-            return cls("sqlite", dsn.removeprefix("sqlite://"))
+            return cls("sqlite", dsn.removeprefix("sqlite:///"))
         raise ValueError(f"--db must be postgresql://... or sqlite:///PATH, not {dsn[:40]!r}")
 
 
