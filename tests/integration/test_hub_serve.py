@@ -126,6 +126,11 @@ def test_pages_carry_count_self_and_next_links_until_the_last(served: str) -> No
     assert pages == 4 and seen == [float(m) for m in range(MINUTES)]
     empty = ok(f"{served}/v1.1/Datastreams({stream})/Observations?$skip=1000")
     assert empty == {"value": []}
+    counted = ok(f"{served}/v1.1/Datastreams({stream})/Observations?$top=0&$count=true")
+    assert counted == {"@iot.count": MINUTES, "value": []}
+    things = ok(f"{served}/v1.1/Things?$top=2&$count=true")
+    assert things["@iot.count"] == 3 and len(things["value"]) == 2
+    assert len(ok(things["@iot.nextLink"])["value"]) == 1
 
 
 @pytest.mark.parametrize(

@@ -109,9 +109,8 @@ class HubWeb:
             if path == "/":
                 return await self._off_loop(self._page_response)
             if path == sta.PREFIX or path.startswith(sta.PREFIX + "/"):
-                request = sta.Request(
-                    _base_url(scope), path[len(sta.PREFIX) :], scope["query_string"].decode()
-                )
+                query = scope["query_string"].decode("latin-1")
+                request = sta.Request(_base_url(scope), path[len(sta.PREFIX) :], query)
                 return await self._off_loop(lambda: self._api_response(request))
             return error(404, "not found: the page is at / and the API at /v1.1/")
         except sta.ApiError as exc:

@@ -227,7 +227,7 @@ def _envelope(
     body: Json = {}
     if options.count and total is not None:
         body["@iot.count"] = total
-    if more:
+    if more and options.top > 0:  # $top=0 (with $count) asks for the count alone
         query = dict(options.raw)
         query["$top"] = str(options.top)
         query["$skip"] = str(options.skip + options.top)
