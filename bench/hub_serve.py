@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))  # the test suite's clus
 START = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN_S = 60 * 86_400  # two months
 MONTHS = [
-    "CREATE TABLE observations_2026_11 PARTITION OF observations"
+    "CREATE TABLE observations_p202611 PARTITION OF observations"
     " FOR VALUES FROM ('2026-11-01 00:00Z') TO ('2026-12-01 00:00Z')",
-    "CREATE TABLE observations_2026_12 PARTITION OF observations"
+    "CREATE TABLE observations_p202612 PARTITION OF observations"
     " FOR VALUES FROM ('2026-12-01 00:00Z') TO ('2027-01-01 00:00Z')",
 ]
 PM = ["pm2_5", "pm10"]

@@ -191,9 +191,9 @@ SECRET_VALUES = {-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0}
 OBSERVATION_COLUMNS = "gateway_id, epoch, seq, source, quantity, unit, owner, ts, value, flags"
 REGISTER_COLUMNS = "gateway_id, source, owner, record, updated_at"
 MONTHS = [
-    "CREATE TABLE observations_2026_11 PARTITION OF observations"
+    "CREATE TABLE observations_p202611 PARTITION OF observations"
     " FOR VALUES FROM ('2026-11-01 00:00Z') TO ('2026-12-01 00:00Z')",
-    "CREATE TABLE observations_2026_12 PARTITION OF observations"
+    "CREATE TABLE observations_p202612 PARTITION OF observations"
     " FOR VALUES FROM ('2026-12-01 00:00Z') TO ('2027-01-01 00:00Z')",
 ]
 
@@ -251,19 +251,27 @@ def fill_postgresql(dsn: str) -> None:
 
 
 @contextlib.contextmanager
-def postgresql_cluster() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (pg_cluster.py); yields the superuser DSN."""
+def throwaway_cluster() -> Iterator[Any]:
+    """A started PgCluster (pg_cluster.py) in its own directory under /tmp: not under pytest's
+    /tmp/pytest-of-root, which another pytest run may make 0700 again, locking postgres out."""
     from pg_cluster import PgCluster
 
     top = Path(tempfile.mkdtemp(prefix="citygw-pg-", dir="/tmp"))
     cluster = PgCluster(top / "pg")
     try:
         cluster.start()
-        yield cluster.dsn
+        yield cluster
     finally:
         with contextlib.suppress(RuntimeError):
             cluster.stop()
         shutil.rmtree(top, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgresql_cluster() -> Iterator[str]:
+    """A throwaway cluster's superuser DSN."""
+    with throwaway_cluster() as cluster:
+        yield cluster.dsn
 
 
 # --- citygw hub serve as a subprocess --------------------------------------------------------

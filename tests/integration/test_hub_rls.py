@@ -111,7 +111,8 @@ def test_an_owner_role_reads_through_the_parent_only_and_writes_nothing(
     import psycopg
 
     for sql in (
-        "SELECT count(*) FROM observations_2026_12",
+        "SELECT count(*) FROM observations_p202612",
+        "SELECT count(*) FROM observations_other",
         "INSERT INTO observations (gateway_id, epoch, seq, ts) VALUES ('g', 1, 1, now())",
         "UPDATE register SET owner = 'burgermeetnet'",
         "SELECT count(*) FROM hub_owner_roles",
