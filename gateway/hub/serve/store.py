@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from gateway.hub.serve.catalog import Catalog, Sensor, Stream, sensor_from_row
 from gateway.hub.serve.db import Reader, Row
@@ -21,7 +21,6 @@ MAX_REGISTER_ROWS = 100_000
 MAX_UNION_SENSORS = 500
 """`/Observations` across every open stream names each in SQL; past this, ask per Datastream."""
 COLUMNS = "gateway_id, epoch, seq, source, quantity, unit, ts, value, flags"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +47,6 @@ class Store:
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
-        self._ts: _TsCodec | None = None
 
     def catalog(self) -> Catalog:
         """Every register row, parsed (bounded)."""
@@ -111,7 +109,7 @@ class Store:
         clause, params = _streams_sql(streams)
         codec = self._codec()
         for bound in options.bounds:
-            clause += f" AND {codec.column} {bound.sql_op} {codec.placeholder}"
+            clause += f" AND ts {bound.sql_op} ?"
             params.append(codec.to_db(bound.when))
         return clause, params
 
@@ -137,12 +135,7 @@ class Store:
         return found
 
     def _codec(self) -> _TsCodec:
-        if self._ts is not None:
-            return self._ts
-        codec, certain = _TsCodec.detect(self.reader)
-        if certain:  # an empty table says nothing about how the writer will store ts
-            self._ts = codec
-        return codec
+        return _TsCodec(text=self.reader.target.dialect == "sqlite")
 
 
 def _streams_sql(streams: Sequence[Stream]) -> tuple[str, list[object]]:
@@ -166,34 +159,19 @@ def _streams_sql(streams: Sequence[Stream]) -> tuple[str, list[object]]:
 
 @dataclass(frozen=True, slots=True)
 class _TsCodec:
-    """How `ts` is stored: PostgreSQL timestamptz; in SQLite ISO text or epoch milliseconds."""
+    """How `ts` is stored: PostgreSQL timestamptz; SQLite ISO 8601 UTC text with milliseconds
+    and a Z, as hub ingest writes it (gateway/hub/db/schema.py). Bounds in the same form compare
+    as text, so the ts index serves them (at millisecond precision)."""
 
-    kind: str  # "native", "text", "ms"
-    column: str = "ts"
-    placeholder: str = "?"
-
-    @classmethod
-    def detect(cls, reader: Reader) -> tuple[_TsCodec, bool]:
-        """The codec, and whether a stored row showed it."""
-        if reader.target.dialect != "sqlite":
-            return cls("native"), True
-        rows = reader.rows("SELECT typeof(ts) FROM observations LIMIT 1")
-        if rows and rows[0][0] in ("integer", "real"):
-            return cls("ms"), True
-        # text compares by instant, whatever offset or precision the writer used
-        return cls("text", "julianday(ts)", "julianday(?)"), bool(rows)
+    text: bool
 
     def to_db(self, when: datetime) -> object:
-        if self.kind == "ms":
-            return (when - _EPOCH) // timedelta(milliseconds=1)
-        if self.kind == "text":
-            return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if self.text:
+            return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return when
 
     def from_db(self, value: object) -> datetime:
         if isinstance(value, datetime):
             return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, int | float):
-            return _EPOCH + timedelta(milliseconds=value)
         when = datetime.fromisoformat(str(value))
         return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
