@@ -328,3 +328,25 @@ def test_a_database_restart_costs_a_503_not_the_service() -> None:
             assert status == 503 and "not answering" in body["message"]
             cluster.start()
             assert len(ok(readings_url)["value"]) == 100
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1.1/Things(99999999999999999999)", "/v1.1/Things('1')", "/v1.1/Things(-1)",
+        "/v1.1/Observations(1)", "/v1.1/Observations('1-2')", "/v1.1/Observations('x''y')",
+        "/v1.1/Observations('99999999999999-1-1')/Datastream", "/v1.1/Things(1)/Observations",
+        "/v1.1/Things/Datastreams", "/v1.1/Nope", "/v1.1/Things(1", "/v1.1/%00", "/v1.1//",
+        "/v1.1/Datastreams(1)/Observations/Datastream", "/v1.1/Things?$top=%FF",
+        "/v1.1/Things?$filter=phenomenonTime%20ge%202026-12-07T00:00:00Z",
+        "/v1.1/Observations?$filter=phenomenonTime%20ge%209999-12-31T23:59:59-23:59",
+        "/v1.1/Observations?$filter=phenomenonTime%20ge%200001-01-01T00:00:00%2B14:00",
+        "/v1.1/Observations?" + "&".join(f"a{i}=1" for i in range(40)),
+        "/v1.1/Observations?$orderby=", "/v1.1/Observations?$top=", "/v1.1/Observations?$",
+        "/x", "/index.html", "/v1.10",
+    ],
+)  # fmt: skip
+def test_odd_urls_get_a_clear_4xx_never_a_500(served: str, path: str) -> None:
+    status, body = get(served + path)
+    assert status in (200, 400, 404), (status, body)
+    assert body.get("message") or "value" in body

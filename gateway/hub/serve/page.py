@@ -122,7 +122,9 @@ def _yes_no(value: bool | None) -> str:
 def _privacy(sensor: Sensor) -> str:
     if not sensor.privacy_statement:
         return "none published"
-    return f'<a href="{_e(sensor.privacy_statement)}" rel="nofollow noopener">privacy statement</a>'
+    label = _e(f"privacy statement for {sensor.gateway} / {sensor.source}")
+    href = _e(sensor.privacy_statement)
+    return f'<a href="{href}" rel="nofollow noopener" aria-label="{label}">privacy statement</a>'
 
 
 def _location(sensor: Sensor) -> str:
