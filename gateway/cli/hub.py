@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,8 @@ def add_ingest_command(hub: Commands) -> None:
     p.add_argument(
         "--client-id",
         default="",
-        help="stable session id; a restarted worker must take its id back (default per host)",
+        help="stable session id, one per worker: a restarted worker must take its id back"
+        " (default citygw-ingest-<host>)",
     )
     p.add_argument("--topic-prefix", default="citygw/v1")
     p.add_argument(
@@ -71,7 +73,7 @@ def cmd_hub_ingest(args: argparse.Namespace) -> int:
     options = HubOptions(
         url=args.url,
         topic_prefix=args.topic_prefix,
-        client_id=args.client_id,
+        client_id=args.client_id or f"citygw-ingest-{socket.gethostname()}"[:64],
         username=args.username,
         password=os.environ.get("CITYGW_HUB_PASSWORD") or None,
         ca_file=args.ca_file,

@@ -101,6 +101,7 @@ class Ingest:
         """Route, store in one transaction, then acknowledge; parked data waits for a birth."""
         batch, done = Batch(), []
         now_s = time.monotonic()
+        started = time.perf_counter()
         for message in messages:
             if self._router.route(message, batch) == HANDLED:
                 done.append(message)
@@ -116,10 +117,15 @@ class Ingest:
                 done.append(message)
             else:
                 self._pending.park(self._router.gateway_of(message.topic), message, now_s=now_s)
+        routed = time.perf_counter()
         if not self._store(batch, done, stop):
             return
         for message in done:
             self._session.ack(message)
+        log.debug(
+            "batch of %d messages, %d readings: routed in %.3f s, stored in %.3f s",
+            len(done), len(batch.observations), routed - started, time.perf_counter() - routed,
+        )  # fmt: skip
         self.counters.messages += len(done)
         self._ask_births(now_s)
 

@@ -67,10 +67,9 @@ class PgCluster:
         """initdb on the first start, then start and wait until it accepts connections."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self._as_root:
-            for parent in [self.workdir, *self.workdir.parents]:
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o001)  # traversable by postgres
+            for parent in self.workdir.parents:
+                if parent.stat().st_mode & 0o001 == 0:
+                    parent.chmod(parent.stat().st_mode | 0o001)  # traversable by postgres
             shutil.chown(self.workdir, "postgres")
             self.workdir.chmod(0o700)
         if not self.data.exists():
