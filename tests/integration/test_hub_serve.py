@@ -28,7 +28,6 @@ from hub_serve_setup import (
     hub_serve,
     postgresql_cluster,
     readings,
-    throwaway_cluster,
 )
 
 pytestmark = pytest.mark.integration
@@ -317,17 +316,16 @@ def test_a_hostile_register_record_stays_text_in_the_browser(served: str, tmp_pa
     assert article(dom, "gw-0002 / <script>alert(6)</script>")
 
 
-def test_a_database_restart_costs_a_503_not_the_service() -> None:
-    with throwaway_cluster() as cluster:
-        fill_postgresql(cluster.dsn)
-        with hub_serve(cluster.dsn) as url:
-            readings_url = f"{url}/v1.1/Datastreams({pm25_stream(url)})/Observations"
-            assert len(ok(readings_url)["value"]) == 100
-            cluster.stop()
-            status, body = get(readings_url)
-            assert status == 503 and "not answering" in body["message"]
-            cluster.start()
-            assert len(ok(readings_url)["value"]) == 100
+def test_a_database_restart_costs_a_503_not_the_service(postgres: Any) -> None:
+    fill_postgresql(postgres.dsn)
+    with hub_serve(postgres.dsn) as url:
+        readings_url = f"{url}/v1.1/Datastreams({pm25_stream(url)})/Observations"
+        assert len(ok(readings_url)["value"]) == 100
+        postgres.stop()
+        status, body = get(readings_url)
+        assert status == 503 and "not answering" in body["message"]
+        postgres.start()
+        assert len(ok(readings_url)["value"]) == 100
 
 
 @pytest.mark.parametrize(
