@@ -1,6 +1,7 @@
 """End to end on the city side: a gateway's register and data published to a real Mosquitto,
-stored by `citygw hub ingest` (SQLite), served by `citygw hub serve`: the open source's readings
-come out of the read API and the page, the closed source's do not."""
+stored by `citygw hub ingest` (SQLite, and PostgreSQL with its partitions), served by
+`citygw hub serve`: the open source's readings come out of the read API and the page, the
+closed source's do not."""
 
 from __future__ import annotations
 
@@ -39,23 +40,38 @@ REGISTER = {
 T0_MS = 1_796_600_000_000  # 2026-12-06 23:33:20 UTC
 
 
-def stored(db: Path) -> int:
-    if not db.exists():
+def stored(dsn: str) -> int:
+    """Readings in the hub database so far (0 before the service made its tables)."""
+    if dsn.startswith("postgresql://"):
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), psycopg.connect(dsn) as db:
+            return int(db.execute("SELECT count(*) FROM observations").fetchone()[0])
         return 0
-    with contextlib.closing(sqlite3.connect(db)) as conn:
+    path = Path(dsn.removeprefix("sqlite:///"))
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         try:
             return int(conn.execute("SELECT count(*) FROM observations").fetchone()[0])
         except sqlite3.OperationalError:
             return 0
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return str(request.getfixturevalue("postgres").dsn)
+
+
 def test_ingested_readings_of_an_open_source_are_served_and_no_others(
-    mosquitto: Any, topic_prefix: str, tmp_path: Path
+    mosquitto: Any, topic_prefix: str, hub_dsn: str
 ) -> None:
-    db = tmp_path / "hub.db"
+    db = hub_dsn
     ingest = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "hub", "ingest", "--url", mosquitto.url,
-         "--db", f"sqlite:///{db}", "--topic-prefix", topic_prefix, "--client-id", "e2e",
+         "--db", db, "--topic-prefix", topic_prefix, "--client-id", "e2e",
          "--log-level", "warning"],
         cwd=REPO,
     )  # fmt: skip
@@ -83,7 +99,7 @@ def test_ingested_readings_of_an_open_source_are_served_and_no_others(
     finally:
         ingest.terminate()
         ingest.wait(timeout=20)
-    with hub_serve(f"sqlite:///{db}") as url:
+    with hub_serve(db) as url:
         with urllib.request.urlopen(f"{url}/v1.1/Observations?$top=100", timeout=30) as answer:
             observations = json.loads(answer.read())["value"]
         with urllib.request.urlopen(f"{url}/", timeout=30) as answer:
