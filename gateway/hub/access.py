@@ -49,6 +49,7 @@ def install_policies(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         " LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$"
         " SELECT m.owner FROM {schema}.hub_owner_roles m JOIN pg_roles r ON r.rolname = m.role_name"
         " WHERE pg_has_role(who, r.oid, 'MEMBER') $$",
+        "REVOKE ALL ON FUNCTION {schema}.hub_owners_of(text) FROM PUBLIC",
         "ALTER TABLE {schema}.observations ENABLE ROW LEVEL SECURITY",
         "ALTER TABLE {schema}.register ENABLE ROW LEVEL SECURITY",
         "DROP POLICY IF EXISTS citygw_owner_or_open ON {schema}.observations",
@@ -82,6 +83,7 @@ def grant_reader(
         for statement in (
             "GRANT USAGE ON SCHEMA {schema} TO {name}",
             "GRANT SELECT ON {schema}.observations, {schema}.register TO {name}",
+            "GRANT EXECUTE ON FUNCTION {schema}.hub_owners_of(text) TO {name}",
         ):
             conn.execute(sql.SQL(statement).format(schema=schema, name=name))
         conn.execute(

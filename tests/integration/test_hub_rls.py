@@ -51,6 +51,9 @@ def cluster() -> Iterator[dict[str, str]]:
         with psycopg.connect(dsn, autocommit=True) as db:  # a person in both owners' roles
             db.execute("CREATE ROLE alice LOGIN")
             db.execute(f'GRANT "{roles["burgermeetnet"]}", gem TO alice')
+            db.execute("CREATE ROLE mallory LOGIN")  # granted nothing by citygw
+            db.execute("GRANT SELECT ON observations TO mallory")  # a careless DBA
+        roles["mallory"] = "mallory"
         roles["alice"] = "alice"
         yield {who: dsn.replace("//citygw@", f"//{role}@") for who, role in roles.items()}
 
@@ -116,6 +119,7 @@ def test_an_owner_role_reads_through_the_parent_only_and_writes_nothing(
         "INSERT INTO observations (gateway_id, epoch, seq, ts) VALUES ('g', 1, 1, now())",
         "UPDATE register SET owner = 'burgermeetnet'",
         "SELECT count(*) FROM hub_owner_roles",
+        "SELECT * FROM gateways",
     ):
         with (
             psycopg.connect(cluster["burgermeetnet"]) as db,
@@ -135,3 +139,17 @@ def test_hub_serve_runs_as_the_open_data_reader(cluster: dict[str, str]) -> None
             page = response.read().decode()
     assert len(things) == 3
     assert "pm-school" in page and "counter" not in page  # the web role sees open rows only
+
+
+def test_a_role_citygw_did_not_make_gets_nothing_even_with_a_table_grant(
+    cluster: dict[str, str],
+) -> None:
+    """Row-level security is on for every role but the tables' owner: a role granted SELECT by
+    hand, with no owner mapping and no right to the policy's function, is refused."""
+    import psycopg
+
+    with (
+        psycopg.connect(cluster["mallory"]) as db,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        db.execute("SELECT count(*) FROM observations")
