@@ -182,6 +182,8 @@ bench: $(STAMP)
 		     rm -rf $(TB_VENV); }; }
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/fleet_push.py --count 200 --write
+	$(VPY) bench/decoders.py
+	$(VPY) bench/hub_ingest.py
 
 # Wheels for offline installs on aarch64 and armv7l gateways (deploy/install.sh --wheelhouse).
 .PHONY: wheelhouse

@@ -4,6 +4,7 @@ Unknown keys are errors and every error names its path (`hub.flush_interval_s`).
 schema serves the local file, remote pushes and the JSON Schema for editors.
 """
 
+from gateway.config.fields import GATEWAY_ID, ConfigError
 from gateway.config.load import (
     DEFAULT_PATH,
     json_schema,
@@ -12,20 +13,16 @@ from gateway.config.load import (
     parse_config,
     read_password,
 )
-from gateway.config.model import (
-    GATEWAY_ID,
+from gateway.config.model import BufferSection, Config, GatewaySection
+from gateway.config.remote import RemoteConfigSection
+from gateway.config.sources import (
     BleDevice,
     BleSourceConfig,
-    BufferSection,
-    Config,
-    ConfigError,
     DutyCycle,
-    GatewaySection,
-    HubSection,
-    RemoteConfigSection,
     SerialSourceConfig,
     SourceConfig,
 )
+from gateway.config.uplinks import HubSection
 
 __all__ = [
     "DEFAULT_PATH",

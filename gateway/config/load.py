@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import schema
-from gateway.config.model import Config, ConfigError, HubSection
+from gateway.config.fields import ConfigError
+from gateway.config.model import Config
 from gateway.config.schema import SchemaError
+from gateway.config.uplinks import HubSection
 
 DEFAULT_PATH = Path("/etc/citygw/gateway.toml")
 """Where an installed gateway keeps its config (deploy/install.sh)."""

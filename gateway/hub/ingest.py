@@ -10,13 +10,13 @@ birth requests for parked data, the gap keeper, a line of counters now and then.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.hub.db import Batch, Database, Refused, Unavailable
+from gateway.hub.inbox import Inbox
 from gateway.hub.pending import Incoming, Pending
 from gateway.hub.route import HANDLED, Router, quarantine
 from gateway.hub.session import AckingSession
@@ -32,6 +32,8 @@ class Settings:
     grace_s: float = 60.0
     """A sequence range missing this long is an open gap."""
     batch_max_messages: int = 2000
+    batch_max_readings: int = 200_000
+    """A transaction ends after the message that brings it to this many readings (memory)."""
     linger_s: float = 0.05
     """How long to wait for more messages before storing a batch that is not full."""
     keeper_every_s: float = 5.0
@@ -59,7 +61,7 @@ class Ingest:
         self,
         db: Database,
         session: AckingSession,
-        inbox: queue.Queue[Incoming],
+        inbox: Inbox,
         router: Router,
         *,
         settings: Settings | None = None,
@@ -82,27 +84,35 @@ class Ingest:
             self._chores(stop)
 
     def _take(self) -> list[Incoming]:
-        try:
-            messages = [self._inbox.get(timeout=0.2)]
-        except queue.Empty:
+        first = self._inbox.get(timeout_s=0.2)
+        if first is None:
             return []
+        messages = [first]
         deadline = time.monotonic() + self._settings.linger_s
         while len(messages) < self._settings.batch_max_messages:
-            try:
-                messages.append(self._inbox.get_nowait())
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                time.sleep(min(remaining, 0.005))
+            message = self._inbox.get(timeout_s=max(0.0, deadline - time.monotonic()))
+            if message is None:
+                break
+            messages.append(message)
         return messages
 
     def _handle(self, messages: list[Incoming], stop: threading.Event) -> None:
-        """Route, store in one transaction, then acknowledge; parked data waits for a birth."""
+        """Store `messages` in transactions of at most `batch_max_readings` readings (and the
+        message that crossed it)."""
+        while messages and not stop.is_set():
+            messages = self._handle_some(messages, stop)
+
+    def _handle_some(self, messages: list[Incoming], stop: threading.Event) -> list[Incoming]:
+        """Route, store in one transaction, then acknowledge; parked data waits for a birth.
+        Returns the messages left for the next transaction."""
         batch, done = Batch(), []
         now_s = time.monotonic()
         started = time.perf_counter()
-        for message in messages:
+        rest: list[Incoming] = []
+        for index, message in enumerate(messages):
+            if len(batch.observations) >= self._settings.batch_max_readings:
+                rest = messages[index:]
+                break
             if self._router.route(message, batch) == HANDLED:
                 done.append(message)
                 continue
@@ -119,7 +129,7 @@ class Ingest:
                 self._pending.park(self._router.gateway_of(message.topic), message, now_s=now_s)
         routed = time.perf_counter()
         if not self._store(batch, done, stop):
-            return
+            return []  # stopping: what was not acknowledged comes again from the broker
         for message in done:
             self._session.ack(message)
         log.debug(
@@ -128,6 +138,7 @@ class Ingest:
         )  # fmt: skip
         self.counters.messages += len(done)
         self._ask_births(now_s)
+        return rest
 
     def _unparked(self) -> list[Incoming]:
         """Parked messages of the gateways whose birth arrived since the last call."""

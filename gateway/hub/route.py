@@ -23,6 +23,7 @@ TOPIC_REGISTER = "register"
 MAX_REASON_CHARS = 500
 PARKED = False
 HANDLED = True
+_RETAINED_LEAVES = (wire.TOPIC_STATUS, TOPIC_REGISTER, wire.TOPIC_CONFIG_STATE)
 
 
 class Router:
@@ -43,6 +44,8 @@ class Router:
             if not gateway:
                 raise wire.WireError("not a gateway topic under the prefix")
             clean_text(gateway, "the topic's gateway id")
+            if not message.payload and leaf in _RETAINED_LEAVES:
+                return HANDLED  # a retained message deleted (a gateway taken out of service)
             if leaf == wire.TOPIC_DATA:
                 return self._data(gateway, message, batch)
             if leaf == wire.TOPIC_STATUS:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
 
 from gateway.hub.client import HubOptions
 from gateway.hub.db import Database, Unavailable, open_database
+from gateway.hub.inbox import Inbox
 from gateway.hub.ingest import Ingest, Settings
-from gateway.hub.pending import Incoming
 from gateway.hub.route import Router
 from gateway.hub.session import AckingSession
 
 log = logging.getLogger(__name__)
-INBOX_MESSAGES = 20_000
-"""Messages received and not yet taken; a full inbox holds paho's network thread."""
 
 
 def connect_database(dsn: str, *, wait_s: float = 30.0) -> Database:
@@ -36,7 +33,7 @@ def connect_database(dsn: str, *, wait_s: float = 30.0) -> Database:
 def run_ingest(options: HubOptions, dsn: str, *, share: str | None, settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; the exit code."""
     db = connect_database(dsn)
-    inbox: queue.Queue[Incoming] = queue.Queue(maxsize=INBOX_MESSAGES)
+    inbox = Inbox()
     session = AckingSession(options, share=share, inbox=inbox)
     ingest = Ingest(db, session, inbox, Router(options.topic_prefix), settings=settings)
     stop = threading.Event()

@@ -15,7 +15,6 @@ no retained messages).
 from __future__ import annotations
 
 import logging
-import queue
 import ssl
 import threading
 import time
@@ -31,6 +30,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import wire
 from gateway.hub.client import MAX_PACKET_BYTES, HubOptions
+from gateway.hub.inbox import Inbox
 from gateway.hub.pending import Incoming
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class AckingSession:
         options: HubOptions,
         *,
         share: str | None,
-        inbox: queue.Queue[Incoming],
+        inbox: Inbox,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         parts = urlsplit(options.url)
@@ -162,11 +162,8 @@ class AckingSession:
             generation=self.generation,
         )
         while not self._stopping.is_set():
-            try:
-                self._inbox.put(incoming, timeout=0.5)
+            if self._inbox.put(incoming, timeout_s=0.5):
                 return
-            except queue.Full:
-                continue
 
     def ack(self, message: Incoming) -> None:
         """PUBACK `message` if it came on this connection (after a reconnect the broker sends

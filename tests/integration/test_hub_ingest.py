@@ -167,3 +167,40 @@ async def test_sqlite_one_worker_stores_every_reading_once_through_a_kill(
     await writer
 
     await settle_and_check(dsn, agent, tmp_path)
+
+
+async def test_postgresql_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
+    mosquitto: Any,
+    postgres: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    ingest_process: Any,
+    tmp_path: Path,
+) -> None:
+    """The database goes away (SIGKILL, then recovery from its WAL): the worker acknowledges
+    nothing it could not commit, retries, and carries on."""
+    dsn = postgres.dsn
+    pty = make_pty("ttyPM0")
+    agent = agent_process(
+        write_config(config(tmp_path, mosquitto, topic_prefix, {"pm": pty.link}, wire_format=3))
+    )
+    worker = ingest_process(
+        "--url", mosquitto.url, "--db", dsn, "--topic-prefix", topic_prefix, "--grace-s", "1",
+        "--client-id", "ingest-pg-crash",
+    )  # fmt: skip
+    worker.start()
+    await worker.wait_for_log("connected to")
+    agent.start()
+    await agent.wait_for_log("connected to hub")
+    writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
+    await asyncio.sleep(2.5)
+    postgres.kill()
+    await asyncio.sleep(1.5)
+    postgres.start()
+    await writer
+
+    await settle_and_check(dsn, agent, tmp_path)
+    assert "database unavailable" in worker.log_text()
+    assert worker.running

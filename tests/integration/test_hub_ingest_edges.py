@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,18 @@ async def test_a_gap_stays_open_when_the_gateways_full_buffer_dropped_readings(
     assert 0 < missing <= dropped
     await asyncio.sleep(6)  # another keeper pass: nothing will fill it
     assert [g for g in gaps(dsn, "gw-test") if g[2]] == open_
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway.cli", "hub", "status", "--db", dsn, "--json"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    fleet = json.loads(shown.stdout)
+    assert [(g["gateway_id"], g["open_gaps"], g["missing"]) for g in fleet] == [
+        ("gw-test", len(open_), missing)
+    ]
+    assert fleet[0]["dropped"] == dropped and fleet[0]["online"] is True
 
 
 async def test_rebirth_a_fresh_hub_without_the_retained_birth_asks_and_decodes_v3_data(

@@ -75,6 +75,8 @@ def virtual_node(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]
                 proc.kill()
                 proc.wait()
         log.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0, (tmp_path / "nodesim.log").read_text()
     assert not link.exists()
 

@@ -181,7 +181,7 @@ def test_every_property_in_the_json_schema_says_what_it_is_for() -> None:
         for key, prop in definition["properties"].items()
         if not prop.get("description", "").strip()
     ]
-    assert undocumented == [], "write a docstring under each field in gateway/config/model.py"
+    assert undocumented == [], "write a docstring under each field (gateway/config/)"
 
 
 def test_the_committed_json_schema_is_current() -> None:
@@ -201,7 +201,7 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
     assert main(["check-config", str(path)]) == 2
     assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
     assert main(["check-config", str(EXAMPLE)]) == 0
-    assert "OK (gateway gw-0001, 4 sources" in capsys.readouterr().out
+    assert "OK (gateway gw-0001, 6 sources" in capsys.readouterr().out
 
 
 def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:

@@ -108,3 +108,26 @@ def test_pending_is_bounded_and_asks_each_gateway_again_only_after_a_while() -> 
     assert len(pending.expired(now_s=100.5)) == 1
     assert pending.take("gw") == [m]
     assert pending.messages == 0
+
+
+def test_an_empty_retained_message_deletes_nothing_and_is_not_junk() -> None:
+    router, batch = Router("citygw/v1"), Batch()
+    for leaf in ("status", "register", "config/state"):
+        assert router.route(message(f"gw/{leaf}", b"", retained=True), batch) == HANDLED
+    assert not batch
+    router.route(message("gw/data", b""), batch)
+    assert [row[3].split(":")[0] for row in batch.quarantine] == ["data"]
+
+
+def test_the_inbox_is_bounded_in_bytes_but_always_takes_one_message() -> None:
+    from gateway.hub.inbox import Inbox
+
+    inbox = Inbox(max_messages=10, max_bytes=100)
+    big = message("gw/data", b"x" * 500)
+    assert inbox.put(big, timeout_s=0)  # empty: one message, however large
+    assert not inbox.put(message("gw/data", b"y"), timeout_s=0.01)
+    assert inbox.get(timeout_s=0) is big
+    assert inbox.get(timeout_s=0.01) is None
+    for _ in range(10):
+        assert inbox.put(message("gw/data", b"z"), timeout_s=0)
+    assert not inbox.put(message("gw/data", b"z"), timeout_s=0)  # ten messages at most

@@ -1,0 +1,179 @@
+"""`[[sources]]`: the sensors on serial ports and the BLE scanners, each a typed record."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import field
+from typing import Annotated, ClassVar, Literal
+
+from gateway.config.fields import CONTROL, MAX_PATH_CHARS, NAME, PositiveSeconds, record
+from gateway.config.schema import Range
+
+_ADAPTER = re.compile(r"hci[0-9]{1,3}")
+
+
+@record
+class DutyCycle:
+    """Measure for on_s every period_s; the sensor sleeps in between (spares its laser)."""
+
+    period_s: Annotated[float, Range(ge=10, le=86_400)]
+    """Start a measurement every period_s."""
+    on_s: Annotated[float, Range(ge=1, le=86_400)]
+    """Keep the sensor awake this long each period (including warm-up)."""
+    warmup_s: Annotated[float, Range(ge=0, le=3600)] = 15.0
+    """Readings during the first warmup_s after wake-up are discarded (fan spin-up)."""
+
+    def __post_init__(self) -> None:
+        if self.on_s >= self.period_s:
+            raise ValueError("on_s: expected less than period_s (else leave duty_cycle out)")
+        if self.warmup_s >= self.on_s:
+            raise ValueError("warmup_s: expected less than on_s")
+
+
+@record
+class SerialSourceConfig:
+    """One sensor on a serial port (UART, USB adapter), decoded by its driver."""
+
+    TYPE: ClassVar[str] = "serial"
+    name: str
+    """Name the readings carry; unique on this gateway."""
+    port: str
+    """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
+    driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node", "ops243", "maxbotix"]
+    """The sensor's codec (PMS7003 speaks PMS5003's frames); `node`: a citygw sensor node
+    (firmware/) on its UART link (docs/node-link.md); `ops243`: OmniPreSense radar;
+    `maxbotix`: MaxSonar-WR rangefinder (drivers/README.md)."""
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    """Line speed (the sensors' default: 9600; a citygw node: 115200)."""
+    duty_cycle: DutyCycle | None = None
+    """Wake the sensor for on_s every period_s and put it to sleep between (spares the laser)."""
+    reopen_max_s: PositiveSeconds = 5.0
+    """Longest wait between attempts to reopen a vanished port (an attempt is one open() call:
+    cheap, so a replugged sensor is read again within seconds)."""
+    node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
+    """`node` only: the measurement interval the gateway sets on the node at every connect
+    (the node acknowledges it); unset: the node keeps the interval of its node.json."""
+    units: Literal["mps", "kmh", "mph", "fps", "cmps", "m", "cm", "ft", "in", "yd"] | None = None
+    """`ops243` only: the unit set at connect (speeds: UM UK US UF UC; OPS243-C ranges: uM uC
+    uF uI uY); unset: mps, the radar's factory default."""
+    json: bool | None = None
+    """`ops243` only: ask for JSON reports (OJ, with their unit label); unset: plain lines."""
+    aggregate_s: Annotated[float, Range(ge=1, le=86_400)] | None = None
+    """`ops243` only: instead of every detection, per interval of this length the vehicles per
+    direction and their speed percentiles v50, v85 and max (drivers/README.md, ops243)."""
+    model: str | None = None
+    """`maxbotix` only, required: the model, e.g. "MB7389" (cm or mm, limits, no-target value)."""
+    mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
+    """`maxbotix` only: the sensor's height above the zero of the water level; readings then
+    include water_level_mm = mount_height_mm - distance_mm."""
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
+            raise ValueError(
+                "port: expected a device path such as /dev/ttyUSB0 "
+                f"(at most {MAX_PATH_CHARS} characters, no control characters)"
+            )
+        if self.driver == "node" and self.duty_cycle is not None:
+            raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
+        if self.driver != "node" and self.node_interval_s is not None:
+            raise ValueError('node_interval_s: only for driver = "node"')
+        self._check_driver_options()
+
+    def _check_driver_options(self) -> None:
+        """Options only for one driver (ops243, maxbotix), and what that driver needs."""
+        for name, driver in _DRIVER_OPTIONS.items():
+            if getattr(self, name) is not None and self.driver != driver:
+                raise ValueError(f'{name}: only for driver = "{driver}"')
+        if self.driver in ("ops243", "maxbotix") and self.duty_cycle is not None:
+            raise ValueError(f"duty_cycle: the {self.driver} has no sleep command")
+        if self.aggregate_s is not None and self.units in ("m", "cm", "ft", "in", "yd"):
+            raise ValueError("aggregate_s: counts vehicles, so units must be a speed unit")
+        if self.driver == "maxbotix":
+            from drivers.maxbotix_models import MODELS
+
+            if self.model not in MODELS:
+                raise ValueError("model: expected the MaxSonar model, one of " + ", ".join(MODELS))
+
+
+_DRIVER_OPTIONS = {
+    "units": "ops243",
+    "json": "ops243",
+    "aggregate_s": "ops243",
+    "model": "maxbotix",
+    "mount_height_mm": "maxbotix",
+}
+"""Source options that belong to one driver (its codec's options of the same name, drivers/)."""
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_HEX_KEY = re.compile(r"[0-9A-Fa-f]{32}")
+
+
+@record
+class BleDevice:
+    """One allow-listed BLE sensor. Adverts from any other address are dropped unread."""
+
+    name: str
+    """Sent to the hub as `<source name>/<device name>`; the address never leaves the gateway."""
+    address: str = ""
+    """`AA:BB:CC:DD:EE:FF` as BlueZ reports it (public or static random address). May be left
+    out for an encrypted BTHome device (allow-listed by its bind key, whatever its address)."""
+    kind: Literal["bthome", "ruuvi"]
+    """The advertisement format: BTHome v2 or RuuviTag data format 5."""
+    bind_key: str = field(default="", repr=False)
+    """BTHome only: 32 hex digits; when set, unencrypted adverts from the device are refused."""
+    min_interval_s: Annotated[float, Range(ge=0, le=86_400)] = 0.0
+    """Forward at most one advert per this many seconds (0: every new measurement)."""
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if not self.address and not self.bind_key:
+            raise ValueError(
+                "address: expected a MAC address like AA:BB:CC:DD:EE:FF (or a "
+                "bind_key for an encrypted BTHome device)"
+            )
+        if self.address and not _MAC.fullmatch(self.address):
+            raise ValueError("address: expected a MAC address like AA:BB:CC:DD:EE:FF")
+        if self.bind_key and self.kind != "bthome":
+            raise ValueError("bind_key: only BTHome devices have a bind key")
+        if self.bind_key and not _HEX_KEY.fullmatch(self.bind_key):
+            raise ValueError("bind_key: expected 32 hex digits (a 16-byte AES key)")
+
+
+@record
+class BleSourceConfig:
+    """BLE advertisements of allow-listed BTHome v2 and RuuviTag sensors, via BlueZ."""
+
+    TYPE: ClassVar[str] = "ble"
+    name: str
+    """Readings come from "<name>/<device name>"; unique on this gateway."""
+    adapter: str = "hci0"
+    """The BlueZ adapter that scans."""
+    scanning: Literal["auto", "passive", "active"] = "auto"
+    """`passive` needs BlueZ advertisement monitors (bluetoothd --experimental, kernel >= 5.10);
+    `auto` tries passive and falls back to active scanning."""
+    restart_max_s: PositiveSeconds = 30.0
+    """Longest wait between attempts while the adapter is missing."""
+    devices: list[BleDevice] = field(default_factory=list)
+    """The allow-list: only these devices' adverts are decoded."""
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if not _ADAPTER.fullmatch(self.adapter):
+            raise ValueError("adapter: expected an adapter name such as hci0")
+        names: set[str] = set()
+        addresses: set[str] = set()
+        for index, device in enumerate(self.devices):
+            if device.name in names:
+                raise ValueError(f"devices[{index}].name: {device.name!r} is used twice")
+            if device.address and device.address.upper() in addresses:
+                raise ValueError(f"devices[{index}].address: the address is listed twice")
+            names.add(device.name)
+            addresses.add(device.address.upper())
+
+
+SourceConfig = SerialSourceConfig | BleSourceConfig
