@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.agent.alerts import AlertEngine
 from gateway.agent.health import (
     publish_metrics_every,
     rss_bytes,
@@ -148,6 +149,8 @@ class Agent:
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
             on_committed=lambda committed: self.uplink.notify(committed),
+            alerts=AlertEngine(config.alerts),
+            on_alert=lambda notice: self.uplink.alerts.offer(notice),  # sent at once
         )
         self.clock = WallClock()
         self.sources = {s.name: self._make_source(s) for s in config.sources}
@@ -192,6 +195,8 @@ class Agent:
             await self._stop_source(name)
         old = self.config
         self.config = config
+        if config.alerts != old.alerts:  # rules start afresh
+            self.ingest.alerts = AlertEngine(config.alerts) if config.alerts else None
         if changes.hub:
             await self._replace_uplink(old)
         new_sources = {s.name: s for s in config.sources}
@@ -243,6 +248,7 @@ class Agent:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self.uplink = self._make_uplink(self.config)
+        self.uplink.alerts.adopt(old.alerts)  # alerts not yet sent go with the new settings
         self._start_uplink()
 
     # --- health ------------------------------------------------------------------------------
@@ -273,6 +279,10 @@ class Agent:
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": up.as_dict(),
+            "alerts": {
+                **(self.ingest.alerts or AlertEngine([])).stats(),
+                **self.uplink.alerts.stats(),
+            },
             "sources": {
                 s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },

@@ -9,16 +9,17 @@ import json
 import os
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli.base import LOG_LEVELS, Commands, fail, setup_logging
 
 if TYPE_CHECKING:
     from gateway.hub.decode import HubEvent
+    from gateway.wire import HubReading
 
 
 def add_commands(commands: Commands) -> None:
-    """Add the hub group: hub tail, ingest, status."""
+    """Add the hub group: hub tail, ingest, status, serve, grant-owner, grant-reader."""
     hub = commands.group("hub", help="hub-side tools")
     p = hub.add(
         "tail", help="subscribe like a hub, decode, drop duplicates, print", handler=cmd_hub_tail
@@ -31,6 +32,7 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--ca-file", help="CA for mqtts:// (password from $CITYGW_HUB_PASSWORD)")
     add_ingest_command(hub)
     add_status_command(hub)
+    add_serve_commands(hub)
 
 
 def add_ingest_command(hub: Commands) -> None:
@@ -140,10 +142,14 @@ def cmd_hub_tail(args: argparse.Namespace) -> int:
 
 def print_event(event: HubEvent, *, as_json: bool) -> None:
     """A line per reading (JSON, or text with UTC time), and a line for status and metrics.
-    Names come from anyone on the broker: text output shows control characters escaped."""
-    if event.kind == "data":
+    Names come from anyone on the broker: text output shows control characters escaped.
+    Alerts (and alert readings a data message brought) get a line of their own; an alert
+    whose reading was shown already (same key) none."""
+    if event.kind in ("data", "alert"):
         for r in event.readings:
-            if as_json:
+            if r.quantity.startswith("alert/"):
+                _print_alert(r, event.fields if event.kind == "alert" else None, as_json=as_json)
+            elif as_json:
                 print(json.dumps(r.as_json()), flush=True)
             else:
                 clock = "" if r.clock_synced else " (clock unsynced)"
@@ -155,6 +161,30 @@ def print_event(event: HubEvent, *, as_json: bool) -> None:
     elif not as_json:
         detail = event.error if event.kind == "invalid" else json.dumps(event.fields)
         print(f"-- {event.kind} from {_printable(event.gateway)}: {_printable(detail)}", flush=True)
+
+
+def _print_alert(r: HubReading, fields: dict[str, Any] | None, *, as_json: bool) -> None:
+    """`fields`: the alert message's (None: the reading came in a data message, without the
+    value that crossed and the threshold)."""
+    detail = {k: v for k, v in (fields or {}).items() if k not in ("v", "gateway", "source")}
+    alert = {"rule": r.quantity[len("alert/") :], "state": "raised" if r.value else "cleared"}
+    alert |= {
+        k: detail[k]
+        for k in ("quantity", "unit", "value", "threshold", "rate_per_min")
+        if k in detail
+    }
+    if as_json:
+        print(json.dumps({**r.as_json(), "alert": alert}), flush=True)
+        return
+    names = " ".join(_printable(n) for n in (r.gateway, r.source, alert["rule"]))
+    text = f"{_iso(r.ts_ms)} ALERT {alert['state'].upper()} {names}"
+    if "value" in alert and alert["value"] is not None:
+        text += (
+            f": {_printable(alert['quantity'])} = {alert['value']:g} {_printable(alert['unit'])}"
+        )
+    if alert.get("threshold") is not None:
+        text += f" (threshold {alert['threshold']:g})"
+    print(f"{text} [key {r.epoch}/{r.seq}]", flush=True)
 
 
 def _iso(ts_ms: int) -> str:
@@ -172,3 +202,85 @@ def _printable(text: str) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# --- serving: the public page, the read API, each owner's database role -----------------------
+
+
+def add_serve_commands(hub: Commands) -> None:
+    """hub serve, hub grant-owner, hub grant-reader (docs/hub.md, "Serving")."""
+    p = hub.add(
+        "serve",
+        help="the public sensor page and a SensorThings read API (open data only)",
+        handler=cmd_hub_serve,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... or sqlite:///PATH (read only)")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p = hub.add(
+        "grant-owner",
+        help="a PostgreSQL role that sees only OWNER's rows plus open data (row-level security)",
+        handler=cmd_hub_grant_owner,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... as the tables' owner")
+    p.add_argument("owner", help="the owner as readings and the register name it")
+    p.add_argument("--role", help="role name (default citygw_owner_<owner>_<hash>)")
+    p = hub.add(
+        "grant-reader",
+        help="a PostgreSQL role that sees open data only (e.g. for hub serve)",
+        handler=cmd_hub_grant_reader,
+    )
+    p.add_argument("--db", required=True, help="postgresql://... as the tables' owner")
+    p.add_argument("role", help="role name")
+
+
+def cmd_hub_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    from gateway.hub.serve.app import serve
+    from gateway.hub.serve.db import Reader, Target
+    from gateway.hub.serve.store import Store
+
+    setup_logging(args.log_level)
+    host, _, port = args.listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        fail("hub serve", f"--listen must be HOST:PORT, not {args.listen!r}")
+        return 2
+    try:
+        target = Target.parse(args.db)
+    except ValueError as error:
+        fail("hub serve", error)
+        return 2
+    host = host.strip("[]") or "127.0.0.1"
+    serve(Store(Reader(target)), host=host, port=int(port), log_level=args.log_level)
+    return 0
+
+
+def cmd_hub_grant_owner(args: argparse.Namespace) -> int:
+    """Create or update an owner's role; prints the role name. Password: $CITYGW_OWNER_PASSWORD."""
+    from gateway.hub.access import role_for
+
+    role = args.role or role_for(args.owner)
+    return _grant("hub grant-owner", args.db, role, args.owner)
+
+
+def cmd_hub_grant_reader(args: argparse.Namespace) -> int:
+    """Create or update an open-data-only role; prints the role name."""
+    return _grant("hub grant-reader", args.db, args.role, None)
+
+
+def _grant(command: str, dsn: str, role: str, owner: str | None) -> int:
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        fail(command, "row-level security needs PostgreSQL (--db postgresql://...)")
+        return 2
+    import psycopg
+
+    from gateway.hub.access import grant_reader
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            grant_reader(conn, role, owner=owner, password=os.environ.get("CITYGW_OWNER_PASSWORD"))
+    except psycopg.Error as error:
+        fail(command, error)
+        return 1
+    print(role)
+    return 0

@@ -6,6 +6,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from gateway.config.alerts import AlertRule, check_rules
 from gateway.config.fields import NAME, record
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.schema import Range
@@ -62,6 +63,8 @@ class Config:
     """The sensors: serial ports and BLE scanners."""
     remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
     """Signed config pushes over MQTT; off while trusted_keys is empty."""
+    alerts: list[AlertRule] = field(default_factory=list)
+    """Edge alert rules, evaluated as readings arrive and sent at once (docs/alerts.md)."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -69,6 +72,10 @@ class Config:
             if source.name in seen:
                 raise ValueError(f"sources[{index}].name: {source.name!r} is used twice")
             seen.add(source.name)
+        check_rules(
+            self.alerts,
+            {s.name: [d.name for d in getattr(s, "devices", [])] or None for s in self.sources},
+        )
 
     @property
     def data_dir(self) -> Path:

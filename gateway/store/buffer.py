@@ -51,6 +51,8 @@ class AppendResult:
 
     accepted: int
     dropped: int
+    first_seq: int = 0
+    """The key of the first reading stored (the rest follow it: an alert needs its key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ class SqliteBuffer:
         self.depth += len(readings) - drop_old
         self.drops.dropped(dropped, newest=dropped_new)
         self.drops.dirty = False
-        return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
+        return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new, first_seq=first)
 
     def _delete_unneeded(self, *, keys_kept: bool) -> None:
         """Delete the fully acknowledged chunks, inside the caller's transaction. Keys must

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import wire
-from gateway.agent.supervise import raise_if_cancelling
+from gateway.agent.supervise import first_leaf, raise_if_cancelling
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
 from gateway.store.worker import AsyncBuffer
+from gateway.uplinks.alerts import AlertLane
 from gateway.uplinks.channel import ConfigChannel
 from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
 from gateway.uplinks.rebirth import REBIRTH_LEAF, RebirthGate
@@ -70,6 +71,7 @@ class Uplink:
         self._report = HubReport(self.stats, url=hub.url)
         self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
         self._echo_deadline: asyncio.TimerHandle | None = None
+        self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer)  # sent at once
         self.rebirth = RebirthGate(self.stats, monotonic_s=monotonic_s)
 
     def topic(self, leaf: str) -> str:
@@ -271,9 +273,10 @@ class Uplink:
         try:
             async with asyncio.TaskGroup() as inflight:
                 inflight.create_task(self._read_incoming(session), name="uplink-reader")
+                inflight.create_task(self.alerts.run(session, self._report), name="uplink-alerts")
                 await self._batches(session, inflight)
         except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
+            raise first_leaf(group) from None
 
     async def _batches(self, session: HubSession, inflight: asyncio.TaskGroup) -> None:
         hub = self._hub
@@ -390,11 +393,3 @@ class Uplink:
                 retain=True,
                 timeout_s=2.0,
             )
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
