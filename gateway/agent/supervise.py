@@ -105,3 +105,11 @@ def force_exit(why: str) -> None:
     log.critical("%s: exiting now; committed readings stay in the buffer", why)
     logging.shutdown()
     os._exit(EXIT_FORCED)
+
+
+def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -28,9 +28,10 @@ class HubSection:
     """...or as soon as this many readings are waiting."""
     protocol: Literal["5", "3.1.1"] = "5"
     """MQTT protocol version spoken to the broker."""
-    wire_format: Literal[1, 2, 3] = 1
-    """1: self-describing msgpack maps; 2: compact msgpack; 3: bit-packed, for metered links.
-    2 and 3 name their series in the retained birth (docs/protocol.md)."""
+    wire_format: Literal[1, 2, 3] = 3
+    """1: self-describing msgpack maps; 2: compact msgpack; 3 (default): bit-packed, for metered
+    links. 2 and 3 name their series in the retained birth, which a hub can ask for again
+    (docs/protocol.md)."""
     client_id: str = ""
     """MQTT client id; empty means "citygw-<gateway id>"."""
     username: str = ""

@@ -23,7 +23,12 @@ RADAR_SETUP_KMH = [b"UK", b"F1", b"Oj", b"Ou", b"Om", b"Ot"]  # after the Ctrl-C
 def _config(tmp_path: Path, broker: Any, prefix: str, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "gateway": {"id": "gw-lines", "data_dir": str(tmp_path / "data")},
-        "hub": {"url": broker.url, "topic_prefix": prefix, "flush_interval_s": 0.2},
+        "hub": {
+            "url": broker.url,
+            "topic_prefix": prefix,
+            "flush_interval_s": 0.2,
+            "wire_format": 1,  # decoded message by message
+        },
         "buffer": {"commit_interval_ms": 50},
         "sources": [{"type": "serial", "reopen_max_s": 0.5, **source}],
     }

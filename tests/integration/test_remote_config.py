@@ -64,6 +64,7 @@ def local_config(
             "metrics_interval_s": 30,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
+            "wire_format": 1,  # decoded message by message
         },
         "buffer": {"commit_interval_ms": 50},
         "sources": [
