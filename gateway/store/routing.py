@@ -93,11 +93,15 @@ class Routing:
             log.warning("%d stored readings are no uplink's any more: released", released)
 
     def stored(self, c0: int, count: int, owner: str) -> None:
-        """A new chunk was committed."""
-        self.depth += count
-        for lane in self.lanes.values():
-            if lane.carries(owner):
-                lane.backlog += count
+        """A new chunk was committed (of an owner no lane carries: released at once)."""
+        carriers = [lane for lane in self.lanes.values() if lane.carries(owner)]
+        for lane in carriers:
+            lane.backlog += count
+        if carriers:
+            self.depth += count
+        else:
+            self.unneeded.add(c0)
+            self.released += count
 
     def done_in_chunk(self, lane: Lane, row: ChunkRow, newly: ranges.Ranges) -> int:
         """`lane` just became done with `newly` (keys, some maybe in chunk `row`): its backlog
