@@ -96,15 +96,18 @@ class SqliteBuffer:
         """Readings stored that at least one uplink still has to carry."""
         return self.routing.depth
 
+    def backlog(self, lane: str = DEFAULT_LANE) -> int:
+        """Readings `lane` must still carry (0 for a lane the buffer does not have)."""
+        return getattr(self.routing.lanes.get(lane), "backlog", 0)
+
     @property
     def dropped_total(self) -> int:
         """Readings lost, every cause (`drops` has them per cause)."""
         return self.drops.total
 
     def set_lanes(self, specs: Sequence[LaneSpec]) -> None:
-        """The uplinks now (at open, and when a config push adds, removes or changes one). A lane
-        the buffer knew resumes where it was; a new one carries what is stored from now on; what
-        only a removed lane still needed is released (deleted with the next commit)."""
+        """The uplinks now (at open, at a config push). A lane the buffer knew resumes where it
+        was, a new one carries what is stored from then on, a removed one's backlog is let go."""
         known = marks.load(self._db)
         fresh = not known and not self.routing.lanes  # a new buffer, or one from before lanes
         gone = self.routing.replace(specs, known, 0 if fresh else self._next_seq - 1)
@@ -171,6 +174,7 @@ class SqliteBuffer:
         acked_before = {c0: list(r) for c0, r in self.routing.acked.items()}
         dropped: list[tuple[tuple[int, int], str]] = []
         inserted: list[ChunkRow] = []
+        lost = 0
         try:
             with self._db:
                 self._delete_unneeded(keys_kept=len(readings) > 0)
@@ -178,9 +182,9 @@ class SqliteBuffer:
                     self._set_meta("next_seq", first)
                     dropped = upkeep.drop_oldest(self._db, self.routing, drop_old)
                 inserted = self._insert_by_owner(readings, first)
-                if dropped or dropped_new or self.drops.dirty:
-                    lost = sum(ranges.covered([span]) for span, _ in dropped) + dropped_new
-                    self._set_meta("dropped_total", self.drops.total + lost)
+                lost = ranges.covered([span for span, _ in dropped])
+                if lost or dropped_new or self.drops.dirty:
+                    self._set_meta("dropped_total", self.drops.total + lost + dropped_new)
                     self._set_meta("dropped_damaged", self.drops.damaged)
                 self._save_lanes()
         except sqlite3.Error as error:
@@ -190,7 +194,7 @@ class SqliteBuffer:
         self._forget_deleted()
         marks.saved(self.routing.lanes.values())
         self._next_seq = first + len(readings)
-        self.routing.depth -= sum(ranges.covered([span]) for span, _ in dropped)
+        self.routing.depth -= lost
         self.drops.dropped([span for span, _ in dropped], newest=dropped_new)
         self.drops.dirty = False
         self.routing.dropped(dropped, damaged=False)

@@ -52,6 +52,10 @@ class AsyncBuffer:
         """`SqliteBuffer.ack` on the worker thread."""
         return await self._call(lambda: self.sync.ack(first_seq, last_seq, lane=lane))
 
+    async def backlog(self, lane: str = DEFAULT_LANE) -> int:
+        """Readings `lane` must still carry (0 for a lane the buffer does not have)."""
+        return await self._call(lambda: self.sync.backlog(lane))
+
     async def set_lanes(self, specs: list[LaneSpec]) -> None:
         """`SqliteBuffer.set_lanes` on the worker thread."""
         await self._call(lambda: self.sync.set_lanes(specs))
