@@ -119,12 +119,12 @@ class SqliteBuffer:
         self._enforce_lane_bounds([])
 
     def _save_lanes(self, *, force: bool = False) -> None:
-        """Write the lanes' marks and drops (inside the caller's transaction), at most every
-        MARK_SAVE_S unless `force`d or a lane dropped readings since (`marks.saved` after)."""
+        """Write the lanes' marks and drops (inside the caller's transaction) when due (see
+        `lanes.MARK_SAVE_S`) or `force`d; `marks.saved` after the commit."""
         lanes = self.routing.lanes.values()
         if force or self._monotonic_s() - self._saved_at >= MARK_SAVE_S:
             self._saved_at = self._monotonic_s()
-        elif not any(lane.drops.dirty for lane in lanes):
+        elif not any(lane.save_due() for lane in lanes):
             return
         marks.save(self._db, lanes)
 

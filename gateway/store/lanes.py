@@ -4,8 +4,8 @@ A lane is done with a key once its uplink acknowledged the reading, gave it up (
 when-full policy, or the buffer's), or the key is not its to carry (another owner's reading, or
 a key no reading has). What it is done with is `mark` (every key up to it) plus ranges above it;
 an uplink that acknowledges in order keeps a single number. The mark is written to the buffer's
-`meta` table now and then (`MARK_SAVE_S`), so after a restart an uplink starts where it was, not
-at the oldest reading another uplink still waits for. Pure: no I/O.
+`meta` table now and then, so after a restart an uplink starts where it was, not
+at the oldest reading another uplink still waits for (`MARK_SAVE_S`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ DEFAULT_LANE = "hub"
 """The lane of a buffer opened without lanes: it carries every owner."""
 
 MARK_SAVE_S = 30.0
-"""A lane's mark and drop count are written at most this often (with a commit's transaction:
-a meta page per save); a crash re-sends at most what was acknowledged since."""
+MARK_SAVE_KEYS = 2000
+"""A lane's mark and drop count are written with a commit's transaction (a meta page per save)
+once MARK_SAVE_S passed or a mark moved MARK_SAVE_KEYS keys since the last save: a crash
+re-sends a lane at most about that much that it had acknowledged, whatever the others hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,10 @@ class Lane:
         """The keys of lo..hi this lane is done with."""
         below = [(lo, min(hi, self.mark))] if lo <= self.mark else []
         return below + ranges.intersect(self.done, (max(lo, self.mark + 1), hi))
+
+    def save_due(self) -> bool:
+        """Whether its mark moved far enough, or it dropped readings, since the last save."""
+        return self.drops.dirty or self.mark - self.saved_mark >= MARK_SAVE_KEYS
 
     def as_meta(self) -> list[tuple[str, int]]:
         """Its durable part, as `meta` rows."""
