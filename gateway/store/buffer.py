@@ -37,7 +37,7 @@ from gateway.store.drops import Drops
 from gateway.store.lanes import DEFAULT_LANE, MARK_SAVE_S, LaneSpec, WhenFull
 from gateway.store.names import SeriesNames
 from gateway.store.routing import ChunkRow, Routing
-from gateway.store.stats import AppendResult, BufferStats, LaneStats
+from gateway.store.stats import AppendResult, BufferStats
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,16 @@ class SqliteBuffer:
         self.routing.rebuild(self._db.execute("SELECT first_seq, count, owner FROM chunks"))
         self._enforce_lane_bounds([])
 
-    def _save_lanes(self, *, force: bool = False) -> None:
+    def _save_lanes(self, *, force: bool = False) -> bool:
         """Write the lanes' marks and drops (inside the caller's transaction) when due (see
-        `lanes.MARK_SAVE_S`) or `force`d; `marks.saved` after the commit."""
+        `lanes.MARK_SAVE_S`) or `force`d; if it did, `marks.saved` after the commit."""
         lanes = self.routing.lanes.values()
         if force or self._monotonic_s() - self._saved_at >= MARK_SAVE_S:
             self._saved_at = self._monotonic_s()
         elif not any(lane.save_due() for lane in lanes):
-            return
+            return False
         marks.save(self._db, lanes)
+        return True
 
     def _chunk_start(self, seq: int) -> int:
         """The first_seq of the chunk that holds `seq` (or of the first chunk after it)."""
@@ -174,7 +175,7 @@ class SqliteBuffer:
         acked_before = {c0: list(r) for c0, r in self.routing.acked.items()}
         dropped: list[tuple[tuple[int, int], str]] = []
         inserted: list[ChunkRow] = []
-        lost = 0
+        lost, saved = 0, False
         try:
             with self._db:
                 self._delete_unneeded(keys_kept=len(readings) > 0)
@@ -186,13 +187,14 @@ class SqliteBuffer:
                 if lost or dropped_new or self.drops.dirty:
                     self._set_meta("dropped_total", self.drops.total + lost + dropped_new)
                     self._set_meta("dropped_damaged", self.drops.damaged)
-                self._save_lanes()
+                saved = self._save_lanes()
         except sqlite3.Error as error:
             self._names.forget_uncommitted()
             self.routing.acked = acked_before
             raise BufferWriteError(f"cannot store {len(readings)} readings: {error}") from error
         self._forget_deleted()
-        marks.saved(self.routing.lanes.values())
+        if saved:
+            marks.saved(self.routing.lanes.values())
         self._next_seq = first + len(readings)
         self.routing.depth -= lost
         self.drops.dropped([span for span, _ in dropped], newest=dropped_new)
@@ -334,8 +336,8 @@ class SqliteBuffer:
         )
         if len(self.routing.lanes) == 1:  # dropped as oldest while in flight?
             self.drops.acknowledged(first_seq, last_seq)
-        if len(self.routing.unneeded) > DELETE_PENDING_MAX:
-            self.delete_acknowledged()
+        if len(self.routing.unneeded) > DELETE_PENDING_MAX or self.routing.holds_back(state):
+            self.delete_acknowledged()  # a backlog draining with no commits: its mark too
         return removed
 
     def delete_acknowledged(self) -> None:
@@ -343,12 +345,13 @@ class SqliteBuffer:
         try:
             with self._db:
                 self._delete_unneeded(keys_kept=False)
-                self._save_lanes()
+                saved = self._save_lanes()
         except sqlite3.Error as error:  # they stay acknowledged in memory; the next commit retries
             log.warning("buffer %s: cannot delete acknowledged readings: %s", self.path, error)
             return
         self._forget_deleted()
-        marks.saved(self.routing.lanes.values())
+        if saved:
+            marks.saved(self.routing.lanes.values())
 
     def stats(self) -> BufferStats:
         """Depth, oldest unsent timestamp, bytes on disk (file and WAL), drops, and per lane."""
@@ -361,14 +364,6 @@ class SqliteBuffer:
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):
                 size += Path(f"{self.path}{suffix}").stat().st_size
-        lanes = {
-            name: LaneStats(
-                backlog=lane.backlog,
-                oldest_ts_ms=upkeep.lane_oldest_ts_ms(self._db, lane, self.routing),
-                dropped=lane.drops.total,
-            )
-            for name, lane in self.routing.lanes.items()
-        }
         return BufferStats(
             epoch=self.epoch or 0,
             depth=self.depth,
@@ -377,7 +372,7 @@ class SqliteBuffer:
             dropped_total=self.drops.total,
             next_seq=self._next_seq,
             dropped_by_cause=self.drops.by_cause(),
-            lanes=lanes,
+            lanes=upkeep.lane_stats(self._db, self.routing),
         )
 
     def close(self) -> None:

@@ -22,10 +22,12 @@ DEFAULT_LANE = "hub"
 """The lane of a buffer opened without lanes: it carries every owner."""
 
 MARK_SAVE_S = 30.0
-MARK_SAVE_KEYS = 2000
+MARK_SAVE_KEYS = 5000
 """A lane's mark and drop count are written with a commit's transaction (a meta page per save)
-once MARK_SAVE_S passed or a mark moved MARK_SAVE_KEYS keys since the last save: a crash
-re-sends a lane at most about that much that it had acknowledged, whatever the others hold."""
+once MARK_SAVE_S passed or a mark moved MARK_SAVE_KEYS keys since the last save; while another
+lane lags behind, also in a transaction of its own at the acknowledgement (no commit may come:
+a backlog draining). A crash re-sends a lane at most about that much it had acknowledged,
+whatever the others hold; a lone lane's acknowledged chunks are deleted anyway."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,13 @@ class Routing:
         lane.drops.dropped(newly)
         self.done_in_chunk(lane, row, newly)
 
+    def holds_back(self, lane: Lane) -> bool:
+        """Whether `lane`'s mark is due to be written and another lane lags behind it (so
+        chunks it is done with stay stored and a restart would send them to it again)."""
+        if not lane.save_due():
+            return False
+        return any(other.mark < lane.saved_mark for other in self.lanes.values())
+
     def forget(self, c0: int) -> None:
         """Chunk `c0` was deleted."""
         self.acked.pop(c0, None)

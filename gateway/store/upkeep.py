@@ -14,6 +14,7 @@ from gateway.readings import Columns
 from gateway.store import chunks, ranges
 from gateway.store.lanes import Lane
 from gateway.store.routing import ChunkRow, Routing
+from gateway.store.stats import LaneStats
 
 Dropped = list[tuple[tuple[int, int], str]]
 """Keys deleted, with their owner."""
@@ -159,3 +160,15 @@ def lane_oldest_ts_ms(db: sqlite3.Connection, lane: Lane, routing: Routing) -> i
         return chunks.ts_at(found[0], data, found[1])
     except chunks.ChunkError:
         return None
+
+
+def lane_stats(db: sqlite3.Connection, routing: Routing) -> dict[str, LaneStats]:
+    """Each lane's backlog, oldest reading waiting and drops."""
+    return {
+        name: LaneStats(
+            backlog=lane.backlog,
+            oldest_ts_ms=lane_oldest_ts_ms(db, lane, routing),
+            dropped=lane.drops.total,
+        )
+        for name, lane in routing.lanes.items()
+    }
