@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, UplinkSection
 from gateway.store.lanes import DEFAULT_LANE, LaneSpec
 from gateway.store.stats import LaneStats
 from gateway.store.worker import AsyncBuffer
 from gateway.uplinks.destination import Destination
-from gateway.uplinks.http import HttpUplink
-from gateway.uplinks.mqtt import Uplink
+
+if TYPE_CHECKING:  # imported in build(): they import gateway.agent, which imports this
+    from gateway.uplinks.http import HttpUplink
+    from gateway.uplinks.mqtt import Uplink
 
 DESTINATIONS: dict[str, str] = {
     "sensorthings": "gateway.uplinks.sensorthings",
@@ -69,6 +71,9 @@ def build(
     before_flush: Callable[[], Awaitable[object]] | None = None,
 ) -> Uplink | HttpUplink:
     """The uplink for a `[[uplinks]]` record, on its own lane."""
+    from gateway.uplinks.http import HttpUplink
+    from gateway.uplinks.mqtt import Uplink
+
     if section.format == "citygw":
         return Uplink(
             section.hub_settings(gateway_id),
