@@ -173,20 +173,22 @@ class Agent:
 
     async def apply(self, config: Config, changes: Changes) -> None:
         """Switch to `config` while running. Sources that went away or changed stop first
-        (what they read is staged already), the uplink finishes its batches in flight before
-        it reconnects with new settings (nothing sent twice), new sources start last.
+        (what they read is staged already), the buffer's lanes follow the new owners and
+        uplinks before any uplink starts, the hub's uplink finishes its batches in flight
+        before it reconnects with new settings (nothing sent twice), new sources start last.
         Buffer settings take effect at the next start."""
         for name in [*changes.sources_removed, *changes.sources_changed]:
             await self._stop_source(name)
         old = self.config
         self.config = config
         self.ingest.set_owners(config.source_owners(), config.gateway.owner)
-        if changes.hub:
-            await self._replace_uplink(old)
+        added = []
         if old.uplinks != config.uplinks or old.routes() != config.routes():
             added = await self.extras.remove_changed(config.uplinks)
-            await self.buffer.set_lanes(lane_specs(config))  # a removed uplink's backlog goes
-            self.extras.add(added)
+            await self.buffer.set_lanes(lane_specs(config))  # routes before any uplink starts
+        if changes.hub:
+            await self._replace_uplink(old)
+        self.extras.add(added)
         new_sources = {s.name: s for s in config.sources}
         for name in [*changes.sources_changed, *changes.sources_added]:
             self.sources[name] = self._make_source(new_sources[name])
