@@ -358,7 +358,7 @@ class SqliteBuffer:
         try:
             oldest_ts_ms = upkeep.oldest_ts_ms(self._db, self.routing)
         except chunks.ChunkError:  # peek drops the damaged chunk, counted
-            first = self.peek(0, 1)
+            first = self.peek(0, 1, lane=next(iter(self.routing.lanes)))
             oldest_ts_ms = first[0][1] if first else None
         size = 0
         for suffix in ("", "-wal"):
