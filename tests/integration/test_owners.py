@@ -109,8 +109,11 @@ async def test_each_owner_reaches_only_its_broker_and_one_down_delays_nothing_of
     assert other_frames == sorted(other_frames), "the catch-up came in order"
     statuses = [p for t, p in at_other.messages if t.endswith("/status") and b"pm-city" in p]
     assert statuses == [], "the other broker's birth never names the city's series"
+    await status_until(  # the last PUBACKs may still be on their way
+        tmp_path, lambda up: up["burgers"]["backlog"] == 0 and up["hub"]["backlog"] == 0
+    )
     uplinks = await uplink_status(tmp_path)
-    assert uplinks["burgers"]["backlog"] == 0 and uplinks["burgers"]["dropped"] == 0
+    assert uplinks["burgers"]["dropped"] == 0 and uplinks["hub"]["dropped"] == 0
     assert uplinks["hub"]["sent"] >= 50 and uplinks["burgers"]["sent"] >= 50
     await at_hub.close()
     await at_other.close()
@@ -200,10 +203,10 @@ async def test_a_full_uplink_drops_its_own_oldest_and_a_removed_one_releases_its
     await started(agent, hub)
     await city.write_async(frame(161))
     await at_hub.wait_for(lambda: 161 in at_hub.frames())
-    uplinks = await uplink_status(tmp_path)
-    assert set(uplinks) == {"hub"} and uplinks["hub"]["backlog"] == 0
+    assert set(await uplink_status(tmp_path)) == {"hub"}
+    await status_until(tmp_path, lambda uplinks: uplinks["hub"]["backlog"] == 0)  # the PUBACK
     status = await read_status(status_socket_address(tmp_path / "data"))
-    assert status is not None and status["buffer"]["committed"] == 0
+    assert status is not None and status["buffer"]["committed"] == 0, "nothing else waits"
     agent.terminate()
     agent.wait()
     db = sqlite3.connect(tmp_path / "data" / "buffer.db")
