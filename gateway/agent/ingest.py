@@ -70,6 +70,9 @@ class Ingest:
         self._on_alert = on_alert
         self._monotonic_s = monotonic_s
         self._alerts_staged: list[tuple[AlertEvent, int]] = []  # (event, flags)
+        self._owners: dict[str, str] = {}  # source name -> owner (BLE: the part before "/")
+        self._default_owner = ""
+        self._owner_of: dict[str, str] = {}  # what each reading's source name gave
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -88,13 +91,26 @@ class Ingest:
         """Readings accepted and not yet committed."""
         return len(self._staged)
 
+    def set_owners(self, by_source: dict[str, str], default: str) -> None:
+        """Whose readings each source's are, from now on (what is staged keeps its owner)."""
+        self._owners, self._default_owner, self._owner_of = by_source, default, {}
+
+    def owner(self, source: str) -> str:
+        """Whose readings `source` gives (a BLE device's: its source's, the part before "/")."""
+        owner = self._owner_of.get(source)
+        if owner is None:
+            owner = self._owners.get(source.split("/", 1)[0], self._default_owner)
+            self._owner_of[source] = owner
+        return owner
+
     def emit(
         self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int = 0
     ) -> None:
         """Called by sources on the event loop; never blocks. Drops (counted) only when the
-        disk has been failing long enough for the staging area to fill."""
+        disk has been failing long enough for the staging area to fill. The reading's owner
+        is fixed here (docs/uplinks.md)."""
         staged = self._staged
-        staged.add(source, measurements, ts_ms, flags)
+        staged.add(source, measurements, ts_ms, flags, self.owner(source))
         overflow = len(staged) - self._staging_max
         if overflow > 0:
             staged.drop_first(overflow)
@@ -200,7 +216,7 @@ class Ingest:
         batch = Columns(self._staged.index)
         for event, flags in events:
             alert = Measurement(event.series.quantity, 1.0 if event.raised else 0.0, ALERT_UNIT)
-            batch.add(event.source, [alert], event.ts_ms, flags)
+            batch.add(event.source, [alert], event.ts_ms, flags, self.owner(event.source))
         try:
             result = await self._buffer.append(batch)
         except BufferWriteError as error:

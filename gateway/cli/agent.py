@@ -62,16 +62,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate FILE and the files it names; 2 if the agent could not start with it."""
     config = load_config(args.file)
-    hub = config.hub
+    sections: list[tuple[str, object]] = [("hub", config.hub)]
+    sections += [(f"uplinks[{i}]", uplink) for i, uplink in enumerate(config.uplinks)]
     missing = [
-        f"hub.{key}: cannot read {path}"
-        for key, path in (
-            ("ca_file", hub.ca_file),
-            ("cert_file", hub.cert_file),
-            ("key_file", hub.key_file),
-            ("password_file", hub.password_file),
-        )
-        if path and not os.access(path, os.R_OK)
+        f"{where}.{key}: cannot read {path}"
+        for where, section in sections
+        for key in ("ca_file", "cert_file", "key_file", "password_file")
+        if (path := getattr(section, key)) and not os.access(path, os.R_OK)
     ]
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
@@ -89,7 +86,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(
         f"{args.file}: OK (gateway {config.gateway.id}, {len(config.sources)} sources, "
-        f"hub {config.hub.url})"
+        f"hub {config.hub.url}"
+        + "".join(f", uplink {u.name} {u.url}" for u in config.uplinks)
+        + ")"
     )
     return 0
 
@@ -163,6 +162,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"raised, {alerts['cleared']} cleared, {alerts['suppressed']} suppressed; sent at "
             f"once {alerts['sent']}, refused {alerts['refused']}, waiting {alerts['pending']}"
         )
+    lines += [_uplink_line(name, one) for name, one in status.get("uplinks", {}).items()]
     if "config_version" in status:
         version = status["config_version"]
         where = "the local file" if version == 0 else f"pushed version {version}"
@@ -200,6 +200,20 @@ def _modbus_lines(name: str, source: dict[str, Any]) -> str:
                 f"{meter['exceptions']} exceptions; last: {meter['last_error']}"
             )
     return "\n".join(lines)
+
+
+def _uplink_line(name: str, uplink: dict[str, Any]) -> str:
+    """One uplink (the hub or an [[uplinks]] record): its own backlog, oldest, sent, drops."""
+    state = "connected" if uplink.get("connected") else "DISCONNECTED"
+    if not uplink.get("connected") and uplink.get("last_error"):
+        state += f" ({uplink['last_error']})"
+    oldest = uplink.get("oldest_unsent_age_s")
+    return (
+        f"  uplink {name} ({uplink.get('format', 'citygw')}): {state}, "
+        f"{uplink.get('backlog', 0)} waiting"
+        + (f" (oldest {oldest} s old)" if oldest is not None else "")
+        + f", {uplink.get('sent', 0)} sent, {uplink.get('dropped', 0)} dropped"
+    )
 
 
 def _source_line(name: str, source: dict[str, Any]) -> str:

@@ -49,6 +49,9 @@ class SerialSourceConfig:
     TYPE: ClassVar[str] = "serial"
     name: str
     """Name the readings carry; unique on this gateway."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     port: str
     """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node", "ops243", "maxbotix"]
@@ -81,6 +84,7 @@ class SerialSourceConfig:
 
     def __post_init__(self) -> None:
         _check_name_and_port(self.name, self.port)
+        _check_owner(self.owner)
         if self.driver == "node" and self.duty_cycle is not None:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
@@ -111,6 +115,11 @@ _DRIVER_OPTIONS = {
     "mount_height_mm": "maxbotix",
 }
 """Source options that belong to one driver (its codec's options of the same name, drivers/)."""
+
+
+def _check_owner(owner: str) -> None:
+    if owner and not NAME.fullmatch(owner):
+        raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . - (or empty)")
 
 
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
@@ -156,6 +165,9 @@ class BleSourceConfig:
     TYPE: ClassVar[str] = "ble"
     name: str
     """Readings come from "<name>/<device name>"; unique on this gateway."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     adapter: str = "hci0"
     """The BlueZ adapter that scans."""
     scanning: Literal["auto", "passive", "active"] = "auto"
@@ -169,6 +181,7 @@ class BleSourceConfig:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_owner(self.owner)
         if not _ADAPTER.fullmatch(self.adapter):
             raise ValueError("adapter: expected an adapter name such as hci0")
         names: set[str] = set()
@@ -223,9 +236,13 @@ class ModbusSourceConfig:
     """Longest wait between attempts to reopen a vanished adapter."""
     meters: list[ModbusMeter] = field(default_factory=list)
     """The meters on the bus, by address."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
 
     def __post_init__(self) -> None:
         _check_name_and_port(self.name, self.port)
+        _check_owner(self.owner)
         if not self.meters:
             raise ValueError("meters: expected at least one meter")
         if len(self.meters) > 32:

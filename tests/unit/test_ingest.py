@@ -86,3 +86,26 @@ async def test_sources_pause_at_half_a_commit_when_that_is_smaller(tmp_path: Pat
     assert not waiting.done()
     waiting.cancel()
     await buffer.close()
+
+
+async def test_a_readings_owner_is_fixed_when_it_is_staged(tmp_path: Path) -> None:
+    """A BLE device's readings are its source's; an owner changed later (a push) applies to
+    readings taken from then on, not to those already staged or stored."""
+    from gateway.store.lanes import LaneSpec
+
+    lanes = [LaneSpec("hub", frozenset({"city"})), LaneSpec("b", frozenset({"citizens"}))]
+    buffer = AsyncBuffer(
+        lambda: SqliteBuffer(tmp_path / "b.db", max_readings=1000, owner="city", lanes=lanes)
+    )
+    sync = await buffer.open()
+    ingest = Ingest(buffer, commit_interval_s=1, commit_max=1000, staging_max=10_000)
+    ingest.set_owners({"ble": "citizens", "pm": "city"}, "city")
+    one = [Measurement("temperature_c", 1.0, "Cel")]
+    ingest.emit("ble/kerbside", one, 1)
+    ingest.emit("pm", one, 2)
+    ingest.emit("unknown", one, 3)  # not in the config: the gateway's
+    ingest.set_owners({"ble": "city", "pm": "city"}, "city")
+    ingest.emit("ble/kerbside", one, 4)
+    assert await ingest.commit()
+    assert [r[1] for r in sync.peek(0, 10, lane="b")] == [1]
+    assert [r[1] for r in sync.peek(0, 10, lane="hub")] == [2, 3, 4]

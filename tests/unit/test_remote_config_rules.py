@@ -465,3 +465,32 @@ def test_the_hub_decoder_reads_config_state_reports() -> None:
     )
     bad = decoder.decode("citygw/v1/gw-7/config/state", b"\x93\x01")
     assert (bad.kind, bad.gateway) == ("invalid", "gw-7")
+
+
+def _uplink(**settings: Any) -> dict[str, Any]:
+    return {"name": "citizens", "owners": ["operator"], "url": "mqtts://b.example", **settings}
+
+
+@pytest.mark.parametrize(
+    ("uplink", "reason"),
+    [
+        (_uplink(password="x"), r"uplinks\[0\].password: a push is readable"),
+        (_uplink(password_file="/etc/shadow"), r"uplinks\[0\].password_file: .* outside the data"),
+        (_uplink(ca_file="relative.pem"), r"uplinks\[0\].ca_file: expected an absolute path"),
+    ],
+)
+def test_a_pushed_uplink_follows_the_hubs_rules_for_secrets_and_files(
+    tmp_path: Path, keypair: Any, uplink: dict[str, Any], reason: str
+) -> None:
+    """Else a push could make the gateway send a file of its choosing, as a password, to a
+    broker of its choosing."""
+    with pytest.raises(PolicyError, match=reason):
+        _push(tmp_path, keypair[1], uplinks=[uplink])
+
+
+def test_a_pushed_uplink_is_a_change_of_uplinks(tmp_path: Path, keypair: Any) -> None:
+    local = parse_config(local_document(tmp_path, keypair[1]))
+    _, new = _push(tmp_path, keypair[1], uplinks=[_uplink()])
+    changes = diff(local, new)
+    assert changes.uplinks and not changes.hub
+    assert "uplinks or owners changed (the uplinks concerned restarted)" in changes.describe()
