@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
@@ -45,8 +44,6 @@ if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drive
     from gateway.sources.ble.scanner import ScannerFactory
 
 log = logging.getLogger(__name__)
-
-
 
 
 class AgentNotRunning(RuntimeError):

@@ -118,14 +118,6 @@ def force_exit(why: str) -> None:
     os._exit(EXIT_FORCED)
 
 
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 class AgentAlreadyRunning(RuntimeError):
     """Another agent holds the data directory's lock."""
 

@@ -102,7 +102,6 @@ class Config:
                     f"{owner!r} (list it in hub.owners or in an [[uplinks]] record's owners)"
                 )
 
-
     def owner_of(self, source: SourceConfig) -> str:
         """A source's owner: its own, else the gateway's."""
         return source.owner or self.gateway.owner

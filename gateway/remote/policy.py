@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import (
-    BleSourceConfig,
     Config,
     ConfigError,
     HubSection,
