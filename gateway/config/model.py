@@ -23,12 +23,17 @@ class GatewaySection:
     """Where the durable buffer (buffer.db) and the status socket live; not on tmpfs."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Least severe log messages written: debug, info, warning or error."""
+    owner: str = "operator"
+    """The operator: owns the hub uplink, status, metrics and remote config, and every
+    source that names no owner."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.id):
             raise ValueError("id: expected 1-64 characters from A-Z a-z 0-9 _ . - (used in topics)")
         if not self.data_dir:
             raise ValueError("data_dir: expected a directory path")
+        if not NAME.fullmatch(self.owner):
+            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
 
 
 @record

@@ -7,6 +7,7 @@ from dataclasses import field
 from typing import Annotated, ClassVar, Literal
 
 from gateway.config.fields import CONTROL, MAX_PATH_CHARS, NAME, PositiveSeconds, record
+from gateway.config.register import RegisterRecord
 from gateway.config.schema import Range
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
@@ -37,6 +38,8 @@ class SerialSourceConfig:
     TYPE: ClassVar[str] = "serial"
     name: str
     """Name the readings carry; unique on this gateway."""
+    owner: str = ""
+    """Who owns this sensor's readings; empty: the gateway's owner."""
     port: str
     """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
@@ -52,10 +55,14 @@ class SerialSourceConfig:
     node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
     """`node` only: the measurement interval the gateway sets on the node at every connect
     (the node acknowledges it); unset: the node keeps the interval of its node.json."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if self.owner and not NAME.fullmatch(self.owner):
+            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
             raise ValueError(
                 "port: expected a device path such as /dev/ttyUSB0 "
@@ -110,6 +117,8 @@ class BleSourceConfig:
     TYPE: ClassVar[str] = "ble"
     name: str
     """Readings come from "<name>/<device name>"; unique on this gateway."""
+    owner: str = ""
+    """Who owns this sensor's readings; empty: the gateway's owner."""
     adapter: str = "hci0"
     """The BlueZ adapter that scans."""
     scanning: Literal["auto", "passive", "active"] = "auto"
@@ -119,10 +128,14 @@ class BleSourceConfig:
     """Longest wait between attempts while the adapter is missing."""
     devices: list[BleDevice] = field(default_factory=list)
     """The allow-list: only these devices' adverts are decoded."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        if self.owner and not NAME.fullmatch(self.owner):
+            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not _ADAPTER.fullmatch(self.adapter):
             raise ValueError("adapter: expected an adapter name such as hci0")
         names: set[str] = set()
