@@ -14,6 +14,7 @@ from gateway.config.load import (
     read_password,
 )
 from gateway.config.model import BufferSection, Config, GatewaySection
+from gateway.config.register import RegisterRecord
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.sources import (
     BleDevice,
@@ -35,6 +36,7 @@ __all__ = [
     "DutyCycle",
     "GatewaySection",
     "HubSection",
+    "RegisterRecord",
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",

@@ -60,6 +60,7 @@ class Uplink:
         self._announced: dict[int, Series] = {}  # v2/v3: the series table of the last birth
         self._session: HubSession | None = None
         self._config_channel = config_channel
+        self.register: bytes | None = None  # the retained, public register: sent at each connect
         self._window: asyncio.Semaphore | None = None
         self._quiescing = False
         self.reached = asyncio.Event()
@@ -96,8 +97,7 @@ class Uplink:
         )
 
     async def run(self) -> None:
-        """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled
-        (a cancellation is never swallowed, whatever error it races with)."""
+        """Connect, announce, pump, reconnect (capped jittered backoff); never swallows a cancel."""
         backoff = self._backoff
         while True:
             try:
@@ -141,6 +141,7 @@ class Uplink:
         if not self.stats.refusing:  # a refusal keeps backing off across reconnects
             self._backoff.reset()
         await self._publish_birth(session)
+        await self.publish_register()
         await self._open_config_channel(session)
         if self._hub.protocol == "3.1.1" and self.stats.echo in ("unchecked", "pending"):
             granted = await session.subscribe_granted(self.topic(wire.TOPIC_DATA))
@@ -169,11 +170,17 @@ class Uplink:
             required=self._wire_format >= 2,
         )
 
+    async def publish_register(self, payload: bytes | None = None) -> bool:
+        """The retained, public `register` (docs/register.md): now, and again at each connect."""
+        self.register = payload or self.register
+        if self.register is None:
+            return False
+        return await self._publish_if_connected(wire.TOPIC_REGISTER, self.register, retain=True)
+
     async def _publish_reported(
         self, session: HubSession, topic: str, payload: bytes, *, retain: bool, required: bool
     ) -> bool:
-        """Publish; a refusal is reported, and raised only if the connection cannot go on
-        without this message (a v2/v3 birth names the series the data messages use)."""
+        """Publish; a refusal is reported, raised only if `required` (a v2/v3 birth: the series)."""
         try:
             await session.publish(topic, payload, retain=retain)
         except PublishRefused as error:
@@ -209,8 +216,7 @@ class Uplink:
                 self._config_channel.offer(payload, retained=retained)
 
     def _echo_sent(self) -> None:
-        """A data message was acknowledged while the echo check waits: it has a while to come
-        back (3.1.1 brokers acknowledge what their ACL then drops)."""
+        """An acked data message has a while to come back (3.1.1 brokers ack what ACLs drop)."""
         if self.stats.echo != "pending" or self._echo_deadline is not None:
             return
 
@@ -223,8 +229,7 @@ class Uplink:
         )
 
     async def publish_config_state(self, payload: bytes) -> bool:
-        """The retained `config/state` report; False if the hub is not connected now (the
-        report goes out on the next connect)."""
+        """The retained `config/state` report; False if not connected (sent at the next connect)."""
         return await self._publish_if_connected(wire.TOPIC_CONFIG_STATE, payload, retain=True)
 
     async def _publish_if_connected(self, leaf: str, payload: bytes, *, retain: bool) -> bool:
@@ -240,8 +245,7 @@ class Uplink:
             return False
 
     async def quiesce(self, *, timeout_s: float) -> None:
-        """Start no new batch and wait for the PUBACKs of those in flight, so that switching to
-        new hub settings sends nothing twice. The uplink is cancelled afterwards."""
+        """Start no batch, await the PUBACKs in flight (new hub settings send nothing twice)."""
         self._quiescing = True
         self._new_data.set()
         window = self._window
