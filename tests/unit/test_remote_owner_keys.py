@@ -343,3 +343,22 @@ async def test_an_operator_rotation_keeps_the_owners_keys(
     assert published[-1]["last"]["result"] == "applied"
     assert agent.config.sources[0].driver == "pms7003"  # type: ignore[union-attr]
     assert published[-1]["trusted_keys"] == [signing.key_id(signing.load_public(public))]
+
+
+async def test_an_owner_signs_with_the_same_cli_as_the_operator(
+    tmp_path: Path, keys: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    remote, agent, published = channel(tmp_path, keys)
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps(sources_with(tmp_path, _set("sources.0.driver", "pms5003t"))))
+    key = tmp_path / "keys" / "burgers.key"
+    out = tmp_path / "push.json"
+    signing_args = ["--key", str(key), "--base-version", "0", "--version", "7"]
+    code = main(["config", "sign", *signing_args, "--gateway", "gw-1", "-o", str(out), str(patch)])
+    assert code == 0
+    await remote.handle(out.read_bytes(), retained=False)
+    assert published[-1]["last"]["result"] == "applied", published[-1]
+    assert published[-1]["key_id"] == signing.key_id(signing.load_public(keys["burgers"][1]))
+    assert agent.config.sources[0].driver == "pms5003t"  # type: ignore[union-attr]
