@@ -23,7 +23,7 @@ from gateway.config.sources import (
     SerialSourceConfig,
     SourceConfig,
 )
-from gateway.config.uplinks import HubSection
+from gateway.config.uplinks import HubSection, UplinkSection
 
 __all__ = [
     "DEFAULT_PATH",
@@ -40,6 +40,7 @@ __all__ = [
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",
+    "UplinkSection",
     "json_schema",
     "load_config",
     "load_document",

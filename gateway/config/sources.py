@@ -39,7 +39,8 @@ class SerialSourceConfig:
     name: str
     """Name the readings carry; unique on this gateway."""
     owner: str = ""
-    """Who owns this sensor's readings; empty: the gateway's owner."""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     port: str
     """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
@@ -61,8 +62,7 @@ class SerialSourceConfig:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if self.owner and not NAME.fullmatch(self.owner):
-            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_owner(self.owner)
         if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
             raise ValueError(
                 "port: expected a device path such as /dev/ttyUSB0 "
@@ -72,6 +72,11 @@ class SerialSourceConfig:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
             raise ValueError('node_interval_s: only for driver = "node"')
+
+
+def _check_owner(owner: str) -> None:
+    if owner and not NAME.fullmatch(owner):
+        raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . - (or empty)")
 
 
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
@@ -118,7 +123,8 @@ class BleSourceConfig:
     name: str
     """Readings come from "<name>/<device name>"; unique on this gateway."""
     owner: str = ""
-    """Who owns this sensor's readings; empty: the gateway's owner."""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     adapter: str = "hci0"
     """The BlueZ adapter that scans."""
     scanning: Literal["auto", "passive", "active"] = "auto"
@@ -134,8 +140,7 @@ class BleSourceConfig:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
-        if self.owner and not NAME.fullmatch(self.owner):
-            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_owner(self.owner)
         if not _ADAPTER.fullmatch(self.adapter):
             raise ValueError("adapter: expected an adapter name such as hci0")
         names: set[str] = set()

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, cast
 
 from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
+from gateway.config.uplinks import UplinkSection
 from gateway.remote.policy import PolicyError
 
 PARTS = ("sources", "uplinks")
@@ -88,8 +89,8 @@ def _check_sources(owner: str, before: Config, after: Config) -> None:
                 )
 
 
-def _check_uplinks(owner: str, before: list[Any], after: list[Any]) -> None:
-    """Uplinks (`[[uplinks]]`, each with a `name` and `owners`) keyed by name."""
+def _check_uplinks(owner: str, before: list[UplinkSection], after: list[UplinkSection]) -> None:
+    """`[[uplinks]]` by name: each one touched must carry exactly [owner], before and after."""
     old = {u.name: (i, u) for i, u in enumerate(before)}
     new = {u.name: (i, u) for i, u in enumerate(after)}
     for name in old.keys() | new.keys():
@@ -115,4 +116,4 @@ def check_owner_push(owner: str, before: Config, after: Config) -> None:
             path = _difference(field.name, old, new)
             raise _refuse(path, owner, "the operator's part")
     _check_sources(owner, before, after)
-    _check_uplinks(owner, getattr(before, "uplinks", []), getattr(after, "uplinks", []))
+    _check_uplinks(owner, before.uplinks, after.uplinks)

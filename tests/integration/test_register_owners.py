@@ -35,6 +35,7 @@ def local_config(
             "flush_interval_s": 0.2,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
+            "owners": ["gemeente", "burgers"],
         },
         "sources": [
             {

@@ -21,6 +21,7 @@ owner = "gemeente"
 [hub]
 url = "mqtt://127.0.0.1:1883"
 password = "hunter2-secret"
+owners = ["gemeente", "burgermeetnet"]
 
 [[sources]]
 type = "serial"
@@ -56,6 +57,12 @@ owner = "gemeente"
 
 [hub]
 url = "mqtt://127.0.0.1:1883"
+
+[[uplinks]]
+name = "parkeren"
+owners = ["parkeerbedrijf"]
+url = "mqtt://broker.parkeren.example:1883"
+password = "uplink-secret"
 
 [[sources]]
 type = "serial"
@@ -94,6 +101,7 @@ def run_export(
     assert main(["register", "export", "--config", *configs, "--format", form]) == 0
     captured = capsys.readouterr()
     assert "hunter2" not in captured.out and "/dev/" not in captured.out
+    assert "uplink-secret" not in captured.out and "parkeren.example" not in captured.out
     assert "F4:A5" not in captured.out
     return captured.out, captured.err
 

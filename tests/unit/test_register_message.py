@@ -31,6 +31,7 @@ DOCUMENT: dict[str, Any] = {
         "username": SECRETS["username"],
         "password": SECRETS["password"],
         "ca_file": SECRETS["ca_file"],
+        "owners": ["gemeente", "burgermeetnet"],
     },
     "remote_config": {
         "trusted_keys": [SECRETS["trusted"]],

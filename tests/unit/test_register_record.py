@@ -22,7 +22,7 @@ RECORD: dict[str, Any] = {
 }
 DOCUMENT: dict[str, Any] = {
     "gateway": {"id": "gw-1", "data_dir": "/tmp/citygw", "owner": "gemeente"},
-    "hub": {"url": "mqtt://127.0.0.1:1883"},
+    "hub": {"url": "mqtt://127.0.0.1:1883", "owners": ["gemeente", "burgermeetnet"]},
     "sources": [
         {
             "type": "serial",
@@ -69,6 +69,7 @@ def test_the_gateway_owner_defaults_to_operator_and_a_source_needs_no_record() -
     document = copy.deepcopy(DOCUMENT)
     del document["gateway"]["owner"]
     del document["sources"][0]["register"]
+    document["hub"]["owners"] = ["operator", "burgermeetnet"]
     config = parse_config(document)
     assert config.gateway.owner == "operator"
     assert config.sources[0].register is None
