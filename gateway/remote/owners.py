@@ -19,6 +19,8 @@ from gateway.remote.policy import PolicyError
 
 PARTS = ("sources", "uplinks")
 """The Config fields an owner has a part of; every other field is the operator's."""
+FILES = ("ca_file", "cert_file", "key_file", "password_file")
+"""An uplink's fields that name a file the agent reads."""
 
 
 def _difference(path: str, before: object, after: object) -> str:
@@ -90,10 +92,15 @@ def _check_sources(owner: str, before: Config, after: Config) -> None:
 
 
 def _check_uplinks(owner: str, before: list[UplinkSection], after: list[UplinkSection]) -> None:
-    """`[[uplinks]]` by name: each one touched must carry exactly [owner], before and after."""
+    """`[[uplinks]]` by name: each one touched must carry exactly [owner], before and after,
+    and name only files (credentials, CAs) that the owner's uplinks name already: the operator
+    installs them, so a push cannot send the operator's or another owner's secret elsewhere."""
     old = {u.name: (i, u) for i, u in enumerate(before)}
     new = {u.name: (i, u) for i, u in enumerate(after)}
-    for name in old.keys() | new.keys():
+    own_files = {
+        getattr(u, key) for _, u in old.values() if list(u.owners) == [owner] for key in FILES
+    }
+    for name in [*old, *(n for n in new if n not in old)]:
         index, uplink = new.get(name) or old[name]
         if name in old and name in new and old[name][1] == uplink:
             continue
@@ -103,6 +110,12 @@ def _check_uplinks(owner: str, before: list[UplinkSection], after: list[UplinkSe
                     f"uplinks[{index}]",
                     owner,
                     f"uplink {name!r} carries {list(which[1].owners)!r}, not only {owner!r}",
+                )
+        for key in FILES if name in new else ():
+            path = getattr(uplink, key)
+            if path and path not in own_files:
+                raise _refuse(
+                    f"uplinks[{index}].{key}", owner, "names a file its uplinks do not use now"
                 )
 
 

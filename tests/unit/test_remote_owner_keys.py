@@ -195,6 +195,31 @@ def test_uplinks_of_only_that_owner_are_its_own(
     assert str(error.value).startswith(f"{refused}: ")
 
 
+@pytest.mark.parametrize(
+    ("before_file", "after_file", "refused"),
+    [
+        ("/etc/citygw/burgers.pass", "/etc/citygw/burgers.pass", None),
+        ("/etc/citygw/burgers.pass", "", None),
+        ("", "/etc/citygw/hub.pass", "uplinks[0].password_file"),
+        ("/etc/citygw/burgers.pass", "/etc/citygw/hub.pass", "uplinks[0].password_file"),
+    ],
+)
+def test_an_owner_names_only_credential_files_its_uplinks_use(
+    tmp_path: Path, before_file: str, after_file: str, refused: str | None
+) -> None:
+    def with_file(path: str, url: str) -> Any:
+        return _set("uplinks", [{**uplink("b", ["burgers"], url), "password_file": path}])
+
+    old = edited(tmp_path, with_file(before_file, "mqtt://burgers.example"))
+    new = edited(tmp_path, with_file(after_file, "mqtt://elsewhere.example"))
+    if refused is None:
+        check_owner_push("burgers", old, new)
+        return
+    with pytest.raises(PolicyError, match=r"names a file its uplinks do not use now") as error:
+        check_owner_push("burgers", old, new)
+    assert str(error.value).startswith(f"{refused}: ")
+
+
 def test_the_hub_owners_are_the_operators(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match=r"^hub\.owners: the operator's part"):
         check_owner_push(
