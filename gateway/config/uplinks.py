@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from gateway.config.fields import NAME, PositiveSeconds, record
@@ -221,23 +221,14 @@ class UplinkSection:
 
     def hub_settings(self, gateway_id: str) -> HubSection:
         """An MQTT (`citygw`) uplink as the settings the MQTT machinery takes."""
-        return HubSection(
-            url=self.url,
-            topic_prefix=self.topic_prefix,
-            flush_interval_s=self.flush_interval_s,
-            batch_max_readings=self.batch_max_readings,
-            protocol=self.protocol,
-            wire_format=self.wire_format,
-            client_id=self.client_id or f"citygw-{gateway_id}-{self.name}",
-            username=self.username,
-            password=self.password,
-            password_file=self.password_file,
-            ca_file=self.ca_file,
-            cert_file=self.cert_file,
-            key_file=self.key_file,
-            tls_verify=self.tls_verify,
-            timeout_s=self.timeout_s,
-            reconnect_min_s=self.reconnect_min_s,
-            reconnect_max_s=self.reconnect_max_s,
-            owners=list(self.owners),
-        )
+        settings: dict[str, Any] = {
+            "client_id": self.client_id or f"citygw-{gateway_id}-{self.name}",
+            "owners": list(self.owners),
+        }
+        for name in (
+            *("url", "topic_prefix", "flush_interval_s", "batch_max_readings", "protocol"),
+            *("wire_format", "username", "password", "password_file", "ca_file", "cert_file"),
+            *("key_file", "tls_verify", "timeout_s", "reconnect_min_s", "reconnect_max_s"),
+        ):
+            settings[name] = getattr(self, name)
+        return HubSection(**settings)
