@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import parse_config
 from gateway.wire import WireError
@@ -153,3 +155,23 @@ def test_decode_register_round_trips_and_refuses_junk() -> None:
     for junk in bad:
         with pytest.raises(WireError):
             decode_register(junk)
+
+
+VALID = encode_register(register_body(parse_config(json.loads(json.dumps(DOCUMENT)))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=512),
+        st.tuples(st.integers(0, len(VALID) - 1), st.binary(min_size=1, max_size=8)).map(
+            lambda cut: VALID[: cut[0]] + cut[1] + VALID[cut[0] + len(cut[1]) :]
+        ),
+    )
+)
+def test_any_payload_decodes_or_is_a_wire_error(payload: bytes) -> None:
+    try:
+        message = decode_register(payload)
+    except WireError:
+        return
+    assert isinstance(message["sources"], list)
