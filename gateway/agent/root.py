@@ -37,6 +37,7 @@ from gateway.system import libc, systemd
 from gateway.system.clock import WallClock
 from gateway.uplinks.factory import lane_specs
 from gateway.uplinks.mqtt import Uplink
+from gateway.wire.register import encode_register, register_body
 
 if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
     from gateway.remote.channel import RemoteConfig
@@ -124,7 +125,7 @@ class Agent:
         self.extras.offer_alert(notice, owner)
 
     def _make_uplink(self, config: Config) -> Uplink:
-        return Uplink(
+        uplink = Uplink(
             config.hub,
             gateway_id=config.gateway.id,
             buffer=self.buffer,
@@ -134,6 +135,8 @@ class Agent:
             config_channel=self.remote,
             before_flush=lambda: self.ingest.commit(),
         )
+        uplink.register = encode_register(register_body(config))
+        return uplink
 
     def _make_source(self, config: SourceConfig) -> Source:
         return make_source(config, clock=self.clock, ble_scanner_factory=self._ble_scanner_factory)
@@ -174,6 +177,8 @@ class Agent:
             self._start_source(self.sources[name])
         if changes.log_level:
             logging.getLogger().setLevel(config.gateway.log_level.upper())
+        if register_body(config) != register_body(old):  # e.g. a record or an owner changed
+            await self.uplink.publish_register(encode_register(register_body(config)))
 
     def _running_group(self) -> asyncio.TaskGroup:
         """The TaskGroup of `run`; components start only inside it."""

@@ -15,6 +15,7 @@ from gateway.config.load import (
     read_password,
 )
 from gateway.config.model import BufferSection, Config, GatewaySection
+from gateway.config.register import RegisterRecord
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.sources import (
     BleDevice,
@@ -41,6 +42,7 @@ __all__ = [
     "HubSection",
     "ModbusMeter",
     "ModbusSourceConfig",
+    "RegisterRecord",
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",

@@ -8,6 +8,7 @@ from dataclasses import field
 from typing import Annotated, ClassVar, Literal
 
 from gateway.config.fields import CONTROL, MAX_PATH_CHARS, NAME, PositiveSeconds, record
+from gateway.config.register import RegisterRecord
 from gateway.config.schema import Range
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
@@ -81,6 +82,8 @@ class SerialSourceConfig:
     mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
     """`maxbotix` only: the sensor's height above the zero of the water level; readings then
     include water_level_mm = mount_height_mm - distance_mm."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         _check_name_and_port(self.name, self.port)
@@ -177,6 +180,8 @@ class BleSourceConfig:
     """Longest wait between attempts while the adapter is missing."""
     devices: list[BleDevice] = field(default_factory=list)
     """The allow-list: only these devices' adverts are decoded."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -239,6 +244,8 @@ class ModbusSourceConfig:
     owner: str = ""
     """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
     empty: the gateway's owner (`gateway.owner`)."""
+    register: RegisterRecord | None = None
+    """The meters' public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         _check_name_and_port(self.name, self.port)
