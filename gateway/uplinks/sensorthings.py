@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_REQUEST = 10_000
 """django-ogc-sensorthings' MAX_POST_DATA_ARRAY_OBSERVATIONS (and FROST's default)."""
-_READ_BACK_PAGE = 10_000
-_READ_BACK_MAX_PAGES = 50
+_READ_BACK_PAGE = 1_000  # rows per read-back request: each is bounded by timeout_s
+_READ_BACK_MAX_PAGES = 200
 _COMPONENTS = ["phenomenonTime", "resultTime", "result", "parameters", "FeatureOfInterest/id"]
 _KEY = "citygw_key"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -224,11 +224,10 @@ class SensorThings:
         for page in range(_READ_BACK_MAX_PAGES):
             answer = await self._api.get(
                 path,
-                {
+                {  # no $select: django-ogc-sensorthings 1.2.0 then runs a query per row
                     "$filter": f"resultTime ge {iso_ms(since_ms)}",
-                    "$select": "phenomenonTime,result,parameters",
                     "$resultFormat": "dataArray",
-                    "$orderby": "resultTime",
+                    "$orderby": "resultTime,id",  # a total order: pages neither repeat nor skip
                     "$top": str(_READ_BACK_PAGE),
                     "$skip": str(page * _READ_BACK_PAGE),
                 },

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from uuid import UUID
 
-SECRET_KEY = "citygw-tests-only"  # noqa: S105 - a throwaway test server, never deployed
+SECRET_KEY = "citygw-tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "sta_server.urls"
