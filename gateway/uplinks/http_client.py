@@ -227,11 +227,15 @@ class HttpClient:
             return self._connection
         self._drop()
         try:
-            reader, writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self._ssl, limit=_READ_CHUNK
-            )
-        except (OSError, ssl.SSLError) as e:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=_READ_CHUNK)
+        except OSError as e:
             raise HttpError(f"cannot connect to {self.host}:{self.port}: {e}", sent=False) from e
+        if self._ssl is not None:
+            try:  # TLS on the open connection, so a failed handshake still closes the socket
+                await writer.start_tls(self._ssl, server_hostname=self.host)
+            except (OSError, ssl.SSLError) as e:
+                writer.transport.abort()
+                raise HttpError(f"TLS with {self.host}:{self.port}: {e}", sent=False) from e
         self.connects += 1
         self._connection = _Connection(reader, writer)
         return self._connection
