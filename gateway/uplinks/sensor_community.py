@@ -91,55 +91,61 @@ class SensorCommunityStats:
     skipped: dict[str, int] = field(default_factory=dict)  # quantity -> readings skipped
     not_again: int = 0  # readings this process delivered already (a batch sent again)
     pin_conflicts: int = 0  # readings of a second source on a pin another source holds
+    warned: set[tuple[int, str]] = field(default_factory=set, repr=False)  # (pin, source) logged
 
 
 def families(
     batch: Sequence[OutgoingReading], stats: SensorCommunityStats, pin_owner: dict[int, str]
 ) -> list[Post]:
-    """The POSTs `batch` makes, in order of first reading; unmapped quantities are counted."""
-    pm: dict[tuple[str, int], dict[str, str]] = {}
-    climate: dict[tuple[str, int], dict[str, str]] = {}
-    used: dict[tuple[str, int, bool], list[OutgoingReading]] = {}
-    for reading in batch:
-        where = (reading.source, reading.ts_ms)
-        key = (reading.quantity, reading.unit)
-        mapped = PM.get(key)
-        target = pm
-        if mapped is None:
-            mapped, target = CLIMATE.get(key), climate
-        if mapped is None or not math.isfinite(reading.value):
-            stats.skipped[reading.quantity] = stats.skipped.get(reading.quantity, 0) + 1
-            if stats.skipped[reading.quantity] == 1:
-                log.info("sensor.community has no value_type for %s: skipped", reading.quantity)
-            continue
-        value_type, factor = mapped
-        target.setdefault(where, {})[value_type] = f"{reading.value * factor:.2f}"
-        used.setdefault((*where, target is pm), []).append(reading)
-    posts = [
-        Post(s, PIN_PM, ts, tuple(sorted(v.items())), tuple(used[s, ts, True]))
-        for (s, ts), v in pm.items()
-    ]
-    for (source, ts), found in climate.items():
-        if "pressure" in found:
-            pin = PIN_BME280 if "humidity" in found else PIN_BMP280
-        else:
-            pin = PIN_TEMP_HUMIDITY
-        readings = tuple(used[source, ts, False])
-        posts.append(Post(source, pin, ts, tuple(sorted(found.items())), readings))
+    """The POSTs `batch` makes, in time order; unmapped quantities are counted. `pin_owner`
+    (kept by the caller) gives each pin to the first source that used it."""
     kept = []
-    for post in sorted(posts, key=lambda p: (p.ts_ms, p.pin)):
+    for post in sorted(_posts(batch, stats), key=lambda p: (p.ts_ms, p.pin)):
         holder = pin_owner.setdefault(post.pin, post.source)
-        if holder != post.source:
-            stats.pin_conflicts += len(post.values)
+        if holder == post.source:
+            kept.append(post)
+            continue
+        stats.pin_conflicts += len(post.readings)
+        if (post.pin, post.source) not in stats.warned:
+            stats.warned.add((post.pin, post.source))
             log.warning(
                 "sensor.community pin %d already carries %s: %s skipped (one source per pin)",
                 post.pin,
                 holder,
                 post.source,
             )
-            continue
-        kept.append(post)
     return kept
+
+
+def _posts(batch: Sequence[OutgoingReading], stats: SensorCommunityStats) -> list[Post]:
+    """Group mapped readings per (source, time) into a PM and a climate family."""
+    groups: dict[tuple[str, int, bool], dict[str, str]] = {}
+    used: dict[tuple[str, int, bool], list[OutgoingReading]] = {}
+    for reading in batch:
+        key = (reading.quantity, reading.unit)
+        mapped, is_pm = PM.get(key), True
+        if mapped is None:
+            mapped, is_pm = CLIMATE.get(key), False
+        if mapped is None or not math.isfinite(reading.value):
+            stats.skipped[reading.quantity] = stats.skipped.get(reading.quantity, 0) + 1
+            if stats.skipped[reading.quantity] == 1:
+                log.info("sensor.community has no value_type for %s: skipped", reading.quantity)
+            continue
+        value_type, factor = mapped
+        where = (reading.source, reading.ts_ms, is_pm)
+        groups.setdefault(where, {})[value_type] = f"{reading.value * factor:.2f}"
+        used.setdefault(where, []).append(reading)
+    posts = []
+    for (source, ts, is_pm), found in groups.items():
+        if is_pm:
+            pin = PIN_PM
+        elif "pressure" in found:
+            pin = PIN_BME280 if "humidity" in found else PIN_BMP280
+        else:
+            pin = PIN_TEMP_HUMIDITY
+        values = tuple(sorted(found.items()))
+        posts.append(Post(source, pin, ts, values, tuple(used[source, ts, is_pm])))
+    return posts
 
 
 class SensorCommunity:
