@@ -71,6 +71,9 @@ class AgentSettings:
     synchronous: str = "full"
     max_readings: int = 2_000_000
     gateway_id: str = "bench-gw"
+    extra_uplinks: int = 0
+    """More MQTT uplinks ([[uplinks]]) for the same owner, on the same broker, each under
+    `<topic_prefix>/u<i>`: every reading then leaves once per uplink."""
 
 
 def _q(text: str) -> str:
@@ -98,6 +101,17 @@ def config_toml(settings: AgentSettings, data_dir: Path) -> str:
         f"commit_interval_ms = {s.commit_interval_ms}",
         f"synchronous = {_q(s.synchronous)}",
     ]
+    for i in range(s.extra_uplinks):
+        lines += [
+            "",
+            "[[uplinks]]",
+            f'name = "u{i}"',
+            'owners = ["operator"]',
+            f"url = {_q(s.hub_url)}",
+            f"topic_prefix = {_q(f'{s.topic_prefix}/u{i}')}",
+            f"flush_interval_s = {float(s.flush_interval_s)!r}",
+            f"batch_max_readings = {s.batch_max_readings}",
+        ]
     for i, port in enumerate(s.ports):
         lines += [
             "",

@@ -976,7 +976,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         action="append",
-        choices=["throughput", "real-rate", "memory", "cold", "wire", "peer", "profile"],
+        choices=[
+            *("throughput", "real-rate", "memory", "cold", "wire", "peer", "profile"),
+            "uplinks",
+        ],
         help="run only these parts (repeatable)",
     )
     p.add_argument(
@@ -1008,7 +1011,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     parts = set(
-        args.only or ["throughput", "real-rate", "memory", "cold", "wire", "peer", "profile"]
+        args.only
+        or ["throughput", "real-rate", "memory", "cold", "wire", "peer", "profile", "uplinks"]
     )
     readings = args.readings or (QUICK_READINGS if args.quick else FULL_READINGS)
     mem_readings = args.memory_readings or (QUICK_READINGS if args.quick else FULL_READINGS)
@@ -1024,6 +1028,16 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
             f"{tp['cpu_us_per_reading']:.1f} us CPU/reading, "
             f"{tp['disk_bytes_per_reading']:.1f} B disk/reading, "
             f"{tp['wire_bytes_per_reading']:.2f} B wire/reading"
+        )
+    if "uplinks" in parts:
+        from bench.uplinks import run_uplinks
+
+        results["uplinks"] = run_uplinks(bench, readings, args.rate)
+        up = results["uplinks"]
+        log(
+            f"uplinks: {up['uplinks']} uplinks, {fmt(up['readings_per_s'])} readings/s end to "
+            f"end, {up['cpu_us_per_reading']:.1f} us CPU/reading, "
+            f"{up['disk_bytes_per_reading']:.1f} B disk/reading"
         )
     if "real-rate" in parts:
         results["real_rate"] = run_real_rate(bench, 10 if args.quick else 30)

@@ -27,29 +27,34 @@ class Series(NamedTuple):
 
 
 class SeriesIndex:
-    """Series -> a small number for this process, so a staged reading names its series in 4
-    bytes. Only grows: a number never changes meaning while readings that use it wait."""
+    """(Series, owner) -> a small number for this process, so a staged reading names its series
+    and its owner in 4 bytes. Only grows: a number never changes meaning while readings that use
+    it wait. The owner is fixed here, when the reading is staged: a config change afterwards
+    never re-routes it (docs/uplinks.md). An empty owner: the gateway's own."""
 
-    __slots__ = ("_ids", "series")
+    __slots__ = ("_ids", "owners", "series")
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[str, str, str], int] = {}
+        self._ids: dict[tuple[str, str, str, str], int] = {}
         self.series: list[Series] = []
+        self.owners: list[str] = []
 
-    def ids(self, source: str, measurements: Sequence[Measurement]) -> list[int]:
+    def ids(self, source: str, measurements: Sequence[Measurement], owner: str = "") -> list[int]:
         """The number of each measurement's series (new series are numbered on the way)."""
         get = self._ids.get
-        found = [get((source, m.quantity, m.unit), -1) for m in measurements]
+        found = [get((source, m.quantity, m.unit, owner), -1) for m in measurements]
         if -1 not in found:
             return found
-        return [self.id(Series(source, m.quantity, m.unit)) for m in measurements]
+        return [self.id(Series(source, m.quantity, m.unit), owner) for m in measurements]
 
-    def id(self, series: Series) -> int:
-        """The number of `series`, given one if it is new."""
-        known = self._ids.get(series)
+    def id(self, series: Series, owner: str = "") -> int:
+        """The number of `series` of `owner`, given one if it is new."""
+        key = (*series, owner)
+        known = self._ids.get(key)
         if known is None:
-            known = self._ids[series] = len(self.series)
+            known = self._ids[key] = len(self.series)
             self.series.append(series)
+            self.owners.append(owner)
         return known
 
 
@@ -71,11 +76,16 @@ class Columns:
         return len(self.sid)
 
     def add(
-        self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int = 0
+        self,
+        source: str,
+        measurements: Sequence[Measurement],
+        ts_ms: int,
+        flags: int = 0,
+        owner: str = "",
     ) -> None:
-        """Readings of one source taken at one moment."""
+        """Readings of one source (of `owner`) taken at one moment."""
         count = len(measurements)
-        self.sid.extend(self.index.ids(source, measurements))
+        self.sid.extend(self.index.ids(source, measurements, owner))
         self.values.extend([m.value for m in measurements])
         self.ts_ms.extend(repeat(ts_ms, count))
         self.flags.extend(repeat(flags, count))
@@ -85,6 +95,15 @@ class Columns:
         out = Columns(self.index)
         out.sid, out.ts_ms = self.sid[start:stop], self.ts_ms[start:stop]
         out.values, out.flags = self.values[start:stop], self.flags[start:stop]
+        return out
+
+    def select(self, positions: Sequence[int]) -> Columns:
+        """A copy of the readings at `positions` (in that order)."""
+        out = Columns(self.index)
+        out.sid = array("I", [self.sid[i] for i in positions])
+        out.ts_ms = array("q", [self.ts_ms[i] for i in positions])
+        out.values = array("d", [self.values[i] for i in positions])
+        out.flags = array("B", [self.flags[i] for i in positions])
         return out
 
     def take(self, count: int) -> Columns:

@@ -44,6 +44,9 @@ class Ingest:
         self._staging_max = staging_max
         self._on_committed = on_committed
         self._staged = Columns(SeriesIndex())
+        self._owners: dict[str, str] = {}  # source name -> owner (BLE: the part before "/")
+        self._default_owner = ""
+        self._owner_of: dict[str, str] = {}  # what each reading's source name gave
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -62,13 +65,22 @@ class Ingest:
         """Readings accepted and not yet committed."""
         return len(self._staged)
 
+    def set_owners(self, by_source: dict[str, str], default: str) -> None:
+        """Whose readings each source's are, from now on (what is staged keeps its owner)."""
+        self._owners, self._default_owner, self._owner_of = by_source, default, {}
+
     def emit(
         self, source: str, measurements: Sequence[Measurement], ts_ms: int, flags: int = 0
     ) -> None:
         """Called by sources on the event loop; never blocks. Drops (counted) only when the
-        disk has been failing long enough for the staging area to fill."""
+        disk has been failing long enough for the staging area to fill. The reading's owner
+        is fixed here (docs/uplinks.md)."""
+        owner = self._owner_of.get(source)
+        if owner is None:
+            owner = self._owners.get(source.split("/", 1)[0], self._default_owner)
+            self._owner_of[source] = owner
         staged = self._staged
-        staged.add(source, measurements, ts_ms, flags)
+        staged.add(source, measurements, ts_ms, flags, owner)
         overflow = len(staged) - self._staging_max
         if overflow > 0:
             staged.drop_first(overflow)

@@ -8,12 +8,9 @@ Under systemd (Type=notify) it reports READY/STOPPING/STATUS and pings the watch
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
@@ -28,16 +25,17 @@ from gateway.agent.supervise import (
     STEP_S,
     STOP_BOUND_S,
     bounded,
+    data_dir_lock,
     handle_stop_signals,
     stop_tasks,
     supervise,
 )
+from gateway.agent.uplinks import ExtraUplinks, buffer_for
 from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
 from gateway.sources.serial.source import SerialSource
-from gateway.store.buffer import SqliteBuffer
-from gateway.store.worker import AsyncBuffer
 from gateway.system import libc, systemd
 from gateway.system.clock import WallClock
+from gateway.uplinks.factory import lane_specs
 from gateway.uplinks.mqtt import Uplink
 
 if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
@@ -78,24 +76,8 @@ def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
     return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
-class AgentAlreadyRunning(RuntimeError):
-    """Another agent holds the data directory's lock."""
-
-
 class AgentNotRunning(RuntimeError):
     """A change was asked of an agent whose `run` has not started or has ended."""
-
-
-@contextlib.contextmanager
-def _data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Two agents on one buffer would send every reading twice: refuse the second."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / "agent.lock").open("a+b") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AgentAlreadyRunning(f"another agent is using {data_dir}") from None
-        yield
 
 
 class Agent:
@@ -125,14 +107,7 @@ class Agent:
         self._started_monotonic = time.monotonic()
         self._ble_scanner_factory = ble_scanner_factory
         buffer_cfg = config.buffer
-        self.buffer = AsyncBuffer(
-            lambda: SqliteBuffer(
-                config.data_dir / "buffer.db",
-                max_readings=buffer_cfg.max_readings,
-                when_full=buffer_cfg.when_full,
-                synchronous=buffer_cfg.synchronous,
-            )
-        )
+        self.buffer = buffer_for(config)
         if boot is not None and document is not None:
             self.remote = RemoteConfig(
                 local_document=document,
@@ -142,19 +117,32 @@ class Agent:
                 publish_state=lambda payload: self.uplink.publish_config_state(payload),
             )
         self.uplink = self._make_uplink(config)
+        self.extras = ExtraUplinks(
+            buffer=self.buffer,
+            gateway_id=config.gateway.id,
+            version=__version__,
+            started_ms=self.started_ms,
+            before_flush=lambda: self.ingest.commit(),
+        )
+        self.extras.build(config.uplinks)
         self.ingest = Ingest(
             self.buffer,
             commit_interval_s=buffer_cfg.commit_interval_ms / 1000,
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
-            on_committed=lambda committed: self.uplink.notify(committed),
+            on_committed=self._committed,
         )
+        self.ingest.set_owners(config.source_owners(), config.gateway.owner)
         self.clock = WallClock()
         self.sources = {s.name: self._make_source(s) for s in config.sources}
         self._group: asyncio.TaskGroup | None = None
         self._source_tasks: dict[str, asyncio.Task[None]] = {}
         self._uplink_task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
+
+    def _committed(self, count: int) -> None:
+        self.uplink.notify(count)
+        self.extras.notify(count)
 
     def _make_uplink(self, config: Config) -> Uplink:
         return Uplink(
@@ -192,8 +180,13 @@ class Agent:
             await self._stop_source(name)
         old = self.config
         self.config = config
+        self.ingest.set_owners(config.source_owners(), config.gateway.owner)
         if changes.hub:
             await self._replace_uplink(old)
+        if old.uplinks != config.uplinks or old.routes() != config.routes():
+            added = await self.extras.remove_changed(config.uplinks)
+            await self.buffer.set_lanes(lane_specs(config))  # a removed uplink's backlog goes
+            self.extras.add(added)
         new_sources = {s.name: s for s in config.sources}
         for name in [*changes.sources_changed, *changes.sources_added]:
             self.sources[name] = self._make_source(new_sources[name])
@@ -273,6 +266,7 @@ class Agent:
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": up.as_dict(),
+            "uplinks": self.extras.snapshot(stats.lanes, now_ms, hub=self.uplink),
             "sources": {
                 s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
@@ -299,7 +293,7 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run every component until `stop` is set, then shut down in order."""
         config = self.config
-        with _data_dir_lock(config.data_dir):
+        with data_dir_lock(config.data_dir):
             await self.buffer.open()
             stats = await self.buffer.stats()
             log.info(
@@ -325,6 +319,7 @@ class Agent:
                 self._start_source(source)
             ingest = group.create_task(self.ingest.run(), name="ingest")
             self._start_uplink()
+            self.extras.start(group)
             services = [
                 group.create_task(
                     serve_status(status_socket_address(self.config.data_dir), self.snapshot),
@@ -367,10 +362,13 @@ class Agent:
         await stop_tasks("sources", list(self._source_tasks.values()), timeout_s=STEP_S)
         await stop_tasks("ingest", [ingest], timeout_s=STEP_S)  # commits what is staged
         drain_s = min(5.0, self.config.hub.timeout_s)
-        left = await bounded("drain", self.uplink.drain(timeout_s=drain_s), timeout_s=drain_s + 1)
+        left = await bounded(
+            "drain", self.extras.drain(drain_s, self.uplink), timeout_s=drain_s + 1
+        )
         if left:
             log.info("%d readings stay in the buffer for the next start", left)
         await bounded("offline", self.uplink.announce_offline(), timeout_s=STEP_S)
+        await self.extras.stop()
         uplink = [t for t in (self._uplink_task, self._metrics_task) if t is not None]
         await stop_tasks("uplink", uplink, timeout_s=self.config.hub.timeout_s + STEP_S)
 

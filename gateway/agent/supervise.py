@@ -4,11 +4,14 @@ the ordered stop's steps are bounded, and a second SIGTERM/SIGINT exits at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.backoff import Backoff
@@ -26,6 +29,14 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 STABLE_AFTER_S = 60.0
@@ -105,3 +116,19 @@ def force_exit(why: str) -> None:
     log.critical("%s: exiting now; committed readings stay in the buffer", why)
     logging.shutdown()
     os._exit(EXIT_FORCED)
+
+
+class AgentAlreadyRunning(RuntimeError):
+    """Another agent holds the data directory's lock."""
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Two agents on one buffer would send every reading twice: refuse the second."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "agent.lock").open("a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentAlreadyRunning(f"another agent is using {data_dir}") from None
+        yield

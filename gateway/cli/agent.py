@@ -146,6 +146,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects"
         )
         lines += [f"  uplink: {warning}" for warning in uplink.get("warnings", [])]
+    lines += [_uplink_line(name, one) for name, one in status.get("uplinks", {}).items()]
     if "config_version" in status:
         version = status["config_version"]
         where = "the local file" if version == 0 else f"pushed version {version}"
@@ -163,6 +164,20 @@ def _buffer_line(buffer: dict[str, Any]) -> str:
         f"  buffer: {buffer['depth']} readings waiting"
         + (f", oldest {oldest} s old" if oldest is not None else "")
         + f", {buffer.get('dropped', 0)} dropped"
+    )
+
+
+def _uplink_line(name: str, uplink: dict[str, Any]) -> str:
+    """One uplink (the hub or an [[uplinks]] record): its own backlog, oldest, sent, drops."""
+    state = "connected" if uplink.get("connected") else "DISCONNECTED"
+    if not uplink.get("connected") and uplink.get("last_error"):
+        state += f" ({uplink['last_error']})"
+    oldest = uplink.get("oldest_unsent_age_s")
+    return (
+        f"  uplink {name} ({uplink.get('format', 'citygw')}): {state}, "
+        f"{uplink.get('backlog', 0)} waiting"
+        + (f" (oldest {oldest} s old)" if oldest is not None else "")
+        + f", {uplink.get('sent', 0)} sent, {uplink.get('dropped', 0)} dropped"
     )
 
 

@@ -22,7 +22,7 @@ from gateway.config.sources import (
     SerialSourceConfig,
     SourceConfig,
 )
-from gateway.config.uplinks import HubSection
+from gateway.config.uplinks import HubSection, UplinkSection
 
 __all__ = [
     "DEFAULT_PATH",
@@ -38,6 +38,7 @@ __all__ = [
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",
+    "UplinkSection",
     "json_schema",
     "load_config",
     "load_document",

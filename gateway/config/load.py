@@ -10,7 +10,7 @@ from gateway.config import schema
 from gateway.config.fields import ConfigError
 from gateway.config.model import Config
 from gateway.config.schema import SchemaError
-from gateway.config.uplinks import HubSection
+from gateway.config.uplinks import HubSection, UplinkSection
 
 DEFAULT_PATH = Path("/etc/citygw/gateway.toml")
 """Where an installed gateway keeps its config (deploy/install.sh)."""
@@ -53,8 +53,8 @@ def json_schema() -> dict[str, Any]:
     return document
 
 
-def read_password(hub: HubSection) -> str | None:
-    """The broker password from the config or its file (kept out of logs and reprs)."""
+def read_password(hub: HubSection | UplinkSection) -> str | None:
+    """The password of the hub or an uplink, from the config or its file (never logged)."""
     if hub.password_file:
         return Path(hub.password_file).read_text(encoding="utf-8").strip()
     return hub.password or None

@@ -10,7 +10,7 @@ from gateway.config.fields import NAME, record
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.schema import Range
 from gateway.config.sources import SourceConfig
-from gateway.config.uplinks import HubSection
+from gateway.config.uplinks import HubSection, UplinkSection
 
 
 @record
@@ -23,10 +23,15 @@ class GatewaySection:
     """Where the durable buffer (buffer.db) and the status socket live; not on tmpfs."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Least severe log messages written: debug, info, warning or error."""
+    owner: str = "operator"
+    """Who runs this gateway: the owner of every source that names none, and the owner the
+    hub carries by default (docs/uplinks.md)."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.id):
             raise ValueError("id: expected 1-64 characters from A-Z a-z 0-9 _ . - (used in topics)")
+        if not NAME.fullmatch(self.owner):
+            raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . -")
         if not self.data_dir:
             raise ValueError("data_dir: expected a directory path")
 
@@ -62,6 +67,8 @@ class Config:
     """The sensors: serial ports and BLE scanners."""
     remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
     """Signed config pushes over MQTT; off while trusted_keys is empty."""
+    uplinks: list[UplinkSection] = field(default_factory=list)
+    """More destinations besides the hub, each for the owners it lists (docs/uplinks.md)."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -69,6 +76,35 @@ class Config:
             if source.name in seen:
                 raise ValueError(f"sources[{index}].name: {source.name!r} is used twice")
             seen.add(source.name)
+        names: set[str] = set()
+        for index, uplink in enumerate(self.uplinks):
+            if uplink.name in names:
+                raise ValueError(f"uplinks[{index}].name: {uplink.name!r} is used twice")
+            names.add(uplink.name)
+        carried = {owner for _, owners in self.routes() for owner in owners}
+        for index, source in enumerate(self.sources):
+            owner = self.owner_of(source)
+            if owner not in carried:
+                raise ValueError(
+                    f"sources[{index}].owner: no uplink carries the readings of owner "
+                    f"{owner!r} (list it in hub.owners or in an [[uplinks]] record's owners)"
+                )
+
+    def owner_of(self, source: SourceConfig) -> str:
+        """A source's owner: its own, else the gateway's."""
+        return source.owner or self.gateway.owner
+
+    def hub_owners(self) -> list[str]:
+        """The owners the hub carries: `hub.owners`, else the gateway's own."""
+        return list(self.hub.owners) or [self.gateway.owner]
+
+    def routes(self) -> list[tuple[str, list[str]]]:
+        """(uplink name, owners it carries), the hub first (named `hub`)."""
+        return [("hub", self.hub_owners())] + [(u.name, list(u.owners)) for u in self.uplinks]
+
+    def source_owners(self) -> dict[str, str]:
+        """Source name -> owner, for stamping readings as they are stored."""
+        return {source.name: self.owner_of(source) for source in self.sources}
 
     @property
     def data_dir(self) -> Path:

@@ -37,6 +37,9 @@ class SerialSourceConfig:
     TYPE: ClassVar[str] = "serial"
     name: str
     """Name the readings carry; unique on this gateway."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     port: str
     """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
     driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
@@ -56,6 +59,7 @@ class SerialSourceConfig:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_owner(self.owner)
         if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
             raise ValueError(
                 "port: expected a device path such as /dev/ttyUSB0 "
@@ -65,6 +69,11 @@ class SerialSourceConfig:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
             raise ValueError('node_interval_s: only for driver = "node"')
+
+
+def _check_owner(owner: str) -> None:
+    if owner and not NAME.fullmatch(owner):
+        raise ValueError("owner: expected 1-64 characters from A-Z a-z 0-9 _ . - (or empty)")
 
 
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
@@ -110,6 +119,9 @@ class BleSourceConfig:
     TYPE: ClassVar[str] = "ble"
     name: str
     """Readings come from "<name>/<device name>"; unique on this gateway."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
     adapter: str = "hci0"
     """The BlueZ adapter that scans."""
     scanning: Literal["auto", "passive", "active"] = "auto"
@@ -123,6 +135,7 @@ class BleSourceConfig:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_owner(self.owner)
         if not _ADAPTER.fullmatch(self.adapter):
             raise ValueError("adapter: expected an adapter name such as hci0")
         names: set[str] = set()

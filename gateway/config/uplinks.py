@@ -1,13 +1,17 @@
-"""`[hub]`: the operator's MQTT uplink and how readings are batched to it."""
+"""`[hub]` and `[[uplinks]]`: where readings go, and how they are batched on the way.
+
+`[hub]` is the operator's MQTT uplink (status, metrics, remote config, and the readings of the
+owners it lists); each `[[uplinks]]` record is one more destination for the owners it lists.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from gateway.config.fields import PositiveSeconds, record
+from gateway.config.fields import NAME, PositiveSeconds, record
 from gateway.config.schema import Range
 
 _TOPIC_PREFIX = re.compile(r"[^#+\x00]{1,200}")
@@ -60,29 +64,14 @@ class HubSection:
     """Batches published and not yet acknowledged at one time."""
     metrics_interval_s: PositiveSeconds = 60.0
     """How often the health message goes to `<prefix>/<id>/metrics`."""
+    owners: list[str] = field(default_factory=list)
+    """Owners whose readings the hub carries; empty: only the gateway's own owner
+    (`gateway.owner`)."""
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(
-                f"url: expected mqtt://host[:port] or mqtts://host[:port], got {self.url!r}"
-            )
-        if not parts.hostname:
-            raise ValueError("url: expected a host name")
-        if parts.username or parts.password:
-            raise ValueError("url: put credentials in username and password_file, not in the URL")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ValueError(f"url: expected a port number 1-65535, got {self.url!r}") from None
-        if not _TOPIC_PREFIX.fullmatch(self.topic_prefix) or self.topic_prefix.endswith("/"):
-            raise ValueError("topic_prefix: expected a topic without wildcards or trailing '/'")
-        if self.password and self.password_file:
-            raise ValueError("password: give password or password_file, not both")
-        if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file: a client certificate needs both cert_file and key_file")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s: expected at most reconnect_max_s")
+        _check_url(self.url, ("mqtt", "mqtts"))
+        _check_common(self)
+        _check_owners(self.owners, allow_empty=True)
 
     def warnings(self) -> list[str]:
         """What makes this hub connection insecure, for the log at start and `citygw status`."""
@@ -114,3 +103,132 @@ class HubSection:
     def port(self) -> int:
         """The broker's port: the url's, else 8883 with TLS and 1883 without."""
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+def _check_url(url: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        shapes = " or ".join(f"{scheme}://host[:port]" for scheme in schemes)
+        raise ValueError(f"url: expected {shapes}, got {url!r}")
+    if not parts.hostname:
+        raise ValueError("url: expected a host name")
+    if parts.username or parts.password:
+        raise ValueError("url: put credentials in username and password_file, not in the URL")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"url: expected a port number 1-65535, got {url!r}") from None
+
+
+def _check_common(section: HubSection | UplinkSection) -> None:
+    if not _TOPIC_PREFIX.fullmatch(section.topic_prefix) or section.topic_prefix.endswith("/"):
+        raise ValueError("topic_prefix: expected a topic without wildcards or trailing '/'")
+    if section.password and section.password_file:
+        raise ValueError("password: give password or password_file, not both")
+    if bool(section.cert_file) != bool(section.key_file):
+        raise ValueError("cert_file: a client certificate needs both cert_file and key_file")
+    if section.reconnect_min_s > section.reconnect_max_s:
+        raise ValueError("reconnect_min_s: expected at most reconnect_max_s")
+
+
+def _check_owners(owners: list[str], *, allow_empty: bool) -> None:
+    if not owners and not allow_empty:
+        raise ValueError("owners: expected at least one owner")
+    for index, owner in enumerate(owners):
+        if not NAME.fullmatch(owner):
+            raise ValueError(f"owners[{index}]: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+    if len(set(owners)) != len(owners):
+        raise ValueError("owners: an owner is listed twice")
+
+
+FORMAT_SCHEMES = {
+    "citygw": ("mqtt", "mqtts"),
+    "sensorthings": ("http", "https"),
+    "sensor.community": ("http", "https"),
+}
+"""Which url schemes each `format` is carried over."""
+
+
+@record
+class UplinkSection:
+    """`[[uplinks]]`: one more destination, for the readings of the owners it lists only."""
+
+    name: str
+    """Names this uplink in status, metrics and logs; unique, and not `hub`."""
+    owners: list[str]
+    """Owners whose readings this uplink carries (no other reading ever reaches it)."""
+    url: str
+    """`mqtt://` / `mqtts://` for format citygw; `http://` / `https://` for sensorthings and
+    sensor.community (the endpoint's base URL)."""
+    format: Literal["citygw", "sensorthings", "sensor.community"] = "citygw"
+    """citygw: the wire formats of docs/protocol.md over MQTT; sensorthings: OGC SensorThings
+    API 1.1; sensor.community: the airRohr push API."""
+    username: str = ""
+    """User name at the destination; empty: none."""
+    password: str = field(default="", repr=False)
+    """Password at the destination; prefer password_file (never logged)."""
+    password_file: str = ""
+    """File holding the password, readable only by the citygw user."""
+    ca_file: str = ""
+    """CA bundle that verifies the destination (empty: the system's CAs)."""
+    cert_file: str = ""
+    """Client certificate for mutual TLS (needs key_file too)."""
+    key_file: str = ""
+    """Private key of cert_file for mutual TLS."""
+    tls_verify: bool = True
+    """Verify the destination's certificate and host name; off only for a lab server."""
+    timeout_s: PositiveSeconds = 10.0
+    """Timeout for connecting and for each acknowledgement (PUBACK, HTTP response)."""
+    flush_interval_s: PositiveSeconds = 30.0
+    """Batch window: readings leave at the latest this long after they arrive."""
+    batch_max_readings: Annotated[int, Range(ge=1, le=10_000)] = 1000
+    """...or as soon as this many are waiting."""
+    max_backlog_readings: Annotated[int, Range(ge=100, le=100_000_000)] = 2_000_000
+    """Readings kept for this uplink while it is unreachable; past this `when_full` applies to
+    this uplink only (its drops are counted as its own)."""
+    when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    """Which of its readings this uplink gives up when its backlog is full."""
+    reconnect_min_s: PositiveSeconds = 1.0
+    """Retry backoff: full jitter between 0 and min(max, min * 2^attempt)."""
+    reconnect_max_s: PositiveSeconds = 10.0
+    """Longest wait between attempts (a server's Retry-After is honoured up to an hour)."""
+    topic_prefix: str = "citygw/v1"
+    """MQTT only: topics are `<topic_prefix>/<gateway id>/{data,status}`."""
+    protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT only: the protocol version spoken to the broker."""
+    wire_format: Literal[1, 2, 3] = 1
+    """MQTT only: 1, 2 or 3 (docs/protocol.md); 2 and 3 name their series in the birth."""
+    client_id: str = ""
+    """MQTT only: client id; empty means "citygw-<gateway id>-<name>"."""
+    sensor_id: str = ""
+    """sensor.community only: the X-Sensor value, e.g. "raspi-0000001" or "esp8266-12345678"."""
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name) or self.name == "hub":
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -, not 'hub'")
+        _check_owners(self.owners, allow_empty=False)
+        _check_url(self.url, FORMAT_SCHEMES[self.format])
+        _check_common(self)
+        if self.format != "sensor.community" and self.sensor_id:
+            raise ValueError('sensor_id: only for format = "sensor.community"')
+        if self.format == "sensor.community" and not self.sensor_id:
+            raise ValueError('sensor_id: format "sensor.community" needs the X-Sensor id')
+
+    @property
+    def tls(self) -> bool:
+        """Whether the url asks for TLS (mqtts://, https://)."""
+        return urlsplit(self.url).scheme in ("mqtts", "https")
+
+    def hub_settings(self, gateway_id: str) -> HubSection:
+        """An MQTT (`citygw`) uplink as the settings the MQTT machinery takes."""
+        settings: dict[str, Any] = {
+            "client_id": self.client_id or f"citygw-{gateway_id}-{self.name}",
+            "owners": list(self.owners),
+        }
+        for name in (
+            *("url", "topic_prefix", "flush_interval_s", "batch_max_readings", "protocol"),
+            *("wire_format", "username", "password", "password_file", "ca_file", "cert_file"),
+            *("key_file", "tls_verify", "timeout_s", "reconnect_min_s", "reconnect_max_s"),
+        ):
+            settings[name] = getattr(self, name)
+        return HubSection(**settings)

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import BleSourceConfig, Config, ConfigError, SerialSourceConfig, parse_config
+from gateway.config import (
+    BleSourceConfig,
+    Config,
+    ConfigError,
+    HubSection,
+    SerialSourceConfig,
+    UplinkSection,
+    parse_config,
+)
 
 SERIAL_DEVICE = re.compile(
     r"/dev/tty(?:S|USB|ACM|AMA)[0-9]{1,3}"
@@ -101,8 +110,8 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _local_files(local: Config) -> set[str]:
-    hub = local.hub
-    return {os.path.normpath(p) for p in (getattr(hub, k) for k in FILE_KEYS) if p}
+    sections = [local.hub, *local.uplinks]
+    return {os.path.normpath(p) for s in sections for p in (getattr(s, k) for k in FILE_KEYS) if p}
 
 
 def effective_document(
@@ -133,12 +142,16 @@ def effective_document(
         document["remote_config"] = copy.deepcopy(local_document["remote_config"])
     else:
         document.pop("remote_config", None)
-    hub = document.get("hub")
-    if isinstance(hub, dict) and hub.get("password"):
-        raise PolicyError(
-            "hub.password: a push is readable by whoever may subscribe to it; "
-            "put the password in a file and name it in hub.password_file"
-        )
+    sections: list[tuple[str, Any]] = [("hub", document.get("hub"))]
+    uplinks = document.get("uplinks")
+    if isinstance(uplinks, list):
+        sections += [(f"uplinks[{i}]", uplink) for i, uplink in enumerate(uplinks)]
+    for where, section in sections:
+        if isinstance(section, dict) and section.get("password"):
+            raise PolicyError(
+                f"{where}.password: a push is readable by whoever may subscribe to it; "
+                f"put the password in a file and name it in {where}.password_file"
+            )
     return document
 
 
@@ -146,15 +159,17 @@ def check(candidate: Config, local: Config) -> None:
     """Rules that need the validated candidate. Raises PolicyError."""
     data_dir = local.gateway.data_dir
     allowed_files = _local_files(local)
-    for key in FILE_KEYS:
-        path = getattr(candidate.hub, key)
+    sections: list[tuple[str, HubSection | UplinkSection]] = [("hub", candidate.hub)]
+    sections += [(f"uplinks[{i}]", uplink) for i, uplink in enumerate(candidate.uplinks)]
+    for (where, section), key in itertools.product(sections, FILE_KEYS):
+        path = getattr(section, key)
         if not path:
             continue
         if not Path(path).is_absolute():
-            raise PolicyError(f"hub.{key}: expected an absolute path")
+            raise PolicyError(f"{where}.{key}: expected an absolute path")
         if os.path.normpath(path) not in allowed_files and not _inside(path, data_dir):
             raise PolicyError(
-                f"hub.{key}: {path[:200]} is outside the data directory {data_dir} "
+                f"{where}.{key}: {path[:200]} is outside the data directory {data_dir} "
                 "and not a file the local config names"
             )
     local_ports = {s.port for s in local.sources if isinstance(s, SerialSourceConfig)}
@@ -202,6 +217,8 @@ class Changes:
     sources_removed: list[str] = field(default_factory=list)
     sources_changed: list[str] = field(default_factory=list)
     hub: bool = False
+    uplinks: bool = False
+    """`[[uplinks]]`, an owner of a source or the owners the hub carries changed."""
     buffer: bool = False
     log_level: bool = False
 
@@ -211,6 +228,7 @@ class Changes:
             or self.sources_removed
             or self.sources_changed
             or self.hub
+            or self.uplinks
             or self.buffer
             or self.log_level
         )
@@ -222,6 +240,8 @@ class Changes:
         lines += [f"source {name} changed (restarted)" for name in self.sources_changed]
         if self.hub:
             lines.append("hub changed (uplink restarted)")
+        if self.uplinks:
+            lines.append("uplinks or owners changed (the uplinks concerned restarted)")
         if self.buffer:
             lines.append("buffer changed (takes effect at the next restart)")
         if self.log_level:
@@ -238,6 +258,8 @@ def diff(old: Config, new: Config) -> Changes:
         sources_removed=[n for n in before if n not in after],
         sources_changed=[n for n in after if n in before and after[n] != before[n]],
         hub=old.hub != new.hub,
+        uplinks=(old.uplinks, old.routes(), old.gateway.owner)
+        != (new.uplinks, new.routes(), new.gateway.owner),
         buffer=old.buffer != new.buffer,
         log_level=old.gateway.log_level != new.gateway.log_level,
     )

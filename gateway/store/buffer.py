@@ -1,20 +1,22 @@
-"""The durable buffer: readings in SQLite (WAL) until the hub acknowledged them.
+"""The durable buffer: readings in SQLite (WAL) until every uplink that must carry them has.
 
 The promise: a reading that `append` accepted (its transaction committed) is handed out by
-`peek` in order until `ack` removes it, across crashes and restarts. `seq` keys never repeat
-within an epoch; a new epoch starts only when the database file is new.
+`peek` to each uplink (lane) that carries its owner, in order, until that uplink's `ack`,
+across crashes and restarts. `seq` keys never repeat within an epoch; a new epoch starts only
+when the database file is new. A reading's owner is stamped when it is stored: each chunk holds
+one owner's readings, and a lane only ever sees chunks of owners it lists (`routing`).
 
 Readings are stored as chunks, one compact blob per commit (`chunks`): about a third of the
 SD-card writes of a row per reading (BENCHMARKS.md, disk). A chunk is deleted once every
-reading in it is acknowledged; which readings of a partly acknowledged chunk the hub already has
-is kept in memory only, so after a crash or restart those few are sent again, with their keys,
-and the hub drops them as duplicates.
+reading in it is acknowledged by every lane that carries it; what each lane has of the rest is
+kept in memory, plus a mark per lane written now and then (`lanes.MARK_SAVE_S`), so after a
+crash or restart a few readings are sent again, with their keys, and the hub drops them as
+duplicates, while an uplink that kept up is not sent the backlog a down one still waits for.
 
-A fully acknowledged chunk is not deleted at the PUBACK either: the delete rides in the next
+A chunk no lane needs is not deleted at the PUBACK either: the delete rides in the next
 commit's transaction (or, once `DELETE_PENDING_MAX` chunks wait, in one of its own, and at
-close). At a sensor's pace that is one transaction per flush instead of two, and every durable
-transaction writes at least a page (BENCHMARKS.md, disk). Until then the chunk is acknowledged
-in memory like a partly acknowledged one: after a crash it is sent again and dropped by the hub.
+close): one transaction per flush instead of two, and every durable one writes at least a page
+(BENCHMARKS.md, disk). After a crash before it, the chunk is sent again and dropped by the hub.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Literal
 
 from gateway.readings import Columns, Series, StoredReading
-from gateway.store import chunks, database, ranges
+from gateway.store import chunks, database, marks, ranges, upkeep
 from gateway.store.drops import Drops
+from gateway.store.lanes import DEFAULT_LANE, MARK_SAVE_S, LaneSpec, WhenFull
+from gateway.store.names import SeriesNames
+from gateway.store.routing import ChunkRow, Routing
+from gateway.store.stats import AppendResult, BufferStats
 
 log = logging.getLogger(__name__)
-
-WhenFull = Literal["drop_oldest", "drop_newest"]
 
 DELETE_PENDING_MAX = 64
 """Fully acknowledged chunks that may wait for the next commit's transaction to be deleted; at
@@ -45,29 +50,10 @@ class BufferWriteError(Exception):
     """The buffer could not store readings (disk full, I/O error); nothing was accepted."""
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """What `append` did: readings stored, and readings the when-full policy dropped."""
-
-    accepted: int
-    dropped: int
-
-
-@dataclass(frozen=True, slots=True)
-class BufferStats:
-    """Where the buffer stands: depth, oldest unsent reading, size on disk, drops."""
-
-    epoch: int
-    depth: int
-    oldest_ts_ms: int | None
-    bytes_on_disk: int
-    dropped_total: int
-    next_seq: int
-    dropped_by_cause: dict[str, int] = field(default_factory=dict)
-
-
 class SqliteBuffer:
-    """Thread-confined: create and use it from one thread (AsyncBuffer does that)."""
+    """Thread-confined: create and use it from one thread (AsyncBuffer does that). Without
+    `lanes` it has one lane, `hub`, that carries every owner; `owner` is whose readings with
+    no owner of their own (and those stored before owners existed) are."""
 
     def __init__(
         self,
@@ -76,21 +62,24 @@ class SqliteBuffer:
         max_readings: int,
         when_full: WhenFull = "drop_oldest",
         synchronous: Literal["full", "normal"] = "full",
+        owner: str = "operator",
+        lanes: Sequence[LaneSpec] | None = None,
+        monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.max_readings = max_readings
         self.when_full = when_full
+        self.owner = owner
+        self._monotonic_s = monotonic_s
         self._db = database.open_database(self.path, synchronous)
-        self._series_ids: dict[Series, int] = {}
-        self._series: dict[int, Series] = {}
-        for sid, source, quantity, unit in self._db.execute("SELECT * FROM series"):
-            self._remember_series(sid, Series(source, quantity, unit))
+        database.add_owners(self._db, self.path, owner)
+        self._names = SeriesNames(self._db)
         self.epoch = self._meta("epoch", default=None)
         if self.epoch is None:
             self.epoch = secrets.randbits(31)
             with self._db:
                 self._set_meta("epoch", self.epoch)
-        database.convert_rows(self._db, self.path)
+        database.convert_rows(self._db, self.path, owner)
         last = self._db.execute(
             "SELECT first_seq + count FROM chunks ORDER BY first_seq DESC LIMIT 1"
         ).fetchone()
@@ -98,24 +87,47 @@ class SqliteBuffer:
         damaged = self._meta("dropped_damaged", default=0) or 0
         total = self._meta("dropped_total", default=0) or 0
         self.drops = Drops(when_full=total - damaged, damaged=damaged)
-        self._acked: dict[int, ranges.Ranges] = {}  # chunk first_seq -> what the hub has of it
-        self._unneeded: set[int] = set()  # chunks the hub has all of: deleted with the next commit
-        self.depth: int = self._db.execute("SELECT coalesce(sum(count), 0) FROM chunks").fetchone()[
-            0
-        ]
+        self.routing = Routing()
+        self._saved_at = monotonic_s()
+        self.set_lanes(lanes or [LaneSpec(DEFAULT_LANE)])
+
+    @property
+    def depth(self) -> int:
+        """Readings stored that at least one uplink still has to carry."""
+        return self.routing.depth
+
+    def backlog(self, lane: str = DEFAULT_LANE) -> int:
+        """Readings `lane` must still carry (0 for a lane the buffer does not have)."""
+        return getattr(self.routing.lanes.get(lane), "backlog", 0)
 
     @property
     def dropped_total(self) -> int:
         """Readings lost, every cause (`drops` has them per cause)."""
         return self.drops.total
 
-    def _insert(self, first_seq: int, count: int, blob: bytes) -> None:
-        self._db.execute(
-            "INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)", (first_seq, count, blob)
-        )
+    def set_lanes(self, specs: Sequence[LaneSpec]) -> None:
+        """The uplinks now (at open, at a config push). A lane the buffer knew resumes where it
+        was, a new one carries what is stored from then on, a removed one's backlog is let go."""
+        known = marks.load(self._db)
+        fresh = not known and not self.routing.lanes  # a new buffer, or one from before lanes
+        gone = self.routing.replace(specs, known, 0 if fresh else self._next_seq - 1)
+        with self._db:
+            marks.delete(self._db, gone)
+            marks.save(self._db, self.routing.lanes.values())
+        marks.saved(self.routing.lanes.values())
+        self.routing.rebuild(self._db.execute("SELECT first_seq, count, owner FROM chunks"))
+        self._enforce_lane_bounds([])
 
-    def _delete(self, first_seq: int) -> None:
-        self._db.execute("DELETE FROM chunks WHERE first_seq = ?", (first_seq,))
+    def _save_lanes(self, *, force: bool = False) -> bool:
+        """Write the lanes' marks and drops (inside the caller's transaction) when due (see
+        `lanes.MARK_SAVE_S`) or `force`d; if it did, `marks.saved` after the commit."""
+        lanes = self.routing.lanes.values()
+        if force or self._monotonic_s() - self._saved_at >= MARK_SAVE_S:
+            self._saved_at = self._monotonic_s()
+        elif not any(lane.save_due() for lane in lanes):
+            return False
+        marks.save(self._db, lanes)
+        return True
 
     def _chunk_start(self, seq: int) -> int:
         """The first_seq of the chunk that holds `seq` (or of the first chunk after it)."""
@@ -124,6 +136,13 @@ class SqliteBuffer:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def _rows_between(self, first: int, last: int) -> list[ChunkRow]:
+        return self._db.execute(
+            "SELECT first_seq, count, owner FROM chunks WHERE first_seq BETWEEN ? AND ? "
+            "ORDER BY first_seq",
+            (self._chunk_start(first), last),
+        ).fetchall()
+
     def _meta(self, key: str, *, default: int | None) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return default if row is None else int(row[0])
@@ -131,233 +150,216 @@ class SqliteBuffer:
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def _remember_series(self, sid: int, series: Series) -> None:
-        self._series_ids[series] = sid
-        self._series[sid] = series
-
-    def _series_id(self, series: Series) -> int:
-        sid = self._series_ids.get(series)
-        if sid is None:
-            cursor = self._db.execute(
-                "INSERT INTO series (source, quantity, unit) VALUES (?, ?, ?)", series
-            )
-            sid = int(cursor.lastrowid or 0)
-            self._remember_series(sid, series)
-        return sid
-
     def series(self, sid: int) -> Series:
         """The series named `sid` (KeyError if this buffer never named it)."""
-        return self._series[sid]
+        return self._names.series[sid]
 
-    def series_table(self) -> dict[int, Series]:
-        """Every series this buffer has named, by id (the wire v2 aliases)."""
-        return dict(self._series)
+    def series_owner(self, sid: int) -> str:
+        """The owner of the readings of series `sid`."""
+        return self._names.owner[sid]
+
+    def series_table(self, lane: str | None = None) -> dict[int, Series]:
+        """Every series this buffer has named, by id (the wire v2 aliases); with `lane`, only
+        those of the owners that lane carries (a birth never names another owner's series)."""
+        return self._names.table(None if lane is None else self.routing.lane(lane).carries)
 
     def append(self, readings: Columns) -> AppendResult:
-        """Store readings in one transaction, applying the when-full policy."""
+        """Store readings in one transaction, one chunk per owner, applying the when-full
+        policies (the buffer's, then each lane's)."""
         if not readings:
             return AppendResult(0, 0)
-        room = self.max_readings - self.depth
-        dropped_new = 0
-        drop_old = 0
-        if len(readings) > room:
-            if self.when_full == "drop_newest":
-                dropped_new = len(readings) - max(room, 0)
-                readings = readings.part(0, max(room, 0))
-            else:
-                drop_old = min(len(readings) - room, self.depth)
-                if len(readings) > self.max_readings:
-                    dropped_new = len(readings) - self.max_readings
-                    readings = readings.part(dropped_new)  # keep the newest
+        readings, drop_old, dropped_new = upkeep.room_for(
+            readings, self.max_readings - self.depth, self.depth, self.when_full
+        )
         first = self._next_seq
-        acked_before = {c0: list(ranges) for c0, ranges in self._acked.items()}
-        dropped: ranges.Ranges = []
+        acked_before = {c0: list(r) for c0, r in self.routing.acked.items()}
+        dropped: list[tuple[tuple[int, int], str]] = []
+        inserted: list[ChunkRow] = []
+        lost, saved = 0, False
         try:
             with self._db:
-                series = readings.index.series
-                ids = {i: self._series_id(series[i]) for i in set(readings.sid)}
                 self._delete_unneeded(keys_kept=len(readings) > 0)
                 if drop_old:
                     self._set_meta("next_seq", first)
-                    dropped = self._drop_oldest(drop_old)
-                for start in range(0, len(readings), chunks.MAX_READINGS):
-                    stop = start + chunks.MAX_READINGS
-                    sids = readings.sid[start:stop]
-                    self._insert(
-                        first + start,
-                        len(sids),
-                        chunks.pack(
-                            readings.ts_ms[start:stop],
-                            [ids[i] for i in sids],
-                            readings.values[start:stop],
-                            readings.flags[start:stop],
-                            try_scaled=len(readings) <= chunks.SCALED_MAX,
-                        ),
-                    )
-                if dropped or dropped_new or self.drops.dirty:
-                    lost = ranges.covered(dropped) + dropped_new
-                    self._set_meta("dropped_total", self.drops.total + lost)
+                    dropped = upkeep.drop_oldest(self._db, self.routing, drop_old)
+                inserted = self._insert_by_owner(readings, first)
+                lost = ranges.covered([span for span, _ in dropped])
+                if lost or dropped_new or self.drops.dirty:
+                    self._set_meta("dropped_total", self.drops.total + lost + dropped_new)
                     self._set_meta("dropped_damaged", self.drops.damaged)
+                saved = self._save_lanes()
         except sqlite3.Error as error:
-            self._forget_uncommitted_series()
-            self._acked = acked_before
+            self._names.forget_uncommitted()
+            self.routing.acked = acked_before
             raise BufferWriteError(f"cannot store {len(readings)} readings: {error}") from error
         self._forget_deleted()
+        if saved:
+            marks.saved(self.routing.lanes.values())
         self._next_seq = first + len(readings)
-        self.depth += len(readings) - drop_old
-        self.drops.dropped(dropped, newest=dropped_new)
+        self.routing.depth -= lost
+        self.drops.dropped([span for span, _ in dropped], newest=dropped_new)
         self.drops.dirty = False
+        self.routing.dropped(dropped, damaged=False)
+        for row in inserted:
+            self.routing.stored(*row)
+        self._enforce_lane_bounds(inserted)
         return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new)
 
+    def _insert_by_owner(self, readings: Columns, first: int) -> list[ChunkRow]:
+        """Chunks of at most MAX_READINGS, one owner each, keys from `first` (a commit of
+        several owners: each owner's readings in their order, owner after owner)."""
+        owner_of = {i: readings.index.owners[i] or self.owner for i in set(readings.sid)}
+        ids = {i: self._names.id(readings.index.series[i], o) for i, o in owner_of.items()}
+        inserted: list[ChunkRow] = []
+        at = first
+        for owner, part in upkeep.by_owner(readings, owner_of):
+            for start in range(0, len(part), chunks.MAX_READINGS):
+                stop = start + chunks.MAX_READINGS
+                part_sids = part.sid[start:stop]
+                blob = chunks.pack(
+                    part.ts_ms[start:stop],
+                    [ids[i] for i in part_sids],
+                    part.values[start:stop],
+                    part.flags[start:stop],
+                    try_scaled=len(part) <= chunks.SCALED_MAX,
+                )
+                self._db.execute(
+                    "INSERT INTO chunks (first_seq, count, owner, data) VALUES (?, ?, ?, ?)",
+                    (at, len(part_sids), owner, blob),
+                )
+                inserted.append((at, len(part_sids), owner))
+                at += len(part_sids)
+        return inserted
+
+    def _enforce_lane_bounds(self, inserted: list[ChunkRow]) -> None:
+        """Each lane's own bound: past it, the lane gives up its oldest (or the newest just
+        stored), counted as its drops; no other lane loses anything."""
+        for lane in self.routing.lanes.values():
+            limit = lane.spec.max_backlog
+            if limit is None or lane.backlog <= limit:
+                continue
+            excess = lane.backlog - limit
+            if lane.spec.when_full == "drop_newest":
+                newest = [r for r in reversed(inserted) if lane.carries(r[2])]
+                upkeep.give_up(self.routing, lane, newest, excess, newest=True)
+                continue
+            cursor = self._db.execute(  # read lazily: give_up stops at `excess`
+                "SELECT first_seq, count, owner FROM chunks WHERE first_seq >= ? "
+                "ORDER BY first_seq",
+                (self._chunk_start(lane.mark + 1),),
+            )
+            try:
+                upkeep.give_up(self.routing, lane, cursor, excess, newest=False)
+            finally:
+                cursor.close()
+        if len(self.routing.unneeded) > DELETE_PENDING_MAX:
+            self.delete_acknowledged()
+
     def _delete_unneeded(self, *, keys_kept: bool) -> None:
-        """Delete the fully acknowledged chunks, inside the caller's transaction. Keys must
-        never repeat: unless the transaction stores newer chunks (`keys_kept`), which carry
-        where the sequence stands (see __init__), remember it before the chunks go."""
-        if not self._unneeded:
+        """Delete the chunks no lane needs, inside the caller's transaction. Keys must never
+        repeat: unless the transaction stores newer chunks (`keys_kept`), which carry where the
+        sequence stands (see __init__), remember it before the chunks go."""
+        if not self.routing.unneeded:
             return
         if not keys_kept:
             self._set_meta("next_seq", self._next_seq)
         self._db.executemany(
-            "DELETE FROM chunks WHERE first_seq = ?", [(c0,) for c0 in self._unneeded]
+            "DELETE FROM chunks WHERE first_seq = ?", [(c0,) for c0 in self.routing.unneeded]
         )
 
     def _forget_deleted(self) -> None:
         """After the transaction of `_delete_unneeded` committed."""
-        for c0 in self._unneeded:
-            self._acked.pop(c0, None)
-        self._unneeded.clear()
+        for c0 in list(self.routing.unneeded):
+            self.routing.forget(c0)
 
-    def _drop_oldest(self, count: int) -> ranges.Ranges:
-        """Delete the `count` oldest unacknowledged readings (inside append's transaction);
-        which keys went (a PUBACK may still come for them: `Drops.acknowledged`)."""
-        dropped: ranges.Ranges = []
-        while count > 0:
-            row = self._db.execute(
-                "SELECT first_seq, count, data FROM chunks ORDER BY first_seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                break
-            c0, size, data = row
-            acked = self._acked.pop(c0, [])
-            live = size - ranges.covered(acked)
-            self._delete(c0)
-            if live > count:  # keep the newest of this chunk
-                keep = [r for r in chunks.unpack(c0, data) if not ranges.is_acked(acked, r[0])]
-                for first, rows in chunks.runs(keep[count:]):
-                    self._insert(first, len(rows), chunks.pack_rows(rows))
-                dropped += [(f, f + len(rows) - 1) for f, rows in chunks.runs(keep[:count])]
-            else:
-                dropped += ranges.missing((c0, c0 + size - 1), acked)
-            count -= min(live, count)
-        return dropped
-
-    def _forget_uncommitted_series(self) -> None:
-        stored = {row[0] for row in self._db.execute("SELECT id FROM series")}
-        for sid in [sid for sid in self._series if sid not in stored]:
-            del self._series_ids[self._series.pop(sid)]
-
-    def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
-        """Up to `limit` unacknowledged readings with seq > after_seq, oldest first."""
-        out: list[StoredReading] = []
+    def peek(self, after_seq: int, limit: int, *, lane: str = DEFAULT_LANE) -> list[StoredReading]:
+        """Up to `limit` readings with seq > after_seq that `lane` must still carry, oldest
+        first: only readings of the owners it lists, ever."""
+        state = self.routing.lane(lane)
+        after = max(after_seq, state.mark)
+        owners = state.spec.owners
+        only = "" if owners is None else f" AND owner IN ({','.join('?' * len(owners))})"
         cursor = self._db.execute(
-            "SELECT first_seq, count, data FROM chunks WHERE first_seq >= ? ORDER BY first_seq",
-            (self._chunk_start(after_seq + 1),),
+            f"SELECT first_seq, count, data FROM chunks WHERE first_seq >= ?{only} "
+            "ORDER BY first_seq",
+            (self._chunk_start(after + 1), *(sorted(owners) if owners else ())),
         )
+        out: list[StoredReading] = []
+        nothing: ranges.Ranges = []  # keys after `after` with nothing for this lane
+        seen = after  # the highest key looked at
         damaged: list[tuple[int, int, chunks.ChunkError]] = []
         try:  # closed early: an open statement would hold back WAL checkpoints
             for c0, size, data in cursor:
-                if c0 in self._unneeded:
+                if c0 > seen + 1:
+                    nothing.append((seen + 1, c0 - 1))
+                seen = max(seen, c0 + size - 1)
+                if c0 in self.routing.unneeded:
                     continue
                 try:
                     rows = chunks.unpack(c0, data)
                 except chunks.ChunkError as error:
                     damaged.append((c0, size, error))
                     continue
-                acked = self._acked.get(c0)
-                if acked or c0 <= after_seq:
+                done = ranges.intersect(state.done, (c0, c0 + size - 1))
+                if done or c0 <= after:
                     rows = (
                         r
                         for r in rows
-                        if r[0] > after_seq and not (acked and ranges.is_acked(acked, r[0]))
+                        if r[0] > after and not (done and ranges.is_acked(done, r[0]))
                     )
                 out.extend(islice(rows, limit - len(out)))
                 if len(out) >= limit:
                     break
+            else:
+                if seen < self._next_seq - 1:
+                    nothing.append((seen + 1, self._next_seq - 1))
         finally:
             cursor.close()
+        for span in nothing:
+            state.add(span)
         for c0, size, problem in damaged:
-            self._discard(c0, size, problem)
+            log.error("buffer %s: %s; dropping its readings", self.path, problem)
+            with self._db:
+                self._set_meta("next_seq", self._next_seq)  # it may have been the newest chunk
+                lost = upkeep.discard(self._db, self.routing, c0, size)
+                self._set_meta("dropped_total", self.drops.total + lost)
+                self._set_meta("dropped_damaged", self.drops.damaged + lost)
+            self.drops.damaged += lost
         return out
 
-    def _discard(self, first_seq: int, size: int, error: chunks.ChunkError) -> None:
-        """A chunk that no longer decodes would stop the uplink forever: drop it, counted."""
-        lost = size - ranges.covered(self._acked.pop(first_seq, []))
-        log.error("buffer %s: %s; dropping its %d readings", self.path, error, lost)
-        with self._db:
-            self._set_meta("next_seq", self._next_seq)  # it may have been the newest chunk
-            self._delete(first_seq)
-            self._set_meta("dropped_total", self.drops.total + lost)
-            self._set_meta("dropped_damaged", self.drops.damaged + lost)
-        self.drops.damaged += lost
-        self.depth -= lost
-
-    def ack(self, first_seq: int, last_seq: int) -> int:
-        """The hub acknowledged seq first..last: remove them. Returns how many were removed.
-        Writes nothing itself: fully acknowledged chunks are deleted with the next commit."""
-        removed = 0
-        for c0, size in self._db.execute(
-            "SELECT first_seq, count FROM chunks WHERE first_seq BETWEEN ? AND ? "
-            "ORDER BY first_seq",
-            (self._chunk_start(first_seq), last_seq),
-        ).fetchall():
-            lo, hi = max(first_seq, c0), min(last_seq, c0 + size - 1)
-            if lo > hi or c0 in self._unneeded:
-                continue
-            before = self._acked.get(c0, [])
-            after = ranges.merge(before, (lo, hi))
-            removed += ranges.covered(after) - ranges.covered(before)
-            self._acked[c0] = after
-            if ranges.covered(after) >= size:
-                self._unneeded.add(c0)
-        self.depth -= removed
-        self.drops.acknowledged(first_seq, last_seq)  # dropped as oldest while in flight?
-        if len(self._unneeded) > DELETE_PENDING_MAX:
-            self.delete_acknowledged()
+    def ack(self, first_seq: int, last_seq: int, *, lane: str = DEFAULT_LANE) -> int:
+        """`lane`'s uplink acknowledged seq first..last: how many of its readings that were
+        waiting. Writes nothing itself: chunks no lane needs any more go with the next commit."""
+        state = self.routing.lane(lane)
+        removed = self.routing.ack(
+            state, first_seq, last_seq, self._rows_between(first_seq, last_seq)
+        )
+        if len(self.routing.lanes) == 1:  # dropped as oldest while in flight?
+            self.drops.acknowledged(first_seq, last_seq)
+        if len(self.routing.unneeded) > DELETE_PENDING_MAX or self.routing.holds_back(state):
+            self.delete_acknowledged()  # a backlog draining with no commits: its mark too
         return removed
 
     def delete_acknowledged(self) -> None:
-        """Delete the fully acknowledged chunks now, in a transaction of their own."""
+        """Delete the chunks no lane needs now, in a transaction of their own."""
         try:
             with self._db:
                 self._delete_unneeded(keys_kept=False)
+                saved = self._save_lanes()
         except sqlite3.Error as error:  # they stay acknowledged in memory; the next commit retries
             log.warning("buffer %s: cannot delete acknowledged readings: %s", self.path, error)
             return
         self._forget_deleted()
-
-    def _oldest_ts_ms(self) -> int | None:
-        """The timestamp of the oldest unacknowledged reading."""
-        cursor = self._db.execute("SELECT first_seq, data FROM chunks ORDER BY first_seq")
-        try:
-            row = next((r for r in cursor if r[0] not in self._unneeded), None)
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        c0, data = row
-        oldest = c0
-        for lo, hi in self._acked.get(c0, []):
-            if lo <= oldest <= hi:
-                oldest = hi + 1
-        try:
-            return chunks.ts_at(c0, data, oldest)
-        except chunks.ChunkError:
-            first = self.peek(0, 1)  # drops the damaged chunk, counted
-            return first[0][1] if first else None
+        if saved:
+            marks.saved(self.routing.lanes.values())
 
     def stats(self) -> BufferStats:
-        """Depth, oldest unsent timestamp, bytes on disk (file and WAL) and drops, now."""
-        oldest_ts_ms = self._oldest_ts_ms()
+        """Depth, oldest unsent timestamp, bytes on disk (file and WAL), drops, and per lane."""
+        try:
+            oldest_ts_ms = upkeep.oldest_ts_ms(self._db, self.routing)
+        except chunks.ChunkError:  # peek drops the damaged chunk, counted
+            first = self.peek(0, 1)
+            oldest_ts_ms = first[0][1] if first else None
         size = 0
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):
@@ -370,15 +372,17 @@ class SqliteBuffer:
             dropped_total=self.drops.total,
             next_seq=self._next_seq,
             dropped_by_cause=self.drops.by_cause(),
+            lanes=upkeep.lane_stats(self._db, self.routing),
         )
 
     def close(self) -> None:
-        """Delete what was acknowledged, record the sequence, checkpoint the WAL, close."""
+        """Delete what no lane needs, record the sequence and the lanes, checkpoint, close."""
         try:
             with self._db:  # where the sequence stands, even with nothing to delete
                 self._set_meta("next_seq", self._next_seq)
                 self._set_meta("dropped_total", self.drops.total)  # less any acked after all
                 self._delete_unneeded(keys_kept=True)
+                self._save_lanes(force=True)
             self._forget_deleted()
         except sqlite3.Error as error:
             log.warning(

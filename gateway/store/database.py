@@ -1,5 +1,6 @@
 """The buffer's SQLite file: pragmas chosen for SD-card wear, the schema, a corrupt file moved
-aside, and the older row-per-reading format converted to chunks."""
+aside, the older row-per-reading format converted to chunks, and a buffer from before owners
+given its owner (every reading in it is the gateway's own)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, quantity TEXT NOT NULL, unit TEXT NOT NULL,
-    UNIQUE (source, quantity, unit));
+    owner TEXT NOT NULL, UNIQUE (source, quantity, unit, owner));
 CREATE TABLE IF NOT EXISTS chunks (
-    first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, data BLOB NOT NULL);
+    first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, owner TEXT NOT NULL,
+    data BLOB NOT NULL);
 """
+# `owner` before `data` in a chunk row: a peek that skips another owner's chunks reads the
+# owner without following the blob's overflow pages.
 OLD_ROWS = "readings"
 """The table of the row-per-reading format (before chunks); converted when a buffer opens."""
 
@@ -65,9 +69,40 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     return db
 
 
-def convert_rows(db: sqlite3.Connection, path: Path) -> None:
-    """A buffer written by the row-per-reading format: its readings become chunks, keys
-    unchanged, in one transaction."""
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+
+
+def add_owners(db: sqlite3.Connection, path: Path, owner: str) -> None:
+    """A buffer from before owners: its series and chunks become `owner`'s, in one transaction
+    (the tables are rebuilt: a column cannot join a UNIQUE constraint, nor go before `data`)."""
+    if "owner" in _columns(db, "series") and "owner" in _columns(db, "chunks"):
+        return
+    with db:
+        if "owner" not in _columns(db, "series"):
+            db.execute("ALTER TABLE series RENAME TO series_old")
+            db.execute(_SCHEMA.split(";")[1])
+            db.execute(
+                "INSERT INTO series (id, source, quantity, unit, owner) "
+                "SELECT id, source, quantity, unit, ? FROM series_old",
+                (owner,),
+            )
+            db.execute("DROP TABLE series_old")
+        if "owner" not in _columns(db, "chunks"):
+            db.execute("ALTER TABLE chunks RENAME TO chunks_old")
+            db.execute(_SCHEMA.split(";")[2])
+            db.execute(
+                "INSERT INTO chunks (first_seq, count, owner, data) "
+                "SELECT first_seq, count, ?, data FROM chunks_old",
+                (owner,),
+            )
+            db.execute("DROP TABLE chunks_old")
+    log.info("buffer %s: readings stored before owners are now owner %r's", path, owner)
+
+
+def convert_rows(db: sqlite3.Connection, path: Path, owner: str) -> None:
+    """A buffer written by the row-per-reading format: its readings become chunks (of `owner`),
+    keys unchanged, in one transaction."""
     if (
         db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OLD_ROWS,)
@@ -80,8 +115,8 @@ def convert_rows(db: sqlite3.Connection, path: Path) -> None:
         converted = 0
         for first, run in chunks.runs(rows):
             db.execute(
-                "INSERT INTO chunks (first_seq, count, data) VALUES (?, ?, ?)",
-                (first, len(run), chunks.pack_rows(run)),
+                "INSERT INTO chunks (first_seq, count, owner, data) VALUES (?, ?, ?, ?)",
+                (first, len(run), owner, chunks.pack_rows(run)),
             )
             converted += len(run)
         db.execute(f"DROP TABLE {OLD_ROWS}")

@@ -39,3 +39,25 @@ def missing(span: tuple[int, int], ranges: Ranges) -> Ranges:
             return out
     out.append((at, last))
     return out
+
+
+def intersect(ranges: Ranges, span: tuple[int, int]) -> Ranges:
+    """The parts of `ranges` inside the inclusive `span`."""
+    lo, hi = span
+    return [(max(a, lo), min(b, hi)) for a, b in ranges if b >= lo and a <= hi]
+
+
+def common(first: Ranges, second: Ranges) -> Ranges:
+    """What both sorted, disjoint range lists cover."""
+    out: Ranges = []
+    i = j = 0
+    while i < len(first) and j < len(second):
+        lo = max(first[i][0], second[j][0])
+        hi = min(first[i][1], second[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if first[i][1] < second[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out

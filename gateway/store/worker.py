@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from gateway.readings import Columns, Series, StoredReading
-from gateway.store.buffer import AppendResult, BufferStats, SqliteBuffer
+from gateway.store.buffer import SqliteBuffer
+from gateway.store.lanes import DEFAULT_LANE, LaneSpec
+from gateway.store.stats import AppendResult, BufferStats
 
 T = TypeVar("T")
 
@@ -40,21 +42,31 @@ class AsyncBuffer:
         """`SqliteBuffer.append` on the worker thread."""
         return await self._call(lambda: self.sync.append(readings))
 
-    async def peek(self, after_seq: int, limit: int) -> list[StoredReading]:
+    async def peek(
+        self, after_seq: int, limit: int, *, lane: str = DEFAULT_LANE
+    ) -> list[StoredReading]:
         """`SqliteBuffer.peek` on the worker thread."""
-        return await self._call(lambda: self.sync.peek(after_seq, limit))
+        return await self._call(lambda: self.sync.peek(after_seq, limit, lane=lane))
 
-    async def ack(self, first_seq: int, last_seq: int) -> int:
+    async def ack(self, first_seq: int, last_seq: int, *, lane: str = DEFAULT_LANE) -> int:
         """`SqliteBuffer.ack` on the worker thread."""
-        return await self._call(lambda: self.sync.ack(first_seq, last_seq))
+        return await self._call(lambda: self.sync.ack(first_seq, last_seq, lane=lane))
+
+    async def backlog(self, lane: str = DEFAULT_LANE) -> int:
+        """Readings `lane` must still carry (0 for a lane the buffer does not have)."""
+        return await self._call(lambda: self.sync.backlog(lane))
+
+    async def set_lanes(self, specs: list[LaneSpec]) -> None:
+        """`SqliteBuffer.set_lanes` on the worker thread."""
+        await self._call(lambda: self.sync.set_lanes(specs))
 
     async def stats(self) -> BufferStats:
         """`SqliteBuffer.stats` on the worker thread."""
         return await self._call(self.sync.stats)
 
-    async def series_table(self) -> dict[int, Series]:
+    async def series_table(self, lane: str | None = None) -> dict[int, Series]:
         """`SqliteBuffer.series_table` on the worker thread."""
-        return await self._call(self.sync.series_table)
+        return await self._call(lambda: self.sync.series_table(lane))
 
     async def close(self) -> None:
         """Close the buffer (if open) and stop the worker thread."""

@@ -1,8 +1,11 @@
-"""What the per-uplink delivery loop hands batches to: a Destination, and what it raises.
+"""What an HTTP uplink format implements: a destination that takes batches of readings.
 
-The loop acks in the buffer only what `deliver` returned for; a `DeliveryError` means nothing
-of the batch counts as delivered. (Shape agreed in the helpers' contracts, "Uplink
-destinations".)
+The per-uplink loop (`gateway.uplinks.http.HttpUplink`) takes a batch of the readings its owners
+have from the buffer, hands it to `Destination.deliver`, and acknowledges it in the buffer only
+when `deliver` returned: nothing of a batch that raised counts as delivered, and the same
+readings come again (with the same keys) after a backoff, or after `retry_after_s`. The formats
+(SensorThings, sensor.community) live in their own modules of this package, each with a
+`destination(section, *, gateway_id, ...)` builder (the table in `gateway.uplinks.factory`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class OutgoingReading:
-    """One reading on its way to a destination, with the key that makes re-sends harmless."""
+    """One reading on its way out, with everything a format may need."""
 
     gateway_id: str
     epoch: int
-    seq: int  # (gateway_id, epoch, seq) is the key; stable across re-sends
-    ts_ms: int  # UTC milliseconds
+    seq: int
+    """(gateway_id, epoch, seq) is the reading's key; stable across re-sends."""
+    ts_ms: int
+    """UTC milliseconds."""
     source: str
     quantity: str
     unit: str
@@ -29,7 +34,8 @@ class OutgoingReading:
 
 
 class DeliveryError(Exception):
-    """Nothing of the batch counts as delivered; retry after `retry_after_s` (None: backoff)."""
+    """Nothing of the batch counts as delivered; retry after `retry_after_s` (None: backoff).
+    `refused`: the far end said no (4xx, a refusal), not merely "unreachable"."""
 
     def __init__(
         self, message: str, *, retry_after_s: float | None = None, refused: bool = False
@@ -40,16 +46,17 @@ class DeliveryError(Exception):
 
 
 class Destination(Protocol):
-    """Where one uplink's batches go (an HTTP format, or a broker)."""
+    """Where an HTTP uplink delivers (see the module docstring)."""
 
     name: str
 
     async def deliver(self, batch: Sequence[OutgoingReading]) -> None:
         """Returns once the far end has durably accepted every reading of `batch`; raises
         DeliveryError otherwise. Must be idempotent per key: the same batch (or an overlapping
-        one) may come again after a crash or a timeout, and must not create duplicates."""
+        one) may come again after a crash or a timeout, and must not create duplicates. Every
+        await on the network inside is bounded by a timeout."""
         ...
 
     async def close(self) -> None:
-        """Releases connections; the destination is not used again."""
+        """Let go of connections (the uplink is stopping or being replaced)."""
         ...

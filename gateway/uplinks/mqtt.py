@@ -1,4 +1,4 @@
-"""The hub uplink: batches from the buffer to the hub over MQTT (QoS 1), acked on PUBACK.
+"""An MQTT uplink: batches of its lane of the buffer to a broker (QoS 1), acked on PUBACK.
 
 Readings leave in buffer order, with a window of batches awaiting PUBACK; after a reconnect
 everything not yet acknowledged is sent again from the oldest, with the same keys. A refused
@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import wire
-from gateway.agent.supervise import raise_if_cancelling
+from gateway.agent.supervise import first_leaf, raise_if_cancelling
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
+from gateway.store.lanes import DEFAULT_LANE
 from gateway.store.worker import AsyncBuffer
 from gateway.uplinks.channel import ConfigChannel
 from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class Uplink:
-    """The operator's uplink: the buffer's readings to the hub in order, acked on PUBACK."""
+    """Its lane's readings to a broker in order, acked on PUBACK. The operator's (lane `hub`)
+    also carries status, metrics and the config channel; another is data, birth and will."""
 
     def __init__(
         self,
@@ -45,7 +47,9 @@ class Uplink:
         config_channel: ConfigChannel | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
         before_flush: Callable[[], Awaitable[object]] | None = None,
+        lane: str = DEFAULT_LANE,
     ) -> None:
+        self.name = self._lane = lane
         self._hub = hub
         self._gateway_id = gateway_id
         self._buffer = buffer
@@ -145,14 +149,14 @@ class Uplink:
         if self._hub.protocol == "3.1.1" and self.stats.echo in ("unchecked", "pending"):
             granted = await session.subscribe_granted(self.topic(wire.TOPIC_DATA))
             self._report.echo("pending" if granted else "not-allowed")
-        self._unsent = (await self._buffer.stats()).depth
+        self._unsent = await self._buffer.backlog(self._lane)
         await self._pump(session)
 
     async def _publish_birth(self, session: HubSession) -> None:
         """Retained "online"; for wire v2 and v3 with the series table the data messages use."""
         series = None
         if self._wire_format >= 2:
-            series = self._announced = await self._buffer.series_table()
+            series = self._announced = await self._buffer.series_table(self._lane)
         await self._publish_reported(
             session,
             self.topic(wire.TOPIC_STATUS),
@@ -269,7 +273,7 @@ class Uplink:
                     inflight.create_task(self._read_incoming(session), name="uplink-reader")
                 await self._batches(session, inflight)
         except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
+            raise first_leaf(group) from None
 
     async def _batches(self, session: HubSession, inflight: asyncio.TaskGroup) -> None:
         hub = self._hub
@@ -318,7 +322,7 @@ class Uplink:
         or None (window released) if no batch is due. Only the payload outlives this call, not
         a tuple per reading (a batch of 5,000 is ~1 MB of them while a PUBACK is awaited)."""
         hub = self._hub
-        batch = await self._buffer.peek(cursor, hub.batch_max_readings)
+        batch = await self._buffer.peek(cursor, hub.batch_max_readings, lane=self._lane)
         if not batch or not (flush_due or len(batch) >= hub.batch_max_readings):
             window.release()
             self._unsent = len(batch)
@@ -342,7 +346,7 @@ class Uplink:
     ) -> None:
         try:
             await session.publish_data(payload)  # names the topic before its first await: in order
-            await self._buffer.ack(first, last)  # a PUBACK, not a refusal: the hub has them
+            await self._buffer.ack(first, last, lane=self._lane)  # a PUBACK: the hub has them
             if self._report.accepted(self.topic(wire.TOPIC_DATA)):
                 self._backoff.reset()
             self._echo_sent()
@@ -356,7 +360,7 @@ class Uplink:
         """Publish what is waiting now (orderly shutdown); returns how many remain buffered."""
         deadline = self._monotonic_s() + timeout_s
         while True:
-            depth = (await self._buffer.stats()).depth
+            depth = await self._buffer.backlog(self._lane)
             if depth == 0 or self._session is None or self._monotonic_s() >= deadline:
                 return depth
             self._flush_now = True
@@ -386,11 +390,3 @@ class Uplink:
                 retain=True,
                 timeout_s=2.0,
             )
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error in a (nested) exception group from the in-flight TaskGroup."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

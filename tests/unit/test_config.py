@@ -230,3 +230,76 @@ def test_node_only_and_sensor_only_settings_stay_apart(source: dict[str, Any], p
     with pytest.raises(ConfigError) as error:
         parse_config(document)
     assert error.value.path == path
+
+
+def owners_document(**changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(VALID)
+    document["gateway"]["owner"] = "gemeente"
+    document["sources"].append(
+        {
+            "type": "serial",
+            "name": "pm2",
+            "port": "/dev/ttyUSB1",
+            "driver": "sds011",
+            "owner": "burgers",
+        }
+    )
+    document["uplinks"] = [
+        {"name": "burgers", "owners": ["burgers"], "url": "mqtt://127.0.0.1:1884"}
+    ]
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[last] = value
+    return document
+
+
+def test_owners_and_uplinks_route_each_source_to_the_uplinks_listing_its_owner() -> None:
+    config = parse_config(owners_document())
+    assert config.routes() == [("hub", ["gemeente"]), ("burgers", ["burgers"])]
+    assert config.source_owners() == {"pm": "gemeente", "pm2": "burgers"}
+    settings = config.uplinks[0].hub_settings("gw-1")
+    assert (settings.client_id, settings.owners) == ("citygw-gw-1-burgers", ["burgers"])
+    plain = parse_config(VALID)
+    assert plain.routes() == [("hub", ["operator"])], "an existing config works unchanged"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected_path", "message"),
+    [
+        ("uplinks.0.owners", ["someone-else"], "sources[1].owner", "no uplink carries"),
+        ("sources.1.owner", "nobody", "sources[1].owner", "'nobody'"),
+        ("uplinks.0.name", "hub", "uplinks[0].name", "not 'hub'"),
+        ("uplinks.0.url", "http://x", "uplinks[0].url", "mqtt://"),
+        ("uplinks.0.owners", [], "uplinks[0].owners", "at least one"),
+        ("uplinks.0.sensor_id", "raspi-1", "uplinks[0].sensor_id", "sensor.community"),
+        ("uplinks.0.when_full", "panic", "uplinks[0].when_full", "'drop_oldest'"),
+        ("gateway.owner", "a b", "gateway.owner", "characters"),
+        ("hub.owners", ["x", "x"], "hub.owners", "twice"),
+    ],
+)
+def test_bad_owners_and_uplinks_are_refused_with_the_exact_path(
+    path: str, value: Any, expected_path: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(owners_document(**{path: value}))
+    assert caught.value.path == expected_path
+    assert message in str(caught.value)
+
+
+def test_uplink_names_are_unique_and_http_formats_take_http_urls() -> None:
+    document = owners_document()
+    document["uplinks"].append(dict(document["uplinks"][0]))
+    with pytest.raises(ConfigError, match="used twice") as caught:
+        parse_config(document)
+    assert caught.value.path == "uplinks[1].name"
+    document["uplinks"][1] = {
+        "name": "sc",
+        "owners": ["burgers"],
+        "url": "https://api.example/v1/push",
+        "format": "sensor.community",
+        "sensor_id": "raspi-0000001",
+    }
+    assert parse_config(document).uplinks[1].tls

@@ -125,7 +125,17 @@ def importers(*libraries: str) -> set[str]:
         (("bleak", "dbus_fast"), {"gateway.sources.ble.bluez"}),
         (("nacl",), {"gateway.remote.signing"}),
         (("mpremote",), {"gateway.nodes.board"}),
-        (("sqlite3",), {"gateway.store.database", "gateway.store.buffer", "gateway.store.at_rest"}),
+        (
+            ("sqlite3",),
+            {
+                "gateway.store.database",
+                "gateway.store.buffer",
+                "gateway.store.at_rest",
+                "gateway.store.marks",
+                "gateway.store.names",
+                "gateway.store.upkeep",
+            },
+        ),
     ],
 )
 def test_each_outside_library_is_reached_through_one_place(

@@ -27,10 +27,10 @@ class _Buffer:
 
     sync = SimpleNamespace(epoch=1, series={})
 
-    async def stats(self) -> Any:
-        return SimpleNamespace(depth=0)
+    async def backlog(self, lane: str = "hub") -> int:
+        return 0
 
-    async def peek(self, cursor: int, limit: int) -> list[Any]:
+    async def peek(self, cursor: int, limit: int, *, lane: str = "hub") -> list[Any]:
         return []
 
 
