@@ -28,7 +28,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import urlsplit
 
 from gateway.uplinks.destination import DeliveryError, OutgoingReading
@@ -225,3 +225,10 @@ def destination(
         sensor_id=section.sensor_id,
         software_version=f"citygw-{version or 'dev'}",
     )
+
+
+if TYPE_CHECKING:  # mypy checks that the config's record has every field this format reads
+    from gateway.config import UplinkSection
+
+    def _uplink_section_fits(section: UplinkSection) -> SensorCommunitySection:
+        return section

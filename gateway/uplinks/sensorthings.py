@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from gateway.uplinks.destination import OutgoingReading
 from gateway.uplinks.http_client import HttpClient, HttpSection, http_client, iso_ms
@@ -285,3 +286,10 @@ def parse_ms(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+if TYPE_CHECKING:  # mypy checks that the config's record has every field this format reads
+    from gateway.config import UplinkSection
+
+    def _uplink_section_fits(section: UplinkSection) -> HttpSection:
+        return section
