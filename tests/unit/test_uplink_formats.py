@@ -116,6 +116,10 @@ def test_recent_keys_know_exactly_what_was_delivered_and_forget_the_oldest() -> 
     assert r(1, "q", "u", 0) not in recent  # over 5 keys: the oldest batch is forgotten
     assert r(12, "q", "u", 0) in recent
     assert len(recent) == 3
+    few = RecentKeys(max_batches=2)
+    for seq in range(3):
+        few.add([r(seq, "q", "u", 0)])
+    assert [r(seq, "q", "u", 0) in few for seq in range(3)] == [False, True, True]
 
 
 @pytest.mark.parametrize(
