@@ -16,9 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from skips import skip_or_fail
@@ -31,8 +33,6 @@ from gateway.uplinks.sensorthings import SensorThings, destination
 
 pytestmark = pytest.mark.integration
 
-GATEWAY = "gw-test"
-
 
 @pytest.fixture(scope="module")
 def sta_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -43,108 +43,120 @@ def sta_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return migrated_template(tmp_path_factory.mktemp("sta-template"))
 
 
-@pytest.fixture
-def sta(tmp_path: Path, sta_template: Path) -> Iterator[StaServer]:
-    server = StaServer(tmp_path, sta_template)
+@pytest.fixture(scope="module")
+def sta(tmp_path_factory: pytest.TempPathFactory, sta_template: Path) -> Iterator[StaServer]:
+    """One server for the module (starting one costs seconds); each test is its own gateway."""
+    server = StaServer(tmp_path_factory.mktemp("sta"), sta_template)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-async def uplink(sta: StaServer) -> AsyncIterator[SensorThings]:
+def gw() -> str:
+    """A gateway id of this test alone: its entities and keys are apart from the others'."""
+    return f"gw-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def uplink(sta: StaServer, gw: str) -> AsyncIterator[SensorThings]:
     target = destination(
-        Section(url=sta.url), gateway_id=GATEWAY, locations={"pm-school": (52.0907, 5.1214)}
+        Section(url=sta.url), gateway_id=gw, locations={"pm-school": (52.0907, 5.1214)}
     )
     yield target
     await target.close()
 
 
-def stored_keys(sta: StaServer) -> Counter[tuple[str, str, int]]:
-    """(datastream name, quantity, seq) of every Observation on the server, counted."""
+def mine(sta: StaServer, collection: str, gw: str, **params: str) -> list[dict[str, Any]]:
+    """The entities of `collection` named after gateway `gw` ("<gw>/...")."""
+    return [e for e in sta.all(collection, **params) if e["name"].startswith(f"{gw}/")]
+
+
+def stored_keys(sta: StaServer, gw: str) -> Counter[tuple[str, str, int]]:
+    """(datastream name, quantity, seq) of every Observation of gateway `gw`, counted."""
     found: Counter[tuple[str, str, int]] = Counter()
-    for stream in sta.all("/Datastreams", **{"$select": "id,name"}):
+    for stream in mine(sta, "/Datastreams", gw, **{"$select": "id,name"}):
         for observation in sta.observations(stream["@iot.id"]):  # each row once, by its id
             gateway, epoch, seq = observation["parameters"]["citygw_key"]
-            assert (gateway, epoch) == (GATEWAY, 1)
+            assert (gateway, epoch) == (gw, 1)
             found[(stream["name"], stream["name"].rsplit("/", 1)[1], seq)] += 1
     return found
 
 
-def expected_keys(batch: list[OutgoingReading]) -> Counter[tuple[str, str, int]]:
-    return Counter((f"{GATEWAY}/{r.source}/{r.quantity}", r.quantity, r.seq) for r in batch)
+def expected_keys(gw: str, batch: list[OutgoingReading]) -> Counter[tuple[str, str, int]]:
+    return Counter((f"{gw}/{r.source}/{r.quantity}", r.quantity, r.seq) for r in batch)
 
 
 async def test_entities_and_observations_are_created_and_read_back_over_the_api(
-    sta: StaServer, uplink: SensorThings
+    gw: str, sta: StaServer, uplink: SensorThings
 ) -> None:
-    school = readings(GATEWAY, 40)
+    school = readings(gw, 40)
     street = readings(
-        GATEWAY, 30, first_seq=100, source="ble/aa:bb", quantities=(("temperature_c", "Cel"),)
+        gw, 30, first_seq=100, source="ble/aa:bb", quantities=(("temperature_c", "Cel"),)
     )
     await uplink.deliver(school + street)
 
-    things = {t["name"]: t for t in sta.all("/Things", **{"$expand": "Locations"})}
-    assert set(things) == {f"{GATEWAY}/pm-school", f"{GATEWAY}/ble/aa:bb"}
-    school_thing = things[f"{GATEWAY}/pm-school"]
+    things = {t["name"]: t for t in mine(sta, "/Things", gw, **{"$expand": "Locations"})}
+    assert set(things) == {f"{gw}/pm-school", f"{gw}/ble/aa:bb"}
+    school_thing = things[f"{gw}/pm-school"]
     assert school_thing["properties"] == {
-        "gateway": GATEWAY,
+        "gateway": gw,
         "source": "pm-school",
         "owner": "burgermeetnet",
     }
     assert school_thing["Locations"][0]["location"]["coordinates"] == [5.1214, 52.0907]
     streams = {
         s["name"]: s
-        for s in sta.all("/Datastreams", **{"$expand": "ObservedProperty,Thing,Sensor"})
+        for s in mine(sta, "/Datastreams", gw, **{"$expand": "ObservedProperty,Thing,Sensor"})
     }
     assert set(streams) == {
-        f"{GATEWAY}/pm-school/pm2_5_ugm3",
-        f"{GATEWAY}/pm-school/pm10_ugm3",
-        f"{GATEWAY}/ble/aa:bb/temperature_c",
+        f"{gw}/pm-school/pm2_5_ugm3",
+        f"{gw}/pm-school/pm10_ugm3",
+        f"{gw}/ble/aa:bb/temperature_c",
     }
-    pm25 = streams[f"{GATEWAY}/pm-school/pm2_5_ugm3"]
+    pm25 = streams[f"{gw}/pm-school/pm2_5_ugm3"]
     assert pm25["unitOfMeasurement"] == {
         "name": "microgram per cubic metre",
         "symbol": "µg/m³",
         "definition": "http://www.opengis.net/def/uom/UCUM/0/ug%2Fm3",
     }
     assert pm25["ObservedProperty"]["name"] == "PM2.5"
-    assert pm25["Thing"]["name"] == f"{GATEWAY}/pm-school"
-    temperature = streams[f"{GATEWAY}/ble/aa:bb/temperature_c"]
+    assert pm25["Thing"]["name"] == f"{gw}/pm-school"
+    temperature = streams[f"{gw}/ble/aa:bb/temperature_c"]
     assert temperature["unitOfMeasurement"]["symbol"] == "°C"
 
     observations = sta.observations(pm25["@iot.id"])
     got = sorted((o["parameters"]["citygw_key"][2], o["result"]) for o in observations)
     want = sorted((r.seq, r.value) for r in school if r.quantity == "pm2_5_ugm3")
     assert got == want
-    assert stored_keys(sta) == expected_keys(school + street)
+    assert stored_keys(sta, gw) == expected_keys(gw, school + street)
     assert uplink.stats.requests == 1  # one CreateObservations for the whole batch
 
 
 async def test_the_same_batch_again_and_an_overlapping_batch_store_each_reading_once(
-    sta: StaServer, uplink: SensorThings
+    gw: str, sta: StaServer, uplink: SensorThings
 ) -> None:
-    first = readings(GATEWAY, 100)
+    first = readings(gw, 100)
     await uplink.deliver(first)
     await uplink.deliver(first)  # the same batch again, same process
-    assert stored_keys(sta) == expected_keys(first)
+    assert stored_keys(sta, gw) == expected_keys(gw, first)
 
-    overlapping = readings(GATEWAY, 100, first_seq=51)  # seq 51..150: half already there
-    restarted = destination(Section(url=sta.url), gateway_id=GATEWAY)  # a new process
+    overlapping = readings(gw, 100, first_seq=51)  # seq 51..150: half already there
+    restarted = destination(Section(url=sta.url), gateway_id=gw)  # a new process
     try:
         await restarted.deliver(overlapping)
         await restarted.deliver(overlapping)
     finally:
         await restarted.close()
-    assert stored_keys(sta) == expected_keys(readings(GATEWAY, 150))
+    assert stored_keys(sta, gw) == expected_keys(gw, readings(gw, 150))
     assert restarted.stats.skipped_present == 50 + 100
     assert restarted.stats.posted == 50
 
 
-def _kill_child_at(sta: StaServer, marker: str, n: int) -> None:
+def _kill_child_at(sta: StaServer, gw: str, marker: str, n: int) -> None:
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     child = subprocess.Popen(
-        [sys.executable, "-m", "sta_server.child", sta.url, GATEWAY, str(n)],
+        [sys.executable, "-m", "sta_server.child", sta.url, gw, str(n)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -170,22 +182,22 @@ def _kill_child_at(sta: StaServer, marker: str, n: int) -> None:
 
 @pytest.mark.parametrize("marker", ["POSTED", "POSTING"])
 async def test_kill_9_mid_batch_then_a_fresh_destination_sends_again_without_duplicates(
-    sta: StaServer, marker: str
+    gw: str, sta: StaServer, marker: str
 ) -> None:
     """POSTED: killed after the server stored the batch, before the delivery loop could ack;
     POSTING: killed while the request was on its way (stored or not: either is fine)."""
     n = 2000
-    await asyncio.to_thread(_kill_child_at, sta, marker, n)
+    await asyncio.to_thread(_kill_child_at, sta, gw, marker, n)
     if marker == "POSTED":
-        assert sum(stored_keys(sta).values()) == n  # the crashed attempt did store them
+        assert sum(stored_keys(sta, gw).values()) == n  # the crashed attempt did store them
 
-    batch = readings(GATEWAY, n)
-    fresh = destination(Section(url=sta.url), gateway_id=GATEWAY)
+    batch = readings(gw, n)
+    fresh = destination(Section(url=sta.url), gateway_id=gw)
     try:
-        await fresh.deliver(batch + readings(GATEWAY, 10, first_seq=n + 1))
+        await fresh.deliver(batch + readings(gw, 10, first_seq=n + 1))
     finally:
         await fresh.close()
-    assert stored_keys(sta) == expected_keys(readings(GATEWAY, n + 10))
+    assert stored_keys(sta, gw) == expected_keys(gw, readings(gw, n + 10))
     assert fresh.stats.read_backs == 2  # the first batch of each series after a start
 
 
@@ -230,76 +242,79 @@ class AnswerEater:
 
 
 async def test_an_answer_lost_after_the_server_stored_the_batch_is_not_stored_twice(
+    gw: str,
     sta: StaServer,
 ) -> None:
     proxy = AnswerEater(sta.port)
     await proxy.start()
     section = Section(url=f"http://127.0.0.1:{proxy.port}/sensorthings/v1.1", timeout_s=3.0)
-    target = destination(section, gateway_id=GATEWAY)
+    target = destination(section, gateway_id=gw)
     try:
-        await target.deliver(readings(GATEWAY, 20))  # entities exist, series sure
+        await target.deliver(readings(gw, 20))  # entities exist, series sure
         proxy.eat = True
-        second = readings(GATEWAY, 20, first_seq=21)
+        second = readings(gw, 20, first_seq=21)
         with pytest.raises(DeliveryError):
             await target.deliver(second)
-        assert sum(stored_keys(sta).values()) == 40  # the server did store them
+        assert sum(stored_keys(sta, gw).values()) == 40  # the server did store them
         proxy.eat = False
         await target.deliver(second)
     finally:
         await target.close()
         await proxy.close()
-    assert stored_keys(sta) == expected_keys(readings(GATEWAY, 40))
+    assert stored_keys(sta, gw) == expected_keys(gw, readings(gw, 40))
     assert target.stats.skipped_present == 20
 
 
 async def test_a_server_that_lost_its_datastreams_gets_them_again(
-    sta: StaServer, uplink: SensorThings
+    gw: str, sta: StaServer, uplink: SensorThings
 ) -> None:
-    await uplink.deliver(readings(GATEWAY, 10))
-    for thing in sta.all("/Things", **{"$select": "id"}):  # an operator wiped the server
+    await uplink.deliver(readings(gw, 10))
+    for thing in mine(sta, "/Things", gw):  # an operator wiped the server
         status, _ = sta.request("DELETE", f"/Things('{thing['@iot.id']}')")
         assert status in (200, 204)
-    assert sta.all("/Datastreams") == []
+    assert mine(sta, "/Datastreams", gw) == []
 
-    later = readings(GATEWAY, 10, first_seq=11)
+    later = readings(gw, 10, first_seq=11)
     await uplink.deliver(later)  # the cached Datastream ids answer "error": found again
-    assert stored_keys(sta) == expected_keys(later)
+    assert stored_keys(sta, gw) == expected_keys(gw, later)
     assert uplink.stats.entity_losses == 1
 
 
 async def test_a_server_that_is_down_raises_delivery_error_and_loses_nothing(
-    sta: StaServer, uplink: SensorThings
+    gw: str, sta: StaServer, uplink: SensorThings
 ) -> None:
-    await uplink.deliver(readings(GATEWAY, 10))
+    await uplink.deliver(readings(gw, 10))
     sta.stop()
-    batch = readings(GATEWAY, 10, first_seq=11)
-    with pytest.raises(DeliveryError) as raised:
-        await uplink.deliver(batch)
+    batch = readings(gw, 10, first_seq=11)
+    try:
+        with pytest.raises(DeliveryError) as raised:
+            await uplink.deliver(batch)
+    finally:
+        sta.start()  # the same port and database: the module's other tests use it too
     assert not raised.value.refused
-    sta.start()
     await uplink.deliver(batch)
-    assert stored_keys(sta) == expected_keys(readings(GATEWAY, 20))
+    assert stored_keys(sta, gw) == expected_keys(gw, readings(gw, 20))
 
 
-async def test_a_batch_over_the_row_limit_goes_in_several_requests(sta: StaServer) -> None:
+async def test_a_batch_over_the_row_limit_goes_in_several_requests(sta: StaServer, gw: str) -> None:
     """The limit is 10,000 rows (MAX_ROWS_PER_REQUEST, tests/unit); 1,000 here keeps it quick."""
     target = SensorThings(
-        "sta", http_client(Section(url=sta.url), user_agent="t"), gateway_id=GATEWAY, max_rows=1000
+        "sta", http_client(Section(url=sta.url), user_agent="t"), gateway_id=gw, max_rows=1000
     )
-    batch = readings(GATEWAY, 2500, quantities=(("pm10_ugm3", "ug/m3"),))
+    batch = readings(gw, 2500, quantities=(("pm10_ugm3", "ug/m3"),))
     try:
         await target.deliver(batch)
     finally:
         await target.close()
     assert target.stats.requests == 3
-    assert stored_keys(sta) == expected_keys(batch)
+    assert stored_keys(sta, gw) == expected_keys(gw, batch)
 
 
 async def test_not_finite_values_are_skipped_and_counted(
-    sta: StaServer, uplink: SensorThings
+    gw: str, sta: StaServer, uplink: SensorThings
 ) -> None:
-    batch = readings(GATEWAY, 4)
+    batch = readings(gw, 4)
     broken = [*batch[:2], *(dataclasses.replace(r, value=float("nan")) for r in batch[2:])]
     await uplink.deliver(broken)
-    assert stored_keys(sta) == expected_keys(batch[:2])
+    assert stored_keys(sta, gw) == expected_keys(gw, batch[:2])
     assert uplink.stats.skipped_not_finite == 2
