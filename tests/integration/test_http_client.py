@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,6 +88,28 @@ def pki(tmp_path: Path) -> Path:
 def tls_site(pki: Path) -> Iterator[Site]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(pki / "server.crt", pki / "server.key")
+    yield from _serve(Site(), context)
+
+
+SIGN = ("-CAcreateserial", "-days", "2", "-out", "client.crt")
+
+
+def make_client_cert(pki: Path) -> tuple[Path, Path]:
+    """A client certificate signed by the test CA (as a city would issue to a gateway)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=gw-0001"],
+        ["x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", *SIGN],
+    ):
+        subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True)
+    return pki / "client.crt", pki / "client.key"
+
+
+@pytest.fixture
+def mtls_site(pki: Path) -> Iterator[Site]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(pki / "server.crt", pki / "server.key")
+    context.verify_mode = ssl.CERT_REQUIRED
     yield from _serve(Site(), context)
 
 
@@ -223,3 +246,25 @@ async def test_basic_auth_from_a_password_file_never_shows(
     assert site.requests[0]["user-agent"] == "citygw/test"
     for shown in (repr(client), str(too_big.value), caplog.text):
         assert PASSWORD not in shown and token not in shown
+
+
+async def test_a_client_certificate_for_a_server_that_requires_one(
+    mtls_site: Site, pki: Path
+) -> None:
+    cert, key = make_client_cert(pki)
+    url = f"https://127.0.0.1:{mtls_site.port}"
+    ca = str(pki / "ca.crt")
+    with_cert = HttpClient(
+        url,
+        timeout_s=5,
+        ssl_context=http.tls_context(ca_file=ca, cert_file=str(cert), key_file=str(key)),
+    )
+    without = HttpClient(url, timeout_s=5, ssl_context=http.tls_context(ca_file=ca))
+    try:
+        assert (await with_cert.request("GET", "/")).status == 200
+        with pytest.raises(HttpError):  # TLS 1.3: the refusal shows when the answer is read
+            await without.request("GET", "/")
+    finally:
+        await with_cert.close()
+        await without.close()
+    assert len(mtls_site.requests) == 1
