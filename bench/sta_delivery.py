@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 
-from sta_server.child import Section, readings
+from sta_server.child import readings, section
 from sta_server.fixture import StaServer, migrated_template
 
 from gateway.uplinks.sensorthings import destination
 
 
 async def deliver(url: str, total: int, size: int) -> None:
-    target = destination(Section(url=url), gateway_id="gw-bench")
+    target = destination(section(url), gateway_id="gw-bench")
     batch = readings("gw-bench", total)
     await target.deliver(batch[:10])
     cpu0, wall0 = time.process_time(), time.perf_counter()

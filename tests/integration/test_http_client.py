@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from secure_mqtt import make_pki
 
+from gateway.config import UplinkSection
 from gateway.uplinks import http_client as http
 from gateway.uplinks.http_client import HttpClient, HttpError
 
@@ -208,20 +209,6 @@ async def test_tls_with_the_citys_ca_file_and_with_verification_off(
     assert http.warnings("sta", "http://127.0.0.1:8080/v1.1", tls_verify=True) == []
 
 
-@dataclass(frozen=True)
-class _Section:
-    url: str
-    password_file: str
-    name: str = "burgers"
-    username: str = "gw-0001"
-    password: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_verify: bool = True
-    timeout_s: float = 0.5
-
-
 async def test_basic_auth_from_a_password_file_never_shows(
     site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -229,7 +216,15 @@ async def test_basic_auth_from_a_password_file_never_shows(
     secret.write_text(PASSWORD + "\n")
     caplog.set_level(logging.DEBUG)
     client = http.http_client(
-        _Section(url=f"http://127.0.0.1:{site.port}/v1", password_file=str(secret)),
+        UplinkSection(
+            name="burgers",
+            owners=["burgermeetnet"],
+            url=f"http://127.0.0.1:{site.port}/v1",
+            format="sensorthings",
+            username="gw-0001",
+            password_file=str(secret),
+            timeout_s=0.5,
+        ),
         user_agent="citygw/test",
     )
     try:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from push_api import NODE, PATH, PushApi, serve_push_api
-from skips import skip_or_fail
 from spine_setup import PM10_MARK, config, frame
 from sta_server.fixture import StaServer, migrated_template
 
@@ -30,10 +29,6 @@ BURGERS = 5000  # the citizens' sensor numbers its frames from here
 
 @pytest.fixture(scope="module")
 def sta_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        import sensorthings  # noqa: F401
-    except ImportError:
-        skip_or_fail("django-ogc-sensorthings is not installed (the test extra)")
     return migrated_template(tmp_path_factory.mktemp("sta-template"))
 
 

@@ -8,12 +8,12 @@ The destination's HTTP client, TCP and JSON are all real.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from push_api import NODE, PATH, PushApi, serve_push_api
 
+from gateway.config import UplinkSection
 from gateway.uplinks.destination import DeliveryError, OutgoingReading
 from gateway.uplinks.sensor_community import SensorCommunity, destination
 
@@ -27,25 +27,22 @@ def push_api() -> Iterator[PushApi]:
     yield from serve_push_api()
 
 
-@dataclass(frozen=True)
-class Section:
-    url: str
-    sensor_id: str = NODE
-    name: str = "sensor.community"
-    username: str = ""
-    password: str = ""
-    password_file: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_verify: bool = True
-    timeout_s: float = 5.0
+def section(url: str) -> UplinkSection:
+    """A `[[uplinks]]` record of format sensor.community for `url` (the config's own type)."""
+    return UplinkSection(
+        name="sensor-community",
+        owners=["burgermeetnet"],
+        url=url,
+        format="sensor.community",
+        sensor_id=NODE,
+        timeout_s=5.0,
+    )
 
 
 @pytest.fixture
 async def uplink(push_api: PushApi) -> AsyncIterator[SensorCommunity]:
     target = destination(
-        Section(url=f"http://127.0.0.1:{push_api.port}{PATH}"), gateway_id="gw-1", version="9.9.9"
+        section(f"http://127.0.0.1:{push_api.port}{PATH}"), gateway_id="gw-1", version="9.9.9"
     )
     yield target
     await target.close()
@@ -176,7 +173,7 @@ async def test_an_unknown_node_is_refused(push_api: PushApi, uplink: SensorCommu
 
 
 async def test_a_server_that_is_down_raises_delivery_error(push_api: PushApi) -> None:
-    target = destination(Section(url="http://127.0.0.1:9/v1/push-sensor-data/"), gateway_id="g")
+    target = destination(section("http://127.0.0.1:9/v1/push-sensor-data/"), gateway_id="g")
     try:
         with pytest.raises(DeliveryError):
             await target.deliver(sds011(0, 1, 2))

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from skips import skip_or_fail
-from sta_server.child import Section, readings
+from sta_server.child import readings, section
 from sta_server.fixture import HERE, StaServer, migrated_template
 
 from gateway.uplinks.destination import DeliveryError, OutgoingReading
@@ -36,10 +35,6 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sta_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        import sensorthings  # noqa: F401
-    except ImportError:
-        skip_or_fail("django-ogc-sensorthings is not installed (the test extra)")
     return migrated_template(tmp_path_factory.mktemp("sta-template"))
 
 
@@ -61,7 +56,7 @@ def gw() -> str:
 @pytest.fixture
 async def uplink(sta: StaServer, gw: str) -> AsyncIterator[SensorThings]:
     target = destination(
-        Section(url=sta.url), gateway_id=gw, locations={"pm-school": (52.0907, 5.1214)}
+        section(sta.url), gateway_id=gw, locations={"pm-school": (52.0907, 5.1214)}
     )
     yield target
     await target.close()
@@ -142,7 +137,7 @@ async def test_the_same_batch_again_and_an_overlapping_batch_store_each_reading_
     assert stored_keys(sta, gw) == expected_keys(gw, first)
 
     overlapping = readings(gw, 100, first_seq=51)  # seq 51..150: half already there
-    restarted = destination(Section(url=sta.url), gateway_id=gw)  # a new process
+    restarted = destination(section(sta.url), gateway_id=gw)  # a new process
     try:
         await restarted.deliver(overlapping)
         await restarted.deliver(overlapping)
@@ -192,7 +187,7 @@ async def test_kill_9_mid_batch_then_a_fresh_destination_sends_again_without_dup
         assert sum(stored_keys(sta, gw).values()) == n  # the crashed attempt did store them
 
     batch = readings(gw, n)
-    fresh = destination(Section(url=sta.url), gateway_id=gw)
+    fresh = destination(section(sta.url), gateway_id=gw)
     try:
         await fresh.deliver(batch + readings(gw, 10, first_seq=n + 1))
     finally:
@@ -247,8 +242,8 @@ async def test_an_answer_lost_after_the_server_stored_the_batch_is_not_stored_tw
 ) -> None:
     proxy = AnswerEater(sta.port)
     await proxy.start()
-    section = Section(url=f"http://127.0.0.1:{proxy.port}/sensorthings/v1.1", timeout_s=3.0)
-    target = destination(section, gateway_id=gw)
+    through = section(f"http://127.0.0.1:{proxy.port}/sensorthings/v1.1", timeout_s=3.0)
+    target = destination(through, gateway_id=gw)
     try:
         await target.deliver(readings(gw, 20))  # entities exist, series sure
         proxy.eat = True
@@ -299,7 +294,7 @@ async def test_a_server_that_is_down_raises_delivery_error_and_loses_nothing(
 async def test_a_batch_over_the_row_limit_goes_in_several_requests(sta: StaServer, gw: str) -> None:
     """The limit is 10,000 rows (MAX_ROWS_PER_REQUEST, tests/unit); 1,000 here keeps it quick."""
     target = SensorThings(
-        "sta", http_client(Section(url=sta.url), user_agent="t"), gateway_id=gw, max_rows=1000
+        "sta", http_client(section(sta.url), user_agent="t"), gateway_id=gw, max_rows=1000
     )
     batch = readings(gw, 2500, quantities=(("pm10_ugm3", "ug/m3"),))
     try:

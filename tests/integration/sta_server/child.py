@@ -4,15 +4,16 @@ Builds the `sensorthings` destination and delivers N readings (`readings()` belo
 the test builds), printing "POSTING" when the CreateObservations request goes out and
 "POSTED" when its answer came back; then it waits to be killed instead of returning, so the
 delivery loop could never have acknowledged anything. The test kills it at one of the two
-lines. `Section` and `readings` are shared with the test module.
+lines. `section` and `readings` are shared with the test module and bench/sta_delivery.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+from typing import Any
 
+from gateway.config import UplinkSection
 from gateway.uplinks.destination import OutgoingReading
 from gateway.uplinks.sensorthings import destination
 from gateway.uplinks.sensorthings_api import StaApi
@@ -20,20 +21,11 @@ from gateway.uplinks.sensorthings_api import StaApi
 T0_MS = 1_796_000_000_000
 
 
-@dataclass(frozen=True)
-class Section:
-    """The fields of an `[[uplinks]]` record the destination reads."""
-
-    url: str
-    name: str = "sta"
-    username: str = ""
-    password: str = ""
-    password_file: str = ""
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_verify: bool = True
-    timeout_s: float = 30.0
+def section(url: str, **settings: Any) -> UplinkSection:
+    """A `[[uplinks]]` record of format sensorthings for `url` (the config's own type)."""
+    return UplinkSection(
+        name="sta", owners=["burgermeetnet"], url=url, format="sensorthings", **settings
+    )
 
 
 def readings(
@@ -70,7 +62,7 @@ async def main(url: str, gateway: str, n: int) -> None:
         return response
 
     StaApi.post = post  # type: ignore[method-assign]
-    target = destination(Section(url=url), gateway_id=gateway)
+    target = destination(section(url), gateway_id=gateway)
     await target.deliver(readings(gateway, n))
 
 
