@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MAX_ROWS_PER_REQUEST = 10_000
 """django-ogc-sensorthings' MAX_POST_DATA_ARRAY_OBSERVATIONS (and FROST's default)."""
 _READ_BACK_PAGE = 1_000  # rows per read-back request: each is bounded by timeout_s
-_READ_BACK_MAX_PAGES = 200
+_READ_BACK_MAX_PAGES = 200  # a safety stop: the window of one batch is far less
 _COMPONENTS = ["phenomenonTime", "resultTime", "result", "parameters", "FeatureOfInterest/id"]
 _KEY = "citygw_key"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,6 +66,14 @@ class _SeriesState:
         return (reading.epoch, reading.seq) in self.stored_keys or (
             (reading.ts_ms, reading.value) in self.stored_pairs
         )
+
+    def forget_up_to(self, delivered: Sequence[OutgoingReading]) -> None:
+        """`delivered` is acknowledged: keys up to its last will not come again; later ones
+        (stored by a lost attempt that reached further than this batch) still may."""
+        last_key = max((r.epoch, r.seq) for r in delivered)
+        last_ms = max(r.ts_ms for r in delivered)
+        self.stored_keys = {k for k in self.stored_keys if k > last_key}
+        self.stored_pairs = {p for p in self.stored_pairs if p[0] > last_ms}
 
 
 @dataclass(slots=True)
@@ -130,10 +138,8 @@ class SensorThings:
                     continue
                 raise e.delivery_error() from e
         self._recent.add(fresh)
-        for key in groups:  # delivered: read-back results are no longer needed
-            state = self._series[key]
-            state.stored_keys.clear()
-            state.stored_pairs.clear()
+        for key, readings in groups.items():  # delivered: what the read-back found up to here
+            self._series[key].forget_up_to(readings)  # is done with; what lies beyond is kept
 
     def _forget(self, error: StaError) -> None:
         """The server lost entities (and maybe their Observations): trust no cache."""
@@ -151,7 +157,8 @@ class SensorThings:
             stream = await self._entities.stream(key, owner=readings[0].owner)
             state = self._series.setdefault(key, _SeriesState())
             if state.unsure:
-                await self._read_back(stream, state, since_ms=min(r.ts_ms for r in readings))
+                times = [r.ts_ms for r in readings]
+                await self._read_back(stream, state, window=range(min(times), max(times)))
                 state.unsure = False
             left = [r for r in readings if not state.has(r)]
             self.stats.skipped_present += len(readings) - len(left)
@@ -218,15 +225,20 @@ class SensorThings:
             parameters["flags"] = reading.flags
         return [when, when, reading.value, parameters, stream.feature]
 
-    async def _read_back(self, stream: Stream, state: _SeriesState, *, since_ms: int) -> None:
-        """What the server holds of this Datastream from `since_ms` on, into `state`."""
+    async def _read_back(self, stream: Stream, state: _SeriesState, *, window: range) -> None:
+        """What the server holds of this Datastream from `window.start` (ms) on, into `state`.
+
+        Past the window's end it reads on for at most one request's worth of rows: what a lost
+        attempt stored beyond this batch (a batch cut shorter after a restart) is found too,
+        while a long history after the window (not ours to re-send) is not read to its end."""
         self.stats.read_backs += 1
         path = f"/Datastreams{segment(stream.datastream)}/Observations"
+        beyond = 0
         for page in range(_READ_BACK_MAX_PAGES):
             answer = await self._api.get(
                 path,
                 {  # no $select: django-ogc-sensorthings 1.2.0 then runs a query per row
-                    "$filter": f"resultTime ge {iso_ms(since_ms)}",
+                    "$filter": f"resultTime ge {iso_ms(window.start)}",
                     "$resultFormat": "dataArray",
                     "$orderby": "resultTime,id",  # a total order: pages neither repeat nor skip
                     "$top": str(_READ_BACK_PAGE),
@@ -235,30 +247,38 @@ class SensorThings:
             )
             count = 0
             for group in values(answer):
-                count += self._note_stored(group, state)
-            if count < _READ_BACK_PAGE:
+                rows, late = self._note_stored(group, state, after_ms=window.stop)
+                count += rows
+                beyond += late
+            if count < _READ_BACK_PAGE or beyond >= MAX_ROWS_PER_REQUEST:
                 return
-        raise StaError(f"read-back of {path}: over {_READ_BACK_MAX_PAGES} pages")
+        log.warning("%s: read-back of %s stopped after %d pages", self.name, path, page + 1)
 
-    def _note_stored(self, group: JsonObject, state: _SeriesState) -> int:
+    def _note_stored(
+        self, group: JsonObject, state: _SeriesState, *, after_ms: int
+    ) -> tuple[int, int]:
+        """Note the rows of a dataArray group; (rows, rows later than `after_ms`)."""
         components = group.get("components")
         rows = group.get("dataArray")
         if not isinstance(components, list) or not isinstance(rows, list):
-            return 0
+            return 0, 0
         index = {name: i for i, name in enumerate(components) if isinstance(name, str)}
+        late = 0
         for row in rows:
             if not isinstance(row, list) or len(row) != len(components):
                 continue
+            when = row[index["phenomenonTime"]] if "phenomenonTime" in index else None
+            when_ms = parse_ms(when) if isinstance(when, str) else None
+            late += when_ms is not None and when_ms > after_ms
             key = row[index["parameters"]] if "parameters" in index else None
             mine = key.get(_KEY) if isinstance(key, dict) else None
             if isinstance(mine, list) and len(mine) == 3 and mine[0] == self._gateway_id:
                 state.stored_keys.add((int(mine[1]), int(mine[2])))
                 continue
-            when = row[index["phenomenonTime"]] if "phenomenonTime" in index else None
             result = row[index["result"]] if "result" in index else None
-            if isinstance(when, str) and isinstance(result, int | float):
-                state.stored_pairs.add((parse_ms(when), float(result)))
-        return len(rows)
+            if when_ms is not None and isinstance(result, int | float):
+                state.stored_pairs.add((when_ms, float(result)))
+        return len(rows), late
 
 
 def _split(

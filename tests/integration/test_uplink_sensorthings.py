@@ -148,6 +148,24 @@ async def test_the_same_batch_again_and_an_overlapping_batch_store_each_reading_
     assert restarted.stats.posted == 50
 
 
+async def test_after_a_restart_a_shorter_first_batch_still_skips_what_lies_beyond_it(
+    gw: str, sta: StaServer, uplink: SensorThings
+) -> None:
+    """A lost attempt stored 100 readings; after the restart the loop sends them in batches of
+    40 (batch_max_readings lowered): the read-back of the first batch must cover the rest."""
+    stored = readings(gw, 100)
+    await uplink.deliver(stored)  # stands for the attempt whose answer the crash lost
+    restarted = destination(section(sta.url), gateway_id=gw)
+    try:
+        for start in range(0, 120, 40):
+            await restarted.deliver(readings(gw, 40, first_seq=start + 1))
+    finally:
+        await restarted.close()
+    assert stored_keys(sta, gw) == expected_keys(gw, readings(gw, 120))
+    assert restarted.stats.read_backs == 2  # one per series, at the first batch only
+    assert restarted.stats.skipped_present == 100
+
+
 def _kill_child_at(sta: StaServer, gw: str, marker: str, n: int) -> None:
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     child = subprocess.Popen(
