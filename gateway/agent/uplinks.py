@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.agent.supervise import STEP_S, bounded, stop_tasks, supervise
 from gateway.config import Config, UplinkSection
@@ -14,8 +14,10 @@ from gateway.store.buffer import SqliteBuffer
 from gateway.store.stats import LaneStats
 from gateway.store.worker import AsyncBuffer
 from gateway.uplinks import factory
-from gateway.uplinks.http import HttpUplink
 from gateway.uplinks.mqtt import Uplink
+
+if TYPE_CHECKING:  # imported by the factory only when an HTTP format is configured
+    from gateway.uplinks.http import HttpUplink
 
 log = logging.getLogger(__name__)
 

@@ -55,16 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate FILE and the files it names; 2 if the agent could not start with it."""
     config = load_config(args.file)
-    hub = config.hub
+    sections: list[tuple[str, object]] = [("hub", config.hub)]
+    sections += [(f"uplinks[{i}]", uplink) for i, uplink in enumerate(config.uplinks)]
     missing = [
-        f"hub.{key}: cannot read {path}"
-        for key, path in (
-            ("ca_file", hub.ca_file),
-            ("cert_file", hub.cert_file),
-            ("key_file", hub.key_file),
-            ("password_file", hub.password_file),
-        )
-        if path and not os.access(path, os.R_OK)
+        f"{where}.{key}: cannot read {path}"
+        for where, section in sections
+        for key in ("ca_file", "cert_file", "key_file", "password_file")
+        if (path := getattr(section, key)) and not os.access(path, os.R_OK)
     ]
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
@@ -79,7 +76,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(
         f"{args.file}: OK (gateway {config.gateway.id}, {len(config.sources)} sources, "
-        f"hub {config.hub.url})"
+        f"hub {config.hub.url}"
+        + "".join(f", uplink {u.name} {u.url}" for u in config.uplinks)
+        + ")"
     )
     return 0
 

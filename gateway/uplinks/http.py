@@ -65,6 +65,7 @@ class HttpUplink:
 
     async def run(self) -> None:
         """Deliver until cancelled; the destination is closed on the way out."""
+        self.stats.connected = True  # over HTTP: "the last delivery did not fail"
         try:
             self._unsent = await self._buffer.backlog(self.name)
             next_flush = self._monotonic_s()  # the backlog goes at once
