@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.wire import WireError
+from gateway.wire import register as wire_register
 from gateway.wire.codec import MAX_NAME_CHARS
-from gateway.wire.messages import MAX_DEPTH, plain
 
 MAX_REGISTER_BYTES = 256 * 1024
 """A register names each source once with a short record; more is refused."""
@@ -29,27 +29,17 @@ class Register:
 
 
 def decode_register(payload: bytes) -> Register:
-    """The register message (contract: `{"v": 1, "gateway", "owner", "ts", "sources": [...]}`);
-    WireError unless it is that shape within MAX_REGISTER_BYTES."""
+    """The register message as the hub stores it: each source's owner and its entry as JSON
+    text. Its shape is checked by `gateway.wire.register.decode_register` (WireError unless it
+    is the contract's shape), its size here (MAX_REGISTER_BYTES)."""
     if len(payload) > MAX_REGISTER_BYTES:
         raise WireError(f"register of {len(payload)} bytes is over the limit")
-    try:
-        message = json.loads(payload)
-    except (ValueError, RecursionError):
-        message = None
-    if not isinstance(message, dict) or message.get("v") != 1:
-        raise WireError('register: expected a JSON object with "v": 1')
-    plain(message, MAX_DEPTH)
-    sources = message.get("sources")
-    if not isinstance(sources, list):
-        raise WireError("register: sources must be a list")
+    message = wire_register.decode_register(payload)
     out: dict[str, tuple[str, str]] = {}
-    for entry in sources:
-        if not isinstance(entry, dict):
-            raise WireError("register: a source entry is not an object")
-        name = clean_text(entry.get("source"), "register: source")
-        out[name] = (clean_text(entry.get("owner", ""), "register: owner"), json_text(entry))
-    return Register(clean_text(message.get("owner", ""), "register: owner"), out)
+    for entry in message["sources"]:
+        name = clean_text(entry["source"], "register: source")
+        out[name] = (clean_text(entry["owner"], "register: owner"), json_text(entry))
+    return Register(clean_text(message["owner"], "register: owner"), out)
 
 
 def clean_text(value: object, what: str) -> str:

@@ -22,7 +22,7 @@ from gateway.config import (
     SourceConfig,
 )
 from gateway.wire.codec import WireError, check_size
-from gateway.wire.messages import TOPIC_REGISTER
+from gateway.wire.messages import MAX_DEPTH, TOPIC_REGISTER, plain
 
 __all__ = ["TOPIC_REGISTER", "decode_register", "encode_register", "register_body"]
 
@@ -106,6 +106,7 @@ def decode_register(payload: bytes) -> dict[str, Any]:
         raise WireError("register: not JSON") from None
     if not isinstance(message, dict) or message.get("v") != VERSION:
         raise WireError(f"register: expected an object with v = {VERSION}")
+    plain(message, MAX_DEPTH)
     for key in ("gateway", "owner", "ts"):
         if not isinstance(message.get(key), str):
             raise WireError(f"register.{key}: expected a string")

@@ -35,7 +35,10 @@ REGISTER = {
     "v": 1,
     "gateway": "gw",
     "owner": "gemeente",
-    "sources": [{"source": "pm-school", "owner": "burgermeetnet", "register": None}],
+    "ts": "2026-12-07T05:30:00Z",
+    "sources": [
+        {"source": "pm-school", "owner": "burgermeetnet", "type": "serial", "register": None}
+    ],
 }
 
 
