@@ -21,7 +21,7 @@ CHAOS_ARGS ?=
 CHAOS_SLICE_WALL_S ?= 480
 
 DEB_PACKAGES := mosquitto mosquitto-clients socat dbus libdbus-1-dev libglib2.0-dev pkg-config systemd shellcheck \
-	nodejs debootstrap lintian
+	nodejs debootstrap lintian postgresql chromium
 
 # The install stamp is keyed on the content of the files that decide what the venv holds,
 # so `make install` is a no-op until one of them changes (mtimes from git are meaningless).
@@ -182,6 +182,9 @@ bench: $(STAMP)
 		     rm -rf $(TB_VENV); }; }
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/fleet_push.py --count 200 --write
+	$(VPY) bench/decoders.py
+	$(VPY) bench/alert_latency.py --alerts 400 --write
+	$(VPY) bench/hub_ingest.py
 
 # Wheels for offline installs on aarch64 and armv7l gateways (deploy/install.sh --wheelhouse).
 .PHONY: wheelhouse

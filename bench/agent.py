@@ -94,6 +94,7 @@ def config_toml(settings: AgentSettings, data_dir: Path) -> str:
         f"flush_interval_s = {float(s.flush_interval_s)!r}",
         f"batch_max_readings = {s.batch_max_readings}",
         "metrics_interval_s = 86400.0  # keep metrics messages out of the byte counts",
+        "wire_format = 1  # the bench's subscribers decode each message alone",
         "",
         "[buffer]",
         f"max_readings = {s.max_readings}",

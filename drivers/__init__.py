@@ -4,7 +4,9 @@ A driver is a pure codec. `decode_frame(frame)` decodes exactly one frame (for B
 advertisement's data) or raises `DecodeError`; `decode_one(frame)` gives its measurements (an empty
 tuple for valid frames that carry none, such as command replies). Serial drivers also have
 `new_stream()`, a fresh stream decoder for one port; BLE advertisement drivers have None there:
-an advert arrives whole.
+an advert arrives whole. A driver whose frames do not say everything themselves declares
+`options` (drivers/options.py); its codec takes them as keyword arguments:
+`decode_frame(frame, units="kmh")`, `new_stream(units="kmh")`.
 
 A codec's module is imported when the driver is first used, not with the registry: a gateway
 loads only the codecs its config names (all of them cost ~0.45 MB of RSS).
@@ -19,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol, cast
 
 from drivers.base import DecodeError, Measurement, StreamStats
+from drivers.maxbotix_models import MODELS as _MAXBOTIX_MODELS
+from drivers.options import Option
 
 __all__ = [
     "DRIVERS",
@@ -26,6 +30,7 @@ __all__ = [
     "Driver",
     "Frame",
     "Measurement",
+    "Option",
     "StreamDecoderProtocol",
     "StreamStats",
     "get_driver",
@@ -59,12 +64,16 @@ class Driver:
 
     name: str
     description: str
-    new_stream: Callable[[], StreamDecoderProtocol] | None
-    decode_frame: Callable[[bytes], Frame]
+    new_stream: Callable[..., StreamDecoderProtocol] | None
+    """A fresh stream decoder; takes the driver's `options` as keyword arguments."""
+    decode_frame: Callable[..., Frame]
+    """`decode_frame(frame, **options)`: exactly one frame, or DecodeError."""
+    options: tuple[Option, ...] = ()
+    """The settings the codec needs besides the bytes (`citygw decode --set`, source config)."""
 
-    def decode_one(self, frame: bytes) -> Sequence[Measurement]:
+    def decode_one(self, frame: bytes, **options: object) -> Sequence[Measurement]:
         """The measurements of exactly one frame; DecodeError if it is not one."""
-        return self.decode_frame(frame).measurements
+        return self.decode_frame(frame, **options).measurements
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +96,8 @@ class _LazyStream(_Lazy):
 
     __slots__ = ()
 
-    def __call__(self) -> StreamDecoderProtocol:
-        return cast(StreamDecoderProtocol, self._target()())
+    def __call__(self, **options: object) -> StreamDecoderProtocol:
+        return cast(StreamDecoderProtocol, self._target()(**options))
 
 
 class _LazyDecode(_Lazy):
@@ -96,8 +105,8 @@ class _LazyDecode(_Lazy):
 
     __slots__ = ()
 
-    def __call__(self, frame: bytes) -> Frame:
-        return cast(Frame, self._target()(frame))
+    def __call__(self, frame: bytes, **options: object) -> Frame:
+        return cast(Frame, self._target()(frame, **options))
 
 
 _PMS = Driver(
@@ -106,6 +115,35 @@ _PMS = Driver(
     "UART 9600 8N1",
     new_stream=_LazyStream("pms5003", "StreamDecoder", "pms5003"),
     decode_frame=_LazyDecode("pms5003", "decode", "pms5003"),
+)
+
+_OPS243_OPTIONS = (
+    Option(
+        "units",
+        str,
+        "the unit the radar was set to at connect: speeds UM UK US UF UC (factory default "
+        "mps), OPS243-C ranges uM uC uF uI uY",
+        choices=("mps", "kmh", "mph", "fps", "cmps", "m", "cm", "ft", "in", "yd"),
+    ),
+    Option("json", bool, "the radar reports JSON (OJ); plain lines are read either way"),
+    Option("magnitude", bool, "plain lines carry the magnitude before each speed (OM)"),
+    Option("time", bool, "plain lines start with the sensor's time (OT)"),
+)
+_MAXBOTIX_OPTIONS = (
+    Option(
+        "model",
+        str,
+        "the MaxSonar model: cm or mm, digits, minimum and no-target value",
+        choices=tuple(_MAXBOTIX_MODELS),
+        required=True,
+    ),
+    Option(
+        "mount_height_mm",
+        int,
+        "height of the sensor above the zero of the water level (level = height - distance)",
+        low=1,
+        high=100_000,
+    ),
 )
 
 DRIVERS: dict[str, Driver] = {
@@ -147,6 +185,22 @@ DRIVERS: dict[str, Driver] = {
             new_stream=None,
             decode_frame=_LazyDecode("ruuvi", "decode"),
         ),
+        Driver(
+            name="ops243",
+            description="OmniPreSense OPS243 Doppler radar: speed and direction per detection, "
+            "plain or JSON text lines (USB CDC or UART)",
+            new_stream=_LazyStream("ops243", "StreamDecoder"),
+            decode_frame=_LazyDecode("ops243", "decode"),
+            options=_OPS243_OPTIONS,
+        ),
+        Driver(
+            name="maxbotix",
+            description="MaxBotix MaxSonar-WR (MB73xx HRXL in mm, MB7060 XL in cm) ultrasonic "
+            "distance, 'R' + digits + CR, 9600 8N1; water level from the mounting height",
+            new_stream=_LazyStream("maxbotix", "StreamDecoder"),
+            decode_frame=_LazyDecode("maxbotix", "decode"),
+            options=_MAXBOTIX_OPTIONS,
+        ),
     )
 }
 
@@ -165,12 +219,13 @@ def get_driver(name: str) -> Driver:
         raise KeyError(f"unknown driver {name!r}; known drivers: {known}") from None
 
 
-def new_stream(name: str) -> StreamDecoderProtocol:
-    """A fresh stream decoder of the serial driver `name`; KeyError if there is none."""
+def new_stream(name: str, **options: object) -> StreamDecoderProtocol:
+    """A fresh stream decoder of the serial driver `name`, with the driver's `options`;
+    KeyError if there is none."""
     factory = get_driver(name).new_stream
     if factory is None:
         known = ", ".join(sorted(serial_drivers()))
         raise KeyError(
             f"driver {name!r} decodes BLE adverts, not a serial stream; serial drivers: {known}"
         )
-    return factory()
+    return factory(**options)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.agent.alerts import AlertEngine, AlertNotice
 from gateway.agent.health import (
     publish_metrics_every,
     rss_bytes,
@@ -68,11 +69,8 @@ SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
 
 def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
     if isinstance(source.config, BleSourceConfig):
-        return {
-            "type": "ble",
-            "adapter": source.config.adapter,
-            "devices": len(source.config.devices),
-        }
+        config = source.config
+        return {"type": "ble", "adapter": config.adapter, "devices": len(config.devices)}
     return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
@@ -131,6 +129,8 @@ class Agent:
             commit_max=buffer_cfg.commit_max_readings,
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
             on_committed=self._committed,
+            alerts=AlertEngine(config.alerts),
+            on_alert=self._alert,  # sent at once
         )
         self.ingest.set_owners(config.source_owners(), config.gateway.owner)
         self.clock = WallClock()
@@ -143,6 +143,10 @@ class Agent:
     def _committed(self, count: int) -> None:
         self.uplink.notify(count)
         self.extras.notify(count)
+
+    def _alert(self, notice: AlertNotice) -> None:  # only if the hub may carry its owner
+        if notice.owner in self.config.hub_owners():
+            self.uplink.alerts.offer(notice)
 
     def _make_uplink(self, config: Config) -> Uplink:
         return Uplink(
@@ -172,11 +176,9 @@ class Agent:
         return self.uplink.stats.last_error
 
     async def apply(self, config: Config, changes: Changes) -> None:
-        """Switch to `config` while running. Sources that went away or changed stop first
-        (what they read is staged already), the buffer's lanes follow the new owners and
-        uplinks before any uplink starts, the hub's uplink finishes its batches in flight
-        before it reconnects with new settings (nothing sent twice), new sources start last.
-        Buffer settings take effect at the next start."""
+        """Switch to `config` while running. Sources that went away or changed stop first, the
+        buffer's lanes follow the new routes before any uplink starts, the hub's uplink ends its
+        batches in flight before it reconnects (nothing sent twice), new sources start last."""
         for name in [*changes.sources_removed, *changes.sources_changed]:
             await self._stop_source(name)
         old = self.config
@@ -186,6 +188,8 @@ class Agent:
         if old.uplinks != config.uplinks or old.routes() != config.routes():
             added = await self.extras.remove_changed(config.uplinks)
             await self.buffer.set_lanes(lane_specs(config))  # routes before any uplink starts
+        if config.alerts != old.alerts:  # rules start afresh
+            self.ingest.alerts = AlertEngine(config.alerts) if config.alerts else None
         if changes.hub:
             await self._replace_uplink(old)
         self.extras.add(added)
@@ -238,6 +242,7 @@ class Agent:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self.uplink = self._make_uplink(self.config)
+        self.uplink.alerts.adopt(old.alerts)  # alerts not yet sent go with the new settings
         self._start_uplink()
 
     # --- health ------------------------------------------------------------------------------
@@ -269,6 +274,10 @@ class Agent:
             },
             "uplink": up.as_dict(),
             "uplinks": self.extras.snapshot(stats.lanes, now_ms, hub=self.uplink),
+            "alerts": {
+                **(self.ingest.alerts or AlertEngine([])).stats(),
+                **self.uplink.alerts.stats(),
+            },
             "sources": {
                 s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },

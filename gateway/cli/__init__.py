@@ -24,7 +24,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "hub": ("hub",),
     "fleet": ("keys", "config"),
     "node": ("node",),
-    "devtools": ("bench", "demo"),
+    "devtools": ("bench", "demo", "simulate-sensor"),
 }
 """Each group module and the commands it adds, in the order `citygw --help` lists them
 (tests/unit/test_cli_groups.py keeps this table and the modules in step)."""

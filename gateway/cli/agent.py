@@ -146,6 +146,13 @@ def format_status(status: dict[str, Any]) -> str:
         )
         lines += [f"  uplink: {warning}" for warning in uplink.get("warnings", [])]
     lines += [_uplink_line(name, one) for name, one in status.get("uplinks", {}).items()]
+    alerts = status.get("alerts")
+    if alerts and alerts.get("rules"):
+        lines.append(
+            f"  alerts: {alerts['rules']} rules, {alerts['active']} active; {alerts['raised']} "
+            f"raised, {alerts['cleared']} cleared, {alerts['suppressed']} suppressed; sent at "
+            f"once {alerts['sent']}, refused {alerts['refused']}, waiting {alerts['pending']}"
+        )
     if "config_version" in status:
         version = status["config_version"]
         where = "the local file" if version == 0 else f"pushed version {version}"

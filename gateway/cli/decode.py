@@ -45,6 +45,14 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("hex", metavar="HEX", help="the frame or advert data in hex (below)")
     p.add_argument("--mac", help="device address (BLE drivers)")
     p.add_argument("--key", help="bind key in hex (encrypted BLE drivers)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="settings",
+        help="a driver option, as in the source's config (listed below); repeatable",
+    )
 
 
 def _epilog(width: int) -> str:
@@ -67,6 +75,7 @@ def _epilog(width: int) -> str:
             row("serial sensors:", serial),
             row("BLE adverts:", ble),
             "",
+            *_options_help(width),
             textwrap.fill(HEX_HELP, width),
             "",
             textwrap.fill(EXIT_HELP, width),
@@ -75,8 +84,24 @@ def _epilog(width: int) -> str:
             '  citygw decode sds011 "aa c0 d4 04 3a 0a a1 60 1d ab"',
             "  citygw decode bthome 4000a70c780b1000",
             "  citygw decode bthome DATA --mac MAC --key BINDKEY   # an encrypted advert",
+            "  citygw decode ops243 2d32372e340d0a --set units=kmh",
+            "  citygw decode maxbotix 52323235370d --set model=MB7389 --set mount_height_mm=4200",
         ]
     )
+
+
+def _options_help(width: int) -> list[str]:
+    """`--set` options per driver, from the registry (each driver declares its own)."""
+    lines = ["driver options (--set KEY=VALUE):"]
+    for name, driver in DRIVERS.items():
+        for option in driver.options:
+            mark = " (required)" if option.required else ""
+            head = f"{name} {option.name}{mark} = {option.describe()}"
+            lines.append(textwrap.fill(head, width, initial_indent="  ", subsequent_indent=" " * 8))
+            lines.append(
+                textwrap.fill(option.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            )
+    return [*lines, ""] if len(lines) > 1 else []
 
 
 def parse_hex(text: str) -> bytes:
@@ -146,12 +171,15 @@ def _bind_key(text: str) -> bytes:
 
 
 def _frame_decoder(driver: Driver, args: argparse.Namespace) -> Callable[[bytes], Frame]:
-    """The driver's one-frame decoder; for bthome with the --mac and --key given (ValueError if
-    they are malformed or given to another driver)."""
+    """The driver's one-frame decoder with its --set options; for bthome with the --mac and
+    --key given (ValueError if they are malformed or given to another driver)."""
+    from drivers.options import parse_settings
+
+    settings = parse_settings(driver.options, args.settings, driver=driver.name)
     if driver.name != "bthome":
         if args.mac or args.key:
             raise ValueError("--mac and --key are for the bthome driver only")
-        return driver.decode_frame
+        return functools.partial(driver.decode_frame, **settings)
     from drivers import bthome
     from drivers.ble import parse_mac
 
@@ -175,6 +203,9 @@ def _identity(frame: Frame) -> dict[str, object]:
         value = getattr(frame, name, None)
         if isinstance(value, int):
             identity[name] = value
+    sensor_time_s = getattr(frame, "sensor_time_s", None)
+    if isinstance(sensor_time_s, float):
+        identity["sensor_time_s"] = sensor_time_s
     return identity
 
 

@@ -42,6 +42,18 @@ def add_commands(commands: Commands) -> None:
     )
     p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
 
+    p = commands.add(
+        "simulate-sensor",
+        help="a simulated OPS243 radar (passing cars) or MaxBotix (rising water) on a "
+        "pseudo-terminal, for an agent to read",
+        handler=cmd_simulate_sensor,
+    )
+    p.add_argument("sensor", choices=["ops243", "maxbotix"])
+    p.add_argument("--link", required=True, help="symlink to the pty's device, e.g. /tmp/ttyRadar")
+    p.add_argument("--model", default="MB7389", help="maxbotix: the model (default MB7389)")
+    p.add_argument("--seed", type=int, default=0, help="ops243: the traffic's random seed")
+    p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
+
 
 def cmd_bench_wire(args: argparse.Namespace) -> int:
     """Print the replay's bytes per reading; 2 for an unreadable file, 1 if nothing matched."""
@@ -74,3 +86,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.devtools.demo import run_demo
 
     return run_demo(seconds=args.seconds)
+
+
+def cmd_simulate_sensor(args: argparse.Namespace) -> int:
+    """Run the simulator until Ctrl-C or --seconds; 2 for an unknown model."""
+    import asyncio
+    import contextlib
+
+    from gateway.devtools.sim_lines import (
+        SimulatedMaxbotix,
+        SimulatedOps243,
+        passing_cars,
+    )
+    from gateway.devtools.sim_serial import close_pty, open_pty
+
+    master_fd, slave = open_pty(args.link)
+    try:
+        if args.sensor == "ops243":
+            sensor: SimulatedOps243 | SimulatedMaxbotix = SimulatedOps243(
+                master_fd, cars=passing_cars(seed=args.seed)
+            )
+        else:
+            sensor = SimulatedMaxbotix(master_fd, model=args.model)
+    except KeyError:
+        close_pty(master_fd, args.link)
+        fail("simulate-sensor", f"unknown model {args.model!r}")
+        return 2
+    print(f"{args.sensor} on {args.link} -> {slave}", flush=True)
+
+    async def run() -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(args.seconds):
+                await sensor.run()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close_pty(master_fd, args.link)
+    return 0

@@ -4,6 +4,7 @@ Unknown keys are errors and every error names its path (`hub.flush_interval_s`).
 schema serves the local file, remote pushes and the JSON Schema for editors.
 """
 
+from gateway.config.alerts import AlertRule
 from gateway.config.fields import GATEWAY_ID, ConfigError
 from gateway.config.load import (
     DEFAULT_PATH,
@@ -27,6 +28,7 @@ from gateway.config.uplinks import HubSection, UplinkSection
 __all__ = [
     "DEFAULT_PATH",
     "GATEWAY_ID",
+    "AlertRule",
     "BleDevice",
     "BleSourceConfig",
     "BufferSection",

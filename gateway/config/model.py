@@ -6,6 +6,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from gateway.config.alerts import AlertRule, check_rules
 from gateway.config.fields import NAME, record
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.schema import Range
@@ -69,6 +70,8 @@ class Config:
     """Signed config pushes over MQTT; off while trusted_keys is empty."""
     uplinks: list[UplinkSection] = field(default_factory=list)
     """More destinations besides the hub, each for the owners it lists (docs/uplinks.md)."""
+    alerts: list[AlertRule] = field(default_factory=list)
+    """Edge alert rules, evaluated as readings arrive and sent at once (docs/alerts.md)."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -89,6 +92,10 @@ class Config:
                     f"sources[{index}].owner: no uplink carries the readings of owner "
                     f"{owner!r} (list it in hub.owners or in an [[uplinks]] record's owners)"
                 )
+        check_rules(
+            self.alerts,
+            {s.name: [d.name for d in getattr(s, "devices", [])] or None for s in self.sources},
+        )
 
     def owner_of(self, source: SourceConfig) -> str:
         """A source's owner: its own, else the gateway's."""

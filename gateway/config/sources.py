@@ -42,9 +42,10 @@ class SerialSourceConfig:
     empty: the gateway's owner (`gateway.owner`)."""
     port: str
     """The device, e.g. /dev/ttyUSB0 (deploy/'s udev rules give adapters stable names)."""
-    driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node"]
+    driver: Literal["sds011", "pms5003", "pms7003", "pms5003t", "node", "ops243", "maxbotix"]
     """The sensor's codec (PMS7003 speaks PMS5003's frames); `node`: a citygw sensor node
-    (firmware/) on its UART link (docs/node-link.md)."""
+    (firmware/) on its UART link (docs/node-link.md); `ops243`: OmniPreSense radar;
+    `maxbotix`: MaxSonar-WR rangefinder (drivers/README.md)."""
     baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     """Line speed (the sensors' default: 9600; a citygw node: 115200)."""
     duty_cycle: DutyCycle | None = None
@@ -55,6 +56,19 @@ class SerialSourceConfig:
     node_interval_s: Annotated[int, Range(ge=5, le=86_400)] | None = None
     """`node` only: the measurement interval the gateway sets on the node at every connect
     (the node acknowledges it); unset: the node keeps the interval of its node.json."""
+    units: Literal["mps", "kmh", "mph", "fps", "cmps", "m", "cm", "ft", "in", "yd"] | None = None
+    """`ops243` only: the unit set at connect (speeds: UM UK US UF UC; OPS243-C ranges: uM uC
+    uF uI uY); unset: mps, the radar's factory default."""
+    json: bool | None = None
+    """`ops243` only: ask for JSON reports (OJ, with their unit label); unset: plain lines."""
+    aggregate_s: Annotated[float, Range(ge=1, le=86_400)] | None = None
+    """`ops243` only: instead of every detection, per interval of this length the vehicles per
+    direction and their speed percentiles v50, v85 and max (drivers/README.md, ops243)."""
+    model: str | None = None
+    """`maxbotix` only, required: the model, e.g. "MB7389" (cm or mm, limits, no-target value)."""
+    mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
+    """`maxbotix` only: the sensor's height above the zero of the water level; readings then
+    include water_level_mm = mount_height_mm - distance_mm."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -69,6 +83,32 @@ class SerialSourceConfig:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
             raise ValueError('node_interval_s: only for driver = "node"')
+        self._check_driver_options()
+
+    def _check_driver_options(self) -> None:
+        """Options only for one driver (ops243, maxbotix), and what that driver needs."""
+        for name, driver in _DRIVER_OPTIONS.items():
+            if getattr(self, name) is not None and self.driver != driver:
+                raise ValueError(f'{name}: only for driver = "{driver}"')
+        if self.driver in ("ops243", "maxbotix") and self.duty_cycle is not None:
+            raise ValueError(f"duty_cycle: the {self.driver} has no sleep command")
+        if self.aggregate_s is not None and self.units in ("m", "cm", "ft", "in", "yd"):
+            raise ValueError("aggregate_s: counts vehicles, so units must be a speed unit")
+        if self.driver == "maxbotix":
+            from drivers.maxbotix_models import MODELS
+
+            if self.model not in MODELS:
+                raise ValueError("model: expected the MaxSonar model, one of " + ", ".join(MODELS))
+
+
+_DRIVER_OPTIONS = {
+    "units": "ops243",
+    "json": "ops243",
+    "aggregate_s": "ops243",
+    "model": "maxbotix",
+    "mount_height_mm": "maxbotix",
+}
+"""Source options that belong to one driver (its codec's options of the same name, drivers/)."""
 
 
 def _check_owner(owner: str) -> None:

@@ -4,7 +4,8 @@ A local broker (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto 
 simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), BLE
 adverts from a replay scanner (a BTHome sensor on the allow-list, a phone that is not), the
 agent as `citygw run` runs it, and a live view of what arrives at the hub. A few seconds in, the
-demo signs and pushes a config that adds the PMS5003 (remote config), as an operator would.
+demo signs and pushes a config that adds the PMS5003 (remote config), as an operator would. A
+MaxBotix rangefinder over a rising canal raises an edge alert (docs/alerts.md) a few seconds in.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,25 @@ from gateway.config import parse_config
 from gateway.devtools import sim_node as nodesim
 from gateway.devtools.demo_view import BOLD, LiveView
 from gateway.devtools.sim_ble import SENSOR_ADDRESS, replay_scanner_factory
+from gateway.devtools.sim_lines import (
+    DEMO_LEVEL_ALERT_MM,
+    DEMO_MOUNT_HEIGHT_MM,
+    SimulatedMaxbotix,
+    rising_water,
+)
 from gateway.devtools.sim_serial import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
 from gateway.hub.tail import HubOptions, events
 
 GATEWAY_ID = "gw-demo"
 METRICS_INTERVAL_S = 5
+CANAL_ALERT = {
+    "name": "canal-high",
+    "source": "canal",
+    "quantity": "water_level_mm",
+    "above": DEMO_LEVEL_ALERT_MM,
+    "hysteresis": 100,
+}
+"""An edge alert (docs/alerts.md): the simulated canal rises past it a few seconds in."""
 
 
 def _mosquitto() -> str | None:
@@ -144,12 +159,21 @@ def _demo_config(
         "sources": [
             {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
             {
+                "type": "serial",
+                "name": "canal",  # a MaxBotix rangefinder over a canal: its water level
+                "port": ports["canal"],
+                "driver": "maxbotix",
+                "model": "MB7389",
+                "mount_height_mm": DEMO_MOUNT_HEIGHT_MM,
+            },
+            {
                 "type": "ble",
                 "name": "ble",
                 "devices": [{"name": "kerbside", "address": SENSOR_ADDRESS, "kind": "bthome"}],
             },
             *node,
         ],
+        "alerts": [CANAL_ALERT],
         "remote_config": {
             "trusted_keys": [str(trusted_key)],
             "groups": ["demo"],
@@ -165,6 +189,7 @@ def _pushed_config(local: dict[str, Any], ports: dict[str, str]) -> dict[str, An
         "gateway": {"log_level": "warning"},
         "hub": local["hub"],
         "sources": [*local["sources"], pm_south],
+        "alerts": local["alerts"],
     }
 
 
@@ -222,7 +247,8 @@ def _opening(
         [
             f"citygw demo: the agent {GATEWAY_ID}, simulated sensors and a hub on this machine",
             f"  broker:   {broker}",
-            f"  serial:   an SDS011 on {ports['sds011']} (pm-north)",
+            f"  serial:   an SDS011 on {ports['sds011']} (pm-north); a MaxBotix over a rising",
+            f"            canal (canal): an alert above {DEMO_LEVEL_ALERT_MM} mm, sent at once",
             "  BLE:      a BTHome climate sensor (kerbside) and a passing phone (not on the",
             "            allow-list, so dropped), on a replayed adapter",
             f"  node:     {node}",
@@ -298,8 +324,10 @@ async def _with_broker(
 
     url, broker_name, protocol = broker
     ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
+    ports["canal"] = str(workdir / "ttyUSB1")
     sds_master, sds_port = open_pty(ports["sds011"])
     pms_master, pms_port = open_pty(ports["pms5003"])
+    canal_master, _ = open_pty(ports["canal"])
     node = await _start_virtual_node(workdir / "ttyNODE")
     if node is not None:  # the real firmware in MicroPython, its UART on a pty
         ports["node"] = str(workdir / "ttyNODE")
@@ -325,6 +353,7 @@ async def _with_broker(
         others = [
             SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1).run(),
             SimulatedPms5003(pms_master, interval_s=1.0, seed=2).run(),
+            SimulatedMaxbotix(canal_master, distances=_canal(), interval_s=1.0).run(),
             _hub(url, protocol, view),
             _stop_after(seconds, stop),
             _push_after(push_after_s, url, protocol, private_key, pushed, view),
@@ -336,7 +365,18 @@ async def _with_broker(
             await node.wait()
         close_pty(sds_master, ports["sds011"])
         close_pty(pms_master, ports["pms5003"])
+        close_pty(canal_master, ports["canal"])
     return view.readings
+
+
+def _canal() -> Iterator[float]:
+    """Distances to a canal rising 20 mm/s, 30 mm under the alert level at the start."""
+    return rising_water(
+        mount_height_mm=DEMO_MOUNT_HEIGHT_MM,
+        start_level_mm=DEMO_LEVEL_ALERT_MM - 30,
+        rise_mm_per_s=20,
+        interval_s=1.0,
+    )
 
 
 async def _demo(seconds: float | None) -> int:

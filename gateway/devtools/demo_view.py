@@ -1,4 +1,5 @@
-"""What `citygw demo` prints: each reading as the hub receives it, compactly, and the health.
+"""What `citygw demo` prints: each reading as the hub receives it, compactly, alerts, and the
+health.
 
 Lines stay under 100 columns: a particulate sensor's many quantities (a PMS5003 sends twelve)
 are grouped with short labels, its particle counts on a line of their own, and a source with
@@ -11,6 +12,7 @@ import time
 from typing import Any
 
 from gateway.hub.decode import HubEvent
+from gateway.wire import HubReading
 
 BOLD, DIM, RESET = "\x1b[1m", "\x1b[2m", "\x1b[0m"
 COLUMNS = 99
@@ -67,8 +69,11 @@ class LiveView:
 
     def show(self, event: HubEvent) -> None:
         """Print what one hub event says: readings, health, or the gateway going on or offline."""
-        if event.kind == "data":
-            self._show_readings(event)
+        if event.kind in ("data", "alert"):  # an alert reading a data message brought too
+            for r in event.readings:
+                if r.quantity.startswith("alert/"):
+                    self._show_alert(r, event.fields if event.kind == "alert" else None)
+            self._show_readings([r for r in event.readings if not r.quantity.startswith("alert/")])
         elif event.kind == "metrics" and event.fields:
             print(self.style("\n".join(health_lines(event.fields)), BOLD), flush=True)
         elif event.kind == "status" and event.fields:
@@ -77,9 +82,20 @@ class LiveView:
                 flush=True,
             )
 
-    def _show_readings(self, event: HubEvent) -> None:
+    def _show_alert(self, r: HubReading, fields: dict[str, Any] | None) -> None:
+        """An edge alert (docs/alerts.md): its rule, raised or cleared, the value that crossed."""
+        stamp = time.strftime("%H:%M:%S", time.gmtime(r.ts_ms / 1000))
+        state = "RAISED" if r.value else "cleared"
+        text = f"{stamp}  hub <- {r.gateway}/{r.source:<9} ALERT {r.quantity[6:]} {state}"
+        if fields and fields.get("value") is not None:
+            text += f": {fields['value']:g} {fields['unit']}"
+            if fields.get("threshold") is not None:
+                text += f" (threshold {fields['threshold']:g})"
+        print(self.style(text[:COLUMNS], BOLD), flush=True)
+
+    def _show_readings(self, readings: list[HubReading]) -> None:
         groups: dict[tuple[str, str, int], dict[str, float]] = {}
-        for r in event.readings:
+        for r in readings:
             self.readings += 1
             groups.setdefault((r.gateway, r.source, r.ts_ms), {})[r.quantity] = r.value
         for (gateway, source, ts_ms), values in groups.items():

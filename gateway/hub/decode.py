@@ -1,5 +1,6 @@
-"""What a hub makes of a message on a gateway's topic: readings (new ones only), a status or
-metrics map, a config report, or an invalid payload with the reason. Never raises.
+"""What a hub makes of a message on a gateway's topic: readings (new ones only), an alert (with
+its reading, if new), a status or metrics map, a config report, or an invalid payload with the
+reason. Never raises.
 
 Anyone allowed on the broker can publish on any gateway's topics, so the gateway is the one
 the topic names (a v1 message naming another is refused), every message is refused above
@@ -31,7 +32,7 @@ class HubEvent:
 
     topic: str
     gateway: str
-    kind: str  # "data", "status", "metrics", "config", "invalid"
+    kind: str  # "data", "alert", "status", "metrics", "config", "invalid"
     readings: tuple[wire.HubReading, ...] = ()
     fields: dict[str, Any] | None = None
     error: str = ""
@@ -128,6 +129,10 @@ class HubDecoder:
                 )
                 fresh = tuple(r for r in readings if self.dedup.is_new(r))
                 return HubEvent(topic, gateway, "data", readings=fresh)
+            if leaf == wire.TOPIC_ALERT:  # its reading, unless a data message brought it first
+                fields, reading = wire.decode_alert(payload, gateway=gateway)
+                fresh = (reading,) if self.dedup.is_new(reading) else ()
+                return HubEvent(topic, gateway, "alert", readings=fresh, fields=fields)
             if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
                 fields = wire.decode_map(payload)
                 if leaf == wire.TOPIC_STATUS and "series" in fields:

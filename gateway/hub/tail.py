@@ -36,6 +36,7 @@ async def events(options: HubOptions) -> AsyncIterator[HubEvent]:
                     wire.TOPIC_STATUS,
                     wire.TOPIC_METRICS,
                     wire.TOPIC_CONFIG_STATE,
+                    wire.TOPIC_ALERT,
                 ):
                     await client.subscribe(f"{prefix}/+/{leaf}", qos=1)
                 async for message in client.messages:

@@ -11,6 +11,9 @@ class AppendResult:
 
     accepted: int
     dropped: int
+    first_seq: int = 0
+    """The key of the first reading stored. The rest follow it in the order given when the
+    commit holds one owner; a commit of several owners is stored owner after owner."""
 
 
 @dataclass(frozen=True, slots=True)

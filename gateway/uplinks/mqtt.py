@@ -24,8 +24,10 @@ from gateway.config import HubSection
 from gateway.readings import Series, StoredReading
 from gateway.store.lanes import DEFAULT_LANE
 from gateway.store.worker import AsyncBuffer
+from gateway.uplinks.alerts import AlertLane
 from gateway.uplinks.channel import ConfigChannel
 from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
+from gateway.uplinks.rebirth import REBIRTH_LEAF, RebirthGate
 from gateway.uplinks.report import HubReport, UplinkStats
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class Uplink:
         self._report = HubReport(self.stats, url=hub.url)
         self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
         self._echo_deadline: asyncio.TimerHandle | None = None
+        self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer)  # sent at once
+        self.rebirth = RebirthGate(self.stats, monotonic_s=monotonic_s)
 
     def topic(self, leaf: str) -> str:
         """The full topic of `leaf` (e.g. `wire.TOPIC_DATA`) for this gateway."""
@@ -146,6 +150,7 @@ class Uplink:
             self._backoff.reset()
         await self._publish_birth(session)
         await self._open_config_channel(session)
+        await session.subscribe([self.topic(REBIRTH_LEAF)])
         if self._hub.protocol == "3.1.1" and self.stats.echo in ("unchecked", "pending"):
             granted = await session.subscribe_granted(self.topic(wire.TOPIC_DATA))
             self._report.echo("pending" if granted else "not-allowed")
@@ -202,10 +207,12 @@ class Uplink:
         await session.subscribe(channel.topics(self._hub.topic_prefix, self._gateway_id))
 
     async def _read_incoming(self, session: HubSession) -> None:
-        """Pushes go to the config channel; our own data message (the echo check) is noted."""
-        data_topic = self.topic(wire.TOPIC_DATA)
+        """Pushes to the config channel; the echo check; re-birth requests (rebirth.py)."""
+        data_topic, rebirth_topic = self.topic(wire.TOPIC_DATA), self.topic(REBIRTH_LEAF)
         async for topic, payload, retained in session.messages():
-            if topic == data_topic:
+            if topic == rebirth_topic:
+                await self.rebirth.offer(retained, lambda: self._publish_birth(session))
+            elif topic == data_topic:
                 if self.stats.echo == "pending":
                     self._report.echo("ok")
                     await session.unsubscribe(data_topic)
@@ -269,8 +276,8 @@ class Uplink:
         """Publish batches in buffer order, with a window of batches awaiting PUBACK."""
         try:
             async with asyncio.TaskGroup() as inflight:
-                if self._config_channel is not None or self.stats.echo == "pending":
-                    inflight.create_task(self._read_incoming(session), name="uplink-reader")
+                inflight.create_task(self._read_incoming(session), name="uplink-reader")
+                inflight.create_task(self.alerts.run(session, self._report), name="uplink-alerts")
                 await self._batches(session, inflight)
         except BaseExceptionGroup as group:
             raise first_leaf(group) from None

@@ -41,6 +41,10 @@ class UplinkStats:
     """Topics whose last publish was refused (the episode lasts until one is accepted)."""
     echo: str = "unchecked"
     """MQTT 3.1.1 only: one of `ECHO_STATES`."""
+    rebirths: int = 0
+    """Births published again because the hub asked (rebirth.py)."""
+    rebirths_suppressed: int = 0
+    """Re-birth requests ignored: within 10 s of the last one honoured."""
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready part of the agent's snapshot."""
@@ -55,6 +59,8 @@ class UplinkStats:
             "refusing": sorted(self.refusing),
             "last_refusal": self.last_refusal,
             "echo": self.echo,
+            "rebirths": self.rebirths,
+            "rebirths_suppressed": self.rebirths_suppressed,
             "warnings": self.warnings(),
         }
 

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from gateway.readings import Series, StoredReading
 from gateway.wire import v1
+from gateway.wire.alert import decode_alert, encode_alert
 from gateway.wire.codec import MAX_MESSAGE_BYTES, HubReading, WireError, check_size
 from gateway.wire.messages import (
+    TOPIC_ALERT,
     TOPIC_CONFIG_STATE,
     TOPIC_DATA,
     TOPIC_METRICS,
@@ -30,6 +32,7 @@ from gateway.wire.messages import (
 __all__ = [
     "FORMATS",
     "MAX_MESSAGE_BYTES",
+    "TOPIC_ALERT",
     "TOPIC_CONFIG_STATE",
     "TOPIC_DATA",
     "TOPIC_METRICS",
@@ -39,8 +42,10 @@ __all__ = [
     "SeriesTables",
     "WireError",
     "birth_epoch",
+    "decode_alert",
     "decode_data",
     "decode_map",
+    "encode_alert",
     "encode_data",
     "encode_metrics",
     "encode_status",

@@ -3,12 +3,13 @@
 Run: `make fuzz` (FUZZ_INPUTS per target, default 1,000,000) or
 `.venv/bin/python tests/fuzz/hub_fuzz.py --inputs N --seed S --jobs J [--target NAME ...]`.
 
-Per target (v1, v2, v3 data, births, status, metrics, config state) it starts from real encoded
-messages and mutates bytes, msgpack fields and lengths, v2 blobs and v3 bit streams; inputs that
-still decode join the pool, so mutations go deeper. Every input goes through `HubDecoder.decode`
-(the hub's own entry point), asserting per input: no exception (the decoders may only say
-"invalid" with a reason), under `MAX_SECONDS`; a sample under tracemalloc under `MAX_PEAK_BYTES`;
-the process's peak RSS at the end under `MAX_RSS_BYTES`. Deterministic for a seed and job count.
+Per target (v1, v2, v3 data, births, status, metrics, config state, alerts) it starts from real
+encoded messages and mutates bytes, msgpack fields and lengths, v2 blobs, v3 bit streams and JSON
+nodes; inputs that still decode join the pool, so mutations go deeper. Every input goes through
+`HubDecoder.decode` (the hub's own entry point), asserting per input: no exception (the decoders
+may only say "invalid" with a reason), under `MAX_SECONDS`; a sample under tracemalloc under
+`MAX_PEAK_BYTES`; the process's peak RSS at the end under `MAX_RSS_BYTES`. Deterministic for a
+seed and job count.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ MAX_HANG_S = 30.0
 MAX_AS_BYTES = 3 << 30
 SAMPLE_EVERY = 997  # inputs between two measured under tracemalloc
 POOL = 400
-TARGETS = ("v1", "v2", "v3", "birth", "status", "metrics", "config")
+TARGETS = ("v1", "v2", "v3", "birth", "status", "metrics", "config", "alert")
 
 NAMES = {
     1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
@@ -152,6 +153,8 @@ def seeds(target: str, rng: random.Random) -> list[bytes]:
             "sources": {"pm": {"state": "ok", "readings": 10, "last_error": None}},
         }
         return [wire.encode_metrics("gw", metrics)]
+    if target == "alert":
+        return [alert(rng, raised) for raised in (True, False) for _ in range(4)]
     report = {
         "version": 3,
         "last": {"result": "applied", "version": 3, "reason": ""},
@@ -159,6 +162,25 @@ def seeds(target: str, rng: random.Random) -> list[bytes]:
         "config_sha256": "ab" * 32,
     }
     return [json.dumps(report).encode(), json.dumps({"version": 1, "last": None}).encode()]
+
+
+def alert(rng: random.Random, raised: bool) -> bytes:
+    """An alert message as the gateway's alert lane sends it."""
+    return wire.encode_alert(
+        gateway_id="gw",
+        rule=rng.choice(("pm-high", "water-rising")),
+        raised=raised,
+        source=rng.choice(("pm-north", "ble/kerbside")),
+        quantity="pm2_5_ugm3",
+        unit="ug/m3",
+        value=rng.choice(VALUES),
+        threshold=rng.choice((50.0, None)),
+        rate_per_min=rng.choice((None, 6.5)),
+        ts_ms=T0 + rng.randrange(10**6),
+        epoch=7,
+        seq=rng.randrange(1, 10**6),
+        clock_synced=rng.random() < 0.9,
+    )
 
 
 def mutate_bytes(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
@@ -311,6 +333,7 @@ MUTATORS: dict[str, Callable[[bytes, random.Random, list[bytes]], bytes]] = {
     "status": mutate_msgpack,
     "metrics": mutate_msgpack,
     "config": mutate_json,
+    "alert": mutate_json,
 }
 LEAF = {
     "v1": "data",
@@ -320,6 +343,7 @@ LEAF = {
     "status": "status",
     "metrics": "metrics",
     "config": "config/state",
+    "alert": "alert",
 }
 
 

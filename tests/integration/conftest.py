@@ -355,3 +355,42 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     before = manifest(house)
     yield house
     assert manifest(house) == before, f"a test changed the shared wheelhouse {house}"
+
+
+@pytest.fixture
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (pg_cluster.py), started; ``.dsn``; stopped and removed
+    at teardown. It lives in its own directory under /tmp, not pytest's: pytest makes its own
+    root 0700 again at every start, which would lock out user postgres mid-test."""
+    import tempfile
+
+    from pg_cluster import PgCluster, pg_bin
+
+    if pg_bin() is None:
+        skip_or_fail("PostgreSQL not installed (Debian package 'postgresql'; make deps as root)")
+    root = Path(tempfile.mkdtemp(prefix="citygw-pg-"))
+    cluster = PgCluster(root / "cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ingest_process(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: ``ingest_process(*args)`` -> hub_setup.IngestProcess (not started); each is
+    stopped at teardown."""
+    from hub_setup import IngestProcess
+
+    made: list[IngestProcess] = []
+
+    def make(*args: str) -> IngestProcess:
+        worker = IngestProcess(list(args), tmp_path / f"ingest-{len(made)}.log")
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()

@@ -47,6 +47,7 @@ def config(
             "metrics_interval_s": 0.5,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
+            "wire_format": 1,  # these tests decode each message alone
             **hub,
         },
         "buffer": {"commit_interval_ms": 50, **buffer},

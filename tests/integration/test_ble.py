@@ -555,6 +555,7 @@ async def test_agent_with_a_ble_source_delivers_a_bthome_reading_to_the_hub(
                     "url": mosquitto.url,
                     "topic_prefix": topic_prefix,
                     "flush_interval_s": 0.2,
+                    "wire_format": 1,  # decoded message by message
                 },
                 "buffer": {"commit_interval_ms": 50},
                 "sources": [

@@ -1,4 +1,5 @@
-"""`citygw demo` (what `make demo` runs): both simulated sensors reach the hub; it stops cleanly."""
+"""`citygw demo` (what `make demo` runs): the simulated sensors reach the hub, the rising canal
+raises its alert; it stops cleanly."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ async def test_demo_shows_readings_from_both_sensors_and_health_then_stops_by_it
     assert "5E:11:22:33:44:55" not in out.upper(), "a passing phone never reaches the hub"
     if nodesim.missing() is None:  # Node.js and the MicroPython package (make test installs them)
         assert "gw-demo/pole-node/bme280 temperature_c=" in out, "the virtual node's firmware"
+    assert "gw-demo/canal     range_status=0 distance_mm=" in out, "the MaxBotix over the canal"
+    assert "gw-demo/canal     ALERT canal-high RAISED: 1" in out, "the rising canal's alert"
     assert "== health gw-demo" in out and "0 dropped" in out
     assert max(map(len, out.splitlines())) < 100, "every line fits a terminal"
     assert out.rstrip().endswith("readings."), out

@@ -100,6 +100,7 @@ async def test_the_documented_acl_lets_a_gateway_use_its_topics_and_no_other_gat
             "password_file": str(tmp_path / "hub-password"),
             "flush_interval_s": 0.2,
             "metrics_interval_s": 0.5,
+            "wire_format": 1,  # decoded message by message
         },
         "buffer": {"commit_interval_ms": 50},
         "sources": [{"type": "serial", "name": "pm", "port": str(pty.link), "driver": "sds011"}],

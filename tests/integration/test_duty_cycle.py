@@ -44,6 +44,7 @@ async def test_sds011_is_duty_cycled_and_warm_up_readings_are_discarded(
                     "url": mosquitto.url,
                     "topic_prefix": topic_prefix,
                     "flush_interval_s": 0.2,
+                    "wire_format": 1,  # decoded message by message
                 },
                 "buffer": {"commit_interval_ms": 50},
                 "sources": [

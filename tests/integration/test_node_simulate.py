@@ -75,6 +75,8 @@ def virtual_node(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]
                 proc.kill()
                 proc.wait()
         log.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert proc.returncode == 0, (tmp_path / "nodesim.log").read_text()
     assert not link.exists()
 
@@ -93,7 +95,12 @@ async def test_virtual_node_readings_and_a_command_round_trip(
     path = write_config(
         {
             "gateway": {"id": "gw-vnode", "data_dir": str(tmp_path / "data")},
-            "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
+            "hub": {
+                "url": mosquitto.url,
+                "topic_prefix": topic_prefix,
+                "flush_interval_s": 0.2,
+                "wire_format": 1,  # decoded message by message
+            },
             "buffer": {"commit_interval_ms": 50},
             "sources": [
                 {

@@ -53,7 +53,12 @@ async def test_node_readings_status_and_a_command_round_trip(
     path = write_config(
         {
             "gateway": {"id": "gw-node", "data_dir": str(tmp_path / "data")},
-            "hub": {"url": mosquitto.url, "topic_prefix": topic_prefix, "flush_interval_s": 0.2},
+            "hub": {
+                "url": mosquitto.url,
+                "topic_prefix": topic_prefix,
+                "flush_interval_s": 0.2,
+                "wire_format": 1,  # decoded message by message
+            },
             "buffer": {"commit_interval_ms": 50},
             "sources": [
                 {

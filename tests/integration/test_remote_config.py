@@ -7,7 +7,6 @@ push a broken broker address, lose power mid-apply, push to a group of gateways 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from relay import Relay
 from spine_setup import buffer_next_seq
 
 from drivers import sds011
@@ -64,6 +64,7 @@ def local_config(
             "metrics_interval_s": 30,
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
+            "wire_format": 1,  # decoded message by message
         },
         "buffer": {"commit_interval_ms": 50},
         "sources": [
@@ -622,56 +623,12 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
         fleet.terminate()
         fleet.wait(timeout=30)
         if fleet.stdout is not None:
-            fleet.stdout.close()  # else a ResourceWarning, whenever the GC gets to it
+            fleet.stdout.close()
 
 
 def _write(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(json.dumps(document))
     return path
-
-
-class SlowLink:
-    """A TCP relay to the broker that delays what the broker sends (PUBACKs included) by
-    `delay_s`, in order: batches stay in flight long enough for a config change to meet them."""
-
-    def __init__(self, broker: Any, delay_s: float) -> None:
-        self.broker, self.delay_s, self.url = broker, delay_s, ""
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.url = f"mqtt://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.broker.host, self.broker.port)
-        loop = asyncio.get_running_loop()
-        late: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def up() -> None:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    up_writer.write(data)
-                    await up_writer.drain()
-            up_writer.close()
-
-        async def down_read() -> None:
-            with contextlib.suppress(OSError):
-                while data := await up_reader.read(65536):
-                    late.put_nowait((loop.time() + self.delay_s, data))
-            late.put_nowait((loop.time() + self.delay_s, b""))
-
-        async def down_write() -> None:
-            with contextlib.suppress(OSError):
-                while True:
-                    due, data = await late.get()
-                    await asyncio.sleep(max(0.0, due - loop.time()))
-                    if not data:
-                        break
-                    writer.write(data)
-                    await writer.drain()
-            writer.close()
-
-        await asyncio.gather(up(), down_read(), down_write())
 
 
 async def test_an_uplink_change_waits_for_batches_in_flight_so_nothing_is_sent_twice(
@@ -684,29 +641,28 @@ async def test_an_uplink_change_waits_for_batches_in_flight_so_nothing_is_sent_t
     hub_subscriber: Any,
     keys: dict[str, Any],
 ) -> None:
-    link = SlowLink(mosquitto, delay_s=0.3)
-    await link.start()
-    port = make_pty("ttyPM")
-    local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link})
-    local["hub"].update(
-        url=link.url, flush_interval_s=0.05, batch_max_readings=20, max_inflight_batches=8
-    )
-    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
-    channel = ConfigChannel(mosquitto, topic_prefix, sub)
-    agent = agent_process(write_config(local))
-    await start(agent, sub)
+    async with Relay(mosquitto, delay_s=0.3) as link:
+        port = make_pty("ttyPM")
+        local = local_config(tmp_path, mosquitto, topic_prefix, keys, {"pm": port.link})
+        local["hub"].update(
+            url=link.url, flush_interval_s=0.05, batch_max_readings=20, max_inflight_batches=8
+        )
+        sub = await hub_subscriber(mosquitto, f"{topic_prefix}/#")
+        channel = ConfigChannel(mosquitto, topic_prefix, sub)
+        agent = agent_process(write_config(local))
+        await start(agent, sub)
 
-    async def stream() -> None:
-        for n in range(1, 401):
-            await port.write_async(frame(n))
-            await asyncio.sleep(0.004)
+        async def stream() -> None:
+            for n in range(1, 401):
+                await port.write_async(frame(n))
+                await asyncio.sleep(0.004)
 
-    streaming = asyncio.create_task(stream())
-    await asyncio.sleep(0.8)  # batches are in flight, their PUBACKs 0.3 s away
-    changed = pushed(local, hub={**local["hub"], "flush_interval_s": 0.06})
-    report = await channel.report_for(await channel.publish(_body_with(keys, changed, 7)))
-    await streaming
-    assert report["last"]["result"] == "applied", report
-    await sub.wait_for(lambda _: len(set(pm25_by_source(sub).get("pm", []))) == 400, timeout=20)
-    keys_seen = [r.key for r in readings(sub)]
-    assert len(keys_seen) == len(set(keys_seen)) == 800, "nothing sent twice by the switch"
+        streaming = asyncio.create_task(stream())
+        await asyncio.sleep(0.8)  # batches are in flight, their PUBACKs 0.3 s away
+        changed = pushed(local, hub={**local["hub"], "flush_interval_s": 0.06})
+        report = await channel.report_for(await channel.publish(_body_with(keys, changed, 7)))
+        await streaming
+        assert report["last"]["result"] == "applied", report
+        await sub.wait_for(lambda _: len(set(pm25_by_source(sub).get("pm", []))) == 400, timeout=20)
+        keys_seen = [r.key for r in readings(sub)]
+        assert len(keys_seen) == len(set(keys_seen)) == 800, "nothing sent twice by the switch"

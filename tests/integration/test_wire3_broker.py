@@ -5,13 +5,13 @@ PUBLISH packets the agent really sends are the size `citygw bench wire` counts."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from relay import Relay
 from spine_setup import buffer_next_seq, config, frame, frame_numbers
 
 from gateway.devtools.wirebench import TOPIC_ALIAS_PROPERTY, mqtt_publish_size
@@ -19,38 +19,6 @@ from gateway.hub.tail import HubDecoder
 from gateway.wire import HubReading
 
 pytestmark = pytest.mark.integration
-
-
-class Tap:
-    """A TCP relay between the agent and the broker that keeps every byte the agent sends, one
-    stream per connection."""
-
-    def __init__(self, broker: Any) -> None:
-        self.broker = broker
-        self.streams: list[bytearray] = []
-        self.url = ""
-
-    async def start(self) -> None:
-        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.url = f"mqtt://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.broker.host, self.broker.port)
-        sent = bytearray()
-        self.streams.append(sent)
-
-        async def pump(
-            source: asyncio.StreamReader, sink: asyncio.StreamWriter, keep: bool
-        ) -> None:
-            with contextlib.suppress(OSError):
-                while data := await source.read(65536):
-                    if keep:
-                        sent.extend(data)
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
 
 def publishes(stream: bytes) -> Iterator[tuple[int, str, int, bytes]]:
@@ -96,62 +64,61 @@ async def test_v3_after_kill_9_every_reading_arrives_once_in_order(
     max_topic_alias: int,
 ) -> None:
     broker = make_broker(extra_config=f"max_topic_alias {max_topic_alias}")
-    tap = Tap(broker)
-    await tap.start()
-    pty = make_pty("ttyUSB0")
-    sub = await hub_subscriber(broker, f"{topic_prefix}/#", persistent=True)
-    agent = agent_process(
-        write_config(
-            config(
-                tmp_path,
-                SimpleNamespace(url=tap.url),
-                topic_prefix,
-                {"pm-north": pty.link},
-                batch_max_readings=50,
-                wire_format=3,
+    async with Relay(broker) as tap:
+        pty = make_pty("ttyUSB0")
+        sub = await hub_subscriber(broker, f"{topic_prefix}/#", persistent=True)
+        agent = agent_process(
+            write_config(
+                config(
+                    tmp_path,
+                    SimpleNamespace(url=tap.url),
+                    topic_prefix,
+                    {"pm-north": pty.link},
+                    batch_max_readings=50,
+                    wire_format=3,
+                )
             )
         )
-    )
-    n = 0
-    for round_ in range(3):
-        agent.start()
-        await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.3)
-        for _ in range(120):  # ~1.2 s of frames; the kill lands mid-stream
-            n += 1
-            await pty.write_async(frame(n))
-            await asyncio.sleep(0.01)
-        if round_ < 2:
-            agent.kill9()
-            pty.replug()
-    await asyncio.sleep(1.0)
-    agent.terminate()
-    assert agent.wait() == 0
-    assert "topic alias" not in agent.log_text().lower(), agent.log_text()
-    stored = buffer_next_seq(tmp_path) - 1
-    assert stored > 200, "the agent should have accepted most frames"
-    msgs = await sub.wait_for(lambda ms: len(decoded(ms)[0]) >= stored, timeout=20)
-    unique, invalid = decoded(msgs)
-    assert invalid == 0
-    assert sorted(r.seq for r in unique) == list(range(1, stored + 1)), "no gap, no duplicate"
-    numbers = frame_numbers(sorted(unique, key=lambda r: r.seq))
-    assert numbers == sorted(set(numbers)), "each frame once, in the order the sensor sent"
-    assert {(r.source, r.quantity, r.unit) for r in unique} == {
-        ("pm-north", "pm2_5_ugm3", "ug/m3"),
-        ("pm-north", "pm10_ugm3", "ug/m3"),
-    }
-    assert {r.value for r in unique if r.quantity == "pm10_ugm3"} == {77.7}
-    data = [m for m in msgs if m.topic.endswith("/data")]
-    assert all(m.topic == f"{topic_prefix}/gw-test/data" for m in data)
-    data_topic = f"{topic_prefix}/gw-test/data"
-    sent = [p for stream in tap.streams for p in publishes(stream) if p[1] in ("", data_topic)]
-    assert len(sent) >= len(data) - 1  # (a publish may die with the agent before the broker)
-    for size, topic, properties_len, payload in sent:  # what `citygw bench wire` counts
-        assert payload[0] == 3
-        assert size == mqtt_publish_size(topic, len(payload), properties_len=properties_len)
-    named = sum(topic == data_topic for _, topic, _, _ in sent)
-    if max_topic_alias:  # the topic travels once per connection, then by its alias
-        assert {p[2] for p in sent} == {TOPIC_ALIAS_PROPERTY}
-        assert named <= len(tap.streams) < len(sent) / 4, (named, len(tap.streams), len(sent))
-    else:
-        assert named == len(sent) and {p[2] for p in sent} == {0}
+        n = 0
+        for round_ in range(3):
+            agent.start()
+            await agent.wait_for_log("connected to hub")
+            await asyncio.sleep(0.3)
+            for _ in range(120):  # ~1.2 s of frames; the kill lands mid-stream
+                n += 1
+                await pty.write_async(frame(n))
+                await asyncio.sleep(0.01)
+            if round_ < 2:
+                agent.kill9()
+                pty.replug()
+        await asyncio.sleep(1.0)
+        agent.terminate()
+        assert agent.wait() == 0
+        assert "topic alias" not in agent.log_text().lower(), agent.log_text()
+        stored = buffer_next_seq(tmp_path) - 1
+        assert stored > 200, "the agent should have accepted most frames"
+        msgs = await sub.wait_for(lambda ms: len(decoded(ms)[0]) >= stored, timeout=20)
+        unique, invalid = decoded(msgs)
+        assert invalid == 0
+        assert sorted(r.seq for r in unique) == list(range(1, stored + 1)), "no gap, no duplicate"
+        numbers = frame_numbers(sorted(unique, key=lambda r: r.seq))
+        assert numbers == sorted(set(numbers)), "each frame once, in the order the sensor sent"
+        assert {(r.source, r.quantity, r.unit) for r in unique} == {
+            ("pm-north", "pm2_5_ugm3", "ug/m3"),
+            ("pm-north", "pm10_ugm3", "ug/m3"),
+        }
+        assert {r.value for r in unique if r.quantity == "pm10_ugm3"} == {77.7}
+        data = [m for m in msgs if m.topic.endswith("/data")]
+        assert all(m.topic == f"{topic_prefix}/gw-test/data" for m in data)
+        data_topic = f"{topic_prefix}/gw-test/data"
+        sent = [p for stream in tap.streams for p in publishes(stream) if p[1] in ("", data_topic)]
+        assert len(sent) >= len(data) - 1  # (a publish may die with the agent before the broker)
+        for size, topic, properties_len, payload in sent:  # what `citygw bench wire` counts
+            assert payload[0] == 3
+            assert size == mqtt_publish_size(topic, len(payload), properties_len=properties_len)
+        named = sum(topic == data_topic for _, topic, _, _ in sent)
+        if max_topic_alias:  # the topic travels once per connection, then by its alias
+            assert {p[2] for p in sent} == {TOPIC_ALIAS_PROPERTY}
+            assert named <= len(tap.streams) < len(sent) / 4, (named, len(tap.streams), len(sent))
+        else:
+            assert named == len(sent) and {p[2] for p in sent} == {0}

@@ -19,7 +19,17 @@ def _vectors(name: str) -> list[dict[str, Any]]:
 
 
 def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() -> None:
-    assert set(DRIVERS) == {"sds011", "pms5003", "pms7003", "pms5003t", "node", "bthome", "ruuvi"}
+    assert set(DRIVERS) == {
+        "sds011",
+        "pms5003",
+        "pms7003",
+        "pms5003t",
+        "node",
+        "bthome",
+        "ruuvi",
+        "ops243",
+        "maxbotix",
+    }
     for name, driver in DRIVERS.items():
         assert driver.name == name
         assert driver.description
@@ -27,13 +37,23 @@ def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() 
 
 def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
     with pytest.raises(
-        KeyError, match="known drivers: bthome, node, pms5003, pms5003t, pms7003, ruuvi, sds011"
+        KeyError,
+        match="known drivers: bthome, maxbotix, node, ops243, pms5003, pms5003t, pms7003, ruuvi, "
+        "sds011",
     ):
         get_driver("sds012")
 
 
 def test_ble_advert_drivers_have_no_stream_decoder_and_are_not_serial_drivers() -> None:
-    assert set(serial_drivers()) == {"sds011", "pms5003", "pms7003", "pms5003t", "node"}
+    assert set(serial_drivers()) == {
+        "sds011",
+        "pms5003",
+        "pms7003",
+        "pms5003t",
+        "node",
+        "ops243",
+        "maxbotix",
+    }
     for name in ("bthome", "ruuvi"):
         assert get_driver(name).new_stream is None
         with pytest.raises(KeyError, match="decodes BLE adverts, not a serial stream"):

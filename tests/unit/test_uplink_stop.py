@@ -38,6 +38,13 @@ class _Session:
     async def publish(self, topic: str, payload: bytes, **options: Any) -> None:
         return None
 
+    async def subscribe(self, topics: list[str]) -> None:  # the re-birth command topic
+        return None
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes, bool]]:
+        await asyncio.Future()  # nothing arrives
+        yield ("", b"", False)
+
 
 def _uplink(connected: asyncio.Event) -> Uplink:
     hub = HubSection(url="mqtt://127.0.0.1:1883", reconnect_min_s=0.01, reconnect_max_s=0.02)

@@ -22,11 +22,13 @@ from drivers import Frame, StreamDecoderProtocol, new_stream
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import DutyCycle, SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
+from gateway.sources.serial.commands import SensorCommands, driver_options, sensor_commands
 from gateway.sources.serial.writer import CommandWriter, PortVanished
 from gateway.system.clock import WallClock
 
 if TYPE_CHECKING:
     from gateway.sources.serial.node_monitor import NodeMonitor
+    from gateway.sources.serial.traffic import TrafficAggregator
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,14 @@ COMMAND_TIMEOUT_S = 5.0
 """How long a start command may wait for room in a stalled output buffer before it counts as
 lost (a UART at 9600 baud empties a 4 KiB buffer in ~4 s)."""
 
-__all__ = ["PortVanished", "SerialSource", "SerialStats", "open_serial", "sensor_commands"]
+__all__ = [
+    "PortVanished",
+    "SensorCommands",
+    "SerialSource",
+    "SerialStats",
+    "open_serial",
+    "sensor_commands",
+]
 
 
 class Port(Protocol):
@@ -63,51 +72,6 @@ def open_serial(path: str, baud: int) -> Port:
     """Opens the device non-blocking and exclusively (a second agent cannot steal its bytes)."""
     port: Port = serial.Serial(path, baudrate=baud, timeout=0, write_timeout=0, exclusive=True)
     return port
-
-
-@dataclass(frozen=True, slots=True)
-class SensorCommands:
-    """What to write to a sensor of a driver: on connect, to wake it, to put it to sleep."""
-
-    start: tuple[bytes, ...]
-    wake: bytes
-    sleep: bytes
-
-
-def sensor_commands(driver: str, *, node_interval_s: int | None = None) -> SensorCommands:
-    """The bytes that set up, wake and put to sleep a sensor behind `driver`."""
-    # codecs imported here, for the one driver asked: a gateway loads only those it uses
-    if driver == "node":  # a citygw node duty-cycles its own sensors; we may set its pace
-        from drivers import node
-
-        start = (
-            ()
-            if node_interval_s is None
-            else (
-                node.encode_command("set_interval", node_interval_s, node_id=node.BROADCAST, seq=1),
-            )
-        )
-        return SensorCommands(start=start, wake=b"", sleep=b"")
-    if driver == "sds011":
-        from drivers import sds011
-
-        return SensorCommands(
-            # active reporting, continuous working period: our duty cycle decides
-            start=(
-                sds011.cmd_set_sleep(False),
-                sds011.cmd_set_reporting_mode(False),
-                sds011.cmd_set_working_period(0),
-            ),
-            wake=sds011.cmd_set_sleep(False),
-            sleep=sds011.cmd_set_sleep(True),
-        )
-    from drivers import pms5003
-
-    return SensorCommands(
-        start=(pms5003.cmd_wake(), pms5003.cmd_active()),
-        wake=pms5003.cmd_wake(),
-        sleep=pms5003.cmd_sleep(),
-    )
 
 
 @dataclass(slots=True)
@@ -150,7 +114,10 @@ class SerialSource:
         self._clock = clock
         self._open_port = open_port
         self._monotonic_s = monotonic_s
-        self._commands = sensor_commands(config.driver, node_interval_s=config.node_interval_s)
+        self._options = driver_options(config)
+        self._commands = sensor_commands(
+            config.driver, node_interval_s=config.node_interval_s, options=self._options
+        )
         self.stats = SerialStats()
         self._command_timeout_s = command_timeout_s
         self._command_warnings = RateLimitedLog(log, monotonic_s=monotonic_s)
@@ -160,6 +127,15 @@ class SerialSource:
 
             self._node = NodeMonitor(config.name)
             self.stats.node = self._node.state
+        self._traffic: TrafficAggregator | None = None
+        if config.aggregate_s is not None:
+            from gateway.sources.serial.traffic import TrafficAggregator
+
+            self._traffic = TrafficAggregator(
+                interval_s=config.aggregate_s,
+                units=config.units or "mps",
+                start_s=monotonic_s(),
+            )
 
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; reopen the port whenever it vanishes."""
@@ -240,7 +216,7 @@ class SerialSource:
                     loop.remove_reader(fd)
             inbox.ready.set()
 
-        decoder = new_stream(self.config.driver)
+        decoder = new_stream(self.config.driver, **self._options)
         gate = _Gate(self._monotonic_s)
         writer = CommandWriter(
             fd,
@@ -253,6 +229,8 @@ class SerialSource:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._control(writer, gate), name=f"{self.name}-control")
+                if self._traffic is not None:
+                    group.create_task(self._aggregate(self._traffic, sink))
                 group.create_task(
                     self._decode_loop(
                         decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)
@@ -308,7 +286,12 @@ class SerialSource:
         flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
         count = 0
         if self._node is None:
-            measurements = [m for frame in frames for m in frame.measurements]
+            if self._traffic is None:
+                measurements = [m for frame in frames for m in frame.measurements]
+            else:
+                from gateway.sources.serial.traffic import take
+
+                measurements = take(self._traffic, frames, self._monotonic_s())
             count = len(measurements)
             sink.emit(self.name, measurements, ts_ms, flags)
         else:
@@ -359,6 +342,18 @@ class SerialSource:
         finally:
             if awake:
                 writer.send_once(self._commands.sleep, what="sleep")
+
+    async def _aggregate(self, traffic: TrafficAggregator, sink: Sink) -> None:
+        """At the end of each interval, the traffic readings (gateway/sources/serial/traffic)."""
+        while True:
+            await self._sleep_until(traffic.due_s)
+            measurements = traffic.flush(self._monotonic_s())
+            if measurements:
+                ts_ms = self._clock.now_ms()
+                flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
+                sink.emit(self.name, measurements, ts_ms, flags)
+                self.stats.readings += len(measurements)
+                self.stats.last_reading_ms = ts_ms
 
     async def _sleep_until(self, deadline_s: float) -> None:
         await asyncio.sleep(max(0.0, deadline_s - self._monotonic_s()))
