@@ -1,7 +1,9 @@
 # citygw developer and CI entry points. `make test` is what .ci/run calls.
 #
 # Knobs: PYTHON (interpreter for the venv), PYTEST_ARGS (e.g. a test path or -k expr),
-# TEST_TIMEOUT_S (per test), PYTEST_WALL_S (whole pytest run), DEMO_SECONDS, BENCH_ARGS,
+# TEST_TIMEOUT_S (per test), PYTEST_WORKERS (pytest-xdist processes, 0: none; the tests mostly
+# wait on brokers, ptys and subprocesses, so 3 on 2 cores), PYTEST_WALL_S (whole pytest run),
+# DEMO_SECONDS, BENCH_ARGS,
 # CHAOS_ARGS (make chaos), CHAOS_SLICE_WALL_S (the chaos slice in make test).
 
 SHELL := bash
@@ -13,6 +15,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 TEST_TIMEOUT_S ?= 120
+PYTEST_WORKERS ?= 3
 PYTEST_WALL_S ?= 840
 BENCH_ARGS ?=
 FUZZ_INPUTS ?= 1000000
@@ -127,7 +130,7 @@ typecheck: $(STAMP)
 pytest: deps $(STAMP) $(SIM_STAMP)
 	@rc=0; \
 	timeout --foreground --kill-after=30 $(PYTEST_WALL_S) \
-		$(VPY) -m pytest -q -rfEs --timeout=$(TEST_TIMEOUT_S) -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
+		$(VPY) -m pytest -q -rfEs -n $(PYTEST_WORKERS) --timeout=$(TEST_TIMEOUT_S) -m "not chaos" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests; that is a failure" >&2; fi; \
 	if [ $$rc -eq 124 ]; then echo "make: pytest ran over $(PYTEST_WALL_S)s and was stopped" >&2; fi; \
 	if [ $$rc -ne 0 ]; then exit 1; fi

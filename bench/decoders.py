@@ -6,6 +6,10 @@ Each case is a realistic byte stream of one driver (frames as its sensor sends t
 4 KiB slices to a fresh `StreamDecoder` (as `gateway/sources/serial/source.py` does), with every
 frame's measurements built, as the source emits them. Reported: the fastest of 7 runs, time
 per reading and per frame. A new driver adds one row to CASES.
+
+The Modbus meters (sdm120, sdm630) have no stream: `gateway/sources/modbus/source.py` decodes the
+answer to each request with `eastron.read_response`, so their rows time that, over one poll's
+answers (a frame here is one answer: a register block).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers import maxbotix, new_stream, pms5003, sds011
+from drivers import eastron, maxbotix, new_stream, pms5003, sds011
 from drivers.base import Measurement
 
 SLICE = 4096
@@ -91,11 +95,42 @@ def measure(case: Case) -> dict[str, object]:
     }
 
 
+def measure_modbus(model: str) -> dict[str, object]:
+    """One poll's answers of a `model` meter (every block), decoded as the modbus source does."""
+    answers = []
+    for index, block in enumerate(eastron.blocks(model)):
+        registers = [0] * block.count
+        for register in eastron.REGISTERS[model]:
+            offset = register.address - block.start_register
+            if 0 <= offset < block.count:
+                registers[offset : offset + 2] = eastron.float_registers(230.1 + offset + index)
+        request = eastron.ReadRequest(7, block.start_register, block.count)
+        answers.append((eastron.encode_response(7, registers), request))
+    polls = TARGET_READINGS // len(eastron.REGISTERS[model])
+    runs = []
+    for _ in range(RUNS):
+        readings = 0
+        start = time.perf_counter()
+        for _ in range(polls):
+            for wire, request in answers:
+                readings += len(eastron.read_response(wire, request, model=model).measurements)
+        runs.append(time.perf_counter() - start)
+    seconds = min(runs)  # the least disturbed run, as for the serial drivers
+    return {
+        "case": f"{model} (Modbus, {len(answers)} answers a poll)",
+        "readings_per_frame": round(readings / polls / len(answers), 1),
+        "frames": polls * len(answers),
+        "us_per_reading": round(seconds / readings * 1e6, 3),
+        "us_per_frame": round(seconds / (polls * len(answers)) * 1e6, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="one JSON object per case")
     args = parser.parse_args()
     results = [measure(case) for case in CASES]
+    results += [measure_modbus(model) for model in eastron.MODELS]
     if args.json:
         for result in results:
             print(json.dumps(result))

@@ -34,6 +34,7 @@ __all__ = [
     "StreamDecoderProtocol",
     "StreamStats",
     "get_driver",
+    "modbus_drivers",
     "new_stream",
     "serial_drivers",
 ]
@@ -70,6 +71,8 @@ class Driver:
     """`decode_frame(frame, **options)`: exactly one frame, or DecodeError."""
     options: tuple[Option, ...] = ()
     """The settings the codec needs besides the bytes (`citygw decode --set`, source config)."""
+    modbus: bool = False
+    """A Modbus RTU meter: read by a `modbus` source, not a serial stream."""
 
     def decode_one(self, frame: bytes, **options: object) -> Sequence[Measurement]:
         """The measurements of exactly one frame; DecodeError if it is not one."""
@@ -146,6 +149,14 @@ _MAXBOTIX_OPTIONS = (
     ),
 )
 
+_MODBUS_OPTIONS = (
+    Option("slave", int, "the meter's Modbus address the request went to", low=1, high=247),
+    Option(
+        "start_register", int, "the first input register the request asked for", low=0, high=65535
+    ),
+    Option("count", int, "how many registers the request asked for", low=1, high=125),
+)
+
 DRIVERS: dict[str, Driver] = {
     driver.name: driver
     for driver in (
@@ -201,6 +212,24 @@ DRIVERS: dict[str, Driver] = {
             decode_frame=_LazyDecode("maxbotix", "decode"),
             options=_MAXBOTIX_OPTIONS,
         ),
+        Driver(
+            name="sdm120",
+            description="Eastron SDM120 single-phase energy meter, Modbus RTU over RS-485 "
+            "(function 04 responses; a response needs its request: slave, start_register, count)",
+            new_stream=None,
+            decode_frame=_LazyDecode("eastron", "decode", "sdm120"),
+            options=_MODBUS_OPTIONS,
+            modbus=True,
+        ),
+        Driver(
+            name="sdm630",
+            description="Eastron SDM630 three-phase energy meter, Modbus RTU over RS-485 "
+            "(function 04 responses; a response needs its request: slave, start_register, count)",
+            new_stream=None,
+            decode_frame=_LazyDecode("eastron", "decode", "sdm630"),
+            options=_MODBUS_OPTIONS,
+            modbus=True,
+        ),
     )
 }
 
@@ -217,6 +246,11 @@ def get_driver(name: str) -> Driver:
     except KeyError:
         known = ", ".join(sorted(DRIVERS))
         raise KeyError(f"unknown driver {name!r}; known drivers: {known}") from None
+
+
+def modbus_drivers() -> dict[str, Driver]:
+    """The Modbus meters: the models a `modbus` source can read."""
+    return {name: driver for name, driver in DRIVERS.items() if driver.modbus}
 
 
 def new_stream(name: str, **options: object) -> StreamDecoderProtocol:

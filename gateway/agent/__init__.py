@@ -7,7 +7,8 @@ supervision helpers, and the root imports the uplinks (importing either first mu
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gateway.agent.root import SOURCE_TYPES, Agent, AgentNotRunning, run
+    from gateway.agent.root import Agent, AgentNotRunning, run
+    from gateway.agent.sources import SOURCE_TYPES
     from gateway.agent.supervise import AgentAlreadyRunning
 
 __all__ = ["SOURCE_TYPES", "Agent", "AgentAlreadyRunning", "AgentNotRunning", "run"]
@@ -18,6 +19,10 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - the names of __all__, whate
         from gateway.agent import supervise
 
         return supervise.AgentAlreadyRunning
+    if name == "SOURCE_TYPES":
+        from gateway.agent import sources
+
+        return sources.SOURCE_TYPES
     if name in __all__:
         from gateway.agent import root
 

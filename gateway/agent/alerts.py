@@ -62,8 +62,6 @@ class AlertNotice:
     epoch: int
     event: AlertEvent
     clock_synced: bool = True
-    owner: str = ""
-    """Whose reading it is (docs/uplinks.md): only an uplink carrying that owner may send it."""
 
 
 class _State:

@@ -66,13 +66,13 @@ class Ingest:
         self._staging_max = staging_max
         self._on_committed = on_committed
         self._staged = Columns(SeriesIndex())
-        self._owners: dict[str, str] = {}  # source name -> owner (BLE: the part before "/")
-        self._default_owner = ""
-        self._owner_of: dict[str, str] = {}  # what each reading's source name gave
         self.alerts = alerts if alerts is not None and alerts.rules else None
         self._on_alert = on_alert
         self._monotonic_s = monotonic_s
         self._alerts_staged: list[tuple[AlertEvent, int]] = []  # (event, flags)
+        self._owners: dict[str, str] = {}  # source name -> owner (BLE: the part before "/")
+        self._default_owner = ""
+        self._owner_of: dict[str, str] = {}  # what each reading's source name gave
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -96,7 +96,7 @@ class Ingest:
         self._owners, self._default_owner, self._owner_of = by_source, default, {}
 
     def owner(self, source: str) -> str:
-        """The owner of `source`'s readings now (a BLE device's: its source's)."""
+        """Whose readings `source` gives (a BLE device's: its source's, the part before "/")."""
         owner = self._owner_of.get(source)
         if owner is None:
             owner = self._owners.get(source.split("/", 1)[0], self._default_owner)
@@ -191,9 +191,7 @@ class Ingest:
                 series = table.get(sid)
                 if seq < stop and series is not None and is_alert(series):
                     event = recovered_event(series, value, ts_ms, rules, table.values())
-                    owner = self._buffer.sync.series_owner(sid)
-                    synced = not flags & CLOCK_UNSYNCED
-                    self._on_alert(AlertNotice(seq, epoch, event, synced, owner))
+                    self._on_alert(AlertNotice(seq, epoch, event, not flags & CLOCK_UNSYNCED))
                     found += 1
             if cursor >= stop - 1:
                 break
@@ -215,14 +213,12 @@ class Ingest:
         if not self._alerts_staged:
             return True
         events, self._alerts_staged = self._alerts_staged, []
-        # Owner after owner, as the buffer stores a commit: the keys follow first_seq in order.
-        owners = [self.owner(event.source) for event, _ in events]
-        order = sorted(range(len(events)), key=owners.__getitem__)
-        events, owners = [events[i] for i in order], [owners[i] for i in order]
+        # Owner after owner, as the buffer stores a commit: each key is first_seq + its index.
+        events.sort(key=lambda staged: self.owner(staged[0].source))
         batch = Columns(self._staged.index)
-        for (event, flags), owner in zip(events, owners, strict=True):
+        for event, flags in events:
             alert = Measurement(event.series.quantity, 1.0 if event.raised else 0.0, ALERT_UNIT)
-            batch.add(event.source, [alert], event.ts_ms, flags, owner)
+            batch.add(event.source, [alert], event.ts_ms, flags, self.owner(event.source))
         try:
             result = await self._buffer.append(batch)
         except BufferWriteError as error:
@@ -232,13 +228,13 @@ class Ingest:
             return False
         self.accepted += result.accepted
         self.dropped_full += result.dropped
-        kept = list(zip(events, owners, strict=True))[: result.accepted]  # drop_newest: first
+        kept = events[: result.accepted]  # drop_newest keeps the first ones
         if self._buffer.sync.when_full != "drop_newest":
-            kept = list(zip(events, owners, strict=True))[len(events) - result.accepted :]
+            kept = events[len(events) - result.accepted :]  # drop_oldest the last ones
         epoch = self._buffer.sync.epoch or 0
-        for index, ((event, flags), owner) in enumerate(kept):
+        for index, (event, flags) in enumerate(kept):
             synced = not flags & CLOCK_UNSYNCED
-            notice = AlertNotice(result.first_seq + index, epoch, event, synced, owner)
+            notice = AlertNotice(result.first_seq + index, epoch, event, clock_synced=synced)
             log.log(
                 logging.WARNING if event.raised else logging.INFO,
                 "alert %s %s: %s %s = %g (key %d/%d)",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
@@ -22,6 +21,7 @@ from gateway.agent.health import (
     status_socket_address,
 )
 from gateway.agent.ingest import Ingest
+from gateway.agent.sources import Source, make_source, source_info
 from gateway.agent.supervise import (
     STEP_S,
     STOP_BOUND_S,
@@ -32,46 +32,19 @@ from gateway.agent.supervise import (
     supervise,
 )
 from gateway.agent.uplinks import ExtraUplinks, buffer_for
-from gateway.config import BleSourceConfig, Config, SerialSourceConfig, SourceConfig
-from gateway.sources.serial.source import SerialSource
+from gateway.config import Config, SourceConfig
 from gateway.system import libc, systemd
 from gateway.system.clock import WallClock
 from gateway.uplinks.factory import lane_specs
 from gateway.uplinks.mqtt import Uplink
+from gateway.wire.register import encode_register, register_body
 
 if TYPE_CHECKING:  # loaded on use: remote config (PyNaCl) and BLE (bleak, drivers)
     from gateway.remote.channel import RemoteConfig
     from gateway.remote.policy import Changes
     from gateway.sources.ble.scanner import ScannerFactory
-    from gateway.sources.ble.source import BleSource
 
 log = logging.getLogger(__name__)
-
-
-def _ble_source(
-    config: BleSourceConfig, *, clock: WallClock, scanner_factory: ScannerFactory | None = None
-) -> BleSource:
-    # Imported only when a BLE source is configured: its drivers, filter and scanner are
-    # ~0.5 MB of RSS a serial-only gateway does not need (BENCHMARKS.md, memory).
-    from gateway.sources.ble.source import BleSource
-
-    if scanner_factory is None:
-        return BleSource(config, clock=clock)
-    return BleSource(config, clock=clock, scanner_factory=scanner_factory)
-
-
-SOURCE_TYPES: dict[type[Any], Callable[..., SerialSource | BleSource]] = {
-    SerialSourceConfig: SerialSource,
-    BleSourceConfig: _ble_source,
-}
-"""Config type of a source -> the factory that builds it (explicit: no plugin magic)."""
-
-
-def _source_info(source: SerialSource | BleSource) -> dict[str, Any]:
-    if isinstance(source.config, BleSourceConfig):
-        config = source.config
-        return {"type": "ble", "adapter": config.adapter, "devices": len(config.devices)}
-    return {"type": "serial", "driver": source.config.driver, "port": source.config.port}
 
 
 class AgentNotRunning(RuntimeError):
@@ -130,7 +103,7 @@ class Agent:
             staging_max=max(10_000, 2 * buffer_cfg.commit_max_readings),
             on_committed=self._committed,
             alerts=AlertEngine(config.alerts),
-            on_alert=self._alert,  # sent at once
+            on_alert=self._alert,
         )
         self.ingest.set_owners(config.source_owners(), config.gateway.owner)
         self.clock = WallClock()
@@ -144,12 +117,15 @@ class Agent:
         self.uplink.notify(count)
         self.extras.notify(count)
 
-    def _alert(self, notice: AlertNotice) -> None:  # only if the hub may carry its owner
-        if notice.owner in self.config.hub_owners():
+    def _alert(self, notice: AlertNotice) -> None:
+        """An alert goes at once to every MQTT uplink that carries its source's owner."""
+        owner = self.ingest.owner(notice.event.source)
+        if owner in self.config.hub_owners():
             self.uplink.alerts.offer(notice)
+        self.extras.offer_alert(notice, owner)
 
     def _make_uplink(self, config: Config) -> Uplink:
-        return Uplink(
+        uplink = Uplink(
             config.hub,
             gateway_id=config.gateway.id,
             buffer=self.buffer,
@@ -159,11 +135,11 @@ class Agent:
             config_channel=self.remote,
             before_flush=lambda: self.ingest.commit(),
         )
+        uplink.register = encode_register(register_body(config))
+        return uplink
 
-    def _make_source(self, config: SourceConfig) -> SerialSource | BleSource:
-        if isinstance(config, BleSourceConfig) and self._ble_scanner_factory is not None:
-            return _ble_source(config, clock=self.clock, scanner_factory=self._ble_scanner_factory)
-        return SOURCE_TYPES[type(config)](config, clock=self.clock)
+    def _make_source(self, config: SourceConfig) -> Source:
+        return make_source(config, clock=self.clock, ble_scanner_factory=self._ble_scanner_factory)
 
     # --- what remote config calls (gateway.remote_config.Applier) ----------------------------
 
@@ -176,20 +152,22 @@ class Agent:
         return self.uplink.stats.last_error
 
     async def apply(self, config: Config, changes: Changes) -> None:
-        """Switch to `config` while running. Sources that went away or changed stop first, the
-        buffer's lanes follow the new routes before any uplink starts, the hub's uplink ends its
-        batches in flight before it reconnects (nothing sent twice), new sources start last."""
+        """Switch to `config` while running. Sources that went away or changed stop first
+        (what they read is staged already), the buffer's lanes follow the new owners and
+        uplinks before any uplink starts, the hub's uplink finishes its batches in flight
+        before it reconnects with new settings (nothing sent twice), new sources start last.
+        Buffer settings take effect at the next start."""
         for name in [*changes.sources_removed, *changes.sources_changed]:
             await self._stop_source(name)
         old = self.config
         self.config = config
+        if config.alerts != old.alerts:  # rules start afresh
+            self.ingest.alerts = AlertEngine(config.alerts) if config.alerts else None
         self.ingest.set_owners(config.source_owners(), config.gateway.owner)
         added = []
         if old.uplinks != config.uplinks or old.routes() != config.routes():
             added = await self.extras.remove_changed(config.uplinks)
             await self.buffer.set_lanes(lane_specs(config))  # routes before any uplink starts
-        if config.alerts != old.alerts:  # rules start afresh
-            self.ingest.alerts = AlertEngine(config.alerts) if config.alerts else None
         if changes.hub:
             await self._replace_uplink(old)
         self.extras.add(added)
@@ -199,6 +177,8 @@ class Agent:
             self._start_source(self.sources[name])
         if changes.log_level:
             logging.getLogger().setLevel(config.gateway.log_level.upper())
+        if register_body(config) != register_body(old):  # e.g. a record or an owner changed
+            await self.uplink.publish_register(encode_register(register_body(config)))
 
     def _running_group(self) -> asyncio.TaskGroup:
         """The TaskGroup of `run`; components start only inside it."""
@@ -206,7 +186,7 @@ class Agent:
             raise AgentNotRunning("the agent is not running: start it with run() first")
         return self._group
 
-    def _start_source(self, source: SerialSource | BleSource) -> None:
+    def _start_source(self, source: Source) -> None:
         self._source_tasks[source.name] = self._running_group().create_task(
             supervise(f"source {source.name}", lambda: source.run(self.ingest)),
             name=f"source-{source.name}",
@@ -273,13 +253,13 @@ class Agent:
                 "write_errors": self.ingest.write_errors,
             },
             "uplink": up.as_dict(),
-            "uplinks": self.extras.snapshot(stats.lanes, now_ms, hub=self.uplink),
             "alerts": {
                 **(self.ingest.alerts or AlertEngine([])).stats(),
                 **self.uplink.alerts.stats(),
             },
+            "uplinks": self.extras.snapshot(stats.lanes, now_ms, hub=self.uplink),
             "sources": {
-                s.name: {**_source_info(s), **s.stats.as_dict()} for s in self.sources.values()
+                s.name: {**source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
         }
         if self.remote is not None:

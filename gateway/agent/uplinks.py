@@ -17,6 +17,7 @@ from gateway.uplinks import factory
 from gateway.uplinks.mqtt import Uplink
 
 if TYPE_CHECKING:  # imported by the factory only when an HTTP format is configured
+    from gateway.agent.alerts import AlertNotice
     from gateway.uplinks.http import HttpUplink
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,13 @@ class ExtraUplinks:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def offer_alert(self, notice: AlertNotice, owner: str) -> None:
+        """An alert, at once, to each MQTT uplink that carries `owner` (an HTTP uplink sends it
+        with its next batch)."""
+        for name, uplink in self.running.items():
+            if isinstance(uplink, Uplink) and owner in self.sections[name].owners:
+                uplink.alerts.offer(notice)
 
     def notify(self, committed: int) -> None:
         """The ingest committed readings."""

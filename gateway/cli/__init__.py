@@ -2,9 +2,10 @@
 
 Each command group is a module here with its handlers and an `add_commands(commands)` that adds
 its parsers: `agent` (run, check-config, schema, status), `decode`, `hub` (hub tail), `fleet`
-(keys, config sign|push|diff), `node` (node flash|monitor|simulate), `devtools` (demo, bench
-wire). Handlers import what they need when they run, and a command's own group is the only one
-imported when it runs, so `citygw run` (the agent, for weeks) keeps no other group's code.
+(keys, config sign|push|diff), `node` (node flash|monitor|simulate), `register` (register
+export), `devtools` (demo, bench wire). Handlers import what they need when they run, and a
+command's own group is the only one imported when it runs, so `citygw run` (the agent, for
+weeks) keeps no other group's code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "hub": ("hub",),
     "fleet": ("keys", "config"),
     "node": ("node",),
-    "devtools": ("bench", "demo", "simulate-sensor"),
+    "register": ("register",),
+    "devtools": ("bench", "demo", "simulate-sensor", "simulate-meters"),
 }
 """Each group module and the commands it adds, in the order `citygw --help` lists them
 (tests/unit/test_cli_groups.py keeps this table and the modules in step)."""

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.base import LOG_LEVELS, Commands, setup_logging
-from gateway.config import DEFAULT_PATH, SerialSourceConfig, json_schema, load_config, load_document
+from gateway.config import (
+    DEFAULT_PATH,
+    ModbusSourceConfig,
+    SerialSourceConfig,
+    json_schema,
+    load_config,
+    load_document,
+)
 
 
 def add_commands(commands: Commands) -> None:
@@ -66,7 +73,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for problem in missing:
         print(f"citygw: invalid config: {args.file}: {problem}", file=sys.stderr)
     for index, source in enumerate(config.sources):
-        if isinstance(source, SerialSourceConfig) and not Path(source.port).exists():
+        if (
+            isinstance(source, SerialSourceConfig | ModbusSourceConfig)
+            and not Path(source.port).exists()
+        ):
             print(
                 f"note: sources[{index}].port: {source.port} does not exist now (the agent "
                 "waits for it)",
@@ -145,7 +155,6 @@ def format_status(status: dict[str, Any]) -> str:
             f"{uplink['messages_out']} messages, {uplink['reconnects']} reconnects"
         )
         lines += [f"  uplink: {warning}" for warning in uplink.get("warnings", [])]
-    lines += [_uplink_line(name, one) for name, one in status.get("uplinks", {}).items()]
     alerts = status.get("alerts")
     if alerts and alerts.get("rules"):
         lines.append(
@@ -153,6 +162,7 @@ def format_status(status: dict[str, Any]) -> str:
             f"raised, {alerts['cleared']} cleared, {alerts['suppressed']} suppressed; sent at "
             f"once {alerts['sent']}, refused {alerts['refused']}, waiting {alerts['pending']}"
         )
+    lines += [_uplink_line(name, one) for name, one in status.get("uplinks", {}).items()]
     if "config_version" in status:
         version = status["config_version"]
         where = "the local file" if version == 0 else f"pushed version {version}"
@@ -173,6 +183,25 @@ def _buffer_line(buffer: dict[str, Any]) -> str:
     )
 
 
+def _modbus_lines(name: str, source: dict[str, Any]) -> str:
+    """The bus, then one line per meter that is not answering or losing blocks."""
+    meters = source.get("meters", {})
+    lines = [
+        f"  source {name} (Modbus on {source['port']}, {len(meters)} meters): "
+        f"{source['state']}, {source['readings']} readings, "
+        f"{source['meters_not_answering']} not answering, {source['reopens']} reopens"
+    ]
+    for meter_name, meter in meters.items():
+        if meter["state"] in ("not answering", "errors"):
+            lines.append(
+                f"    meter {meter_name} ({meter['model']} at address {meter['address']}): "
+                f"{meter['state'].upper()} for {meter['silent_polls_in_row']} polls, "
+                f"{meter['timeouts']} timeouts, {meter['crc_errors']} CRC errors, "
+                f"{meter['exceptions']} exceptions; last: {meter['last_error']}"
+            )
+    return "\n".join(lines)
+
+
 def _uplink_line(name: str, uplink: dict[str, Any]) -> str:
     """One uplink (the hub or an [[uplinks]] record): its own backlog, oldest, sent, drops."""
     state = "connected" if uplink.get("connected") else "DISCONNECTED"
@@ -188,6 +217,8 @@ def _uplink_line(name: str, uplink: dict[str, Any]) -> str:
 
 
 def _source_line(name: str, source: dict[str, Any]) -> str:
+    if source.get("type") == "modbus":
+        return _modbus_lines(name, source)
     if source.get("type") == "ble":
         return (
             f"  source {name} (BLE on {source['adapter']}, {source['devices']} "

@@ -47,18 +47,23 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--key", help="bind key in hex (encrypted BLE drivers)")
     p.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         dest="settings",
-        help="a driver option, as in the source's config (listed below); repeatable",
+        help="driver options, as in the source's config (listed below): --set slave=1 "
+        "start_register=0 count=2; repeatable",
     )
 
 
 def _epilog(width: int) -> str:
     """Drivers by kind, from the registry, then what HEX accepts, exit codes and examples."""
     serial = [name for name, driver in DRIVERS.items() if driver.new_stream is not None]
-    ble = [name for name, driver in DRIVERS.items() if driver.new_stream is None]
+    modbus = [name for name, driver in DRIVERS.items() if driver.modbus]
+    ble = [
+        name for name, driver in DRIVERS.items() if driver.new_stream is None and not driver.modbus
+    ]
 
     def row(label: str, names: list[str]) -> str:
         return textwrap.fill(
@@ -74,6 +79,7 @@ def _epilog(width: int) -> str:
             "drivers:",
             row("serial sensors:", serial),
             row("BLE adverts:", ble),
+            row("Modbus meters:", modbus),
             "",
             *_options_help(width),
             textwrap.fill(HEX_HELP, width),
@@ -86,6 +92,7 @@ def _epilog(width: int) -> str:
             "  citygw decode bthome DATA --mac MAC --key BINDKEY   # an encrypted advert",
             "  citygw decode ops243 2d32372e340d0a --set units=kmh",
             "  citygw decode maxbotix 52323235370d --set model=MB7389 --set mount_height_mm=4200",
+            "  citygw decode sdm120 010404436633341b38 --set slave=1 start_register=0 count=2",
         ]
     )
 
@@ -199,7 +206,7 @@ def _identity(frame: Frame) -> dict[str, object]:
     mac = getattr(frame, "mac", None)
     if isinstance(mac, bytes | str):
         identity["mac"] = format_mac(mac) if isinstance(mac, bytes) else mac
-    for name in ("packet_id", "counter", "sequence"):
+    for name in ("packet_id", "counter", "sequence", "slave"):
         value = getattr(frame, name, None)
         if isinstance(value, int):
             identity[name] = value

@@ -54,6 +54,21 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="ops243: the traffic's random seed")
     p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
 
+    p = commands.add(
+        "simulate-meters",
+        help="Eastron SDM120/SDM630 energy meters on a simulated RS-485 bus (pymodbus's "
+        "Modbus RTU server on a socat pty pair), for a modbus source to poll",
+        handler=cmd_simulate_meters,
+    )
+    p.add_argument("--dir", required=True, help="directory for the pty links; the bus is DIR/rs485")
+    p.add_argument(
+        "--meters",
+        default="1:sdm630,2:sdm120",
+        help="ADDRESS:MODEL, comma-separated (default 1:sdm630,2:sdm120)",
+    )
+    p.add_argument("--baud", type=int, default=9600, help="line speed (default 9600, 8N1)")
+    p.add_argument("--seconds", type=float, default=None, help="stop by itself after N seconds")
+
 
 def cmd_bench_wire(args: argparse.Namespace) -> int:
     """Print the replay's bytes per reading; 2 for an unreadable file, 1 if nothing matched."""
@@ -125,4 +140,21 @@ def cmd_simulate_sensor(args: argparse.Namespace) -> int:
         pass
     finally:
         close_pty(master_fd, args.link)
+    return 0
+
+
+def cmd_simulate_meters(args: argparse.Namespace) -> int:
+    """Serve the meters until Ctrl-C or --seconds; 2 for a bad --meters."""
+    import asyncio
+    import contextlib
+
+    from gateway.devtools.sim_modbus import parse_meters, run_bus
+
+    try:
+        meters = parse_meters(args.meters)
+    except ValueError as error:
+        fail("simulate-meters", f"--meters: {error}")
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_bus(meters, directory=Path(args.dir), baud=args.baud, seconds=args.seconds))
     return 0

@@ -15,11 +15,14 @@ from gateway.config.load import (
     read_password,
 )
 from gateway.config.model import BufferSection, Config, GatewaySection
+from gateway.config.register import RegisterRecord
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.sources import (
     BleDevice,
     BleSourceConfig,
     DutyCycle,
+    ModbusMeter,
+    ModbusSourceConfig,
     SerialSourceConfig,
     SourceConfig,
 )
@@ -37,6 +40,9 @@ __all__ = [
     "DutyCycle",
     "GatewaySection",
     "HubSection",
+    "ModbusMeter",
+    "ModbusSourceConfig",
+    "RegisterRecord",
     "RemoteConfigSection",
     "SerialSourceConfig",
     "SourceConfig",

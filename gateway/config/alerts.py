@@ -90,5 +90,5 @@ def check_rules(rules: list[AlertRule], sources: dict[str, list[str] | None]) ->
         if slash and (devices is None or device not in devices):
             raise ValueError(
                 f"alerts[{index}].source: {source_name!r} has no device {device!r} "
-                "(only a BLE source's listed devices)"
+                "(only a BLE source's devices or a modbus source's meters)"
             )

@@ -54,6 +54,11 @@ class BufferSection:
     a power cut may lose the commits since the last checkpoint (fewer SD-card writes)."""
 
 
+def _parts(source: SourceConfig) -> list[str]:
+    """What readings of a source may come from after "<name>/": its BLE devices or meters."""
+    return [part.name for part in getattr(source, "devices", getattr(source, "meters", []))]
+
+
 @record
 class Config:
     """A gateway's config file: the same schema for the local file and signed pushes."""
@@ -68,10 +73,10 @@ class Config:
     """The sensors: serial ports and BLE scanners."""
     remote_config: RemoteConfigSection = field(default_factory=RemoteConfigSection)
     """Signed config pushes over MQTT; off while trusted_keys is empty."""
-    uplinks: list[UplinkSection] = field(default_factory=list)
-    """More destinations besides the hub, each for the owners it lists (docs/uplinks.md)."""
     alerts: list[AlertRule] = field(default_factory=list)
     """Edge alert rules, evaluated as readings arrive and sent at once (docs/alerts.md)."""
+    uplinks: list[UplinkSection] = field(default_factory=list)
+    """More destinations besides the hub, each for the owners it lists (docs/uplinks.md)."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -79,6 +84,10 @@ class Config:
             if source.name in seen:
                 raise ValueError(f"sources[{index}].name: {source.name!r} is used twice")
             seen.add(source.name)
+        check_rules(
+            self.alerts,
+            {s.name: _parts(s) or None for s in self.sources},
+        )
         names: set[str] = set()
         for index, uplink in enumerate(self.uplinks):
             if uplink.name in names:
@@ -92,10 +101,6 @@ class Config:
                     f"sources[{index}].owner: no uplink carries the readings of owner "
                     f"{owner!r} (list it in hub.owners or in an [[uplinks]] record's owners)"
                 )
-        check_rules(
-            self.alerts,
-            {s.name: [d.name for d in getattr(s, "devices", [])] or None for s in self.sources},
-        )
 
     def owner_of(self, source: SourceConfig) -> str:
         """A source's owner: its own, else the gateway's."""

@@ -17,6 +17,9 @@ class RemoteConfigSection:
     trusted_keys: list[str] = field(default_factory=list)
     """Ed25519 public keys (PEM files) whose signatures this gateway accepts; empty: remote
     config is off."""
+    owner_keys: dict[str, list[str]] = field(default_factory=dict)
+    """Owner -> Ed25519 public keys (PEM files) of that owner: a push signed with one may
+    change only that owner's sources and uplinks (docs/remote-config.md, owners' keys)."""
     groups: list[str] = field(default_factory=list)
     """Fleet groups this gateway belongs to; it also obeys pushes on each group's topic."""
     rollback_after_s: Annotated[float, Range(ge=5, le=3600)] = 60.0
@@ -48,9 +51,16 @@ class RemoteConfigSection:
                     f"groups[{index}]: expected 1-64 characters from "
                     "A-Z a-z 0-9 _ . - (used in topics)"
                 )
+        for owner in self.owner_keys:
+            if not NAME.fullmatch(owner):
+                raise ValueError(
+                    f"owner_keys: {owner[:80]!r} is not an owner name "
+                    "(1-64 characters from A-Z a-z 0-9 _ . -)"
+                )
         for name, paths in (
             ("trusted_keys", self.trusted_keys),
             ("allowed_ports", self.allowed_ports),
+            *((f"owner_keys.{o}", keys) for o, keys in self.owner_keys.items()),
         ):
             for index, path in enumerate(paths):
                 if not path.startswith("/"):
@@ -58,5 +68,6 @@ class RemoteConfigSection:
 
     @property
     def enabled(self) -> bool:
-        """Remote config is on when at least one key is trusted."""
-        return bool(self.trusted_keys)
+        """Remote config is on when at least one key is trusted (an operator's or an
+        owner's)."""
+        return bool(self.trusted_keys) or any(self.owner_keys.values())

@@ -4,7 +4,8 @@ Why not a library: the candidates either cost several MB of RSS on a Pi Zero 2 W
 have no armv7l wheels (msgspec); this is the small subset the config needs, with errors that
 name the exact path, unknown keys refused, and a JSON Schema generated from the same types.
 
-Supported annotations: str, int, float, bool, Literal[...], X | None, list[X], a dataclass, a
+Supported annotations: str, int, float, bool, Literal[...], X | None, list[X], dict[str, X]
+(a table of names), a dataclass, a
 union of dataclasses told apart by a `type` key (each has `TYPE: ClassVar[str]`), and
 Annotated[int | float, Range(...)].
 
@@ -132,6 +133,13 @@ def convert(data: object, annotation: object, path: str = "") -> object:
             raise SchemaError(f"expected an array, got {_describe(data)}", path=path)
         (item,) = typing.get_args(annotation)
         return [convert(v, item, _join(path, i)) for i, v in enumerate(data)]
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise SchemaError(f"expected a table, got {_describe(data)}", path=path)
+        value_type = typing.get_args(annotation)[1]
+        for key in data:
+            _check_text(str(key), _join(path, str(key)))
+        return {str(k): convert(v, value_type, _join(path, str(k))) for k, v in data.items()}
     if dataclasses.is_dataclass(annotation):
         return _convert_record(data, annotation, path)  # type: ignore[arg-type]
     if annotation is float and isinstance(data, int) and not isinstance(data, bool):
@@ -246,6 +254,9 @@ def _schema(annotation: object, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"enum": list(typing.get_args(annotation))}
     if origin is list:
         return {"type": "array", "items": _schema(typing.get_args(annotation)[0], definitions)}
+    if origin is dict:
+        value_schema = _schema(typing.get_args(annotation)[1], definitions)
+        return {"type": "object", "additionalProperties": value_schema}
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         name = annotation.__name__
         if name not in definitions:

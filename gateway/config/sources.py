@@ -1,4 +1,5 @@
-"""`[[sources]]`: the sensors on serial ports and the BLE scanners, each a typed record."""
+"""`[[sources]]`: the sensors on serial ports, the BLE scanners and the Modbus meter buses,
+each a typed record."""
 
 from __future__ import annotations
 
@@ -7,9 +8,21 @@ from dataclasses import field
 from typing import Annotated, ClassVar, Literal
 
 from gateway.config.fields import CONTROL, MAX_PATH_CHARS, NAME, PositiveSeconds, record
+from gateway.config.register import RegisterRecord
 from gateway.config.schema import Range
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
+
+
+def _check_name_and_port(name: str, port: str) -> None:
+    """What every source that opens a device checks first (ValueError "field: expected")."""
+    if not NAME.fullmatch(name):
+        raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+    if not port or len(port) > MAX_PATH_CHARS or CONTROL.search(port):
+        raise ValueError(
+            "port: expected a device path such as /dev/ttyUSB0 "
+            f"(at most {MAX_PATH_CHARS} characters, no control characters)"
+        )
 
 
 @record
@@ -69,16 +82,12 @@ class SerialSourceConfig:
     mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
     """`maxbotix` only: the sensor's height above the zero of the water level; readings then
     include water_level_mm = mount_height_mm - distance_mm."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
-        if not NAME.fullmatch(self.name):
-            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+        _check_name_and_port(self.name, self.port)
         _check_owner(self.owner)
-        if not self.port or len(self.port) > MAX_PATH_CHARS or CONTROL.search(self.port):
-            raise ValueError(
-                "port: expected a device path such as /dev/ttyUSB0 "
-                f"(at most {MAX_PATH_CHARS} characters, no control characters)"
-            )
         if self.driver == "node" and self.duty_cycle is not None:
             raise ValueError("duty_cycle: a node duty-cycles its own sensors (node.json)")
         if self.driver != "node" and self.node_interval_s is not None:
@@ -171,6 +180,8 @@ class BleSourceConfig:
     """Longest wait between attempts while the adapter is missing."""
     devices: list[BleDevice] = field(default_factory=list)
     """The allow-list: only these devices' adverts are decoded."""
+    register: RegisterRecord | None = None
+    """The sensor's public register record (docs/register.md)."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -189,4 +200,69 @@ class BleSourceConfig:
             addresses.add(device.address.upper())
 
 
-SourceConfig = SerialSourceConfig | BleSourceConfig
+@record
+class ModbusMeter:
+    """One energy meter on a Modbus RTU bus, known by its address."""
+
+    name: str
+    """Readings come from "<source name>/<meter name>"."""
+    address: Annotated[int, Range(ge=1, le=247)]
+    """The meter's Modbus address (set on the meter; Eastron's default is 1)."""
+    model: Literal["sdm120", "sdm630"]
+    """Eastron SDM120 (single phase) or SDM630 (three phase): which registers are read."""
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError("name: expected 1-64 characters from A-Z a-z 0-9 _ . -")
+
+
+@record
+class ModbusSourceConfig:
+    """Energy meters on one RS-485 bus, polled over Modbus RTU (docs/modbus.md)."""
+
+    TYPE: ClassVar[str] = "modbus"
+    name: str
+    """Readings come from "<name>/<meter name>"; unique on this gateway."""
+    port: str
+    """The RS-485 adapter, e.g. /dev/ttyUSB0."""
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400] = 9600
+    """Line speed, the same on every meter of the bus (set on each meter)."""
+    parity: Literal["N", "E", "O"] = "N"
+    """None, even or odd (Eastron's default: none)."""
+    stop_bits: Literal[1, 2] = 1
+    """1, or 2 (Eastron's "N-2" setting)."""
+    interval_s: Annotated[float, Range(ge=1, le=86_400)] = 10.0
+    """Read every meter once per interval_s (a poll that runs late starts the next at once)."""
+    timeout_s: Annotated[float, Range(ge=0.05, le=10)] = 0.5
+    """How long to wait for one answer (a meter answers within ~100 ms at 9600 baud)."""
+    retries: Annotated[int, Range(ge=0, le=5)] = 1
+    """Requests sent again after a timeout or a corrupt answer before the block counts as lost."""
+    reopen_max_s: PositiveSeconds = 5.0
+    """Longest wait between attempts to reopen a vanished adapter."""
+    meters: list[ModbusMeter] = field(default_factory=list)
+    """The meters on the bus, by address."""
+    owner: str = ""
+    """Whose readings these are (docs/uplinks.md): only uplinks listing this owner carry them;
+    empty: the gateway's owner (`gateway.owner`)."""
+    register: RegisterRecord | None = None
+    """The meters' public register record (docs/register.md)."""
+
+    def __post_init__(self) -> None:
+        _check_name_and_port(self.name, self.port)
+        _check_owner(self.owner)
+        if not self.meters:
+            raise ValueError("meters: expected at least one meter")
+        if len(self.meters) > 32:
+            raise ValueError("meters: expected at most 32 meters on one bus (RS-485 unit loads)")
+        names: set[str] = set()
+        addresses: set[int] = set()
+        for index, meter in enumerate(self.meters):
+            if meter.name in names:
+                raise ValueError(f"meters[{index}].name: {meter.name!r} is used twice")
+            if meter.address in addresses:
+                raise ValueError(f"meters[{index}].address: address {meter.address} is used twice")
+            names.add(meter.name)
+            addresses.add(meter.address)
+
+
+SourceConfig = SerialSourceConfig | BleSourceConfig | ModbusSourceConfig

@@ -20,6 +20,7 @@ from gateway.hub.dedupe import Deduplicator
 from gateway.readings import Series
 from gateway.wire.codec import MAX_NAME_CHARS
 from gateway.wire.messages import MAX_DEPTH, plain
+from gateway.wire.register import decode_register
 
 _EPOCHS_KEPT = 4
 MAX_CONFIG_STATE_BYTES = 64 * 1024
@@ -32,7 +33,7 @@ class HubEvent:
 
     topic: str
     gateway: str
-    kind: str  # "data", "alert", "status", "metrics", "config", "invalid"
+    kind: str  # "data", "alert", "status", "metrics", "config", "register", "invalid"
     readings: tuple[wire.HubReading, ...] = ()
     fields: dict[str, Any] | None = None
     error: str = ""
@@ -133,6 +134,8 @@ class HubDecoder:
                 fields, reading = wire.decode_alert(payload, gateway=gateway)
                 fresh = (reading,) if self.dedup.is_new(reading) else ()
                 return HubEvent(topic, gateway, "alert", readings=fresh, fields=fields)
+            if leaf == wire.TOPIC_REGISTER:  # the public sensor register (docs/register.md)
+                return HubEvent(topic, gateway, "register", fields=decode_register(payload))
             if leaf in (wire.TOPIC_STATUS, wire.TOPIC_METRICS):
                 fields = wire.decode_map(payload)
                 if leaf == wire.TOPIC_STATUS and "series" in fields:

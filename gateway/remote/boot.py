@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, ConfigError
 from gateway.remote import signing
+from gateway.remote.owners import check_owner_push
 from gateway.remote.policy import PolicyError, candidate_config
 from gateway.remote.store import InForce, Store
 
@@ -25,10 +26,38 @@ class Trust:
     """The keys whose signatures count, and what they derive from."""
 
     keys: dict[str, VerifyKey]
+    """The operator's keys (full power), by key id."""
     version: int
     """Version of the signed rotation in force (0: the local keys themselves)."""
     anchors: list[str]
     """Key ids of the local provisioning a rotation was made from."""
+    owner_keys: dict[str, tuple[str, VerifyKey]] = field(default_factory=dict)
+    """Owners' keys from the local file (never rotated, never pushed): key id -> (owner, key)."""
+
+    @property
+    def accepted(self) -> dict[str, VerifyKey]:
+        """Every key whose signature is checked: the owners' and the operator's."""
+        return {**{kid: key for kid, (_, key) in self.owner_keys.items()}, **self.keys}
+
+    def owner_of(self, key_id: str) -> str | None:
+        """The owner whose key `key_id` is; None for the operator's (which wins a tie)."""
+        return None if key_id in self.keys else self.owner_keys[key_id][0]
+
+    def rotated(self, keys: list[VerifyKey], version: int) -> Trust:
+        """The operator's keys replaced by a signed rotation; the owners' stay."""
+        return Trust({signing.key_id(k): k for k in keys}, version, self.anchors, self.owner_keys)
+
+    def authorise(
+        self, key_id: str, before: Config | None = None, after: Config | None = None
+    ) -> None:
+        """PolicyError unless `key_id` may make this change: the operator's keys may make any;
+        an owner's key only changes to its own part (`owners.py`), never a key rotation."""
+        owner = self.owner_of(key_id)
+        if owner is None:
+            return
+        if before is None or after is None:
+            raise PolicyError(f"signed.keys: owner {owner!r}'s key may not rotate the trusted keys")
+        check_owner_push(owner, before, after)
 
 
 def rotation_keys(texts: object) -> list[VerifyKey]:
@@ -47,20 +76,26 @@ def rotation_keys(texts: object) -> list[VerifyKey]:
 
 def load_trust(config: Config, store: Store) -> Trust:
     """Trusted keys: the local provisioning, or a signed rotation made from that same
-    provisioning (if the local keys change, the local keys win: physical access decides)."""
+    provisioning (if the local keys change, the local keys win: physical access decides);
+    and the owners' keys, from the local file only."""
     local = {
         signing.key_id(k): k
         for k in (signing.load_public(path) for path in config.remote_config.trusted_keys)
     }
     anchors = sorted(local)
+    owners = {
+        signing.key_id(key): (owner, key)
+        for owner, paths in config.remote_config.owner_keys.items()
+        for key in (signing.load_public(path) for path in paths)
+    }
     rotated = store.trust()
     if rotated and rotated.get("anchors") == anchors:
         try:
             keys = [signing.public_from_b64(text) for text in rotated["keys"]]
-            return Trust({signing.key_id(k): k for k in keys}, int(rotated["version"]), anchors)
+            return Trust(local, 0, anchors, owners).rotated(keys, int(rotated["version"]))
         except (KeyError, TypeError, ValueError, signing.EnvelopeError):
             log.warning("remote config: ignoring a damaged key rotation record")
-    return Trust(local, 0, anchors)
+    return Trust(local, 0, anchors, owners)
 
 
 @dataclass(slots=True)

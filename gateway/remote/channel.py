@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from gateway.backoff import RateLimitedLog
 from gateway.config import Config, ConfigError
 from gateway.remote import signing
-from gateway.remote.boot import Boot, Trust, load_trust, rotation_keys, runnable
+from gateway.remote.boot import Boot, load_trust, rotation_keys, runnable
 from gateway.remote.policy import Changes, PolicyError, candidate_config, diff, pushed_document
 from gateway.remote.report import Report
 from gateway.remote.screen import Rejected, screen, stale_reason
@@ -166,7 +166,7 @@ class RemoteConfig:
         remote = self._local.remote_config
         envelope = screen(
             payload,
-            trusted=self._trust.keys,
+            trusted=self._trust.accepted,
             max_payload_bytes=remote.max_payload_bytes,
             gateway_id=self._local.gateway.id,
             groups=remote.groups,
@@ -246,6 +246,7 @@ class RemoteConfig:
     async def _apply(self, envelope: signing.Envelope, pushed: dict[str, Any]) -> None:
         try:
             document, candidate = candidate_config(pushed, self._local_document, self._local)
+            self._trust.authorise(envelope.key_id, self._applier.config, candidate)
         except (PolicyError, ConfigError) as error:
             raise Rejected(f"invalid config: {error}", kind="invalid_config") from None
         previous = self._in_force
@@ -336,6 +337,7 @@ class RemoteConfig:
     async def _rotate_keys(self, envelope: signing.Envelope) -> None:
         texts = envelope.body.get("keys")
         try:
+            self._trust.authorise(envelope.key_id)  # an owner's key never rotates keys
             keys = rotation_keys(texts)
         except PolicyError as error:
             raise Rejected(str(error), kind="invalid_keys") from None
@@ -343,7 +345,7 @@ class RemoteConfig:
         await asyncio.to_thread(
             self._store.save_trust, {"anchors": anchors, "version": envelope.version, "keys": texts}
         )
-        self._trust = Trust({signing.key_id(k): k for k in keys}, envelope.version, anchors)
+        self._trust = self._trust.rotated(keys, envelope.version)
         ids = sorted(self._trust.keys)
         log.info(
             "remote config: trusted keys rotated to %s",

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import (
-    BleSourceConfig,
     Config,
     ConfigError,
     HubSection,
+    ModbusSourceConfig,
     SerialSourceConfig,
+    SourceConfig,
     UplinkSection,
     parse_config,
 )
@@ -172,11 +173,12 @@ def check(candidate: Config, local: Config) -> None:
                 f"{where}.{key}: {path[:200]} is outside the data directory {data_dir} "
                 "and not a file the local config names"
             )
-    local_ports = {s.port for s in local.sources if isinstance(s, SerialSourceConfig)}
+    wired = SerialSourceConfig | ModbusSourceConfig  # sources that open a device by path
+    local_ports = {s.port for s in local.sources if isinstance(s, wired)}
     patterns = local.remote_config.allowed_ports
     for index, source in enumerate(candidate.sources):
         if (
-            isinstance(source, SerialSourceConfig)
+            isinstance(source, wired)
             and source.port not in local_ports
             and not pushable_port(source.port, patterns)
         ):
@@ -251,8 +253,8 @@ class Changes:
 
 def diff(old: Config, new: Config) -> Changes:
     """What switching from `old` to `new` changes, by the part that must restart."""
-    before: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in old.sources}
-    after: dict[str, SerialSourceConfig | BleSourceConfig] = {s.name: s for s in new.sources}
+    before: dict[str, SourceConfig] = {s.name: s for s in old.sources}
+    after: dict[str, SourceConfig] = {s.name: s for s in new.sources}
     return Changes(
         sources_added=[n for n in after if n not in before],
         sources_removed=[n for n in before if n not in after],

@@ -203,7 +203,7 @@ class SqliteBuffer:
         for row in inserted:
             self.routing.stored(*row)
         self._enforce_lane_bounds(inserted)
-        return AppendResult(len(readings), drop_old + dropped_new, first_seq=first)
+        return AppendResult(accepted=len(readings), dropped=drop_old + dropped_new, first_seq=first)
 
     def _insert_by_owner(self, readings: Columns, first: int) -> list[ChunkRow]:
         """Chunks of at most MAX_READINGS, one owner each, keys from `first` (a commit of

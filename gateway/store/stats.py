@@ -12,8 +12,7 @@ class AppendResult:
     accepted: int
     dropped: int
     first_seq: int = 0
-    """The key of the first reading stored. The rest follow it in the order given when the
-    commit holds one owner; a commit of several owners is stored owner after owner."""
+    """The key of the first reading stored (the rest follow it: an alert needs its key)."""
 
 
 @dataclass(frozen=True, slots=True)

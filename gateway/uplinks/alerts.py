@@ -22,6 +22,7 @@ from collections import OrderedDict
 from gateway import wire
 from gateway.agent.alerts import AlertNotice
 from gateway.config import HubSection
+from gateway.store.lanes import DEFAULT_LANE
 from gateway.store.worker import AsyncBuffer
 from gateway.uplinks.client import HubSession, PublishRefused
 from gateway.uplinks.report import HubReport
@@ -36,8 +37,11 @@ and go with the data messages), counted as `overflow`."""
 class AlertLane:
     """Alerts of one uplink, in the order they were raised, each sent once acknowledged."""
 
-    def __init__(self, hub: HubSection, *, gateway_id: str, buffer: AsyncBuffer) -> None:
+    def __init__(
+        self, hub: HubSection, *, gateway_id: str, buffer: AsyncBuffer, lane: str = DEFAULT_LANE
+    ) -> None:
         self._gateway_id = gateway_id
+        self._lane = lane
         self.topic = wire.topic(hub.topic_prefix, gateway_id, wire.TOPIC_ALERT)
         self._buffer = buffer
         self._ack_on_puback = hub.protocol == "5"  # 3.1.1 brokers acknowledge what they drop
@@ -85,7 +89,7 @@ class AlertLane:
                     continue
                 report.accepted(self.topic)
                 if self._ack_on_puback:
-                    await self._buffer.ack(notice.seq, notice.seq)
+                    await self._buffer.ack(notice.seq, notice.seq, lane=self._lane)
                 self.sent += 1
                 self._pending.pop(key, None)
                 log.info(

@@ -66,6 +66,7 @@ class Uplink:
         self._announced: dict[int, Series] = {}  # v2/v3: the series table of the last birth
         self._session: HubSession | None = None
         self._config_channel = config_channel
+        self.register: bytes | None = None  # the retained, public register: sent at each connect
         self._window: asyncio.Semaphore | None = None
         self._quiescing = False
         self.reached = asyncio.Event()
@@ -74,8 +75,7 @@ class Uplink:
         self.stats = UplinkStats()
         self._report = HubReport(self.stats, url=hub.url)
         self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
-        self._echo_deadline: asyncio.TimerHandle | None = None
-        self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer)  # sent at once
+        self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer, lane=lane)  # at once
         self.rebirth = RebirthGate(self.stats, monotonic_s=monotonic_s)
 
     def topic(self, leaf: str) -> str:
@@ -104,8 +104,7 @@ class Uplink:
         )
 
     async def run(self) -> None:
-        """Connect, announce, pump; reconnect with capped jittered backoff. Runs until cancelled
-        (a cancellation is never swallowed, whatever error it races with)."""
+        """Connect, announce, pump, reconnect (capped jittered backoff); never swallows a cancel."""
         backoff = self._backoff
         while True:
             try:
@@ -124,9 +123,7 @@ class Uplink:
                 self._session = None
                 self._window = None
                 self.stats.connected = False
-                if self._echo_deadline is not None:
-                    self._echo_deadline.cancel()  # checked again on the next connection
-                    self._echo_deadline = None
+                self._report.disconnected()
             raise_if_cancelling()
             await asyncio.sleep(backoff.next_delay())
 
@@ -149,6 +146,7 @@ class Uplink:
         if not self.stats.refusing:  # a refusal keeps backing off across reconnects
             self._backoff.reset()
         await self._publish_birth(session)
+        await self.publish_register()
         await self._open_config_channel(session)
         await session.subscribe([self.topic(REBIRTH_LEAF)])
         if self._hub.protocol == "3.1.1" and self.stats.echo in ("unchecked", "pending"):
@@ -178,11 +176,17 @@ class Uplink:
             required=self._wire_format >= 2,
         )
 
+    async def publish_register(self, payload: bytes | None = None) -> bool:
+        """The retained, public `register` (docs/register.md): now, and again at each connect."""
+        self.register = payload or self.register
+        if self.register is None:
+            return False
+        return await self._publish_if_connected(wire.TOPIC_REGISTER, self.register, retain=True)
+
     async def _publish_reported(
         self, session: HubSession, topic: str, payload: bytes, *, retain: bool, required: bool
     ) -> bool:
-        """Publish; a refusal is reported, and raised only if the connection cannot go on
-        without this message (a v2/v3 birth names the series the data messages use)."""
+        """Publish; a refusal is reported, raised only if `required` (a v2/v3 birth: the series)."""
         try:
             await session.publish(topic, payload, retain=retain)
         except PublishRefused as error:
@@ -219,23 +223,8 @@ class Uplink:
             elif self._config_channel is not None:
                 self._config_channel.offer(payload, retained=retained)
 
-    def _echo_sent(self) -> None:
-        """A data message was acknowledged while the echo check waits: it has a while to come
-        back (3.1.1 brokers acknowledge what their ACL then drops)."""
-        if self.stats.echo != "pending" or self._echo_deadline is not None:
-            return
-
-        def missing() -> None:
-            if self.stats.echo == "pending":
-                self._report.echo("missing")
-
-        self._echo_deadline = asyncio.get_running_loop().call_later(
-            max(5.0, self._hub.timeout_s), missing
-        )
-
     async def publish_config_state(self, payload: bytes) -> bool:
-        """The retained `config/state` report; False if the hub is not connected now (the
-        report goes out on the next connect)."""
+        """The retained `config/state` report; False if not connected (sent at the next connect)."""
         return await self._publish_if_connected(wire.TOPIC_CONFIG_STATE, payload, retain=True)
 
     async def _publish_if_connected(self, leaf: str, payload: bytes, *, retain: bool) -> bool:
@@ -251,8 +240,7 @@ class Uplink:
             return False
 
     async def quiesce(self, *, timeout_s: float) -> None:
-        """Start no new batch and wait for the PUBACKs of those in flight, so that switching to
-        new hub settings sends nothing twice. The uplink is cancelled afterwards."""
+        """Start no batch, await the PUBACKs in flight (new hub settings send nothing twice)."""
         self._quiescing = True
         self._new_data.set()
         window = self._window
@@ -356,7 +344,7 @@ class Uplink:
             await self._buffer.ack(first, last, lane=self._lane)  # a PUBACK: the hub has them
             if self._report.accepted(self.topic(wire.TOPIC_DATA)):
                 self._backoff.reset()
-            self._echo_sent()
+            self._report.echo_sent(max(5.0, self._hub.timeout_s))
             self.stats.messages_out += 1
             self.stats.readings_out += count
             self.stats.bytes_out += len(payload)

@@ -10,6 +10,7 @@ data messages came back to us once after the start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,7 @@ class HubReport:
         self.stats = stats
         self._url = url
         self._outage_logged = False
+        self._echo_deadline: asyncio.TimerHandle | None = None
 
     def connected(self) -> None:
         """A connection is up: the next outage is a new episode."""
@@ -164,3 +166,20 @@ class HubReport:
                 "publishes are really accepted",
                 self._url,
             )
+
+    def echo_sent(self, wait_s: float) -> None:
+        """An acked data message has `wait_s` to come back (3.1.1 brokers ack what ACLs drop)."""
+        if self.stats.echo != "pending" or self._echo_deadline is not None:
+            return
+
+        def missing() -> None:
+            if self.stats.echo == "pending":
+                self.echo("missing")
+
+        self._echo_deadline = asyncio.get_running_loop().call_later(wait_s, missing)
+
+    def disconnected(self) -> None:
+        """The connection ended: the echo check starts again on the next one."""
+        if self._echo_deadline is not None:
+            self._echo_deadline.cancel()
+            self._echo_deadline = None

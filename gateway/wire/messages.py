@@ -19,6 +19,8 @@ TOPIC_METRICS = "metrics"
 TOPIC_CONFIG_STATE = "config/state"
 TOPIC_ALERT = "alert"
 """An alert or its clear, sent at once (`gateway.wire.alert`, docs/alerts.md)."""
+TOPIC_REGISTER = "register"
+"""The retained, public sensor register (JSON; `gateway.wire.register` builds it)."""
 MAX_ALIAS = 2**31 - 1
 """The largest series alias (wire v3 sends aliases in at most 31 bits)."""
 

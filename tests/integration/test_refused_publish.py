@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 def acl(prefix: str, *, data_allowed: bool) -> str:
     """Anonymous clients (the agent and the test's hub): read everything under the prefix,
     write the gateway's topics, its data topic only when `data_allowed`."""
-    leaves = ["status", "metrics", "config/state", *(["data"] if data_allowed else [])]
+    leaves = ["status", "metrics", "config/state", "register", "alert"]
+    leaves += ["data"] if data_allowed else []
     return "\n".join(
         [f"topic read {prefix}/#", *(f"topic write {prefix}/gw-test/{leaf}" for leaf in leaves)]
     )

@@ -623,7 +623,7 @@ async def test_a_fleet_push_to_a_group_of_50_gateways_converges_and_the_cli_repo
         fleet.terminate()
         fleet.wait(timeout=30)
         if fleet.stdout is not None:
-            fleet.stdout.close()
+            fleet.stdout.close()  # else a ResourceWarning, whenever the GC gets to it
 
 
 def _write(path: Path, document: dict[str, Any]) -> Path:

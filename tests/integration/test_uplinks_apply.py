@@ -20,8 +20,12 @@ pytestmark = pytest.mark.integration
 
 
 def document(tmp_path: Path, broker: Any, prefix: str, *uplinks: str) -> dict[str, Any]:
-    fast = {"flush_interval_s": 0.1, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
-    fast["wire_format"] = 1  # each message decodes on its own
+    fast = {
+        "flush_interval_s": 0.1,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "wire_format": 1,  # each message decoded alone
+    }
     return {
         "gateway": {"id": "gw-apply", "data_dir": str(tmp_path / "data"), "owner": "city"},
         "hub": {"url": broker.url, "topic_prefix": f"{prefix}/hub", **fast},

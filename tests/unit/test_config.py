@@ -201,7 +201,7 @@ def test_check_config_refuses_unreadable_tls_and_password_files(
     assert main(["check-config", str(path)]) == 2
     assert "hub.ca_file: cannot read /nonexistent/ca.pem" in capsys.readouterr().err
     assert main(["check-config", str(EXAMPLE)]) == 0
-    assert "OK (gateway gw-0001, 6 sources" in capsys.readouterr().out
+    assert "OK (gateway gw-0001, 7 sources" in capsys.readouterr().out
 
 
 def test_a_ble_device_needs_an_address_or_a_bind_key() -> None:

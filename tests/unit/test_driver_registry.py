@@ -29,6 +29,8 @@ def test_registry_lists_exactly_the_implemented_drivers_under_their_own_names() 
         "ruuvi",
         "ops243",
         "maxbotix",
+        "sdm120",
+        "sdm630",
     }
     for name, driver in DRIVERS.items():
         assert driver.name == name
@@ -39,7 +41,7 @@ def test_unknown_driver_name_raises_key_error_listing_known_names() -> None:
     with pytest.raises(
         KeyError,
         match="known drivers: bthome, maxbotix, node, ops243, pms5003, pms5003t, pms7003, ruuvi, "
-        "sds011",
+        "sdm120, sdm630, sds011",
     ):
         get_driver("sds012")
 

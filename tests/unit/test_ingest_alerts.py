@@ -204,7 +204,7 @@ async def test_alerts_of_several_owners_in_one_commit_carry_their_owner_and_thei
     tmp_path: Path,
 ) -> None:
     """The buffer stores a commit owner after owner (docs/uplinks.md): each notice's key is
-    still its own reading's, and it says whose it is (the hub sends only its owners')."""
+    still its own alert reading's when the owners of a commit interleave."""
     from gateway.store.lanes import LaneSpec
 
     lanes = [LaneSpec("hub", frozenset({"city"})), LaneSpec("b", frozenset({"citizens"}))]
@@ -231,11 +231,12 @@ async def test_alerts_of_several_owners_in_one_commit_carry_their_owner_and_thei
     ingest.emit("pm-b", pm(60.0), 1000, 0)
     ingest.emit("pm-d", pm(80.0), 1000, 0)
     assert await ingest.commit()
-    assert sorted(n.owner for n in notices) == ["citizens", "city", "city"]
-    for notice in notices:
-        lane = "b" if notice.owner == "citizens" else "hub"
+    owners = [ingest.owner(n.event.source) for n in notices]
+    assert sorted(owners) == ["citizens", "city", "city"]
+    for notice, owner in zip(notices, owners, strict=True):
+        lane = "b" if owner == "citizens" else "hub"
         stored = {r[0]: r for r in sync.peek(0, 100, lane=lane)}
         series = sync.series(stored[notice.seq][2])
-        assert series.quantity == f"alert/{notice.event.rule}"
-        assert sync.series_owner(stored[notice.seq][2]) == notice.owner
+        assert series == Series(notice.event.source, f"alert/{notice.event.rule}", "1")
+        assert sync.series_owner(stored[notice.seq][2]) == owner
     await buffer.close()

@@ -121,6 +121,7 @@ def importers(*libraries: str) -> set[str]:
     ("libraries", "through"),
     [
         (("aiomqtt", "paho"), {"gateway.uplinks.client"}),
+        (("h11", "httpx", "aiohttp", "requests", "urllib3"), {"gateway.uplinks.http_client"}),
         (("bleak", "dbus_fast"), {"gateway.sources.ble.bluez"}),
         (("nacl",), {"gateway.remote.signing"}),
         (("mpremote",), {"gateway.nodes.board"}),

@@ -22,6 +22,7 @@ from drivers import Frame, StreamDecoderProtocol, new_stream
 from gateway.backoff import Backoff, RateLimitedLog
 from gateway.config import DutyCycle, SerialSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
+from gateway.sources.outage import PortOutage
 from gateway.sources.serial.commands import SensorCommands, driver_options, sensor_commands
 from gateway.sources.serial.writer import CommandWriter, PortVanished
 from gateway.system.clock import WallClock
@@ -140,49 +141,27 @@ class SerialSource:
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; reopen the port whenever it vanishes."""
         backoff = Backoff(base_s=0.2, cap_s=self.config.reopen_max_s)
-        outage_since: float | None = None
+        outage = PortOutage(
+            source=self.name,
+            port=self.config.port,
+            stats=self.stats,
+            log=log,
+            monotonic_s=self._monotonic_s,
+        )
         while True:
             try:
                 port = self._open_port(self.config.port, self.config.baud)
             except (serial.SerialException, OSError, ValueError) as error:
-                self.stats.last_error = str(error)
-                if outage_since is None:
-                    outage_since = self._monotonic_s()
-                    self.stats.state = "port missing"
-                    log.warning(
-                        "source %s: cannot open %s (%s); retrying until it is back",
-                        self.name,
-                        self.config.port,
-                        error,
-                        extra={"source": self.name, "event": "port_missing"},
-                    )
+                outage.cannot_open(error)
                 await asyncio.sleep(backoff.next_delay())
                 continue
-            if outage_since is not None:
-                self.stats.reopens += 1
-                log.info(
-                    "source %s: %s is back after %.1f s",
-                    self.name,
-                    self.config.port,
-                    self._monotonic_s() - outage_since,
-                    extra={"source": self.name, "event": "port_back"},
-                )
-                outage_since = None
+            outage.opened()
             backoff.reset()
             self.stats.connected = True
             try:
                 await self._session(port, sink)
             except PortVanished as error:
-                self.stats.last_error = str(error)
-                self.stats.state = "port missing"
-                outage_since = self._monotonic_s()
-                log.warning(
-                    "source %s: %s vanished (%s); waiting for it to come back",
-                    self.name,
-                    self.config.port,
-                    error,
-                    extra={"source": self.name, "event": "port_vanished"},
-                )
+                outage.vanished(error)
             finally:
                 self.stats.connected = False
                 port.close()

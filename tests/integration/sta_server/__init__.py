@@ -1,0 +1,1 @@
+"""A real SensorThings API 1.1 server for the integration tests (Django + SQLite)."""
