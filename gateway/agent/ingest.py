@@ -213,6 +213,8 @@ class Ingest:
         if not self._alerts_staged:
             return True
         events, self._alerts_staged = self._alerts_staged, []
+        # Owner after owner, as the buffer stores a commit: each key is first_seq + its index.
+        events.sort(key=lambda staged: self.owner(staged[0].source))
         batch = Columns(self._staged.index)
         for event, flags in events:
             alert = Measurement(event.series.quantity, 1.0 if event.raised else 0.0, ALERT_UNIT)

@@ -197,8 +197,9 @@ class UplinkSection:
     """MQTT only: topics are `<topic_prefix>/<gateway id>/{data,status}`."""
     protocol: Literal["5", "3.1.1"] = "5"
     """MQTT only: the protocol version spoken to the broker."""
-    wire_format: Literal[1, 2, 3] = 1
-    """MQTT only: 1, 2 or 3 (docs/protocol.md); 2 and 3 name their series in the birth."""
+    wire_format: Literal[1, 2, 3] = 3
+    """MQTT only: 1, 2 or 3 (default, as for the hub; docs/protocol.md); 2 and 3 name their
+    series in the birth."""
     client_id: str = ""
     """MQTT only: client id; empty means "citygw-<gateway id>-<name>"."""
     sensor_id: str = ""

@@ -198,3 +198,45 @@ async def test_alerts_an_earlier_run_left_unacknowledged_are_offered_again_at_th
     )
     assert (event.raised, event.value, event.threshold, event.ts_ms) == (False, None, 50.0, 3000)
     await buffer.close()
+
+
+async def test_alerts_of_several_owners_in_one_commit_carry_their_owner_and_their_own_key(
+    tmp_path: Path,
+) -> None:
+    """The buffer stores a commit owner after owner (docs/uplinks.md): each notice's key is
+    still its own alert reading's when the owners of a commit interleave."""
+    from gateway.store.lanes import LaneSpec
+
+    lanes = [LaneSpec("hub", frozenset({"city"})), LaneSpec("b", frozenset({"citizens"}))]
+    buffer = AsyncBuffer(
+        lambda: SqliteBuffer(tmp_path / "b.db", max_readings=1000, owner="city", lanes=lanes)
+    )
+    sync = await buffer.open()
+    notices: list[AlertNotice] = []
+    rules = [
+        AlertRule(name="a", source="pm-b", quantity="pm2_5_ugm3", above=50.0, min_interval_s=0),
+        AlertRule(name="c", source="pm-c", quantity="pm2_5_ugm3", above=50.0, min_interval_s=0),
+        AlertRule(name="d", source="pm-d", quantity="pm2_5_ugm3", above=50.0, min_interval_s=0),
+    ]
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,
+        commit_max=10_000,
+        staging_max=10_000,
+        alerts=AlertEngine(rules),
+        on_alert=notices.append,
+    )
+    ingest.set_owners({"pm-b": "citizens", "pm-c": "city", "pm-d": "city"}, "city")
+    ingest.emit("pm-c", pm(70.0), 1000, 0)  # the owners interleave: city, citizens, city
+    ingest.emit("pm-b", pm(60.0), 1000, 0)
+    ingest.emit("pm-d", pm(80.0), 1000, 0)
+    assert await ingest.commit()
+    owners = [ingest.owner(n.event.source) for n in notices]
+    assert sorted(owners) == ["citizens", "city", "city"]
+    for notice, owner in zip(notices, owners, strict=True):
+        lane = "b" if owner == "citizens" else "hub"
+        stored = {r[0]: r for r in sync.peek(0, 100, lane=lane)}
+        series = sync.series(stored[notice.seq][2])
+        assert series == Series(notice.event.source, f"alert/{notice.event.rule}", "1")
+        assert sync.series_owner(stored[notice.seq][2]) == owner
+    await buffer.close()
