@@ -65,6 +65,11 @@ class HubSection:
     """Batches published and not yet acknowledged at one time."""
     metrics_interval_s: PositiveSeconds = 60.0
     """How often the health message goes to `<prefix>/<id>/metrics`."""
+    require_subscribers: bool = True
+    """MQTT 5: data and alerts count as delivered only when someone subscribes to them. A
+    PUBACK "no matching subscribers" (0x10: a hub restarting, or a broker back without its
+    shared subscriptions) keeps the readings buffered, sent again after a backoff. Off: the
+    broker's acceptance is enough (nobody listening loses them)."""
     owners: list[str] = field(default_factory=list)
     """Owners whose readings the hub carries; empty: only the gateway's own owner
     (`gateway.owner`)."""

@@ -45,6 +45,7 @@ class AlertLane:
         self.topic = wire.topic(hub.topic_prefix, gateway_id, wire.TOPIC_ALERT)
         self._buffer = buffer
         self._ack_on_puback = hub.protocol == "5"  # 3.1.1 brokers acknowledge what they drop
+        self._heard = hub.require_subscribers
         self._pending: OrderedDict[tuple[int, int], AlertNotice] = OrderedDict()
         self._wake = asyncio.Event()
         self.sent = 0
@@ -81,7 +82,9 @@ class AlertLane:
             while self._pending:
                 key, notice = next(iter(self._pending.items()))
                 try:
-                    await session.publish(self.topic, self._payload(notice), retain=False)
+                    await session.publish(
+                        self.topic, self._payload(notice), retain=False, heard=self._heard
+                    )
                 except PublishRefused as error:
                     report.refused(error.topic, error.code, error.name)
                     self.refused += 1

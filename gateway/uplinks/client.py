@@ -55,6 +55,16 @@ class PublishRefused(Exception):
         self.name = name
 
 
+NO_MATCHING_SUBSCRIBERS = 0x10
+"""MQTT 5 PUBACK "No matching subscribers": accepted, and heard by no one. For data that is not
+delivery: a hub that is restarting, or a broker that came back without its shared subscriptions
+(Mosquitto 2.0.11, docs/hub.md), would lose the readings. `publish(..., heard=True)` raises it."""
+
+
+class NoSubscribers(PublishRefused):
+    """The broker accepted a message that must be heard, and no one subscribes to it (0x10)."""
+
+
 _SENT_MIDS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("citygw_sent_mids")
 """The packet ids paho gave the publishes of the current task (set by `HubSession._send`)."""
 
@@ -103,10 +113,17 @@ class HubSession:
         self._alias_allowed = getattr(properties, "TopicAliasMaximum", 0) >= DATA_TOPIC_ALIAS
 
     async def publish(
-        self, topic: str, payload: bytes, *, retain: bool, timeout_s: float | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool,
+        timeout_s: float | None = None,
+        heard: bool = False,
     ) -> None:
-        """QoS 1; returns on PUBACK, raises `PublishRefused` on a refusing PUBACK and
-        `MqttError` (or TimeoutError) when there is none."""
+        """QoS 1; returns on PUBACK, raises `PublishRefused` on a refusing PUBACK (and, when it
+        must be `heard`, `NoSubscribers` on 0x10) and `MqttError` (or TimeoutError) when there
+        is none."""
         await self._send(
             topic,
             payload,
@@ -114,9 +131,10 @@ class HubSession:
             properties=None,
             timeout_s=self._timeout_s if timeout_s is None else timeout_s,
             shown_topic=topic,
+            heard=heard,
         )
 
-    async def publish_data(self, payload: bytes) -> None:
+    async def publish_data(self, payload: bytes, *, heard: bool = False) -> None:
         """A data message, QoS 1, as `publish`; the topic is chosen before the first await, so
         data messages leave in the order their publishes started."""
         topic, properties = self._data_topic_now()
@@ -127,6 +145,7 @@ class HubSession:
             properties=properties,
             timeout_s=self._timeout_s,
             shown_topic=self._data_topic,
+            heard=heard,
         )
 
     async def _send(
@@ -138,6 +157,7 @@ class HubSession:
         properties: Properties | None,
         timeout_s: float,
         shown_topic: str,
+        heard: bool = False,
     ) -> None:
         mids: list[int] = []  # the packet id paho gives this publish (watch_publish_results)
         token = _SENT_MIDS.set(mids)
@@ -149,8 +169,15 @@ class HubSession:
             _SENT_MIDS.reset(token)
         for mid in mids:
             refusal = self._refusal_of(mid)
-            if refusal is not None:
-                raise PublishRefused(topic=shown_topic, code=refusal.value, name=refusal.getName())
+            if refusal is None:
+                continue
+            if refusal.value == NO_MATCHING_SUBSCRIBERS:
+                if heard:
+                    raise NoSubscribers(
+                        topic=shown_topic, code=refusal.value, name=refusal.getName()
+                    )
+                continue
+            raise PublishRefused(topic=shown_topic, code=refusal.value, name=refusal.getName())
 
     def _data_topic_now(self) -> tuple[str, Properties | None]:
         """The data topic as this publish names it: in full the first time on a connection
@@ -280,8 +307,8 @@ def watch_connack(client: aiomqtt.Client, on_connack: Callable[[Properties | Non
 
 
 def watch_publish_results(client: aiomqtt.Client) -> Callable[[int], ReasonCode | None]:
-    """Keep the failure reason codes of PUBACKs; the returned function looks one up (once) by
-    the packet id that `HubSession` noted for its publish.
+    """Keep the failure reason codes of PUBACKs (and 0x10, no subscribers); the returned
+    function looks one up (once) by the packet id that `HubSession` noted for its publish.
 
     The second private access in the uplinks. aiomqtt 2.5.1's `publish` returns on any PUBACK,
     whatever its reason code (0x87 "Not authorized" included), and hides the packet id. So this
@@ -311,7 +338,7 @@ def watch_publish_results(client: aiomqtt.Client) -> Callable[[int], ReasonCode 
         reason_code: ReasonCode,
         properties: Properties,
     ) -> None:
-        if reason_code.is_failure:
+        if reason_code.is_failure or reason_code.value == NO_MATCHING_SUBSCRIBERS:
             refused[mid] = reason_code
         if inner is not None:
             inner(paho_client, userdata, mid, reason_code, properties)  # type: ignore[call-arg]

@@ -340,7 +340,7 @@ class Uplink:
         window: asyncio.Semaphore,
     ) -> None:
         try:
-            await session.publish_data(payload)  # names the topic before its first await: in order
+            await session.publish_data(payload, heard=self._hub.require_subscribers)  # in order
             await self._buffer.ack(first, last, lane=self._lane)  # a PUBACK: the hub has them
             if self._report.accepted(self.topic(wire.TOPIC_DATA)):
                 self._backoff.reset()

@@ -121,13 +121,17 @@ class HubReport:
         if topic in self.stats.refusing:
             return
         self.stats.refusing.add(topic)
+        why = "check the broker's ACL"
+        if code == 0x10:  # MQTT 5 "No matching subscribers" (client.NoSubscribers)
+            why = "no hub subscribes to it (hub.require_subscribers)"
         log.error(
             "hub %s refuses our publishes on %s: %s (0x%02X); nothing is deleted, readings stay "
-            "buffered and are sent again with backoff: check the broker's ACL",
+            "buffered and are sent again with backoff: %s",
             self._url,
             topic,
             name,
             code,
+            why,
             extra={"event": "hub_refused"},
         )
 
