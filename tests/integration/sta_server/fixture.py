@@ -31,7 +31,7 @@ API = "/sensorthings/v1.1"
 def _environment(db: Path, service_url: str = "http://127.0.0.1") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="sta_server.settings",
+        DJANGO_SETTINGS_MODULE="gateway.devtools.sta_server.settings",
         PYTHONPATH=str(HERE.parent),
         STA_DB=str(db),
         STA_SERVICE_URL=service_url,
