@@ -117,11 +117,14 @@ async def _sta_count(url: str, when: str = "") -> str:
     return f"== sensorthings ({cfg.CITIZENS}): {count} observations on the server{when}"
 
 
-async def _watch_sta(url: str | None, view: LiveView) -> None:
-    """The server's observation count now and then (with the health)."""
+async def _watch_sta(url: str | None, view: LiveView, stop: asyncio.Event) -> None:
+    """The server's observation count now and then (with the health), until the end (which
+    prints its own)."""
     while url is not None:
         await asyncio.sleep(cfg.METRICS_INTERVAL_S)
-        print(view.style(await _sta_count(url), BOLD), flush=True)
+        count = await _sta_count(url)
+        if not stop.is_set():
+            print(view.style(count, BOLD), flush=True)
 
 
 async def _stop_after(seconds: float | None, stop: asyncio.Event) -> None:
@@ -224,7 +227,7 @@ async def _with_parts(
             _hub(hub_url, hub_protocol, views[0]),
             _hub(our_url, our_protocol, views[1]),
             _register(hub_url, hub_protocol, views[0]),
-            _watch_sta(sta[0], views[0]),
+            _watch_sta(sta[0], views[0], stop.event),
             _stop_after(stop.seconds, stop.event),
             _push_after(push_after_s, hub_url, hub_protocol, private_key, pushed, views[0]),
         ]
