@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/sta_delivery.py [--readings 50000] [--batch 10000]
 
-Starts django-ogc-sensorthings (tests/integration/sta_server, SQLite) on a free loopback port,
-delivers one small batch (entities found or created, series read back), then the rest in
-batches of `--batch` (one CreateObservations each), and prints readings/s end to end and the
-destination's CPU per reading (time.process_time of this process: JSON rows and HTTP).
+Starts django-ogc-sensorthings (gateway/devtools/sta_server, through
+tests/integration/sta_server; SQLite) on a free loopback port, delivers one small batch
+(entities found or created, series read back), then the rest in batches of `--batch` (one
+CreateObservations each), and prints readings/s end to end and the destination's CPU per
+reading (time.process_time of this process: JSON rows and HTTP).
 """
 
 from __future__ import annotations

@@ -1,23 +1,22 @@
-"""`citygw demo`: the whole system on one machine, on simulated hardware.
+"""`citygw demo`: the whole system on one machine, on simulated hardware, for two owners.
 
-A local broker (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto is absent), two
-simulated sensors speaking their real protocols on pseudo-terminals (SDS011 and PMS5003), BLE
-adverts from a replay scanner (a BTHome sensor on the allow-list, a phone that is not), the
-agent as `citygw run` runs it, and a live view of what arrives at the hub. A few seconds in, the
-demo signs and pushes a config that adds the PMS5003 (remote config), as an operator would. A
-MaxBotix rangefinder over a rising canal raises an edge alert (docs/alerts.md) a few seconds in.
+Two local brokers (Debian's Mosquitto, or the embedded amqtt broker when Mosquitto is absent):
+the municipality's hub and a citizen group's own broker; a SensorThings API server
+(django-ogc-sensorthings) for the citizens too, when installed. Simulated sensors speak their
+real protocols on pseudo-terminals (SDS011, PMS5003, an OPS243 radar with passing cars, a
+MaxBotix over a rising canal that raises an edge alert), BLE adverts come from a replay scanner,
+and the agent runs as `citygw run` runs it. A few seconds in, the operator signs and pushes a
+config that adds the citizens' PMS5003: its readings go to their broker and server, never to the
+hub. The live view shows what each broker receives, the public register, the observations on
+the SensorThings server and the gateway's health. Parts: demo_parts.py; configs and opening
+lines: demo_config.py; what is printed: demo_view.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,172 +24,32 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway import wire
 from gateway.agent import Agent
 from gateway.config import parse_config
+from gateway.devtools import demo_config as cfg
 from gateway.devtools import sim_node as nodesim
+from gateway.devtools.demo_parts import (
+    local_broker,
+    sta_missing,
+    sta_observations,
+    sta_server,
+    start_virtual_node,
+)
 from gateway.devtools.demo_view import BOLD, LiveView
-from gateway.devtools.sim_ble import SENSOR_ADDRESS, replay_scanner_factory
+from gateway.devtools.sim_ble import replay_scanner_factory
 from gateway.devtools.sim_lines import (
     DEMO_LEVEL_ALERT_MM,
     DEMO_MOUNT_HEIGHT_MM,
     SimulatedMaxbotix,
+    SimulatedOps243,
+    passing_cars,
     rising_water,
 )
 from gateway.devtools.sim_serial import SimulatedPms5003, SimulatedSds011, close_pty, open_pty
-from gateway.hub.tail import HubOptions, events
+from gateway.hub.tail import HubDecoder, HubOptions, events, hub_client
 
-GATEWAY_ID = "gw-demo"
-METRICS_INTERVAL_S = 5
-CANAL_ALERT = {
-    "name": "canal-high",
-    "source": "canal",
-    "quantity": "water_level_mm",
-    "above": DEMO_LEVEL_ALERT_MM,
-    "hysteresis": 100,
-}
-"""An edge alert (docs/alerts.md): the simulated canal rises past it a few seconds in."""
-
-
-def _mosquitto() -> str | None:
-    if os.environ.get("CITYGW_DEMO_BROKER") == "embedded":
-        return None
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def local_broker(workdir: Path) -> AsyncIterator[tuple[str, str, str]]:
-    """Yields (url, what runs it, MQTT protocol). Mosquitto if installed, else amqtt here."""
-    port = _free_port()
-    mosquitto = _mosquitto()
-    if mosquitto:
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
-        )
-        process = await asyncio.create_subprocess_exec(
-            mosquitto, "-c", str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            await _wait_for_port(port)
-            yield f"mqtt://127.0.0.1:{port}", f"Mosquitto ({mosquitto})", "5"
-        finally:
-            process.terminate()
-            await process.wait()
-        return
-    try:
-        from amqtt.broker import Broker  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise SystemExit(
-            "citygw demo: no MQTT broker: install Debian's mosquitto "
-            "(apt-get install mosquitto) or `pip install amqtt`"
-        ) from None
-    logging.getLogger("amqtt").setLevel(logging.CRITICAL)  # it logs cancelled tasks at shutdown
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(
-        lambda lp, context: (
-            None
-            if isinstance(context.get("exception"), asyncio.CancelledError)
-            else lp.default_exception_handler(context)
-        )
-    )
-    broker = Broker(
-        {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-            },
-        }
-    )
-    await broker.start()
-    try:
-        yield f"mqtt://127.0.0.1:{port}", "embedded amqtt broker (MQTT 3.1.1)", "3.1.1"
-    finally:
-        await broker.shutdown()
-
-
-async def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
-def _demo_config(
-    url: str, protocol: str, workdir: Path, ports: dict[str, str], trusted_key: Path
-) -> dict[str, Any]:
-    """The gateway's local file; the PMS5003 is not in it yet (a push adds it)."""
-    node = (
-        [
-            {
-                "type": "serial",
-                "name": "pole-node",
-                "port": ports["node"],
-                "driver": "node",
-                "baud": 115200,
-                "node_interval_s": 5,
-            }
-        ]
-        if "node" in ports
-        else []
-    )
-    return {
-        "gateway": {"id": GATEWAY_ID, "data_dir": str(workdir / "data"), "log_level": "warning"},
-        "hub": {
-            "url": url,
-            "protocol": protocol,
-            "flush_interval_s": 2,
-            "metrics_interval_s": METRICS_INTERVAL_S,
-        },
-        "sources": [
-            {"type": "serial", "name": "pm-north", "port": ports["sds011"], "driver": "sds011"},
-            {
-                "type": "serial",
-                "name": "canal",  # a MaxBotix rangefinder over a canal: its water level
-                "port": ports["canal"],
-                "driver": "maxbotix",
-                "model": "MB7389",
-                "mount_height_mm": DEMO_MOUNT_HEIGHT_MM,
-            },
-            {
-                "type": "ble",
-                "name": "ble",
-                "devices": [{"name": "kerbside", "address": SENSOR_ADDRESS, "kind": "bthome"}],
-            },
-            *node,
-        ],
-        "alerts": [CANAL_ALERT],
-        "remote_config": {
-            "trusted_keys": [str(trusted_key)],
-            "groups": ["demo"],
-            "allowed_ports": [str(workdir / "tty*")],
-        },
-    }
-
-
-def _pushed_config(local: dict[str, Any], ports: dict[str, str]) -> dict[str, Any]:
-    """What the operator pushes: the same, plus the PMS5003 on its port."""
-    pm_south = {"type": "serial", "name": "pm-south", "port": ports["pms5003"], "driver": "pms5003"}
-    return {
-        "gateway": {"log_level": "warning"},
-        "hub": local["hub"],
-        "sources": [*local["sources"], pm_south],
-        "alerts": local["alerts"],
-    }
+GATEWAY_ID = cfg.GATEWAY_ID
 
 
 async def _push_after(
@@ -213,7 +72,9 @@ async def _push_after(
     )
     print(
         view.style(
-            f"-- operator: signed config push to {GATEWAY_ID} (adds pm-south, a PMS5003)", BOLD
+            f"-- operator: signed config push to {GATEWAY_ID} (adds pm-south, a PMS5003 of "
+            f"{cfg.CITIZENS})",
+            BOLD,
         ),
         flush=True,
     )
@@ -229,67 +90,41 @@ async def _push_after(
         )
 
 
-def _opening(
-    *,
-    broker: str,
-    ports: dict[str, str],
-    node_missing: str | None,
-    push_after_s: float,
-    seconds: float | None,
-) -> str:
-    """What runs and what the user will see, a line each."""
-    node = (
-        "a virtual node running the real firmware in MicroPython (pole-node)"
-        if node_missing is None
-        else f"none ({node_missing})"
-    )
-    return "\n".join(
-        [
-            f"citygw demo: the agent {GATEWAY_ID}, simulated sensors and a hub on this machine",
-            f"  broker:   {broker}",
-            f"  serial:   an SDS011 on {ports['sds011']} (pm-north); a MaxBotix over a rising",
-            f"            canal (canal): an alert above {DEMO_LEVEL_ALERT_MM} mm, sent at once",
-            "  BLE:      a BTHome climate sensor (kerbside) and a passing phone (not on the",
-            "            allow-list, so dropped), on a replayed adapter",
-            f"  node:     {node}",
-            f"  operator: after {push_after_s:.3g} s, pushes a signed config that adds a PMS5003",
-            f"            on {ports['pms5003']} (pm-south)",
-            f"Below: each reading as the hub receives it, and the gateway's health every "
-            f"{METRICS_INTERVAL_S} s.",
-            "Ctrl-C stops." if seconds is None else f"It stops after {seconds:g} s.",
-        ]
-    )
-
-
-async def _start_virtual_node(link: Path) -> asyncio.subprocess.Process | None:
-    """`citygw node simulate` with its pty at `link`, once its pty is there; None if it cannot
-    run here (nodesim.missing() says why)."""
-    if nodesim.missing() is not None:
-        return None
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "node",
-        "simulate",
-        "--port",
-        str(link),
-        "--interval-s",
-        "5",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):  # its pty appears within a moment
-        if link.exists():  # noqa: ASYNC240 - a stat, once per 50 ms
-            break
-        await asyncio.sleep(0.05)
-    return process
-
-
 async def _hub(url: str, protocol: str, view: LiveView) -> None:
-    options = HubOptions(url=url, client_id=f"citygw-demo-hub-{time.time_ns()}", protocol=protocol)
+    options = HubOptions(url=url, client_id=f"citygw-demo-{time.time_ns()}", protocol=protocol)
     async for event in events(options):
         view.show(event)
+
+
+async def _register(url: str, protocol: str, view: LiveView) -> None:
+    """The public register the gateway publishes (retained) on the hub's broker, as a citizen's
+    app would read it: `<prefix>/<gateway>/register` (docs/register.md)."""
+    options = HubOptions(url=url, client_id=f"citygw-demo-reg-{time.time_ns()}", protocol=protocol)
+    decoder = HubDecoder()
+    async with hub_client(options) as client:
+        await client.subscribe(f"{options.topic_prefix}/+/{wire.TOPIC_REGISTER}", qos=1)
+        async for message in client.messages:
+            if isinstance(message.payload, bytes | bytearray):
+                view.show(decoder.decode(str(message.topic), bytes(message.payload)))
+
+
+async def _sta_count(url: str, when: str = "") -> str:
+    """The observations on the SensorThings server, read back over its HTTP API."""
+    try:
+        count = await asyncio.to_thread(sta_observations, url)
+    except (OSError, ValueError, KeyError) as error:
+        return f"== sensorthings ({cfg.CITIZENS}): not readable now ({error})"
+    return f"== sensorthings ({cfg.CITIZENS}): {count} observations on the server{when}"
+
+
+async def _watch_sta(url: str | None, view: LiveView, stop: asyncio.Event) -> None:
+    """The server's observation count now and then (with the health), until the end (which
+    prints its own)."""
+    while url is not None:
+        await asyncio.sleep(cfg.METRICS_INTERVAL_S)
+        count = await _sta_count(url)
+        if not stop.is_set():
+            print(view.style(count, BOLD), flush=True)
 
 
 async def _stop_after(seconds: float | None, stop: asyncio.Event) -> None:
@@ -302,7 +137,7 @@ async def _run_until_stopped(
     agent: Agent, others: list[Coroutine[Any, Any, None]], stop: asyncio.Event
 ) -> None:
     """The agent and the other tasks until `stop` is set; then the agent stops, and the others
-    once the hub has printed its last messages."""
+    once the brokers' views have printed their last messages."""
     agent_stop = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(c) for c in others]
@@ -310,63 +145,99 @@ async def _run_until_stopped(
         await stop.wait()
         agent_stop.set()
         await agent_task
-        await asyncio.sleep(0.3)  # let the hub print the last messages
+        await asyncio.sleep(0.3)  # let the views print the last messages
         for task in tasks:
             task.cancel()
 
 
-async def _with_broker(
-    workdir: Path, broker: tuple[str, str, str], seconds: float | None, stop: asyncio.Event
-) -> int:
-    """Run the sensors, the agent, the hub's view and the operator until `stop`; the number of
-    readings the hub received."""
+class _Ptys:
+    """The simulated serial sensors' pseudo-terminals: `ports` (the links the gateway opens)
+    and `masters` (the simulators' ends), by sensor."""
+
+    def __init__(self, workdir: Path) -> None:
+        links = {"sds011": "ttyUSB0", "pms5003": "ttyAMA0", "canal": "ttyUSB1", "radar": "ttyS1"}
+        self.ports = {name: str(workdir / link) for name, link in links.items()}
+        self.shown: dict[str, str] = {}
+        self.masters: dict[str, int] = {}
+        for name, port in self.ports.items():
+            self.masters[name], self.shown[name] = open_pty(port)
+
+    def simulators(self) -> list[Coroutine[Any, Any, None]]:
+        """The sensors, each on its pty."""
+        return [
+            SimulatedSds011(self.masters["sds011"], device_id=0xA160, interval_s=1.0, seed=1).run(),
+            SimulatedPms5003(self.masters["pms5003"], interval_s=1.0, seed=2).run(),
+            SimulatedMaxbotix(self.masters["canal"], distances=_canal(), interval_s=1.0).run(),
+            SimulatedOps243(
+                self.masters["radar"], cars=passing_cars(seed=3, gap_s=(2.0, 4.0)), interval_s=0.5
+            ).run(),
+        ]
+
+    def close(self) -> None:
+        for name, master in self.masters.items():
+            close_pty(master, self.ports[name])
+
+
+class _Stop:
+    """When the demo stops: `event` (Ctrl-C, SIGTERM, or after `seconds`)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.event = asyncio.Event()
+
+
+async def _with_parts(
+    workdir: Path, brokers: list[tuple[str, str, str]], sta: tuple[str | None, str], stop: _Stop
+) -> tuple[LiveView, LiveView, dict[str, Any]]:
+    """Run the sensors, the agent, the brokers' views, the SensorThings count and the operator
+    until `stop`; the views and the config pushed."""
     from gateway.remote import signing  # remote config, as on a gateway: a provisioned key
 
-    url, broker_name, protocol = broker
-    ports = {"sds011": str(workdir / "ttyUSB0"), "pms5003": str(workdir / "ttyAMA0")}
-    ports["canal"] = str(workdir / "ttyUSB1")
-    sds_master, sds_port = open_pty(ports["sds011"])
-    pms_master, pms_port = open_pty(ports["pms5003"])
-    canal_master, _ = open_pty(ports["canal"])
-    node = await _start_virtual_node(workdir / "ttyNODE")
+    (hub_url, hub_name, hub_protocol), (our_url, our_name, our_protocol) = brokers
+    ptys = _Ptys(workdir)
+    ports = dict(ptys.ports)
+    node = await start_virtual_node(workdir / "ttyNODE")
     if node is not None:  # the real firmware in MicroPython, its UART on a pty
         ports["node"] = str(workdir / "ttyNODE")
     try:
         private_key, public_key = signing.generate(workdir / "keys", "ops")
-        document = _demo_config(url, protocol, workdir, ports, public_key)
-        push_after_s = 8.0 if seconds is None else min(8.0, seconds / 3)
+        document = cfg.local_config(
+            (hub_url, hub_protocol), (our_url, our_protocol), sta[0], workdir, ports, public_key
+        )
+        push_after_s = 8.0 if stop.seconds is None else min(8.0, stop.seconds / 3)
         print(
-            _opening(
-                broker=f"{broker_name} at {url}",
-                ports={"sds011": sds_port, "pms5003": pms_port},
+            cfg.opening(
+                brokers=(f"{hub_name} at {hub_url}", f"{our_name} at {our_url}"),
+                ports=ptys.shown,
                 node_missing=nodesim.missing(),
+                sta=sta[1],
                 push_after_s=push_after_s,
-                seconds=seconds,
+                seconds=stop.seconds,
             ),
             flush=True,
         )
-        view = LiveView(color=sys.stdout.isatty())
+        color = sys.stdout.isatty()
+        views = LiveView(color=color), LiveView(color=color, label="citizens")
         agent = Agent(
             parse_config(document), document=document, ble_scanner_factory=replay_scanner_factory
         )
-        pushed = _pushed_config(document, ports)
+        pushed = cfg.pushed_config(document, ports)
         others = [
-            SimulatedSds011(sds_master, device_id=0xA160, interval_s=1.0, seed=1).run(),
-            SimulatedPms5003(pms_master, interval_s=1.0, seed=2).run(),
-            SimulatedMaxbotix(canal_master, distances=_canal(), interval_s=1.0).run(),
-            _hub(url, protocol, view),
-            _stop_after(seconds, stop),
-            _push_after(push_after_s, url, protocol, private_key, pushed, view),
+            *ptys.simulators(),
+            _hub(hub_url, hub_protocol, views[0]),
+            _hub(our_url, our_protocol, views[1]),
+            _register(hub_url, hub_protocol, views[0]),
+            _watch_sta(sta[0], views[0], stop.event),
+            _stop_after(stop.seconds, stop.event),
+            _push_after(push_after_s, hub_url, hub_protocol, private_key, pushed, views[0]),
         ]
-        await _run_until_stopped(agent, others, stop)
+        await _run_until_stopped(agent, others, stop.event)
     finally:
         if node is not None:
             node.terminate()
             await node.wait()
-        close_pty(sds_master, ports["sds011"])
-        close_pty(pms_master, ports["pms5003"])
-        close_pty(canal_master, ports["canal"])
-    return view.readings
+        ptys.close()
+    return views[0], views[1], {**document, **pushed, "gateway": document["gateway"]}
 
 
 def _canal() -> Iterator[float]:
@@ -379,16 +250,57 @@ def _canal() -> Iterator[float]:
     )
 
 
+@contextlib.asynccontextmanager
+async def _sta(workdir: Path) -> AsyncIterator[tuple[str | None, str]]:
+    """(the SensorThings server's URL or None, what the opening says of it)."""
+    missing = sta_missing()
+    if missing is not None:
+        yield None, f"none, so no SensorThings uplink: {missing}"
+        return
+    try:
+        async with sta_server(workdir) as url:
+            yield url, f"django-ogc-sensorthings at {url}"
+    except (OSError, RuntimeError, TimeoutError) as error:
+        yield None, f"none, so no SensorThings uplink: it did not start ({error})"
+
+
+def _register_export(pushed: dict[str, Any]) -> str:
+    """What `citygw register export --format geojson` makes of the config in force."""
+    import json
+
+    from gateway.hub.register_export import export
+
+    result = export([parse_config(pushed)], "geojson")
+    features = json.loads(result.text).get("features", [])
+    owners = sorted({str(f.get("properties", {}).get("owner")) for f in features})
+    return (
+        f"== register export (geojson): {len(features)} features, owners {' and '.join(owners)}; "
+        f"{len(result.notes)} left out (no record)"
+    )
+
+
 async def _demo(seconds: float | None) -> int:
     with tempfile.TemporaryDirectory(prefix="citygw-demo-") as tmp:
-        stop = asyncio.Event()
+        stop = _Stop(seconds)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, stop.event.set)
         workdir = Path(tmp)
-        async with local_broker(workdir) as broker:
-            readings = await _with_broker(workdir, broker, seconds, stop)
-        print(f"citygw demo: stopped cleanly; the hub received {readings} readings.")
+        for part in ("hub", "citizens"):
+            (workdir / part).mkdir()
+        async with (
+            local_broker(workdir / "hub") as hub,
+            local_broker(workdir / "citizens") as citizens,
+            _sta(workdir) as sta,
+        ):
+            hub_view, our_view, pushed = await _with_parts(workdir, [hub, citizens], sta, stop)
+            if sta[0] is not None:
+                print(await _sta_count(sta[0], " at the end"), flush=True)
+        print(_register_export(pushed), flush=True)
+        print(
+            f"citygw demo: stopped cleanly; the hub received {hub_view.readings} readings, "
+            f"the citizens' broker {our_view.readings} readings."
+        )
     return 0
 
 

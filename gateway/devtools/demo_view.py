@@ -1,5 +1,5 @@
-"""What `citygw demo` prints: each reading as the hub receives it, compactly, alerts, and the
-health.
+"""What `citygw demo` prints: each reading as a broker (the hub's, the citizens') receives it,
+compactly, alerts, the public register, the SensorThings server's count, and the health.
 
 Lines stay under 100 columns: a particulate sensor's many quantities (a PMS5003 sends twelve)
 are grouped with short labels, its particle counts on a line of their own, and a source with
@@ -57,10 +57,13 @@ def format_values(values: dict[str, float], *, width: int) -> list[str]:
 
 
 class LiveView:
-    """Prints readings as the hub receives them, and the gateway's health from `metrics`."""
+    """Prints readings as one broker receives them (`label`: whose broker), the gateway's
+    health from `metrics`, and the public register when it changes."""
 
-    def __init__(self, *, color: bool) -> None:
+    def __init__(self, *, color: bool, label: str = "hub") -> None:
         self._color = color
+        self._label = label
+        self._register: object = None
         self.readings = 0
 
     def style(self, text: str, style: str) -> str:
@@ -76,9 +79,15 @@ class LiveView:
             self._show_readings([r for r in event.readings if not r.quantity.startswith("alert/")])
         elif event.kind == "metrics" and event.fields:
             print(self.style("\n".join(health_lines(event.fields)), BOLD), flush=True)
+        elif event.kind == "register" and event.fields and event.fields != self._register:
+            self._register = event.fields
+            print(self.style("\n".join(register_lines(event.fields)), DIM), flush=True)
         elif event.kind == "status" and event.fields:
             print(
-                self.style(f"-- gateway {event.gateway} is {event.fields.get('state')}", DIM),
+                self.style(
+                    f"-- {self._label}: gateway {event.gateway} is {event.fields.get('state')}",
+                    DIM,
+                ),
                 flush=True,
             )
 
@@ -86,7 +95,9 @@ class LiveView:
         """An edge alert (docs/alerts.md): its rule, raised or cleared, the value that crossed."""
         stamp = time.strftime("%H:%M:%S", time.gmtime(r.ts_ms / 1000))
         state = "RAISED" if r.value else "cleared"
-        text = f"{stamp}  hub <- {r.gateway}/{r.source:<9} ALERT {r.quantity[6:]} {state}"
+        text = (
+            f"{stamp}  {self._label:>8} <- {r.gateway}/{r.source:<9} ALERT {r.quantity[6:]} {state}"
+        )
         if fields and fields.get("value") is not None:
             text += f": {fields['value']:g} {fields['unit']}"
             if fields.get("threshold") is not None:
@@ -100,21 +111,43 @@ class LiveView:
             groups.setdefault((r.gateway, r.source, r.ts_ms), {})[r.quantity] = r.value
         for (gateway, source, ts_ms), values in groups.items():
             stamp = time.strftime("%H:%M:%S", time.gmtime(ts_ms / 1000))
-            prefix = f"{stamp}  hub <- {gateway}/{source:<9} "
+            prefix = f"{stamp}  {self._label:>8} <- {gateway}/{source:<9} "
             lines = format_values(values, width=COLUMNS - len(prefix)) or [""]
             print(prefix + f"\n{' ' * len(prefix)}".join(lines), flush=True)
 
 
+def register_lines(register: dict[str, Any]) -> list[str]:
+    """The public register (docs/register.md): a line per source, its owner, what it measures
+    and why."""
+    lines = [f"== register {register.get('gateway')}: what this pole measures, by whom, why"]
+    for s in register.get("sources", []):
+        record = s.get("register") or {}
+        quantities = [str(q.get("quantity", "")) for q in s.get("quantities", [])]
+        measures = record.get("theme") or ",".join(quantities) or s.get("type")
+        why = record.get("purpose") or "(no register record)"
+        line = f"   {s.get('source')} ({s.get('owner')}, {measures}): {why}"
+        lines.append(line if len(line) <= COLUMNS else line[: COLUMNS - 3] + "...")
+    return lines
+
+
 def health_lines(m: dict[str, Any]) -> list[str]:
-    """The gateway's health: process, buffer and uplink, then a line per source."""
+    """The gateway's health: process, buffer and uplinks, then a line per source."""
     buffer, uplink = m.get("buffer", {}), m.get("uplink", {})
     sources = [f"   {_source_health(name, s)}" for name, s in m.get("sources", {}).items()]
+    uplinks = [
+        f"{name}{'' if u.get('connected') else ' (down)'} {u.get('sent')}, {u.get('backlog')}"
+        for name, u in m.get("uplinks", {}).items()
+    ]
+    sent = (
+        "\n   uplinks (readings sent, waiting): " + "; ".join(uplinks)
+        if uplinks
+        else f"; uplink: {uplink.get('readings_out')} readings sent in "
+        f"{uplink.get('messages_out')} msgs ({uplink.get('bytes_out')} B)"
+    )
     return [
         f"== health {m.get('gw')}: up {m.get('uptime_s')} s, "
         f"RSS {m.get('rss_bytes', 0) / 1e6:.1f} MB",
-        f"   buffer: {buffer.get('depth')} waiting, {buffer.get('dropped')} dropped; uplink: "
-        f"{uplink.get('readings_out')} readings sent in {uplink.get('messages_out')} msgs "
-        f"({uplink.get('bytes_out')} B)",
+        f"   buffer: {buffer.get('depth')} waiting, {buffer.get('dropped')} dropped{sent}",
         *sources,
     ]
 

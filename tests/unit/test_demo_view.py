@@ -1,8 +1,9 @@
-"""What `citygw demo` prints for a reading: compact, labelled, within the width it is given."""
+"""What `citygw demo` prints for a reading, the register and the health: compact, labelled,
+within the width it is given."""
 
 from __future__ import annotations
 
-from gateway.devtools.demo_view import format_values
+from gateway.devtools.demo_view import COLUMNS, format_values, health_lines, register_lines
 
 PMS5003 = {
     "pm1_0_cf1_ugm3": 11,
@@ -39,3 +40,39 @@ def test_a_sensor_without_particulates_shows_quantity_equals_value() -> None:
     assert format_values({"battery_pct": 87, "temperature_c": 11.46}, width=80) == [
         "battery_pct=87 temperature_c=11.46"
     ]
+
+
+def test_the_register_is_a_line_per_source_with_owner_theme_and_purpose_within_the_width() -> None:
+    register = {
+        "v": 1,
+        "gateway": "gw-demo",
+        "owner": "gemeente",
+        "sources": [
+            {
+                "source": "pm-south",
+                "owner": "burgermeetnet",
+                "type": "serial",
+                "quantities": [{"quantity": "pm2_5_ugm3", "unit": "ug/m3"}],
+                "register": {"purpose": "Fijnstof bij de school " * 10, "theme": "Air"},
+            },
+            {"source": "ble", "owner": "gemeente", "type": "ble", "register": None},
+        ],
+    }
+    lines = register_lines(register)
+    assert lines[1].startswith("   pm-south (burgermeetnet, Air): Fijnstof bij de school")
+    assert lines[1].endswith("...") and len(lines[1]) == COLUMNS
+    assert lines[2] == "   ble (gemeente, ble): (no register record)"
+
+
+def test_the_health_shows_each_uplink_sent_and_waiting_on_a_line_of_its_own() -> None:
+    metrics = {
+        "gw": "gw-demo",
+        "buffer": {"depth": 3, "dropped": 0},
+        "uplinks": {
+            "hub": {"connected": True, "sent": 34, "backlog": 3},
+            "burgers-sta": {"connected": False, "sent": 0, "backlog": 12},
+        },
+    }
+    text = "\n".join(health_lines(metrics))
+    assert "   buffer: 3 waiting, 0 dropped\n" in text
+    assert "   uplinks (readings sent, waiting): hub 34, 3; burgers-sta (down) 0, 12" in text

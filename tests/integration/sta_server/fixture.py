@@ -1,5 +1,7 @@
 """Start, stop and read a real SensorThings API server (django-ogc-sensorthings 1.2.0, SQLite).
 
+The Django project is gateway/devtools/sta_server (`citygw demo` runs it too).
+
 `StaServer(workdir, template)` runs `django runserver` on a free loopback port as a subprocess;
 `template` is a migrated SQLite file (`migrated_template`), copied so each test starts empty
 and pays for `migrate` once. Reads go over the standard STA HTTP API with plain urllib (an
@@ -31,7 +33,7 @@ API = "/sensorthings/v1.1"
 def _environment(db: Path, service_url: str = "http://127.0.0.1") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="sta_server.settings",
+        DJANGO_SETTINGS_MODULE="gateway.devtools.sta_server.settings",
         PYTHONPATH=str(HERE.parent),
         STA_DB=str(db),
         STA_SERVICE_URL=service_url,

@@ -1,8 +1,9 @@
 """A minimal Django project serving OGC SensorThings API 1.1 (django-ogc-sensorthings 1.2.0).
 
-For tests only: the server the `sensorthings` uplink delivers to (recipe: shared DESIGN.md,
-"SensorThings API server"). The SQLite file comes from $STA_DB; the API is at
-`/sensorthings/v1.1/`.
+For the demo and the tests only: the server the `sensorthings` uplink delivers to (recipe:
+shared DESIGN.md, "SensorThings API server"). `citygw demo` and tests/integration/sta_server
+run it with DJANGO_SETTINGS_MODULE=gateway.devtools.sta_server.settings. The SQLite file comes from
+$STA_DB; the API is at `/sensorthings/v1.1/`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import os
 from uuid import UUID
 
-SECRET_KEY = "citygw-tests-only"
+SECRET_KEY = "citygw-demo-and-tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-ROOT_URLCONF = "sta_server.urls"
+ROOT_URLCONF = "gateway.devtools.sta_server.urls"
 USE_TZ = True
 TIME_ZONE = "UTC"
 INSTALLED_APPS = [
