@@ -112,6 +112,7 @@ def config_toml(settings: AgentSettings, data_dir: Path) -> str:
             f"topic_prefix = {_q(f'{s.topic_prefix}/u{i}')}",
             f"flush_interval_s = {float(s.flush_interval_s)!r}",
             f"batch_max_readings = {s.batch_max_readings}",
+            "wire_format = 1",
         ]
     for i, port in enumerate(s.ports):
         lines += [
