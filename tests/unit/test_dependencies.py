@@ -12,7 +12,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED_EXTRAS = ("demo", "flash", "hub", "sta-server")  # what `pip install citygw[...]` offers users; not `test`
+# what `pip install citygw[...]` offers users; not `test`
+SHIPPED_EXTRAS = ("demo", "flash", "hub", "sta-server")
 
 
 def _imported_top_level_modules() -> set[str]:
