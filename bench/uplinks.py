@@ -28,6 +28,9 @@ from bench.broker import Broker
 from bench.procs import BenchError
 
 STA = "sta"
+AFTER_S = 5.0
+"""How long the SensorThings uplink's rate is sampled once the MQTT uplinks are done (the feed
+over, the helper core quieter)."""
 
 
 @contextlib.contextmanager
@@ -135,6 +138,7 @@ def _measure(
     if final["buffer"]["dropped"]:
         raise BenchError(f"the agent dropped readings: {final['buffer']}")
     sta = (at_end or final)["uplinks"][STA]
+    after = _sta_rate_after(agent, final["uplinks"][STA]["sent"], AFTER_S)
     elapsed = end_t - start_t
     disk = io1["write_bytes"] - io0["write_bytes"]
     return {
@@ -148,6 +152,7 @@ def _measure(
         "sta_backlog": sta["backlog"],
         "sta_readings_per_s": round(sta["sent"] / elapsed),
         "sta_last_error": sta["last_error"],
+        "sta_readings_per_s_after": after,
         "cpu_us_per_reading": round(cpu_s / readings * 1e6, 2),
         "agent_core_utilisation": round(cpu_s / elapsed, 2),
         "disk_bytes_per_reading": round(disk / readings, 1),
@@ -155,3 +160,14 @@ def _measure(
         "peak_rss_mb": round(memory_kb(agent.pid)["VmHWM"] * 1024 / 1e6, 1),
         "sent": {n: u["sent"] for n, u in final["uplinks"].items()},
     }
+
+
+def _sta_rate_after(agent: Any, sent0: int, seconds: float) -> int | None:
+    """Readings/s the SensorThings uplink delivered over the next `seconds` (None if the
+    status did not answer)."""
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    status = agent.status()
+    if status is None:
+        return None
+    return round((status["uplinks"][STA]["sent"] - sent0) / (time.monotonic() - t0))
