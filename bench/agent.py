@@ -74,6 +74,9 @@ class AgentSettings:
     extra_uplinks: int = 0
     """More MQTT uplinks ([[uplinks]]) for the same owner, on the same broker, each under
     `<topic_prefix>/u<i>`: every reading then leaves once per uplink."""
+    sta_url: str = ""
+    """When set, one more uplink, `format = "sensorthings"`, named `sta`, to this service
+    root (docs/uplinks-sensorthings.md), for the same owner."""
 
 
 def _q(text: str) -> str:
@@ -113,6 +116,17 @@ def config_toml(settings: AgentSettings, data_dir: Path) -> str:
             f"flush_interval_s = {float(s.flush_interval_s)!r}",
             f"batch_max_readings = {s.batch_max_readings}",
             "wire_format = 1",
+        ]
+    if s.sta_url:
+        lines += [
+            "",
+            "[[uplinks]]",
+            'name = "sta"',
+            'owners = ["operator"]',
+            'format = "sensorthings"',
+            f"url = {_q(s.sta_url)}",
+            f"flush_interval_s = {float(s.flush_interval_s)!r}",
+            f"batch_max_readings = {s.batch_max_readings}",
         ]
     for i, port in enumerate(s.ports):
         lines += [

@@ -1036,8 +1036,10 @@ def run_all(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         up = results["uplinks"]
         log(
             f"uplinks: {up['uplinks']} uplinks, {fmt(up['readings_per_s'])} readings/s end to "
-            f"end, {up['cpu_us_per_reading']:.1f} us CPU/reading, "
-            f"{up['disk_bytes_per_reading']:.1f} B disk/reading"
+            f"end (MQTT), {up['cpu_us_per_reading']:.1f} us CPU/reading, "
+            f"{up['disk_bytes_per_reading']:.1f} B disk/reading; SensorThings by then "
+            f"{fmt(up['sta_sent'])} sent ({fmt(up['sta_readings_per_s'])}/s), "
+            f"backlog {fmt(up['sta_backlog'])}; then {fmt(up['sta_readings_per_s_after'] or 0)}/s"
         )
     if "real-rate" in parts:
         results["real_rate"] = run_real_rate(bench, 10 if args.quick else 30)
