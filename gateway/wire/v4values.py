@@ -1,10 +1,11 @@
 """Wire v4's value model: how a reading's value is predicted and coded (docs/protocol.md).
 
 Encoder and decoder keep the same state: per series its decimals and previous scaled value in
-this message, per quantity the decimals of its previous series and its previous value (of any
-series, at any decimals). A value is coded as the zigzag difference to its prediction with an
-adaptive Exp-Golomb code: the series' previous value (one context for all repeats), else the
-quantity's previous value rescaled to this series' decimals (a context per quantity), else 0.
+this message; per quantity the decimals of its series, latest first, and the sum and count of
+its values so far (of any series at any decimals). A series' decimals are coded by their place
+in that recency list; a value as the zigzag difference to its prediction, with an adaptive
+Exp-Golomb code: the series' previous value (one context for all repeats), else the mean of the
+quantity's values so far at this series' decimals (a context per quantity), else 0.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class ValueContexts:
 
     def first_of(self, quantity: str, known: bool) -> Adaptive:
         """The context of a series' first value: predicted from its quantity, or from 0."""
-        table, mean = (self.first, 256) if known else (self.fresh, 1024)
+        table, mean = (self.first, 64) if known else (self.fresh, 1024)
         context = table.get(quantity)
         if context is None:
             context = table[quantity] = Adaptive(mean)
@@ -105,12 +106,12 @@ class ValueContexts:
 class Values:
     """The value prediction, the same in the encoder and the decoder."""
 
-    __slots__ = ("ctx", "last", "quantity_last", "recent", "recent_any", "scales")
+    __slots__ = ("ctx", "last", "quantity_sum", "recent", "recent_any", "scales")
 
     def __init__(self) -> None:
         self.ctx = ValueContexts()
         self.last: dict[int, int] = {}
-        self.quantity_last: dict[str, tuple[int, int]] = {}
+        self.quantity_sum: dict[str, tuple[int, int]] = {}  # at MAX_DECIMALS, and a count
         self.recent: dict[str, list[int]] = {}  # per quantity, its series' decimals, latest first
         self.recent_any: list[int] = []  # the same over all quantities
         self.scales: dict[int, int] = {}
@@ -126,10 +127,16 @@ class Values:
     def _context(self, alias: int, quantity: str, scale: int) -> tuple[int, Adaptive]:
         if alias in self.last:
             return self.last[alias], self.ctx.delta
-        previous = self.quantity_last.get(quantity)
-        if previous is None:
+        total = self.quantity_sum.get(quantity)
+        if total is None:
             return 0, self.ctx.first_of(quantity, False)
-        return rescale(previous[0], previous[1], scale), self.ctx.first_of(quantity, True)
+        mean = total[0] // total[1]
+        return rescale(mean, MAX_DECIMALS, scale), self.ctx.first_of(quantity, True)
+
+    def _remember(self, alias: int, quantity: str, scaled: int, scale: int) -> None:
+        self.last[alias] = scaled
+        total, count = self.quantity_sum.get(quantity, (0, 0))
+        self.quantity_sum[quantity] = (total + scaled * 10 ** (MAX_DECIMALS - scale), count + 1)
 
     def put(self, bits: BitWriter, alias: int, quantity: str, scale: int, value: float) -> None:
         """Append one value of series `alias` (at its decimals `scale` in this message)."""
@@ -142,8 +149,7 @@ class Values:
         scaled = scaled_integer(value, scale)
         prediction, context = self._context(alias, quantity, scale)
         bits.golomb(zigzag(scaled - prediction), context)
-        self.last[alias] = scaled
-        self.quantity_last[quantity] = (scaled, scale)
+        self._remember(alias, quantity, scaled, scale)
 
     def get(self, bits: BitReader, alias: int, quantity: str) -> float:
         """The next value of series `alias`, as `put` wrote it; WireError if out of range."""
@@ -160,6 +166,5 @@ class Values:
         scaled = prediction + unzigzag(bits.golomb(context))
         if not -MAX_EXACT < scaled < MAX_EXACT:
             raise WireError(f"v4 series {alias}: a scaled value beyond 2**53")
-        self.last[alias] = scaled
-        self.quantity_last[quantity] = (scaled, scale)
+        self._remember(alias, quantity, scaled, scale)
         return scaled / 10**scale if scale else float(scaled)
