@@ -21,7 +21,7 @@ def add_commands(commands: Commands) -> None:
     p.add_argument("--readings", required=True, help="CSV or CSV.gz file")
     p.add_argument("--flush-seconds", type=float, required=True)
     p.add_argument("--sensors", help="only these sensor ids, comma-separated")
-    p.add_argument("--format", type=int, choices=[1, 2, 3], default=1, help="wire format version")
+    p.add_argument("--format", type=int, choices=[1, 2, 3, 4], default=1, help="wire format")
     p.add_argument(
         "--no-topic-alias",
         action="store_true",

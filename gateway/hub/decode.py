@@ -101,8 +101,8 @@ class _Table:
 
 
 class HubDecoder:
-    """Decodes what gateways publish, v1, v2 and v3: keeps each gateway's series table from its
-    birth (v2 and v3 aliases) and drops readings whose key was seen."""
+    """Decodes what gateways publish, v1 to v4: keeps each gateway's series table from its
+    birth (v2-v4 aliases) and drops readings whose key was seen."""
 
     def __init__(
         self, *, dedup: Deduplicator | None = None, tables: SeriesTables | None = None

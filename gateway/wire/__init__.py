@@ -1,9 +1,10 @@
 """The wire formats (docs/protocol.md), behind one dispatch for encoding and decoding.
 
-v1 is a self-contained msgpack map per data message; v2 (msgpack columns) and v3 (bit-packed)
-name their series by the alias table of the gateway's retained birth. Status, metrics and the
-birth are the same maps in every version (`messages`). The v2 and v3 codecs are imported on
-first use, so a gateway that sends v1 never loads them (RSS).
+v1 is a self-contained msgpack map per data message; v2 (msgpack columns), v3 (bit-packed)
+and v4 (v3 with a shorter header, cheaper rows and decimals) name their series by the alias
+table of the gateway's retained birth. Status, metrics and the birth are the same maps in every
+version (`messages`). The v2, v3 and v4 codecs are imported on first use, so a gateway that
+sends v1 never loads them (RSS).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ __all__ = [
     "version_of",
 ]
 
-FORMATS = (1, 2, 3)
+FORMATS = (1, 2, 3, 4)
 """The data formats this package encodes and decodes (`[hub] wire_format`)."""
 
 SeriesTables = Callable[[int], Mapping[int, Series]]
@@ -64,11 +65,13 @@ SeriesTables = Callable[[int], Mapping[int, Series]]
 
 
 def version_of(payload: bytes) -> int:
-    """The format of a data message, from its first byte: 0x03 is v3, a msgpack array v2,
-    anything else is taken for a v1 map (its decoder says if it is not)."""
+    """The format of a data message, from its first byte: 0x03 is v3, 0x40-0x5F v4, a msgpack
+    array v2, anything else is taken for a v1 map (its decoder says if it is not)."""
     first = payload[0] if payload else -1
     if first == 3:
         return 3
+    if first & 0xE0 == 0x40:
+        return 4
     if 0x90 <= first <= 0x9F or first in (0xDC, 0xDD):
         return 2
     return 1
@@ -93,6 +96,10 @@ def encode_data(
         from gateway.wire import v3
 
         return v3.encode_data(epoch, batch, series_of)
+    if version == 4:
+        from gateway.wire import v4
+
+        return v4.encode_data(epoch, batch, series_of)
     raise ValueError(f"unknown wire format {version}; expected one of {FORMATS}")
 
 
@@ -114,6 +121,10 @@ def decode_data(
         from gateway.wire import v2
 
         return v2.decode_data(payload, gateway, tables(v2.epoch_of(payload)).get)
-    from gateway.wire import v3
+    if version == 3:
+        from gateway.wire import v3
 
-    return v3.decode_data(payload, gateway, tables(v3.epoch_of(payload)).get)
+        return v3.decode_data(payload, gateway, tables(v3.epoch_of(payload)).get)
+    from gateway.wire import v4
+
+    return v4.decode_data(payload, gateway, tables(v4.epoch_of(payload)).get)

@@ -3,9 +3,10 @@
 Run: `make fuzz` (FUZZ_INPUTS per target, default 1,000,000) or
 `.venv/bin/python tests/fuzz/hub_fuzz.py --inputs N --seed S --jobs J [--target NAME ...]`.
 
-Per target (v1, v2, v3 data, births, status, metrics, config state, alerts) it starts from real
-encoded messages and mutates bytes, msgpack fields and lengths, v2 blobs, v3 bit streams and JSON
-nodes; inputs that still decode join the pool, so mutations go deeper. Every input goes through
+Per target (v1, v2, v3, v4 data, births, status, metrics, config state, alerts) it starts from
+real encoded messages and mutates bytes, msgpack fields and lengths, v2 blobs, v3 and v4 bit
+streams (and v4's flags) and JSON nodes; inputs that still decode join the pool, so mutations go
+deeper. Every input goes through
 `HubDecoder.decode` (the hub's own entry point), asserting per input: no exception (the decoders
 may only say "invalid" with a reason), under `MAX_SECONDS`; a sample under tracemalloc under
 `MAX_PEAK_BYTES`; the process's peak RSS at the end under `MAX_RSS_BYTES`. Deterministic for a
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from gateway import wire  # noqa: E402
 from gateway.hub.decode import HubDecoder  # noqa: E402
 from gateway.readings import Series, StoredReading  # noqa: E402
-from gateway.wire import v1, v2, v3  # noqa: E402
+from gateway.wire import v1, v2, v3, v4  # noqa: E402
 
 MAX_SECONDS = 1.0
 MAX_PEAK_BYTES = 64 << 20
@@ -49,7 +50,7 @@ MAX_HANG_S = 30.0
 MAX_AS_BYTES = 3 << 30
 SAMPLE_EVERY = 997  # inputs between two measured under tracemalloc
 POOL = 400
-TARGETS = ("v1", "v2", "v3", "birth", "status", "metrics", "config", "alert")
+TARGETS = ("v1", "v2", "v3", "v4", "birth", "status", "metrics", "config", "alert")
 
 NAMES = {
     1: Series("pm-north", "pm2_5_ugm3", "ug/m3"),
@@ -135,8 +136,10 @@ def seeds(target: str, rng: random.Random) -> list[bytes]:
         return [v2.encode_data(7, b) for b in data]
     if target == "v3":
         return [v3.encode_data(7, b, NAMES.__getitem__) for b in data]
+    if target == "v4":
+        return [v4.encode_data(7, b, NAMES.__getitem__) for b in data]
     if target == "birth":
-        return [birth(e, f) for e in (7, 8, 2**40) for f in (2, 3)]
+        return [birth(e, f) for e in (7, 8, 2**40) for f in (2, 3, 4)]
     if target == "status":
         return [
             wire.encode_status("gw", state=s, version="0.1", started_ms=T0)
@@ -310,6 +313,25 @@ def mutate_v3(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return bytes(buf)
 
 
+def mutate_v4(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
+    """The first byte's flags, header varints set to edge values, or bits flipped in the
+    stream (count, alias width, tick and the readings)."""
+    if rng.random() < 0.4 or len(data) < 8:
+        return mutate_bytes(data, rng, pool)
+    buf = bytearray(data)
+    if rng.random() < 0.3:
+        buf[0] = 0x40 | rng.randrange(32)
+    elif rng.random() < 0.4:
+        edge = rng.choice((0, 1, 10_000, 10_001, 2**31, 2**32, 2**63, 2**64 - 1, 2**69))
+        pos = rng.randrange(1, min(len(buf), 12))
+        buf[pos:pos] = wire.codec.uvarint_bytes(edge)
+    else:
+        for _ in range(rng.randrange(1, 6)):
+            bit = rng.randrange(8, len(buf) * 8)
+            buf[bit >> 3] ^= 0x80 >> (bit & 7)
+    return bytes(buf)
+
+
 def mutate_json(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     """JSON-level: a node changed, deep nesting, or bytes."""
     roll = rng.random()
@@ -329,6 +351,7 @@ MUTATORS: dict[str, Callable[[bytes, random.Random, list[bytes]], bytes]] = {
     "v1": mutate_msgpack,
     "v2": mutate_msgpack,
     "v3": mutate_v3,
+    "v4": mutate_v4,
     "birth": mutate_msgpack,
     "status": mutate_msgpack,
     "metrics": mutate_msgpack,
@@ -339,6 +362,7 @@ LEAF = {
     "v1": "data",
     "v2": "data",
     "v3": "data",
+    "v4": "data",
     "birth": "status",
     "status": "status",
     "metrics": "metrics",
@@ -427,7 +451,8 @@ def run(target: str, inputs: int, seed: int) -> Report:
                 pool[rng.randrange(len(pool))] = payload
         if target == "birth" and n % 7 == 0:  # births then data: a table fuzzed births made
             probe = Report("probe")
-            check(decoder, "citygw/v1/gw/data", v3_probe, probe, False)
+            for data_probe in (v3_probe, v4_probe):
+                check(decoder, "citygw/v1/gw/data", data_probe, probe, False)
             report.findings += probe.findings
     faulthandler.cancel_dump_traceback_later()
     report.inputs = inputs
@@ -441,6 +466,7 @@ def run(target: str, inputs: int, seed: int) -> Report:
 
 
 v3_probe = v3.encode_data(7, [(1, T0, 1, 1.5, 0), (2, T0, 2, 2.5, 1)], NAMES.__getitem__)
+v4_probe = v4.encode_data(7, [(1, T0, 1, 1.5, 0), (2, T0, 2, 2.5, 1)], NAMES.__getitem__)
 
 
 def _job(args: tuple[str, int, int]) -> Report:
