@@ -56,14 +56,20 @@ class Reader:
         self._local = threading.local()
 
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        """All rows of `sql` (placeholders `?`), or DatabaseUnavailable."""
-        try:
-            return self._run(sql, params)
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:  # any driver error: drop the connection, answer 503
-            self.close()
-            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        """All rows of `sql` (placeholders `?`), or DatabaseUnavailable. A connection lost
+        since its last use (the database restarted) is replaced and the query run once more,
+        so only requests while the database is really down get a 503."""
+        for attempt in (1, 2):
+            try:
+                return self._run(sql, params)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # any driver error: drop the connection, answer 503
+                stale = bool(getattr(getattr(self._local, "connection", None), "broken", False))
+                self.close()
+                if attempt == 2 or not stale:
+                    raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         """Closes this thread's connection (the next query opens a fresh one)."""
