@@ -39,6 +39,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
 from pg_cluster import PgCluster  # noqa: E402
 
+from bench.broker import free_port, mosquitto_binary  # noqa: E402
 from gateway import wire  # noqa: E402
 from gateway.readings import Series  # noqa: E402
 
@@ -88,12 +89,6 @@ def messages(gateways: int, total: int, per_message: int) -> list[tuple[str, byt
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = work / "mosquitto.conf"
@@ -102,7 +97,7 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     if os.geteuid() == 0:
         lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    binary = mosquitto_binary()
     log = (work / "mosquitto.log").open("ab")
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
     for _ in range(100):

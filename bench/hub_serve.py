@@ -21,7 +21,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))  # the test suite's cluster helper
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]  # bench, the cluster helper
 START = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN_S = 60 * 86_400  # two months
 MONTHS = [
@@ -94,14 +93,10 @@ def fill(dsn: str, gateways: int, readings: int) -> None:
         db.execute("ANALYZE")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving(dsn: str) -> Iterator[str]:
+    from bench.broker import free_port
+
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "hub", "serve", "--db", dsn,
