@@ -36,31 +36,29 @@ def _quantities(pairs: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
 
 
 def source_entry(source: SourceConfig, gateway_owner: str) -> dict[str, Any]:
-    """One source as the register lists it. BLE sources name their devices and kinds (never
-    their addresses or keys) and list every quantity their kinds measure."""
+    """One source as the register lists it. A source of several devices (BLE sensors, meters
+    on a bus) names each device and its kind (never addresses or keys) and lists every
+    quantity its kinds measure."""
     entry: dict[str, Any] = {
         "source": source.name,
         "owner": source.owner or gateway_owner,
         "type": type(source).TYPE,
     }
+    devices: list[tuple[str, str]] | None = None  # (device name, kind)
     if isinstance(source, BleSourceConfig):
-        kinds = sorted({device.kind for device in source.devices})
-        measured = dict.fromkeys(pair for kind in kinds for pair in quantities(kind))
-        entry["driver"] = "+".join(kinds)
-        entry["quantities"] = _quantities(tuple(measured))
-        entry["devices"] = [
-            {"device": device.name, "kind": device.kind} for device in source.devices
-        ]
+        devices = [(device.name, device.kind) for device in source.devices]
     elif isinstance(source, ModbusSourceConfig):
-        models = sorted({meter.model for meter in source.meters})
-        measured = dict.fromkeys(pair for model in models for pair in quantities(model))
-        entry["driver"] = "+".join(models)
-        entry["quantities"] = _quantities(tuple(measured))
-        entry["devices"] = [{"device": meter.name, "kind": meter.model} for meter in source.meters]
-    else:
+        devices = [(meter.name, meter.model) for meter in source.meters]
+    if devices is None:
         driver = str(getattr(source, "driver", ""))
         entry["driver"] = driver
         entry["quantities"] = _quantities(quantities(driver))
+    else:
+        kinds = sorted({kind for _, kind in devices})
+        measured = dict.fromkeys(pair for kind in kinds for pair in quantities(kind))
+        entry["driver"] = "+".join(kinds)
+        entry["quantities"] = _quantities(tuple(measured))
+        entry["devices"] = [{"device": name, "kind": kind} for name, kind in devices]
     entry["register"] = None if source.register is None else record_fields(source.register)
     return entry
 
