@@ -26,6 +26,10 @@ class DatabaseUnavailable(Exception):
     """The database could not answer (down, restarting, a statement over its time bound)."""
 
 
+class _ConnectionLost(DatabaseUnavailable):
+    """The connection broke (e.g. the database restarted since it was opened)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where the hub database is: `dialect` is "postgresql" or "sqlite"."""
@@ -59,17 +63,21 @@ class Reader:
         """All rows of `sql` (placeholders `?`), or DatabaseUnavailable. A connection lost
         since its last use (the database restarted) is replaced and the query run once more,
         so only requests while the database is really down get a 503."""
-        for attempt in (1, 2):
-            try:
-                return self._run(sql, params)
-            except DatabaseUnavailable:
-                raise
-            except Exception as exc:  # any driver error: drop the connection, answer 503
-                stale = bool(getattr(getattr(self._local, "connection", None), "broken", False))
-                self.close()
-                if attempt == 2 or not stale:
-                    raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self._attempt(sql, params)
+        except _ConnectionLost:
+            return self._attempt(sql, params)
+
+    def _attempt(self, sql: str, params: Sequence[object]) -> list[Row]:
+        try:
+            return self._run(sql, params)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # any driver error: drop the connection, answer 503
+            lost = bool(getattr(getattr(self._local, "connection", None), "broken", False))
+            self.close()
+            error = _ConnectionLost if lost else DatabaseUnavailable
+            raise error(f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         """Closes this thread's connection (the next query opens a fresh one)."""
