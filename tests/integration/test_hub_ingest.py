@@ -9,6 +9,7 @@ buffer's next sequence number read, and the database must hold each of 1..next-1
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,33 @@ def stored(dsn: str) -> list[tuple[int, int]]:
 
 def open_gaps(dsn: str) -> list[tuple[Any, ...]]:
     return query(dsn, "SELECT epoch, first_seq, last_seq FROM gaps WHERE closed_at IS NULL")
+
+
+async def stream_with_one_worker(
+    mosquitto: Any,
+    dsn: str,
+    topic_prefix: str,
+    client_id: str,
+    pty: Any,
+    agent: Any,
+    ingest_process: Any,
+    fault: Callable[[Any], Awaitable[None]],
+) -> Any:
+    """A worker (not shared), then the agent; 700 frames at 100 Hz with `fault(worker)` 2.5 s
+    into the stream. Returns the worker."""
+    worker = ingest_process(
+        "--url", mosquitto.url, "--db", dsn, "--topic-prefix", topic_prefix, "--grace-s", "1",
+        "--client-id", client_id,
+    )  # fmt: skip
+    worker.start()
+    await worker.wait_for_log("connected to")
+    agent.start()
+    await agent.wait_for_log("connected to hub")
+    writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
+    await asyncio.sleep(2.5)
+    await fault(worker)
+    await writer
+    return worker
 
 
 async def settle_and_check(dsn: str, agent: Any, tmp_path: Path) -> None:
@@ -119,20 +147,15 @@ async def test_a_broker_restart_mid_stream_loses_nothing_with_a_persistent_subsc
     agent = agent_process(
         write_config(config(tmp_path, mosquitto, topic_prefix, {"pm": pty.link}, wire_format=3))
     )
-    worker = ingest_process(
-        "--url", mosquitto.url, "--db", dsn, "--topic-prefix", topic_prefix, "--grace-s", "1",
-        "--client-id", "ingest-one",
-    )  # fmt: skip
-    worker.start()
-    await worker.wait_for_log("connected to")
-    agent.start()
-    await agent.wait_for_log("connected to hub")
-    writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
-    await asyncio.sleep(2.5)
-    mosquitto.stop()
-    await asyncio.sleep(0.5)
-    mosquitto.start()
-    await writer
+
+    async def fault(worker: Any) -> None:
+        mosquitto.stop()
+        await asyncio.sleep(0.5)
+        mosquitto.start()
+
+    await stream_with_one_worker(
+        mosquitto, dsn, topic_prefix, "ingest-one", pty, agent, ingest_process, fault
+    )
 
     await settle_and_check(dsn, agent, tmp_path)
 
@@ -151,20 +174,15 @@ async def test_sqlite_one_worker_stores_every_reading_once_through_a_kill(
     agent = agent_process(
         write_config(config(tmp_path, mosquitto, topic_prefix, {"pm": pty.link}, wire_format=3))
     )
-    worker = ingest_process(
-        "--url", mosquitto.url, "--db", dsn, "--topic-prefix", topic_prefix, "--grace-s", "1",
-        "--client-id", "ingest-sqlite",
-    )  # fmt: skip
-    worker.start()
-    await worker.wait_for_log("connected to")
-    agent.start()
-    await agent.wait_for_log("connected to hub")
-    writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
-    await asyncio.sleep(2.5)
-    worker.kill9()
-    await asyncio.sleep(1)
-    worker.start()
-    await writer
+
+    async def fault(worker: Any) -> None:
+        worker.kill9()
+        await asyncio.sleep(1)
+        worker.start()
+
+    await stream_with_one_worker(
+        mosquitto, dsn, topic_prefix, "ingest-sqlite", pty, agent, ingest_process, fault
+    )
 
     await settle_and_check(dsn, agent, tmp_path)
 
@@ -186,20 +204,15 @@ async def test_postgresql_killed_mid_stream_loses_nothing_and_stores_nothing_twi
     agent = agent_process(
         write_config(config(tmp_path, mosquitto, topic_prefix, {"pm": pty.link}, wire_format=3))
     )
-    worker = ingest_process(
-        "--url", mosquitto.url, "--db", dsn, "--topic-prefix", topic_prefix, "--grace-s", "1",
-        "--client-id", "ingest-pg-crash",
-    )  # fmt: skip
-    worker.start()
-    await worker.wait_for_log("connected to")
-    agent.start()
-    await agent.wait_for_log("connected to hub")
-    writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
-    await asyncio.sleep(2.5)
-    postgres.kill()
-    await asyncio.sleep(1.5)
-    postgres.start()
-    await writer
+
+    async def fault(worker: Any) -> None:
+        postgres.kill()
+        await asyncio.sleep(1.5)
+        postgres.start()
+
+    worker = await stream_with_one_worker(
+        mosquitto, dsn, topic_prefix, "ingest-pg-crash", pty, agent, ingest_process, fault
+    )
 
     await settle_and_check(dsn, agent, tmp_path)
     assert "database unavailable" in worker.log_text()
