@@ -160,7 +160,7 @@ class Routing:
         chunks it is done with stay stored and a restart would send them to it again)."""
         if not lane.save_due():
             return False
-        return any(other.mark < lane.saved_mark for other in self.lanes.values())
+        return any(other.mark < lane.mark for other in self.lanes.values())
 
     def forget(self, c0: int) -> None:
         """Chunk `c0` was deleted."""

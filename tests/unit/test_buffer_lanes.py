@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from drivers.base import Measurement
 from gateway.readings import Columns, SeriesIndex
 from gateway.store.buffer import SqliteBuffer
-from gateway.store.lanes import LaneSpec
+from gateway.store.lanes import MARK_SAVE_KEYS, LaneSpec
 
 Factory = Callable[..., SqliteBuffer]
 
@@ -300,3 +300,20 @@ def test_no_reading_ever_reaches_a_lane_that_does_not_list_its_owner(
             needed |= waiting
         assert buffer.depth == len(needed)
     buffer.close()
+
+
+def test_a_lane_draining_after_the_last_commit_still_writes_its_mark(
+    make_buffer: Factory,
+) -> None:
+    """Every reading is stored before the first acknowledgement (a fast sensor, a slow
+    broker) and no commit comes after: A's mark is written at the acknowledgements themselves
+    while B lags, so a crash re-sends A at most MARK_SAVE_KEYS of what it acknowledged."""
+    a, b = LaneSpec("a", frozenset({"city"})), LaneSpec("b", frozenset({"city"}))
+    buffer = make_buffer(a, b, max_readings=20_000)
+    for part in range(3):
+        buffer.append(readings(("city", 4000), first=4000 * part))
+    assert len(drain(buffer, "a", batch=500)) == 12_000
+    crash(buffer)
+    reopened = make_buffer(a, b, max_readings=20_000)
+    assert len(reopened.peek(0, 20_000, lane="a")) <= MARK_SAVE_KEYS
+    assert len(reopened.peek(0, 20_000, lane="b")) == 12_000
