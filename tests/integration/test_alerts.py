@@ -191,14 +191,26 @@ async def test_a_broker_refusing_the_alert_topic_does_not_count_as_sent(
     assert (alert.quantity, alert.value) == ("alert/pm-high", 1.0), "the data message has it"
 
 
-async def _line_with(stream: asyncio.StreamReader, needle: str, seen: list[str]) -> str:
-    async with asyncio.timeout(15):
-        while True:
-            line = (await stream.readline()).decode()
-            assert line, f"hub tail ended; it printed:\n{''.join(seen)}"
-            seen.append(line)
-            if needle in line:
-                return line
+async def _line_with(
+    stream: asyncio.StreamReader, needle: str, seen: list[str], agent: Any
+) -> str:
+    """The next line of `hub tail` with `needle`; a failure shows all it printed and the
+    agent's log (a timing failure here is otherwise impossible to read afterwards)."""
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                line = (await stream.readline()).decode()
+                if not line:
+                    break
+                seen.append(line)
+                if needle in line:
+                    return line
+    except TimeoutError:
+        pass
+    raise AssertionError(
+        f"hub tail printed no line with {needle!r}; it printed:\n{''.join(seen)}"
+        f"\nthe agent's log:\n{agent.log_text()}"
+    )
 
 
 async def test_with_mqtt_3_1_1_the_data_message_carries_the_alert_too_and_hub_tail_shows_it_once(
@@ -233,15 +245,15 @@ async def test_with_mqtt_3_1_1_the_data_message_carries_the_alert_too_and_hub_ta
     assert tail.stdout is not None
     seen: list[str] = []
     try:
-        await _line_with(tail.stdout, "-- status from gw-test", seen)  # retained: subscribed
+        await _line_with(tail.stdout, "-- status from gw-test", seen, agent)  # retained: subscribed
         await pty.write_async(frame(HIGH))
-        line = await _line_with(tail.stdout, "ALERT", seen)
+        line = await _line_with(tail.stdout, "ALERT", seen, agent)
         assert (
             " ALERT RAISED gw-test pm pm-high: pm2_5_ugm3 = 60 ug/m3 (threshold 50) [key " in line
         )
         agent.terminate()
         assert agent.wait() == 0
-        await _line_with(tail.stdout, "gw-test pm pm2_5_ugm3 = 60 ug/m3", seen)
+        await _line_with(tail.stdout, "gw-test pm pm2_5_ugm3 = 60 ug/m3", seen, agent)
     finally:
         tail.terminate()
         await tail.wait()
