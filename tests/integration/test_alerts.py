@@ -191,9 +191,7 @@ async def test_a_broker_refusing_the_alert_topic_does_not_count_as_sent(
     assert (alert.quantity, alert.value) == ("alert/pm-high", 1.0), "the data message has it"
 
 
-async def _line_with(
-    stream: asyncio.StreamReader, needle: str, seen: list[str], agent: Any
-) -> str:
+async def _line_with(stream: asyncio.StreamReader, needle: str, seen: list[str], agent: Any) -> str:
     """The next line of `hub tail` with `needle`; a failure shows all it printed and the
     agent's log (a timing failure here is otherwise impossible to read afterwards)."""
     try:

@@ -52,12 +52,19 @@ class PostgresDatabase:
             return self._conn
         try:
             conn = psycopg.connect(self._dsn, connect_timeout=max(1, round(self._timeout_s)))
+        except psycopg.OperationalError as error:
+            raise Unavailable(str(error)) from None
+        try:
             if self._writer:
                 _migrate(conn)
                 conn.execute(f"CREATE TEMP TABLE obs_in ({_TEMP_COLUMNS}) ON COMMIT DELETE ROWS")
                 conn.commit()
         except psycopg.OperationalError as error:
+            conn.close()
             raise Unavailable(str(error)) from None
+        except BaseException:  # a database newer than this code (ValueError), a refusal
+            conn.close()
+            raise
         self._conn = conn
         return conn
 

@@ -37,9 +37,13 @@ class SqliteDatabase:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         if migrate:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._migrate()
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+            except BaseException:  # a database newer than this code (ValueError), a bad file
+                self._conn.close()
+                raise
 
     def _migrate(self) -> None:
         conn = self._conn
