@@ -20,9 +20,8 @@ UNIT = REPO_ROOT / "deploy" / "citygw.service"
 UNIT_ENV_KEYS = ("PYTHONOPTIMIZE",)
 """What the bench takes from the unit's Environment= so it measures the agent as deployed;
 PYTHONPYCACHEPREFIX is replaced by the bench's own compiled tree (see `deployed_env`)."""
-WARM_UP = "import gateway.agent, gateway.cli, encodings.idna, runpy"
-"""What the running agent imports (runpy for `-m`, idna for the hub's host name), as
-deploy/install.sh compiles it."""
+WARM_UP = ["-m", "gateway.system.bytecode"]
+"""Compiles what the running agent imports, as deploy/install.sh does."""
 
 
 def unit_environment(unit: Path = UNIT) -> dict[str, str]:
@@ -46,7 +45,7 @@ def deployed_env(pycache: Path) -> dict[str, str]:
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     warm = subprocess.run(
-        [sys.executable, "-c", WARM_UP],
+        [sys.executable, *WARM_UP],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

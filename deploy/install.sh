@@ -142,7 +142,7 @@ source_fingerprint() {
 
 # The unit runs the agent with -OO and PYTHONPYCACHEPREFIX=/opt/citygw/pycache (see
 # deploy/citygw.service): compile that bytecode now, for the virtual environment and for the
-# standard library modules the agent imports (the warm-up import writes those).
+# standard library modules the agent imports (gateway.system.bytecode imports them all).
 compile_bytecode() {
     local venv_python=$1 cache=$PREFIX/pycache
     rm -rf "$cache"
@@ -150,8 +150,7 @@ compile_bytecode() {
         "$("$venv_python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
         >/dev/null || die "compiling the bytecode into $cache failed"
     PYTHONPYCACHEPREFIX=$cache PYTHONDONTWRITEBYTECODE='' "$venv_python" -OO \
-        -c 'import gateway.agent, gateway.cli, gateway.sources.ble, encodings.idna' \
-        || die "the installed agent cannot import its modules"
+        -m gateway.system.bytecode || die "the installed agent cannot import its modules"
 }
 
 install_program() {

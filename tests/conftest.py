@@ -215,9 +215,20 @@ class AgentProcess:
     """``python -m gateway.cli run --config PATH``; stdout and stderr go to ``log_path``
     (appended across restarts, so a test sees the whole history)."""
 
-    def __init__(self, config_path: Path, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        log_path: Path | None = None,
+        python_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path or config_path.with_suffix(".log")
+        self.python_args = python_args
+        """Interpreter options, e.g. ("-OO",) as the systemd unit runs it."""
+        self.env = env or {}
+        """Set on top of this process's environment ("": unset)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -235,7 +246,10 @@ class AgentProcess:
         self.starts += 1
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-        argv = [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)]
+        env.update(self.env)
+        env = {k: v for k, v in env.items() if v}
+        argv = [sys.executable, *self.python_args, "-m", "gateway.cli", "run"]
+        argv += ["--config", str(self.config_path)]
         argv += extra_args
         with self.log_path.open("ab") as log:
             log.write(f"--- test harness: start #{self.starts}: {json.dumps(argv)}\n".encode())
@@ -297,12 +311,12 @@ class AgentProcess:
 
 
 @pytest.fixture
-def agent_process() -> Iterator[Callable[[Path], AgentProcess]]:
+def agent_process() -> Iterator[Callable[..., AgentProcess]]:
     """Factory: ``agent = agent_process(config_path); agent.start()``; stopped at teardown."""
     agents: list[AgentProcess] = []
 
-    def make(config_path: Path) -> AgentProcess:
-        agent = AgentProcess(config_path)
+    def make(config_path: Path, **options: Any) -> AgentProcess:
+        agent = AgentProcess(config_path, **options)
         agents.append(agent)
         return agent
 
