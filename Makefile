@@ -186,6 +186,7 @@ bench: $(STAMP)
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/fleet_push.py --count 200 --write
 	$(VPY) bench/decoders.py
+	$(VPY) bench/rangefinder.py
 	$(VPY) bench/alert_latency.py --alerts 400 --write
 	$(VPY) bench/hub_ingest.py
 

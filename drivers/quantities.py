@@ -54,10 +54,31 @@ QUANTITIES: Final[dict[str, tuple[Quantity, ...] | None]] = {
 }
 """Driver name -> what it measures; None: whatever the device reports or its settings say."""
 
+AGGREGATED: Final[dict[str, tuple[Quantity, ...]]] = {
+    "maxbotix": (
+        ("range_status", "1"),
+        ("distance_reports", "1"),
+        ("no_target_reports", "1"),
+        ("distance_mm", "mm"),
+        ("distance_min_mm", "mm"),
+        ("distance_max_mm", "mm"),
+        ("water_level_mm", "mm"),
+        ("water_level_min_mm", "mm"),
+        ("water_level_max_mm", "mm"),
+    ),
+}
+"""What a source with `aggregate_s` sends per interval instead (gateway/sources/serial/): the
+rangefinder's median distance and level (under the names of a single report's), their min and
+max, and how many reports had a target and how many had none. Not listed: the radar's
+(`ops243` is None above)."""
 
-def quantities(driver: str) -> tuple[Quantity, ...]:
-    """What `driver` measures, in the order its frames carry it; empty when that depends on
-    the device (see `QUANTITIES`) or the driver is not in the table."""
+
+def quantities(driver: str, *, aggregated: bool = False) -> tuple[Quantity, ...]:
+    """What `driver` measures, in the order its frames carry it (`aggregated`: what a source
+    with `aggregate_s` sends per interval); empty when that depends on the device (see
+    `QUANTITIES`) or the driver is not in the table."""
+    if aggregated:
+        return AGGREGATED.get(driver, ())
     if driver in ("sdm120", "sdm630"):  # a data table beside its codec, loaded on use
         from drivers.eastron import REGISTERS
 

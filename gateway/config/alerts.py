@@ -70,9 +70,15 @@ class AlertRule:
                 raise ValueError(f"{name}: expected a finite number")
 
 
-def check_rules(rules: list[AlertRule], sources: dict[str, list[str] | None]) -> None:
-    """Rule names unique, each rule's source configured. `sources`: source name -> its BLE
-    device names (None for a source without devices). ValueError naming `alerts[i].key`."""
+def check_rules(
+    rules: list[AlertRule],
+    sources: dict[str, list[str] | None],
+    aggregate_s: dict[str, float] | None = None,
+) -> None:
+    """Rule names unique, each rule's source configured, a rate window that sees enough of an
+    aggregating source's readings. `sources`: source name -> its BLE device names (None for a
+    source without devices); `aggregate_s`: source name -> its interval, for the sources that
+    send one set of readings per interval. ValueError naming `alerts[i].key`."""
     if len(rules) > MAX_RULES:
         raise ValueError(f"alerts: expected at most {MAX_RULES} rules")
     seen: set[str] = set()
@@ -91,4 +97,13 @@ def check_rules(rules: list[AlertRule], sources: dict[str, list[str] | None]) ->
             raise ValueError(
                 f"alerts[{index}].source: {source_name!r} has no device {device!r} "
                 "(only a BLE source's devices or a modbus source's meters)"
+            )
+        interval_s = (aggregate_s or {}).get(source_name)
+        if rule.rate_per_min is not None and interval_s and rule.rate_window_s < 3 * interval_s:
+            # the engine keeps readings younger than the window and needs them to span half of
+            # it: with one reading per interval, below 1x never and near 2x only by chance
+            raise ValueError(
+                f"alerts[{index}].rate_window_s: {source_name!r} sends one reading per "
+                f"aggregate_s = {interval_s:g} s; expected at least {3 * interval_s:g} s "
+                "(3 of its readings)"
             )

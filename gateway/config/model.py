@@ -10,7 +10,7 @@ from gateway.config.alerts import AlertRule, check_rules
 from gateway.config.fields import NAME, record
 from gateway.config.remote import RemoteConfigSection
 from gateway.config.schema import Range
-from gateway.config.sources import SourceConfig
+from gateway.config.sources import SerialSourceConfig, SourceConfig
 from gateway.config.uplinks import HubSection, UplinkSection
 
 
@@ -87,6 +87,11 @@ class Config:
         check_rules(
             self.alerts,
             {s.name: _parts(s) or None for s in self.sources},
+            {
+                s.name: s.aggregate_s
+                for s in self.sources
+                if isinstance(s, SerialSourceConfig) and s.aggregate_s is not None
+            },
         )
         names: set[str] = set()
         for index, uplink in enumerate(self.uplinks):

@@ -75,8 +75,10 @@ class SerialSourceConfig:
     json: bool | None = None
     """`ops243` only: ask for JSON reports (OJ, with their unit label); unset: plain lines."""
     aggregate_s: Annotated[float, Range(ge=1, le=86_400)] | None = None
-    """`ops243` only: instead of every detection, per interval of this length the vehicles per
-    direction and their speed percentiles v50, v85 and max (drivers/README.md, ops243)."""
+    """`ops243` and `maxbotix`: instead of every report, readings per interval of this length.
+    Radar: the vehicles per direction and their speed percentiles v50, v85 and max. Rangefinder:
+    the median distance (and water level), min, max and the counts of reports with and without
+    a target. Alert rules then see these (drivers/README.md)."""
     model: str | None = None
     """`maxbotix` only, required: the model, e.g. "MB7389" (cm or mm, limits, no-target value)."""
     mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
@@ -95,10 +97,11 @@ class SerialSourceConfig:
         self._check_driver_options()
 
     def _check_driver_options(self) -> None:
-        """Options only for one driver (ops243, maxbotix), and what that driver needs."""
-        for name, driver in _DRIVER_OPTIONS.items():
-            if getattr(self, name) is not None and self.driver != driver:
-                raise ValueError(f'{name}: only for driver = "{driver}"')
+        """Options only for some drivers (ops243, maxbotix), and what each driver needs."""
+        for name, drivers in _DRIVER_OPTIONS.items():
+            if getattr(self, name) is not None and self.driver not in drivers:
+                listed = " or ".join(f'"{driver}"' for driver in drivers)
+                raise ValueError(f"{name}: only for driver = {listed}")
         if self.driver in ("ops243", "maxbotix") and self.duty_cycle is not None:
             raise ValueError(f"duty_cycle: the {self.driver} has no sleep command")
         if self.aggregate_s is not None and self.units in ("m", "cm", "ft", "in", "yd"):
@@ -111,13 +114,14 @@ class SerialSourceConfig:
 
 
 _DRIVER_OPTIONS = {
-    "units": "ops243",
-    "json": "ops243",
-    "aggregate_s": "ops243",
-    "model": "maxbotix",
-    "mount_height_mm": "maxbotix",
+    "units": ("ops243",),
+    "json": ("ops243",),
+    "aggregate_s": ("ops243", "maxbotix"),
+    "model": ("maxbotix",),
+    "mount_height_mm": ("maxbotix",),
 }
-"""Source options that belong to one driver (its codec's options of the same name, drivers/)."""
+"""Source options that belong to some drivers (a codec's options of the same name, drivers/;
+`aggregate_s` the source's own, gateway/sources/serial/aggregate.py)."""
 
 
 def _check_owner(owner: str) -> None:

@@ -19,7 +19,14 @@ from pathlib import Path
 from gateway import wire
 from gateway.readings import Series, StoredReading
 
-_UNITS = (("_ugm3", "ug/m3"), ("_c", "Cel"), ("_pct", "%"), ("_hpa", "hPa"), ("_ppm", "ppm"))
+_UNITS = (
+    ("_ugm3", "ug/m3"),
+    ("_c", "Cel"),
+    ("_pct", "%"),
+    ("_hpa", "hPa"),
+    ("_ppm", "ppm"),
+    ("_mm", "mm"),
+)
 
 
 def unit_of(quantity: str) -> str:

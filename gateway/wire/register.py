@@ -51,8 +51,9 @@ def source_entry(source: SourceConfig, gateway_owner: str) -> dict[str, Any]:
         devices = [(meter.name, meter.model) for meter in source.meters]
     if devices is None:
         driver = str(getattr(source, "driver", ""))
+        aggregated = getattr(source, "aggregate_s", None) is not None
         entry["driver"] = driver
-        entry["quantities"] = _quantities(quantities(driver))
+        entry["quantities"] = _quantities(quantities(driver, aggregated=aggregated))
     else:
         kinds = sorted({kind for _, kind in devices})
         measured = dict.fromkeys(pair for kind in kinds for pair in quantities(kind))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +156,57 @@ async def test_radar_aggregated_per_interval_sends_vehicle_counts_and_percentile
     assert {r.unit for r in got if r.quantity.startswith("vehicles_")} == {"1"}
 
 
+async def _run_sonar(
+    tmp_path: Path,
+    mosquitto: Any,
+    prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+    *,
+    distances: list[float | None],
+    source: dict[str, Any],
+    enough: Any,
+    quiet_after_s: float = 0.0,
+) -> tuple[SimulatedMaxbotix, list[wire.HubReading], list[int]]:
+    """A MaxSonar on a pty sends `distances` once the agent has the port open, then falls
+    silent; the hub's readings once `enough(readings)` (and `quiet_after_s` later), and the
+    wall time (ms) at which each report was written."""
+    pty = make_pty("ttyUSB3")
+    written_ms: list[int] = []
+
+    def reports() -> Iterator[float | None]:
+        for distance in distances:
+            written_ms.append(time.time_ns() // 1_000_000)  # drawn just before its write
+            yield distance
+
+    sonar = SimulatedMaxbotix(pty.master_fd, model="MB7389", distances=reports())
+    sub = await hub_subscriber(mosquitto, f"{prefix}/+/data")
+    config = _config(
+        tmp_path,
+        mosquitto,
+        prefix,
+        {"name": "canal", "port": str(pty.link), "driver": "maxbotix", "model": "MB7389", **source},
+    )
+    agent = agent_process(write_config(config))
+    sim: asyncio.Task[None] | None = None
+    try:
+        agent.start()
+        await agent.wait_for_log("connected to hub")
+        await asyncio.sleep(0.5)  # the source has the port open: no line is lost
+        sim = asyncio.create_task(sonar.run())
+        await sub.wait_for(lambda ms: enough(_readings(ms)), timeout=30)
+        await asyncio.sleep(quiet_after_s)
+        messages = list(sub.messages)
+    finally:
+        agent.stop()
+        if sim is not None:
+            sim.cancel()
+            await asyncio.gather(sim, return_exceptions=True)
+    return sonar, _readings(messages), written_ms
+
+
 async def test_rising_water_level_and_no_target_reach_the_hub(
     tmp_path: Path,
     mosquitto: Any,
@@ -163,32 +216,19 @@ async def test_rising_water_level_and_no_target_reach_the_hub(
     agent_process: Any,
     hub_subscriber: Any,
 ) -> None:
-    pty = make_pty("ttyUSB3")
-    distances: list[float | None] = [3600, 3500, 3400, None, 3300, 3200]
     started = time.monotonic()
-    sonar = SimulatedMaxbotix(pty.master_fd, model="MB7389", distances=iter(distances))
-    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/+/data")
-    source = {
-        "name": "canal",
-        "port": str(pty.link),
-        "driver": "maxbotix",
-        "model": "MB7389",
-        "mount_height_mm": 4000,
-    }
-    agent = agent_process(write_config(_config(tmp_path, mosquitto, topic_prefix, source)))
-    try:
-        agent.start()
-        await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.5)  # the source has the port open: no line is lost
-        sim = asyncio.create_task(sonar.run())
-        messages = await sub.wait_for(
-            lambda ms: sum(r.quantity == "range_status" for r in _readings(ms)) >= 6, timeout=20
-        )
-    finally:
-        agent.stop()
-        sim.cancel()
-        await asyncio.gather(sim, return_exceptions=True)
-    got = _readings(messages)
+    _, got, _ = await _run_sonar(
+        tmp_path,
+        mosquitto,
+        topic_prefix,
+        make_pty,
+        write_config,
+        agent_process,
+        hub_subscriber,
+        distances=[3600, 3500, 3400, None, 3300, 3200],
+        source={"mount_height_mm": 4000},
+        enough=lambda rs: sum(r.quantity == "range_status" for r in rs) >= 6,
+    )
     assert [(r.quantity, r.value, r.unit) for r in got if r.quantity != "range_status"] == [
         q
         for level in (400, 500, 600, None, 700, 800)
@@ -197,6 +237,81 @@ async def test_rising_water_level_and_no_target_reach_the_hub(
     ]
     assert [r.value for r in got if r.quantity == "range_status"] == [0, 0, 0, 3, 0, 0]
     assert time.monotonic() - started < 60
+
+
+def _counted(readings: list[wire.HubReading]) -> int:
+    return sum(
+        int(r.value) for r in readings if r.quantity in ("distance_reports", "no_target_reports")
+    )
+
+
+async def test_rangefinder_aggregated_sends_one_median_per_interval_not_every_report(
+    tmp_path: Path,
+    mosquitto: Any,
+    topic_prefix: str,
+    make_pty: Any,
+    write_config: Any,
+    agent_process: Any,
+    hub_subscriber: Any,
+) -> None:
+    """A rippling canal with a bird under the sensor, then nothing in range for longer than an
+    interval, then the water higher; then the sensor falls silent. Each interval's aggregate
+    is checked against exactly the reports it counted (they partition the reports in order)."""
+    rng = random.Random(7)
+    ripples = [3000 + rng.randint(-20, 20) for _ in range(20)]
+    ripples[6] = 600  # a bird
+    distances: list[float | None] = [
+        *ripples,
+        *[None] * 25,  # 3.75 s at the MB7389's 6.67 Hz: at least one whole interval
+        *[2500 + rng.randint(-20, 20) for _ in range(20)],
+    ]
+    aggregate_s = 2
+    sonar, got, written_ms = await _run_sonar(
+        tmp_path,
+        mosquitto,
+        topic_prefix,
+        make_pty,
+        write_config,
+        agent_process,
+        hub_subscriber,
+        distances=distances,
+        source={"mount_height_mm": 4000, "aggregate_s": aggregate_s},
+        enough=lambda rs: _counted(rs) >= len(distances),
+        quiet_after_s=3 * aggregate_s,  # the silent sensor's intervals: nothing is sent
+    )
+    assert sonar.frames_sent == len(distances) and _counted(got) == len(distances)
+    aggregates: dict[int, dict[str, float]] = {}
+    for r in sorted(got, key=lambda r: r.seq):
+        aggregates.setdefault(r.ts_ms, {})[r.quantity] = r.value
+    assert {r.unit for r in got if r.quantity.endswith("_mm")} == {"mm"}
+    assert 3 <= len(aggregates) <= len(distances) / 5, "one aggregate per interval"
+    first = 0
+    for ts_ms, values in aggregates.items():
+        last = first + int(values["distance_reports"] + values["no_target_reports"])
+        assert last > first, "an interval without reports sends nothing"
+        counted = distances[first:last]
+        assert ts_ms >= written_ms[last - 1], "stamped at the interval's end"
+        ranged = [d for d in counted if d is not None]
+        assert values["no_target_reports"] == len(counted) - len(ranged)
+        if ranged:
+            assert values["range_status"] == 0
+            assert values["distance_mm"] == statistics.median(ranged)
+            assert values["water_level_mm"] == 4000 - statistics.median(ranged)
+            assert (values["distance_min_mm"], values["distance_max_mm"]) == (
+                min(ranged),
+                max(ranged),
+            )
+        else:
+            assert values == {
+                "range_status": 3,
+                "distance_reports": 0,
+                "no_target_reports": len(counted),
+            }
+        first = last
+    assert any("distance_mm" not in values for values in aggregates.values())
+    medians = [v["distance_mm"] for v in aggregates.values() if "distance_mm" in v]
+    assert all(2470 <= m <= 2520 or 2970 <= m <= 3020 for m in medians), "the bird is no level"
+    assert min(v.get("distance_min_mm", 9999) for v in aggregates.values()) == 600
 
 
 @pytest.mark.parametrize(

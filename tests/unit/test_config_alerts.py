@@ -101,3 +101,28 @@ def test_a_ble_source_or_one_of_its_devices_may_be_watched() -> None:
     for source in ("ble", "ble/kitchen"):
         config = parse_config(with_rule(source=source, quantity="temperature_c"))
         assert config.alerts[0].source == source
+
+
+def test_a_rate_on_an_aggregating_source_needs_a_window_of_three_of_its_intervals() -> None:
+    """One reading per aggregate_s: a shorter window never, or only by chance, spans half of
+    itself, and the flood rule would never hold."""
+    canal = {
+        "type": "serial",
+        "name": "canal",
+        "port": "/dev/ttyUSB1",
+        "driver": "maxbotix",
+        "model": "MB7389",
+        "mount_height_mm": 4000,
+        "aggregate_s": 60,
+    }
+    rule = {"name": "rising", "source": "canal", "quantity": "water_level_mm", "rate_per_min": 5}
+    document = {**VALID, "sources": [canal], "alerts": [{**rule, "rate_window_s": 120}]}
+    with pytest.raises(ConfigError) as error:
+        parse_config(document)
+    assert error.value.path == "alerts[0].rate_window_s"
+    assert "aggregate_s = 60 s; expected at least 180 s" in str(error.value)
+    parse_config({**document, "alerts": [{**rule, "rate_window_s": 180}]})
+    level_only = {"name": "high", "source": "canal", "quantity": "water_level_mm", "above": 2000}
+    parse_config({**document, "alerts": [level_only]})  # a level needs no window
+    every_report = {k: v for k, v in canal.items() if k != "aggregate_s"}
+    parse_config({**document, "sources": [every_report]})

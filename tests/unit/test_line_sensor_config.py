@@ -37,6 +37,20 @@ def test_rangefinder_is_sent_nothing_and_gets_its_model_and_height() -> None:
     assert sensor_commands("maxbotix").start == ()
 
 
+def test_rangefinder_may_aggregate_and_gets_the_median_aggregator() -> None:
+    from gateway.sources.serial.aggregate import interval_aggregator
+    from gateway.sources.serial.rangefinder import RangeAggregator
+    from gateway.sources.serial.traffic import TrafficAggregator
+
+    config = _source(driver="maxbotix", model="MB7389", mount_height_mm=3000, aggregate_s=60)
+    assert driver_options(config) == {"model": "MB7389", "mount_height_mm": 3000}
+    aggregator = interval_aggregator(config, start_s=5.0)
+    assert isinstance(aggregator, RangeAggregator)
+    assert (aggregator.due_s, aggregator.mount_height_mm) == (65.0, 3000)
+    radar = interval_aggregator(_source(driver="ops243", aggregate_s=60), start_s=0.0)
+    assert isinstance(radar, TrafficAggregator)
+
+
 def test_drivers_without_options_get_none() -> None:
     assert driver_options(_source(driver="sds011")) == {}
 
@@ -47,6 +61,8 @@ def test_drivers_without_options_get_none() -> None:
         ({"driver": "sds011", "units": "kmh"}, "sources[0].units", 'only for driver = "ops243"'),
         ({"driver": "maxbotix", "model": "MB7389", "json": True}, "sources[0].json", "ops243"),
         ({"driver": "ops243", "aggregate_s": 0.5}, "sources[0].aggregate_s", ">= 1"),
+        ({"driver": "maxbotix", "aggregate_s": 0.5}, "sources[0].aggregate_s", ">= 1"),
+        ({"driver": "sds011", "aggregate_s": 60}, "sources[0].aggregate_s", 'or "maxbotix"'),
         ({"driver": "ops243", "units": "m", "aggregate_s": 60}, "sources[0].aggregate_s", "speed"),
         ({"driver": "ops243", "units": "kph"}, "sources[0].units", "'kmh'"),
         ({"driver": "ops243", "model": "MB7389"}, "sources[0].model", "maxbotix"),

@@ -139,6 +139,20 @@ def test_the_body_changes_only_with_what_it_lists() -> None:
     assert register_body(parse_config(changed)) != register_body(config)
 
 
+def test_a_rangefinder_lists_its_aggregates_when_it_sends_them() -> None:
+    from drivers.quantities import AGGREGATED, QUANTITIES
+
+    canal = {"type": "serial", "name": "canal", "port": "/dev/ttyUSB1", "driver": "maxbotix"}
+    canal |= {"model": "MB7389", "mount_height_mm": 4000}
+    for extra, expected in (
+        ({}, QUANTITIES["maxbotix"]),
+        ({"aggregate_s": 60}, AGGREGATED["maxbotix"]),
+    ):
+        document = {**DOCUMENT, "sources": [canal | extra]}
+        (entry,) = register_body(parse_config(json.loads(json.dumps(document))))["sources"]
+        assert [(q["quantity"], q["unit"]) for q in entry["quantities"]] == list(expected or ())
+
+
 def test_decode_register_round_trips_and_refuses_junk() -> None:
     payload = encode_register(register_body(parse_config(json.loads(json.dumps(DOCUMENT)))))
     assert decode_register(payload)["sources"][0]["source"] == "pm-school"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from drivers import ops243
 from drivers.base import Measurement
 from drivers.ops243_units import UNITS
-from gateway.sources.serial.traffic import TrafficAggregator, percentile, take
+from gateway.sources.serial.traffic import TrafficAggregator, percentile
 
 
 def _car(agg: TrafficAggregator, start_s: float, speeds: list[float], direction: int) -> float:
@@ -105,7 +105,7 @@ def test_take_feeds_speed_reports_and_passes_the_rest_on() -> None:
         b'{"TimedSpeedCounts":{"direction":"outbound","units":"kmh","count":"3","average":"-30"}}'
         b"\r\n"
     )
-    passed = take(agg, frames, 1.0)
+    passed = agg.take(frames, 1.0)
     assert [m.quantity for m in passed] == ["vehicles_outbound", "speed_avg_outbound_kmh"]
     values = _values(agg.flush(10.0))
     assert (values["vehicles_inbound"], values["vehicles_outbound"]) == (1, 1)

@@ -28,8 +28,8 @@ from gateway.sources.serial.writer import CommandWriter, PortVanished
 from gateway.system.clock import WallClock
 
 if TYPE_CHECKING:
+    from gateway.sources.serial.aggregate import IntervalAggregator
     from gateway.sources.serial.node_monitor import NodeMonitor
-    from gateway.sources.serial.traffic import TrafficAggregator
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,11 @@ class SerialSource:
 
             self._node = NodeMonitor(config.name)
             self.stats.node = self._node.state
-        self._traffic: TrafficAggregator | None = None
+        self._aggregator: IntervalAggregator | None = None
         if config.aggregate_s is not None:
-            from gateway.sources.serial.traffic import TrafficAggregator
+            from gateway.sources.serial.aggregate import interval_aggregator
 
-            self._traffic = TrafficAggregator(
-                interval_s=config.aggregate_s,
-                units=config.units or "mps",
-                start_s=monotonic_s(),
-            )
+            self._aggregator = interval_aggregator(config, start_s=monotonic_s())
 
     async def run(self, sink: Sink) -> None:
         """Read until cancelled; reopen the port whenever it vanishes."""
@@ -208,8 +204,8 @@ class SerialSource:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._control(writer, gate), name=f"{self.name}-control")
-                if self._traffic is not None:
-                    group.create_task(self._aggregate(self._traffic, sink))
+                if self._aggregator is not None:
+                    group.create_task(self._aggregate(self._aggregator, sink))
                 group.create_task(
                     self._decode_loop(
                         decoder, inbox, gate, sink, resume=lambda: loop.add_reader(fd, on_readable)
@@ -265,12 +261,10 @@ class SerialSource:
         flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
         count = 0
         if self._node is None:
-            if self._traffic is None:
+            if self._aggregator is None:
                 measurements = [m for frame in frames for m in frame.measurements]
             else:
-                from gateway.sources.serial.traffic import take
-
-                measurements = take(self._traffic, frames, self._monotonic_s())
+                measurements = self._aggregator.take(frames, self._monotonic_s())
             count = len(measurements)
             sink.emit(self.name, measurements, ts_ms, flags)
         else:
@@ -322,11 +316,11 @@ class SerialSource:
             if awake:
                 writer.send_once(self._commands.sleep, what="sleep")
 
-    async def _aggregate(self, traffic: TrafficAggregator, sink: Sink) -> None:
-        """At the end of each interval, the traffic readings (gateway/sources/serial/traffic)."""
+    async def _aggregate(self, aggregator: IntervalAggregator, sink: Sink) -> None:
+        """At the end of each interval, its readings, stamped now (the interval's end)."""
         while True:
-            await self._sleep_until(traffic.due_s)
-            measurements = traffic.flush(self._monotonic_s())
+            await self._sleep_until(aggregator.due_s)
+            measurements = aggregator.flush(self._monotonic_s())
             if measurements:
                 ts_ms = self._clock.now_ms()
                 flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED

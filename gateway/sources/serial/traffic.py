@@ -92,6 +92,21 @@ class TrafficAggregator:
             vehicle.last_s = now_s
             vehicle.peak = max(vehicle.peak, speed)
 
+    def take(self, frames: Sequence[object], now_s: float) -> list[Measurement]:
+        """Feed the speed detections of radar `frames`; what else the frames measured (range
+        reports, the radar's own counts) is returned to be sent as it is."""
+        from drivers.ops243 import Report
+
+        passed: list[Measurement] = []
+        for frame in frames:
+            if isinstance(frame, Report) and UNITS[frame.unit].speed:
+                unit = UNITS[frame.unit]
+                for detection in frame.detections:
+                    self.observe(detection.value, detection.direction, now_s, unit)
+            else:
+                passed.extend(getattr(frame, "measurements", ()))
+        return passed
+
     def _close(self, direction: int) -> None:
         vehicle = self._open.pop(direction)
         self._counts[direction] += 1
@@ -128,21 +143,3 @@ class TrafficAggregator:
             ):
                 rounded = round(value, unit.decimals)
                 yield Measurement(f"speed_{label}_{name}_{unit.suffix}", rounded, unit.ucum)
-
-
-def take(
-    aggregator: TrafficAggregator, frames: Sequence[object], now_s: float
-) -> list[Measurement]:
-    """Feed the speed detections of radar `frames` to `aggregator`; what else the frames
-    measured (range reports, the radar's own counts) is returned to be sent as it is."""
-    from drivers.ops243 import Report
-
-    passed: list[Measurement] = []
-    for frame in frames:
-        if isinstance(frame, Report) and UNITS[frame.unit].speed:
-            unit = UNITS[frame.unit]
-            for detection in frame.detections:
-                aggregator.observe(detection.value, detection.direction, now_s, unit)
-        else:
-            passed.extend(getattr(frame, "measurements", ()))
-    return passed
