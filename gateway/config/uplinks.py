@@ -68,8 +68,8 @@ class HubSection:
     require_subscribers: bool = True
     """MQTT 5: data and alerts count as delivered only when someone subscribes to them. A
     PUBACK "no matching subscribers" (0x10: a hub restarting, or a broker back without its
-    shared subscriptions) keeps the readings buffered, sent again after a backoff. Off: the
-    broker's acceptance is enough (nobody listening loses them)."""
+    shared subscriptions) keeps the readings buffered, sent again on the same connection after
+    a backoff. Off: the broker's acceptance is enough (nobody listening loses them)."""
     owners: list[str] = field(default_factory=list)
     """Owners whose readings the hub carries; empty: only the gateway's own owner
     (`gateway.owner`)."""
