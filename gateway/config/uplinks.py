@@ -68,8 +68,8 @@ class HubSection:
     require_subscribers: bool = True
     """MQTT 5: data and alerts count as delivered only when someone subscribes to them. A
     PUBACK "no matching subscribers" (0x10: a hub restarting, or a broker back without its
-    shared subscriptions) keeps the readings buffered, sent again after a backoff. Off: the
-    broker's acceptance is enough (nobody listening loses them)."""
+    shared subscriptions) keeps the readings buffered, sent again on the same connection after
+    a backoff. Off: the broker's acceptance is enough (nobody listening loses them)."""
     owners: list[str] = field(default_factory=list)
     """Owners whose readings the hub carries; empty: only the gateway's own owner
     (`gateway.owner`)."""
@@ -207,6 +207,10 @@ class UplinkSection:
     series in the birth."""
     client_id: str = ""
     """MQTT only: client id; empty means "citygw-<gateway id>-<name>"."""
+    require_subscribers: bool | None = None
+    """MQTT only: as `hub.require_subscribers` (unset: true). False for a broker where nobody
+    listening is normal (consumers without a persistent subscription): its PUBACK then counts
+    as delivered even when no one subscribes."""
     sensor_id: str = ""
     """sensor.community only: the X-Sensor value, e.g. "raspi-0000001" or "esp8266-12345678"."""
 
@@ -220,6 +224,10 @@ class UplinkSection:
             raise ValueError('sensor_id: only for format = "sensor.community"')
         if self.format == "sensor.community" and not self.sensor_id:
             raise ValueError('sensor_id: format "sensor.community" needs the X-Sensor id')
+        if self.format != "citygw" and self.require_subscribers is not None:
+            raise ValueError(
+                f'require_subscribers: only for format = "citygw" (MQTT), not {self.format!r}'
+            )
 
     @property
     def tls(self) -> bool:
@@ -238,4 +246,6 @@ class UplinkSection:
             *("key_file", "tls_verify", "timeout_s", "reconnect_min_s", "reconnect_max_s"),
         ):
             settings[name] = getattr(self, name)
+        if self.require_subscribers is not None:
+            settings["require_subscribers"] = self.require_subscribers
         return HubSection(**settings)

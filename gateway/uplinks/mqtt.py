@@ -3,8 +3,10 @@
 Readings leave in buffer order, with a window of batches awaiting PUBACK; after a reconnect
 everything not yet acknowledged is sent again from the oldest, with the same keys. A refused
 publish (`PublishRefused`) acknowledges nothing: the connection ends and the readings go again
-after a backoff that a refusal does not reset. The broker connection itself (aiomqtt, TLS, the
-will, topic aliases, reason codes) is `gateway.uplinks.client`; what the operator sees, `report`.
+after a backoff that a refusal does not reset. "No matching subscribers" (0x10) acknowledges
+nothing either, but keeps the connection (`window`; docs/uplinks.md says why). The broker
+connection itself (aiomqtt, TLS, the will, topic aliases, reason codes) is
+`gateway.uplinks.client`; what the operator sees, `report`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from gateway.store.lanes import DEFAULT_LANE
 from gateway.store.worker import AsyncBuffer
 from gateway.uplinks.alerts import AlertLane
 from gateway.uplinks.channel import ConfigChannel
-from gateway.uplinks.client import HubSession, MqttError, PublishRefused, connect
+from gateway.uplinks.client import HubSession, MqttError, NoSubscribers, PublishRefused, connect
 from gateway.uplinks.rebirth import REBIRTH_LEAF, RebirthGate
 from gateway.uplinks.report import HubReport, UplinkStats
+from gateway.uplinks.window import BatchWindow
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,13 @@ class Uplink:
         self._session: HubSession | None = None
         self._config_channel = config_channel
         self.register: bytes | None = None  # the retained, public register: sent at each connect
-        self._window: asyncio.Semaphore | None = None
+        self._window: BatchWindow | None = None  # of the connection
         self._quiescing = False
         self.reached = asyncio.Event()
         """Set once this uplink has connected to the hub (remote config's health check)."""
         self._log = RateLimitedLog(log, interval_s=300)
         self.stats = UplinkStats()
-        self._report = HubReport(self.stats, url=hub.url)
+        self._report = HubReport(self.stats, url=hub.url, lane=lane)
         self._backoff = Backoff(base_s=hub.reconnect_min_s, cap_s=hub.reconnect_max_s)
         self.alerts = AlertLane(hub, gateway_id=gateway_id, buffer=buffer, lane=lane)  # at once
         self.rebirth = RebirthGate(self.stats, monotonic_s=monotonic_s)
@@ -88,19 +91,19 @@ class Uplink:
         if self._unsent >= self._hub.batch_max_readings:
             self._new_data.set()
 
-    def _connect(self) -> contextlib.AbstractAsyncContextManager[HubSession]:
-        offline = wire.encode_status(
-            self._gateway_id,
-            state="offline",
-            version=self._version,
-            started_ms=self._started_ms,
+    def _offline(self) -> bytes:
+        """The retained "offline" status: the will, and what an orderly stop says itself."""
+        return wire.encode_status(
+            self._gateway_id, state="offline", version=self._version, started_ms=self._started_ms
         )
+
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[HubSession]:
         return connect(
             self._hub,
             gateway_id=self._gateway_id,
             data_topic=self.topic(wire.TOPIC_DATA),
             will_topic=self.topic(wire.TOPIC_STATUS),
-            will_payload=offline,
+            will_payload=self._offline(),
         )
 
     async def run(self) -> None:
@@ -243,13 +246,8 @@ class Uplink:
         """Start no batch, await the PUBACKs in flight (new hub settings send nothing twice)."""
         self._quiescing = True
         self._new_data.set()
-        window = self._window
-        if window is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                for _ in range(self._hub.max_inflight_batches):
-                    await window.acquire()
+        if self._window is not None:
+            await self._window.close(timeout_s=timeout_s)
 
     def _encode(self, batch: list[StoredReading]) -> bytes:
         return wire.encode_data(
@@ -272,7 +270,7 @@ class Uplink:
 
     async def _batches(self, session: HubSession, inflight: asyncio.TaskGroup) -> None:
         hub = self._hub
-        window = self._window = asyncio.Semaphore(hub.max_inflight_batches)
+        window = self._window = BatchWindow(hub.max_inflight_batches)
         cursor = 0  # highest seq handed to a publish on this connection
         flush_due = True  # drain the backlog at once after (re)connecting
         next_flush = self._monotonic_s() + hub.flush_interval_s
@@ -280,10 +278,17 @@ class Uplink:
             raise_if_cancelling()  # asyncio.wait_for (3.11) may have swallowed a cancellation
             if self._quiescing:
                 await asyncio.Future()  # until cancelled: the in-flight batches finish
+            if window.unheard:
+                await self._back_off_unheard(window)
+                cursor, flush_due = 0, True  # from the lane's first unacknowledged reading
+                continue
             if self._flush_now:
                 flush_due, self._flush_now = True, False
             if flush_due or self._unsent >= hub.batch_max_readings:
-                await window.acquire()
+                await window.take()
+                if window.unheard:  # refused while this waited for room: send nothing after it
+                    window.give_back()
+                    continue
                 sent_up_to = await self._send_batch(session, inflight, window, cursor, flush_due)
                 if sent_up_to is not None:
                     cursor = sent_up_to
@@ -305,11 +310,20 @@ class Uplink:
             if self._before_flush is not None:
                 await self._before_flush()
 
+    async def _back_off_unheard(self, window: BatchWindow) -> None:
+        """After a 0x10: the batches in flight end (what they got acknowledged stays so: lanes
+        take ranges in any order), then one backoff (capped, jittered, cancellable) before the
+        lane goes again on this connection: no reconnect, no new birth (fleet churn)."""
+        await window.settle()
+        await asyncio.sleep(self._backoff.next_delay())
+        window.unheard = False
+        self._unsent = await self._buffer.backlog(self._lane)
+
     async def _send_batch(
         self,
         session: HubSession,
         inflight: asyncio.TaskGroup,
-        window: asyncio.Semaphore,
+        window: BatchWindow,
         cursor: int,
         flush_due: bool,
     ) -> int | None:
@@ -319,7 +333,7 @@ class Uplink:
         hub = self._hub
         batch = await self._buffer.peek(cursor, hub.batch_max_readings, lane=self._lane)
         if not batch or not (flush_due or len(batch) >= hub.batch_max_readings):
-            window.release()
+            window.give_back()
             self._unsent = len(batch)
             return None
         first, last = batch[0][0], batch[-1][0]
@@ -337,7 +351,7 @@ class Uplink:
         first: int,
         last: int,
         count: int,
-        window: asyncio.Semaphore,
+        window: BatchWindow,
     ) -> None:
         try:
             await session.publish_data(payload, heard=self._hub.require_subscribers)  # in order
@@ -348,15 +362,21 @@ class Uplink:
             self.stats.messages_out += 1
             self.stats.readings_out += count
             self.stats.bytes_out += len(payload)
+        except NoSubscribers as error:  # accepted and heard by no one: nothing acknowledged
+            self._report.refused(error.topic, error.code, error.name)
+            window.unheard = True  # before the slot is given back: the loop starts no batch
+            self._new_data.set()
         finally:
-            window.release()
+            window.give_back()
 
     async def drain(self, timeout_s: float) -> int:
         """Publish what is waiting now (orderly shutdown); returns how many remain buffered."""
         deadline = self._monotonic_s() + timeout_s
         while True:
             depth = await self._buffer.backlog(self._lane)
-            if depth == 0 or self._session is None or self._monotonic_s() >= deadline:
+            window = self._window
+            unheard = window is not None and window.unheard  # 0x10: waiting delivers nothing
+            if depth == 0 or self._session is None or unheard or self._monotonic_s() >= deadline:
                 return depth
             self._flush_now = True
             self._new_data.set()
@@ -375,13 +395,5 @@ class Uplink:
             return
         with contextlib.suppress(MqttError):
             await session.publish(
-                self.topic(wire.TOPIC_STATUS),
-                wire.encode_status(
-                    self._gateway_id,
-                    state="offline",
-                    version=self._version,
-                    started_ms=self._started_ms,
-                ),
-                retain=True,
-                timeout_s=2.0,
+                self.topic(wire.TOPIC_STATUS), self._offline(), retain=True, timeout_s=2.0
             )

@@ -2,8 +2,9 @@
 once per episode.
 
 A refusal (an MQTT 5 PUBACK with a reason code of 0x80 or above, e.g. 0x87 "Not authorized" from
-a broker's ACL) is not an acknowledgement: the readings stay in the buffer and are sent again,
-and the refusal is logged once per episode and per topic, counted, and shown in `citygw status`.
+a broker's ACL, or 0x10 "No matching subscribers" where subscribers are required) is not an
+acknowledgement: the readings stay in the buffer and are sent again, and the refusal is logged
+once per episode and per topic, counted, and shown in `citygw status`.
 For MQTT 3.1.1, which has no refusal codes, the echo check (`echo`) says whether one of our own
 data messages came back to us once after the start.
 """
@@ -35,9 +36,12 @@ class UplinkStats:
     last_error: str = ""
     connected_since_ms: int | None = None
     refused: int = 0
-    """Publishes the broker refused (PUBACK reason code >= 0x80) since the start."""
+    """Publishes the broker refused (PUBACK reason code >= 0x80, or 0x10 where subscribers are
+    required) since the start."""
     last_refusal: str = ""
     """The last refusal, e.g. "Not authorized (0x87) on citygw/v1/gw-1/data"."""
+    last_refusal_code: int = 0
+    """The last refusal's reason code (what the warning tells the operator to check)."""
     refusing: set[str] = field(default_factory=set)
     """Topics whose last publish was refused (the episode lasts until one is accepted)."""
     echo: str = "unchecked"
@@ -69,9 +73,12 @@ class UplinkStats:
         """What an operator must act on, one line each (`citygw status` shows them)."""
         out = []
         if self.refusing:
+            check = "the broker's ACL"
+            if self.last_refusal_code == 0x10:  # "No matching subscribers" (client.NoSubscribers)
+                check = "that the hub (ingest) subscribes"
             out.append(
                 f"REFUSED by the broker: {self.last_refusal} ({self.refused} refused publishes;"
-                " readings stay buffered: check the broker's ACL)"
+                f" readings stay buffered: check {check})"
             )
         if self.echo == "missing":
             out.append(
@@ -84,9 +91,12 @@ class UplinkStats:
 class HubReport:
     """Logs each hub episode once: an outage, a refusal per topic, the echo check's verdict."""
 
-    def __init__(self, stats: UplinkStats, *, url: str) -> None:
+    def __init__(self, stats: UplinkStats, *, url: str, lane: str) -> None:
         self.stats = stats
         self._url = url
+        self._setting = (  # where an operator turns require_subscribers off
+            "hub.require_subscribers" if lane == "hub" else f"require_subscribers of uplink {lane}"
+        )
         self._outage_logged = False
         self._echo_deadline: asyncio.TimerHandle | None = None
 
@@ -118,12 +128,13 @@ class HubReport:
         """The broker refused a publish on `topic`: counted always, logged once per episode."""
         self.stats.refused += 1
         self.stats.last_refusal = f"{name} (0x{code:02X}) on {topic}"
+        self.stats.last_refusal_code = code
         if topic in self.stats.refusing:
             return
         self.stats.refusing.add(topic)
         why = "check the broker's ACL"
         if code == 0x10:  # MQTT 5 "No matching subscribers" (client.NoSubscribers)
-            why = "no hub subscribes to it (hub.require_subscribers)"
+            why = f"no one subscribes to it ({self._setting})"
         log.error(
             "hub %s refuses our publishes on %s: %s (0x%02X); nothing is deleted, readings stay "
             "buffered and are sent again with backoff: %s",

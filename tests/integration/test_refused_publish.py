@@ -130,31 +130,3 @@ async def test_with_mqtt_3_1_1_a_broker_that_delivers_passes_the_echo_check(
     await agent.wait_for_log("our first data message came back to us")
     await sub.wait_for(lambda ms: frame_numbers(readings(ms)) == [1, 2])
     assert "never came back" not in await status_text(path)
-
-
-async def test_readings_no_one_subscribes_to_stay_buffered_until_a_hub_listens(
-    tmp_path: Path,
-    mosquitto: Any,
-    topic_prefix: str,
-    make_pty: Any,
-    write_config: Any,
-    agent_process: Any,
-    hub_subscriber: Any,
-) -> None:
-    """MQTT 5 PUBACK 0x10 "No matching subscribers" is accepted by a broker and heard by no one
-    (a hub restarting; a broker back without its shared subscriptions): not a delivery."""
-    pty = make_pty("ttyUSB0")
-    path = write_config(config(tmp_path, mosquitto, topic_prefix, {"pm": pty.link}))
-    agent = agent_process(path)
-    agent.start()
-    await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)  # the source has opened the port
-    for n in range(1, 101):
-        await pty.write_async(frame(n))
-    await agent.wait_for_log("no hub subscribes to it", timeout_s=10)
-    assert "No matching subscribers (0x10)" in await status_text(path)
-
-    sub = await hub_subscriber(mosquitto, f"{topic_prefix}/+/data")
-    msgs = await sub.wait_for(lambda ms: len(set(frame_numbers(readings(ms)))) >= 100, timeout=30)
-    assert sorted(set(frame_numbers(readings(msgs)))) == list(range(1, 101)), "none lost"
-    await agent.wait_for_log("accepts our publishes on", timeout_s=10)

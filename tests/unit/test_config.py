@@ -39,6 +39,7 @@ def test_the_example_config_is_valid_and_sets_every_key() -> None:
     assert set(document["buffer"]) == keys(type(config.buffer))
     assert set(document["gateway"]) == keys(type(config.gateway))
     assert set(document["remote_config"]) == keys(type(config.remote_config))
+    assert set().union(*(set(u) for u in document["uplinks"])) == keys(type(config.uplinks[0]))
     serial = [set(s) for s in document["sources"] if s["type"] == "serial"]
     assert set().union(*serial) == keys(type(config.sources[0])) | {"type"}
     ble = next(i for i, s in enumerate(document["sources"]) if s["type"] == "ble")
@@ -287,6 +288,18 @@ def test_bad_owners_and_uplinks_are_refused_with_the_exact_path(
         parse_config(owners_document(**{path: value}))
     assert caught.value.path == expected_path
     assert message in str(caught.value)
+
+
+def test_require_subscribers_of_an_mqtt_uplink_is_passed_on_and_refused_for_http_formats() -> None:
+    assert parse_config(owners_document()).uplinks[0].hub_settings("gw-1").require_subscribers
+    lenient = parse_config(owners_document(**{"uplinks.0.require_subscribers": False}))
+    assert lenient.uplinks[0].hub_settings("gw-1").require_subscribers is False
+    document = owners_document()
+    document["uplinks"][0] |= {"url": "https://sta.example/v1.1", "format": "sensorthings"}
+    document["uplinks"][0]["require_subscribers"] = True
+    with pytest.raises(ConfigError, match='only for format = "citygw"') as caught:
+        parse_config(document)
+    assert caught.value.path == "uplinks[0].require_subscribers"
 
 
 def test_uplink_names_are_unique_and_http_formats_take_http_urls() -> None:

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.uplinks.client import HubSession, PublishRefused, watch_publish_results
+from gateway.uplinks.report import HubReport, UplinkStats
 
 NOT_AUTHORIZED = 0x87
 
@@ -112,3 +113,18 @@ async def test_a_refused_publish_raises_and_concurrent_accepted_ones_do_not() ->
     )
     with pytest.raises(PublishRefused, match="Not authorized"):
         await session.publish_data(b"refused")
+
+
+def test_a_no_subscribers_refusal_names_the_uplinks_setting_and_not_the_brokers_acl(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stats = UplinkStats()
+    report = HubReport(stats, url="mqtt://broker.example", lane="citizens")
+
+    report.refused("citygw/v1/gw-1/data", 0x10, "No matching subscribers")
+
+    assert "no one subscribes to it (require_subscribers of uplink citizens)" in caplog.text
+    (warning,) = stats.warnings()
+    assert "No matching subscribers (0x10)" in warning and "the hub (ingest) subscribes" in warning
+    report.refused("citygw/v1/gw-1/data", NOT_AUTHORIZED, "Not authorized")
+    assert "the broker's ACL" in stats.warnings()[0]
