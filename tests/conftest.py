@@ -231,6 +231,7 @@ class AgentProcess:
         """Set on top of this process's environment ("": unset)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._run_offset = 0  # where the latest start's lines begin in the log
 
     @property
     def pid(self) -> int:
@@ -252,6 +253,7 @@ class AgentProcess:
         argv += ["--config", str(self.config_path)]
         argv += extra_args
         with self.log_path.open("ab") as log:
+            self._run_offset = log.tell()
             log.write(f"--- test harness: start #{self.starts}: {json.dumps(argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
@@ -284,11 +286,18 @@ class AgentProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def run_log_text(self) -> str:
+        """The log of the latest start only."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._run_offset)
+            return log.read().decode("utf-8", errors="replace")
+
     async def wait_for_log(self, needle: str, *, timeout_s: float = 10.0) -> str:
-        """Waits until ``needle`` appears in the log; fails early if the agent exits."""
+        """Waits until ``needle`` appears in the latest start's log (after a restart, the line
+        an earlier run wrote does not count); fails early if the agent exits."""
         deadline = time.monotonic() + timeout_s
         while True:
-            text = self.log_text()
+            text = self.run_log_text()
             if needle in text:
                 return text
             if not self.running:

@@ -78,6 +78,7 @@ class Ingest:
         self._room.set()
         self._high_water = max(1, min(staging_max, commit_max) // 2)
         self._committing = asyncio.Lock()  # the loop and the uplink's flush both commit
+        self._commits: set[asyncio.Task[bool]] = set()  # running; see commit()
         self._last_commit_s = 0.0  # event loop time
         self._failing_since: float | None = None  # event loop time of the first failed commit
         self._log = RateLimitedLog(log)
@@ -170,7 +171,7 @@ class Ingest:
                     await asyncio.sleep(retry.next_delay())
         finally:
             recovery.cancel()
-            await asyncio.shield(self.commit())
+            await self.commit()  # after the one a cancel interrupted, if any (the lock)
 
     async def _recover_alerts(self) -> None:
         """Alert readings an earlier run committed and the buffer still holds (the agent
@@ -201,7 +202,18 @@ class Ingest:
     async def commit(self) -> bool:
         """Move staged readings into the buffer; False if the buffer refused them (kept staged).
         Also called by the uplink right before a flush, so a flush carries every reading that
-        arrived before it (latency: at most the flush interval, not flush plus commit)."""
+        arrived before it (latency: at most the flush interval, not flush plus commit).
+
+        The commit is a task of its own that a cancelled caller (the ordered stop, an uplink
+        whose connection ends during its flush) does not cut short: readings it took from
+        staging would be lost, as cancelling an append that still waits for the buffer's
+        worker thread keeps it from ever running."""
+        task = asyncio.create_task(self._commit(), name="ingest-commit")
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+        return await asyncio.shield(task)
+
+    async def _commit(self) -> bool:
         async with self._committing:
             self._last_commit_s = asyncio.get_running_loop().time()
             alerts_ok = await self._commit_alerts()

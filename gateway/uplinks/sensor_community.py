@@ -118,9 +118,11 @@ def families(
 
 
 def _posts(batch: Sequence[OutgoingReading], stats: SensorCommunityStats) -> list[Post]:
-    """Group mapped readings per (source, time) into a PM and a climate family."""
-    groups: dict[tuple[str, int, bool], dict[str, str]] = {}
-    used: dict[tuple[str, int, bool], list[OutgoingReading]] = {}
+    """Group mapped readings per (source, time) into a PM and a climate family. A value the
+    family has already (two frames read in one go share their time) starts another POST: one
+    value would overwrite the other, and both readings would count as delivered."""
+    groups: list[tuple[tuple[str, int, bool], dict[str, str], list[OutgoingReading]]] = []
+    latest: dict[tuple[str, int, bool], int] = {}  # (source, time, PM?) -> its last group
     for reading in batch:
         key = (reading.quantity, reading.unit)
         mapped, is_pm = PM.get(key), True
@@ -133,10 +135,14 @@ def _posts(batch: Sequence[OutgoingReading], stats: SensorCommunityStats) -> lis
             continue
         value_type, factor = mapped
         where = (reading.source, reading.ts_ms, is_pm)
-        groups.setdefault(where, {})[value_type] = f"{reading.value * factor:.2f}"
-        used.setdefault(where, []).append(reading)
+        at = latest.get(where)
+        if at is None or value_type in groups[at][1]:
+            at = latest[where] = len(groups)
+            groups.append((where, {}, []))
+        groups[at][1][value_type] = f"{reading.value * factor:.2f}"
+        groups[at][2].append(reading)
     posts = []
-    for (source, ts, is_pm), found in groups.items():
+    for (source, ts, is_pm), found, used in groups:
         if is_pm:
             pin = PIN_PM
         elif "pressure" in found:
@@ -144,7 +150,7 @@ def _posts(batch: Sequence[OutgoingReading], stats: SensorCommunityStats) -> lis
         else:
             pin = PIN_TEMP_HUMIDITY
         values = tuple(sorted(found.items()))
-        posts.append(Post(source, pin, ts, values, tuple(used[source, ts, is_pm])))
+        posts.append(Post(source, pin, ts, values, tuple(used)))
     return posts
 
 

@@ -141,13 +141,8 @@ def pm25_by_source(sub: Any) -> dict[str, list[int]]:
 
 async def start(agent: Any, sub: Any) -> None:
     """Starts the agent and returns once this run has connected and its sources are open."""
-    connected_before = agent.log_text().count("connected to hub") if agent.starts else 0
     agent.start()
-    for _ in range(200):
-        if agent.log_text().count("connected to hub") > connected_before:
-            break
-        await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.05)
+    await agent.wait_for_log("connected to hub")
     await sub.wait_for(lambda ms: any(m.topic.endswith("/config/state") for m in ms))
     await asyncio.sleep(0.5)  # sources open their ports
 

@@ -109,3 +109,48 @@ async def test_a_readings_owner_is_fixed_when_it_is_staged(tmp_path: Path) -> No
     assert await ingest.commit()
     assert [r[1] for r in sync.peek(0, 10, lane="b")] == [1]
     assert [r[1] for r in sync.peek(0, 10, lane="hub")] == [2, 3, 4]
+
+
+async def test_a_stop_during_a_commit_still_stores_what_it_took_from_staging(
+    tmp_path: Path,
+) -> None:
+    """The ordered stop cancels the ingest, and a lost connection an uplink's flush, maybe while
+    a commit's append waits for the buffer's worker thread (busy with a metrics snapshot):
+    cancelling that wait must not cancel the append, or readings taken from staging are lost
+    (CI's 3.1.1 alert test lost the frame that raised the alert so)."""
+    import asyncio
+    import threading
+
+    from gateway.store.stats import BufferStats
+
+    worker_free = threading.Event()
+
+    class BusyBuffer(SqliteBuffer):
+        def stats(self) -> BufferStats:
+            worker_free.wait(timeout=5)  # a snapshot holds the worker thread
+            return super().stats()
+
+    buffer = AsyncBuffer(lambda: BusyBuffer(tmp_path / "b.db", max_readings=1000))
+    await buffer.open()
+    committed: list[int] = []
+    ingest = Ingest(
+        buffer,
+        commit_interval_s=3600,
+        commit_max=10,
+        staging_max=1000,
+        on_committed=committed.append,
+    )
+    runner = asyncio.create_task(ingest.run())
+    snapshot = asyncio.create_task(buffer.stats())
+    await asyncio.sleep(0)  # the snapshot holds the worker; the loop waits for readings
+    emit(ingest, 0, 10)  # a commit's worth: the loop commits at once
+    for _ in range(100):  # a few turns: the loop wakes and takes them
+        await asyncio.sleep(0)
+    assert ingest.staged == 0, "taken from staging; their append waits for the worker"
+    runner.cancel()  # the ordered stop
+    worker_free.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(runner, snapshot, return_exceptions=True)
+    assert [r[3] for r in await buffer.peek(0, 100)] == [float(n) for n in range(10)]
+    assert sum(committed) == 10, "the uplinks were told"
+    await buffer.close()

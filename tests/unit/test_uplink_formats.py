@@ -89,6 +89,25 @@ def test_one_post_per_family_per_measurement_time_in_time_order() -> None:
     assert [p.ts_ms for p in posts] == [1_001_000, 1_002_000, 1_003_000]
 
 
+def test_two_frames_read_at_the_same_time_go_in_two_posts_neither_overwritten() -> None:
+    """A source that reads two frames in one go stamps them alike (CI under load): one POST
+    would carry the second frame's values, and the first's readings would be acked unsent."""
+    batch = [
+        r(1, "pm2_5_ugm3", "ug/m3", 1),
+        r(2, "pm10_ugm3", "ug/m3", 10),
+        r(3, "pm2_5_ugm3", "ug/m3", 2),
+        r(4, "pm10_ugm3", "ug/m3", 20),
+        r(5, "temperature_c", "Cel", 21.5),
+    ]
+    posts = families(batch, SensorCommunityStats(), {})
+    assert [(p.pin, p.values) for p in posts] == [
+        (PIN_PM, (("P1", "10.00"), ("P2", "1.00"))),
+        (PIN_PM, (("P1", "20.00"), ("P2", "2.00"))),
+        (PIN_TEMP_HUMIDITY, (("temperature", "21.50"),)),
+    ]
+    assert [[x.seq for x in p.readings] for p in posts] == [[1, 2], [3, 4], [5]]
+
+
 def test_the_post_body_is_the_firmwares_json_with_the_measurement_time() -> None:
     [post] = families([r(1, "pm10_ugm3", "ug/m3", 12.3, ts=123)], SensorCommunityStats(), {})
     assert post.body("citygw-1.0") == (
