@@ -232,6 +232,9 @@ class Agent:
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
+        silent: dict[str, float] = {}  # judged here, where the agent looks anyway: no timer
+        for source in self.sources.values():
+            silent |= source.check_silence()
         up = self.uplink.stats  # connected, counters, last_error, refusals, warnings
         snap: dict[str, Any] = {
             "gateway": self.config.gateway.id,
@@ -261,6 +264,7 @@ class Agent:
             "sources": {
                 s.name: {**source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
+            "silent": silent,  # "<source>[/<device or meter>]" -> seconds nothing was heard
         }
         if self.remote is not None:
             snap["config_version"] = self.remote.version
