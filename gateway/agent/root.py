@@ -276,8 +276,9 @@ class Agent:
         snap = await self.snapshot()
         buffer, uplink = snap["buffer"], snap["uplink"]
         age = buffer["oldest_unsent_age_s"]
+        silent = f", {len(snap['silent'])} SILENT" if snap["silent"] else ""
         return (
-            f"{len(self.sources)} sources, uplink "
+            f"{len(self.sources)} sources{silent}, uplink "
             f"{'connected' if uplink['connected'] else 'disconnected'}, "
             f"{buffer['depth']} readings waiting"
             f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped"

@@ -184,7 +184,7 @@ def _buffer_line(buffer: dict[str, Any]) -> str:
 
 
 def _modbus_lines(name: str, source: dict[str, Any]) -> str:
-    """The bus, then one line per meter that is not answering or losing blocks."""
+    """The bus, then one line per meter that is not answering, losing blocks or silent."""
     meters = source.get("meters", {})
     silent = sum(meter.get("silent_for_s") is not None for meter in meters.values())
     lines = [
