@@ -232,6 +232,9 @@ class Agent:
         stats = await self.buffer.stats()
         now_ms = int(time.time() * 1000)
         rss, peak = rss_bytes()
+        silent: dict[str, float] = {}  # judged here, where the agent looks anyway: no timer
+        for source in self.sources.values():
+            silent |= source.check_silence()
         up = self.uplink.stats  # connected, counters, last_error, refusals, warnings
         snap: dict[str, Any] = {
             "gateway": self.config.gateway.id,
@@ -261,6 +264,7 @@ class Agent:
             "sources": {
                 s.name: {**source_info(s), **s.stats.as_dict()} for s in self.sources.values()
             },
+            "silent": silent,  # "<source>[/<device or meter>]" -> seconds nothing was heard
         }
         if self.remote is not None:
             snap["config_version"] = self.remote.version
@@ -272,8 +276,9 @@ class Agent:
         snap = await self.snapshot()
         buffer, uplink = snap["buffer"], snap["uplink"]
         age = buffer["oldest_unsent_age_s"]
+        silent = f", {len(snap['silent'])} SILENT" if snap["silent"] else ""
         return (
-            f"{len(self.sources)} sources, uplink "
+            f"{len(self.sources)} sources{silent}, uplink "
             f"{'connected' if uplink['connected'] else 'disconnected'}, "
             f"{buffer['depth']} readings waiting"
             f"{'' if age is None else f' (oldest {age:.0f} s)'}, {buffer['dropped']} dropped"

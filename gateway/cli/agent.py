@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.base import LOG_LEVELS, Commands, setup_logging
+from gateway.cli.base import LOG_LEVELS, Commands, age_text, setup_logging
 from gateway.config import (
     DEFAULT_PATH,
     ModbusSourceConfig,
@@ -184,18 +184,23 @@ def _buffer_line(buffer: dict[str, Any]) -> str:
 
 
 def _modbus_lines(name: str, source: dict[str, Any]) -> str:
-    """The bus, then one line per meter that is not answering or losing blocks."""
+    """The bus, then one line per meter that is not answering, losing blocks or silent."""
     meters = source.get("meters", {})
+    silent = sum(meter.get("silent_for_s") is not None for meter in meters.values())
     lines = [
         f"  source {name} (Modbus on {source['port']}, {len(meters)} meters): "
         f"{source['state']}, {source['readings']} readings, "
-        f"{source['meters_not_answering']} not answering, {source['reopens']} reopens"
+        f"{source['meters_not_answering']} not answering, "
+        + (f"{silent} SILENT, " if silent else "")
+        + f"{source['reopens']} reopens"
     ]
     for meter_name, meter in meters.items():
-        if meter["state"] in ("not answering", "errors"):
+        quiet_s = meter.get("silent_for_s")
+        if meter["state"] in ("not answering", "errors") or quiet_s is not None:
             lines.append(
                 f"    meter {meter_name} ({meter['model']} at address {meter['address']}): "
-                f"{meter['state'].upper()} for {meter['silent_polls_in_row']} polls, "
+                + ("" if quiet_s is None else f"SILENT for {age_text(quiet_s)}, ")
+                + f"{meter['state'].upper()} for {meter['silent_polls_in_row']} polls, "
                 f"{meter['timeouts']} timeouts, {meter['crc_errors']} CRC errors, "
                 f"{meter['exceptions']} exceptions; last: {meter['last_error']}"
             )
@@ -220,13 +225,23 @@ def _source_line(name: str, source: dict[str, Any]) -> str:
     if source.get("type") == "modbus":
         return _modbus_lines(name, source)
     if source.get("type") == "ble":
-        return (
-            f"  source {name} (BLE on {source['adapter']}, {source['devices']} "
-            f"devices): {source['state']}, {source['readings']} readings, "
-            f"{source['decode_errors']} decode errors"
+        silent = source.get("silent", {})
+        return "\n".join(
+            [
+                f"  source {name} (BLE on {source['adapter']}, {source['devices']} "
+                f"devices): {source['state']}, {source['readings']} readings, "
+                + (f"{len(silent)} SILENT, " if silent else "")
+                + f"{source['decode_errors']} decode errors",
+                *(
+                    f"    device {device}: SILENT for {age_text(quiet_s)}"
+                    for device, quiet_s in silent.items()
+                ),
+            ]
         )
+    quiet_s = source.get("silent_for_s")
+    state = source["state"] if quiet_s is None else f"SILENT for {age_text(quiet_s)}"
     return (
         f"  source {name} ({source['driver']} on {source['port']}): "
-        f"{source['state']}, {source['readings']} readings, "
+        f"{state}, {source['readings']} readings, "
         f"{source['bad_frames']} bad frames, {source['reopens']} reopens"
     )

@@ -23,6 +23,15 @@ MAX_HELP_COLUMNS = 100
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+def age_text(seconds: float) -> str:
+    """A duration for a person: "45 s", "12 min", "3.5 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def terminal_columns() -> int:
     """The terminal's width as shutil.get_terminal_size() gives it: COLUMNS, the terminal, or 80.
 

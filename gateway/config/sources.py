@@ -13,6 +13,9 @@ from gateway.config.schema import Range
 
 _ADAPTER = re.compile(r"hci[0-9]{1,3}")
 
+SilentAfter = Annotated[float, Range(ge=0, le=604_800)] | None
+"""A source's `silent_after_s`: seconds (at most a week), 0 for never, unset for the default."""
+
 
 def _check_name_and_port(name: str, port: str) -> None:
     """What every source that opens a device checks first (ValueError "field: expected")."""
@@ -84,6 +87,12 @@ class SerialSourceConfig:
     mount_height_mm: Annotated[int, Range(ge=1, le=100_000)] | None = None
     """`maxbotix` only: the sensor's height above the zero of the water level; readings then
     include water_level_mm = mount_height_mm - distance_mm."""
+    silent_after_s: SilentAfter = None
+    """Say the sensor is silent when its port is open but nothing came for this long (status,
+    metrics, one log line; docs/operations.md). 0: never. Unset: three times the longest gap
+    of a working sensor, at least 60 s: 60 s streaming, 3 x (period_s - on_s + 2.3 s) with a
+    duty cycle, 3 x node_interval_s for a node (unset there: never), never for an ops243 (it
+    says nothing while nothing moves). Judged on frames, so aggregate_s does not change it."""
     register: RegisterRecord | None = None
     """The sensor's public register record (docs/register.md)."""
 
@@ -148,6 +157,9 @@ class BleDevice:
     """BTHome only: 32 hex digits; when set, unencrypted adverts from the device are refused."""
     min_interval_s: Annotated[float, Range(ge=0, le=86_400)] = 0.0
     """Forward at most one advert per this many seconds (0: every new measurement)."""
+    silent_after_s: SilentAfter = None
+    """This device's own silence threshold (0: never, e.g. a button that advertises only when
+    pressed); unset: the source's `silent_after_s`."""
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
@@ -184,6 +196,10 @@ class BleSourceConfig:
     """Longest wait between attempts while the adapter is missing."""
     devices: list[BleDevice] = field(default_factory=list)
     """The allow-list: only these devices' adverts are decoded."""
+    silent_after_s: SilentAfter = None
+    """Say a device is silent when the adapter scans but no advert of it came for this long
+    (each device on its own; docs/operations.md). 0: never. Unset: 900 s (BTHome and Ruuvi
+    sensors advertise every 1-60 s; a device may set its own)."""
     register: RegisterRecord | None = None
     """The sensor's public register record (docs/register.md)."""
 
@@ -243,6 +259,11 @@ class ModbusSourceConfig:
     """Requests sent again after a timeout or a corrupt answer before the block counts as lost."""
     reopen_max_s: PositiveSeconds = 5.0
     """Longest wait between attempts to reopen a vanished adapter."""
+    silent_after_s: SilentAfter = None
+    """Say a meter is silent when the adapter is open but it gave no reading for this long
+    (each meter on its own; one that does not answer is already logged as such;
+    docs/modbus.md). 0: never. Unset: 3 x the longest gap between a meter's readings, at
+    least 60 s: max(interval_s, a poll in which every request times out after its retries)."""
     meters: list[ModbusMeter] = field(default_factory=list)
     """The meters on the bus, by address."""
     owner: str = ""

@@ -6,10 +6,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.cli.base import age_text
+
 
 def worst_first(rows: list[dict[str, Any]], *, now_ms: int | None = None) -> list[dict[str, Any]]:
-    """Offline first, then the most readings missing in open gaps, the most dropped, the
-    deepest buffer, the longest silent; each row gains `silent_s`."""
+    """Offline first, then the most silent sources (sensors that stopped measuring need
+    someone at the pole; a gap may still fill from the gateway's buffer), the most readings
+    missing in open gaps, the most dropped, the deepest buffer, the longest unseen; each row
+    gains `silent_s` (since the gateway was last seen)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for row in rows:
         seen = row["last_seen"]
@@ -18,6 +22,7 @@ def worst_first(rows: list[dict[str, Any]], *, now_ms: int | None = None) -> lis
     def badness(row: dict[str, Any]) -> tuple[Any, ...]:
         return (
             row["online"] is not False,
+            -len(row["silent_sources"]),
             -(row["missing"] or 0),
             -(row["dropped"] or 0),
             -(row["buffer_depth"] or 0),
@@ -36,7 +41,19 @@ def as_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-HEADER = ("gateway", "state", "last seen", "buffer", "oldest unsent", "dropped", "gaps", "config")
+HEADER = (
+    "gateway",
+    "state",
+    "last seen",
+    "buffer",
+    "oldest unsent",
+    "dropped",
+    "gaps",
+    "config",
+    "silent sources",
+)
+SILENT_SHOWN = 3
+"""Silent sources named per gateway in the table (the rest counted; --json has them all)."""
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
@@ -49,12 +66,13 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             (
                 _printable(row["gateway_id"]),
                 state,
-                "-" if row["silent_s"] is None else f"{_age(row['silent_s'])} ago",
+                "-" if row["silent_s"] is None else f"{age_text(row['silent_s'])} ago",
                 "-" if row["buffer_depth"] is None else str(row["buffer_depth"]),
                 _iso(row["oldest_unsent"]) or "-",
                 "-" if row["dropped"] is None else str(row["dropped"]),
                 gaps,
                 _printable(row["config_version"] or "-"),
+                _silent_text(row["silent_sources"]),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
@@ -63,12 +81,15 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+def _silent_text(silent: dict[str, float]) -> str:
+    """ "pm-north 12 min, ble/kerb 3.5 h, +2 more": the longest silent first."""
+    if not silent:
+        return "-"
+    longest = sorted(silent.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{_printable(name)} {age_text(seconds)}" for name, seconds in longest[:SILENT_SHOWN]]
+    if len(longest) > SILENT_SHOWN:
+        shown.append(f"+{len(longest) - SILENT_SHOWN} more")
+    return ", ".join(shown)
 
 
 def _iso(ms: int | None) -> str | None:

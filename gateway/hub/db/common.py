@@ -4,6 +4,7 @@ keeper's pass and the fleet query. Statements are written with `?` placeholders;
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,8 @@ class Dialect:
     time: Callable[[int], object]
     ms_of: str
     """SQL that turns a time column `{}` into UTC milliseconds."""
+    silent_of: str
+    """SQL that reads the `silent` map of a metrics column `{}` (JSON)."""
 
     def q(self, sql: str) -> str:
         """`sql` with this backend's placeholders."""
@@ -151,7 +154,10 @@ FLEET_COLUMNS = (
     "dropped",
     "open_gaps",
     "missing",
+    "silent_sources",
 )
+MAX_SILENT_SOURCES = 256
+"""Silent sources kept per gateway from its metrics (a gateway's metrics are its own say)."""
 
 
 def fleet_query(dialect: Dialect) -> str:
@@ -160,11 +166,12 @@ def fleet_query(dialect: Dialect) -> str:
         "SELECT g.gateway_id, g.online, "
         f"{dialect.ms_of.format('g.last_seen')}, g.version, g.config_version, g.buffer_depth, "
         f"{dialect.ms_of.format('g.oldest_unsent')}, g.dropped, "
-        "count(x.first_seq), coalesce(sum(x.last_seq - x.first_seq + 1), 0) "
+        "count(x.first_seq), coalesce(sum(x.last_seq - x.first_seq + 1), 0), "
+        f"{dialect.silent_of.format('g.metrics')} "
         "FROM gateways g LEFT JOIN gaps x "
         "ON x.gateway_id = g.gateway_id AND x.closed_at IS NULL "
         "GROUP BY g.gateway_id, g.online, g.last_seen, g.version, g.config_version, "
-        "g.buffer_depth, g.oldest_unsent, g.dropped"
+        "g.buffer_depth, g.oldest_unsent, g.dropped, g.metrics"
     )
 
 
@@ -176,5 +183,30 @@ def fleet_rows(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
         item["online"] = None if item["online"] is None else bool(item["online"])
         for name in ("last_seen", "oldest_unsent", "open_gaps", "missing"):
             item[name] = None if item[name] is None else int(item[name])
+        item["silent_sources"] = silent_sources(item["silent_sources"])
         out.append(item)
     return out
+
+
+def silent_sources(value: object) -> dict[str, float]:
+    """The `silent` map of a gateway's last metrics (JSON text, or parsed by the driver):
+    source name -> seconds silent when it was sent; anything else in it is left out."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    silent: dict[str, float] = {}
+    for name, seconds in value.items():
+        if len(silent) >= MAX_SILENT_SOURCES:
+            break
+        if (
+            isinstance(name, str)
+            and isinstance(seconds, int | float)
+            and not isinstance(seconds, bool)
+            and 0 <= seconds < 1e12
+        ):
+            silent[name] = float(seconds)
+    return silent

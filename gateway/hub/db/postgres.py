@@ -34,6 +34,7 @@ DIALECT = common.Dialect(
     placeholder="%s",
     time=_time,
     ms_of="(extract(epoch from {}) * 1000)::bigint",
+    silent_of="({} -> 'silent')",
 )
 
 

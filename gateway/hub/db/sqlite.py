@@ -25,6 +25,7 @@ DIALECT = common.Dialect(
     placeholder="?",
     time=iso,
     ms_of="CAST(round((julianday({}) - 2440587.5) * 86400000) AS INTEGER)",
+    silent_of="CASE WHEN json_valid({0}) THEN json_extract({0}, '$.silent') END",
 )
 
 

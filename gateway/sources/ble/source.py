@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from drivers.ble import parse_mac
@@ -36,6 +36,7 @@ from gateway.sources.ble.filter import (
     payload_of,
 )
 from gateway.sources.ble.scanner import Scanner, ScannerFactory, default_scanner_factory
+from gateway.sources.silence import BLE_ADVERT_GAP_S, Silence, judge_all, threshold_s
 from gateway.system.clock import WallClock
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class BleStats:
     scanning_mode: str = ""
     state: str = "starting"
     last_error: str = ""
+    silent: dict[str, float] = field(default_factory=dict)  # device name -> seconds silent
 
     def as_dict(self) -> dict[str, Any]:
         """The counters by name, for the agent's status and metrics."""
@@ -98,6 +100,24 @@ class BleSource:
         self._filter = AdvertFilter(monotonic_s=monotonic_s)
         self._queue: asyncio.Queue[tuple[DeviceState | None, bytes, str]] = asyncio.Queue(QUEUE_MAX)
         self._log = RateLimitedLog(log, monotonic_s=monotonic_s)
+        self._silence = {
+            f"{self.name}/{device.name}": Silence(
+                threshold_s(
+                    config.silent_after_s
+                    if device.silent_after_s is None
+                    else device.silent_after_s,
+                    BLE_ADVERT_GAP_S,
+                )
+            )
+            for device in config.devices
+        }
+
+    def check_silence(self) -> dict[str, float]:
+        """Judge each device's silence; {"<source>/<device>": seconds} for the silent ones."""
+        silent = judge_all(self._silence, self._monotonic_s(), log=log, source=self.name)
+        prefix = len(self.name) + 1
+        self.stats.silent = {sensor[prefix:]: quiet_s for sensor, quiet_s in silent.items()}
+        return silent
 
     def _on_advert(
         self,
@@ -202,6 +222,8 @@ class BleSource:
             )
         self.stats.scanning_mode = mode
         self.stats.state = "scanning"
+        for silence in self._silence.values():
+            silence.listen(self._monotonic_s())
 
     async def _scan_until_gone(self, scanner: Scanner) -> None:
         """Scan until the adapter goes away (or this is cancelled), then stop the session."""
@@ -209,6 +231,8 @@ class BleSource:
             await _until_gone(scanner)
         finally:
             await _stop_quietly(scanner)
+            for silence in self._silence.values():
+                silence.stop()
         self.stats.state = "adapter missing"
         self.stats.last_error = f"adapter {self.config.adapter} gone or powered off"
         log.warning("source %s: %s; waiting for it to come back", self.name, self.stats.last_error)
@@ -220,6 +244,7 @@ class BleSource:
             while not queue.empty():
                 batch.append(queue.get_nowait())
             ts_ms = self._clock.now_ms()
+            now_s = self._monotonic_s()
             flags = 0 if self._clock.is_synced() else CLOCK_UNSYNCED
             count = 0
             for queued, payload, address in batch:
@@ -232,6 +257,8 @@ class BleSource:
                         continue
                 device = queued
                 verdict, measurements = self._filter.check(device, payload, mac=mac)
+                if verdict != "decode_error":  # a repeat or a held-back advert: it is alive
+                    self._silence[f"{self.name}/{device.config.name}"].heard(now_s)
                 if verdict == "duplicate":
                     stats.adverts_duplicate += 1
                 elif verdict == "rate_limited":

@@ -25,6 +25,7 @@ from gateway.config import ModbusMeter, ModbusSourceConfig
 from gateway.readings import CLOCK_UNSYNCED, Sink
 from gateway.sources.modbus.transport import Bus, BusGone, BusSettings, open_bus
 from gateway.sources.outage import PortOutage
+from gateway.sources.silence import Silence, judge_all, threshold_s
 from gateway.system.clock import WallClock
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class MeterStats:
     silent_polls_in_row: int = 0
     last_reading_ms: int | None = None
     last_error: str = ""
+    silent_for_s: float | None = None  # bus open, but no reading for silent_after_s
 
     def as_dict(self) -> dict[str, Any]:
         """The stats as JSON-ready values."""
@@ -109,6 +111,32 @@ class ModbusSource:
         self.stats = ModbusStats(
             meters={m.name: MeterStats(address=m.address, model=m.model) for m in config.meters}
         )
+        # a meter is read once per poll; a poll in which every request times out runs late
+        worst_poll_s = (
+            sum(len(b) for b in self._blocks.values())
+            * (config.retries + 1)
+            * (config.timeout_s + turnaround_s)
+        )
+        after_s = threshold_s(config.silent_after_s, max(config.interval_s, worst_poll_s))
+        self._silence = {m.name: Silence(after_s) for m in config.meters}
+
+    def check_silence(self) -> dict[str, float]:
+        """Judge each meter's silence, {"<source>/<meter>": seconds} for the silent ones. A
+        meter that does not answer was logged as such (`_judge`): its silence is not again."""
+        silent = judge_all(
+            {f"{self.name}/{name}": silence for name, silence in self._silence.items()},
+            self._monotonic_s(),
+            log=log,
+            source=self.name,
+            said_elsewhere={
+                f"{self.name}/{name}"
+                for name, meter in self.stats.meters.items()
+                if meter.state == "not answering"
+            },
+        )
+        for name, meter in self.stats.meters.items():
+            meter.silent_for_s = silent.get(f"{self.name}/{name}")
+        return silent
 
     async def run(self, sink: Sink) -> None:
         """Poll until cancelled; reopen the adapter whenever it vanishes."""
@@ -130,6 +158,8 @@ class ModbusSource:
             outage.opened()
             self.stats.connected = True
             self.stats.state = "polling"
+            for silence in self._silence.values():
+                silence.listen(self._monotonic_s())
             polls_before = self.stats.polls
             try:
                 await self._poll_forever(bus, sink)
@@ -137,6 +167,8 @@ class ModbusSource:
                 outage.vanished(error, say=self.stats.polls > polls_before)
             finally:
                 self.stats.connected = False
+                for silence in self._silence.values():
+                    silence.stop()
                 bus.close()
             if self.stats.polls > polls_before:  # it worked for a while: start again quickly
                 backoff.reset()
@@ -177,6 +209,7 @@ class ModbusSource:
             stats.readings += len(measurements)
             stats.last_reading_ms = self.stats.last_reading_ms = ts_ms
             self.stats.readings += len(measurements)
+            self._silence[meter.name].heard(self._monotonic_s())
         self._judge(meter, stats, answered=answered, lost=lost)
         return len(measurements)
 

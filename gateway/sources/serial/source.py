@@ -25,6 +25,7 @@ from gateway.readings import CLOCK_UNSYNCED, Sink
 from gateway.sources.outage import PortOutage
 from gateway.sources.serial.commands import SensorCommands, driver_options, sensor_commands
 from gateway.sources.serial.writer import CommandWriter, PortVanished
+from gateway.sources.silence import Silence, judge_all, serial_gap_s, threshold_s
 from gateway.system.clock import WallClock
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class SerialStats:
     commands_sent: int = 0
     commands_waited: int = 0  # a command found the output buffer full and waited for room
     commands_lost: int = 0  # not delivered by its deadline: the sensor may be in the wrong state
+    silent_for_s: float | None = None  # port open, but no frame for silent_after_s (silence.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The stats as JSON-ready values."""
@@ -120,6 +122,7 @@ class SerialSource:
             config.driver, node_interval_s=config.node_interval_s, options=self._options
         )
         self.stats = SerialStats()
+        self._silence = Silence(threshold_s(config.silent_after_s, serial_gap_s(config)))
         self._command_timeout_s = command_timeout_s
         self._command_warnings = RateLimitedLog(log, monotonic_s=monotonic_s)
         self._node: NodeMonitor | None = None
@@ -154,13 +157,23 @@ class SerialSource:
             outage.opened()
             backoff.reset()
             self.stats.connected = True
+            self._silence.listen(self._monotonic_s())
             try:
                 await self._session(port, sink)
             except PortVanished as error:
                 outage.vanished(error)
             finally:
                 self.stats.connected = False
+                self._silence.stop()
                 port.close()
+
+    def check_silence(self) -> dict[str, float]:
+        """Judge the sensor's silence (logged once per episode); {name: seconds} if silent."""
+        silent = judge_all(
+            {self.name: self._silence}, self._monotonic_s(), log=log, source=self.name
+        )
+        self.stats.silent_for_s = silent.get(self.name)
+        return silent
 
     async def _session(self, port: Port, sink: Sink) -> None:
         loop = asyncio.get_running_loop()
@@ -253,6 +266,8 @@ class SerialSource:
 
     def _emit(self, frames: Sequence[Frame], gate: _Gate, sink: Sink) -> int:
         """Hand a slice's measurements to the sink, timestamped now; how many there were."""
+        if frames:
+            self._silence.heard(self._monotonic_s())
         if self._node is not None:
             self._node.observe(frames)
         if not frames or not gate.is_open():
