@@ -7,7 +7,7 @@ owners it lists); each `[[uplinks]]` record is one more destination for the owne
 from __future__ import annotations
 
 import re
-from dataclasses import field
+from dataclasses import field, fields
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -224,10 +224,12 @@ class UplinkSection:
             raise ValueError('sensor_id: only for format = "sensor.community"')
         if self.format == "sensor.community" and not self.sensor_id:
             raise ValueError('sensor_id: format "sensor.community" needs the X-Sensor id')
-        if self.format != "citygw" and self.require_subscribers is not None:
-            raise ValueError(
-                f'require_subscribers: only for format = "citygw" (MQTT), not {self.format!r}'
-            )
+        if self.format != "citygw":
+            for name in _MQTT_ONLY:  # set (not its default) on an HTTP uplink: a mistake
+                if getattr(self, name) != _UPLINK_DEFAULTS[name]:
+                    raise ValueError(
+                        f'{name}: only for format = "citygw" (MQTT), not {self.format!r}'
+                    )
 
     @property
     def tls(self) -> bool:
@@ -249,3 +251,8 @@ class UplinkSection:
         if self.require_subscribers is not None:
             settings["require_subscribers"] = self.require_subscribers
         return HubSection(**settings)
+
+
+_MQTT_ONLY = ("topic_prefix", "protocol", "wire_format", "client_id", "require_subscribers")
+"""`[[uplinks]]` keys that mean something only to an MQTT (`citygw`) uplink."""
+_UPLINK_DEFAULTS = {f.name: f.default for f in fields(UplinkSection)}  # type: ignore[arg-type]

@@ -302,6 +302,20 @@ def test_require_subscribers_of_an_mqtt_uplink_is_passed_on_and_refused_for_http
     assert caught.value.path == "uplinks[0].require_subscribers"
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("topic_prefix", "city/v2"), ("protocol", "3.1.1"), ("wire_format", 1), ("client_id", "x")],
+)
+def test_mqtt_only_keys_on_an_http_uplink_are_refused_not_ignored(key: str, value: Any) -> None:
+    document = owners_document()
+    document["uplinks"][0] |= {"url": "https://sta.example/v1.1", "format": "sensorthings"}
+    parse_config(document)  # the defaults are no mistake
+    document["uplinks"][0][key] = value
+    with pytest.raises(ConfigError, match='only for format = "citygw"') as caught:
+        parse_config(document)
+    assert caught.value.path == f"uplinks[0].{key}"
+
+
 def test_uplink_names_are_unique_and_http_formats_take_http_urls() -> None:
     document = owners_document()
     document["uplinks"].append(dict(document["uplinks"][0]))
