@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from hub_setup import query, stream_frames, wait_until
-from spine_setup import buffer_next_seq, config, frame
+from spine_setup import buffer_next_seq, config, frame, sources_open
 
 from gateway.hub.gaps import runs_of
 
@@ -51,6 +51,7 @@ async def stream_with_one_worker(
     await worker.wait_for_log("connected to")
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
     writer = asyncio.create_task(stream_frames(pty, frame, range(1, 701), rate_hz=100))
     await asyncio.sleep(2.5)
     await fault(worker)
@@ -111,6 +112,7 @@ async def test_two_shared_workers_store_every_reading_once_through_worker_and_ag
         await worker.wait_for_log("connected to")
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
     writer = asyncio.create_task(stream_frames(pty, frame, range(1, 1001), rate_hz=100))
 
     await asyncio.sleep(2)
