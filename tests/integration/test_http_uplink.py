@@ -172,6 +172,7 @@ async def test_an_http_uplink_delivers_its_owners_readings_in_order_through_fail
         assert {r["owner"] for r in server.received} == {"citizens"}
         assert [r["value"] for r in server.received] == [float(n) for n in range(20)]
         assert server.keys() == sorted(set(server.keys()))
+        await until(lambda: uplink.stats.readings_out == 20)  # acknowledged once answered
         assert await buffer.backlog("citizens") == 0
         assert await buffer.backlog("hub") == 20, "the hub's readings are not this uplink's"
     finally:
@@ -199,6 +200,8 @@ async def test_an_http_uplink_catches_up_after_the_server_was_down(
         uplink._destination = JsonDestination(server.port)  # the server is back (at a new port)
         await until(lambda: len(server.received) == 30)
         assert [r["value"] for r in server.received] == [float(n) for n in range(30)]
+        # The server holds a batch before its answer reaches the uplink, which acks it then.
+        await until(lambda: uplink.stats.readings_out == 30)
         assert uplink.stats.connected and await buffer.backlog("citizens") == 0
     finally:
         task.cancel()
