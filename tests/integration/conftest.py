@@ -1,8 +1,9 @@
 """Integration fixtures: a real Mosquitto per test, a hub-like MQTT v5 subscriber, a wheelhouse.
 
 - ``mosquitto``: a running Broker (``.host``, ``.port``, ``.url``, ``.stop()``, ``.start()``,
-  ``.kill()``, ``.log_text()``) with persistence, so a stop/start keeps retained messages,
-  sessions and their queued messages. ``make_broker(extra_config="")`` makes more.
+  ``.kill()``, ``.log_text()``, ``.wait_for_subscription(client_id)``) with persistence, so a
+  stop/start keeps retained messages, sessions and their queued messages.
+  ``make_broker(extra_config="")`` makes more.
 - ``hub_subscriber``: ``sub = await hub_subscriber(broker, "citygw/v1/#")``, then
   ``await sub.wait_for(lambda msgs: len(msgs) >= 3, timeout=10)``.
 - ``topic_prefix``: a topic prefix unique to the test.
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -94,7 +96,7 @@ class Broker:
             "max_queued_messages 100000",
             "set_tcp_nodelay true",
             "log_dest stderr",
-            *(f"log_type {t}" for t in ("error", "warning", "notice", "information")),
+            *(f"log_type {t}" for t in ("error", "warning", "notice", "information", "subscribe")),
             "connection_messages true",
             "log_timestamp_format %H:%M:%S",
         ]
@@ -154,6 +156,19 @@ class Broker:
         if not self.log_path.exists():
             return ""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    async def wait_for_subscription(
+        self, client_id: str, topic: str, *, timeout_s: float = 15.0
+    ) -> None:
+        """Until the broker has logged `client_id` subscribing to `topic`: a client in another
+        process (``citygw hub tail``) does not say when it has subscribed, and what is published
+        before that never reaches it."""
+        logged = re.compile(rf"^[^ ]+: {re.escape(client_id)} \d {re.escape(topic)}$", re.M)
+        deadline = time.monotonic() + timeout_s
+        while not logged.search(self.log_text()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{client_id} did not subscribe within {timeout_s} s")
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

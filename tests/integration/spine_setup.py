@@ -2,16 +2,22 @@
 
 SDS011 frames that carry their own number (``frame``, ``frame_numbers``), the agent's config for
 a broker (``config``), and the buffer's next sequence number as the agent left it on disk
-(``buffer_next_seq``, also read by test_remote_config.py)."""
+(``buffer_next_seq``, also read by test_remote_config.py). The running agent's status
+(``wait_for_status``), and ``sources_open``: wait for it before writing the first frame."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
+import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drivers import sds011
 from gateway import wire
+from gateway.agent.health import read_status, status_socket_address
 
 PM10_MARK = 77.7  # every frame's PM10; PM2.5 carries the frame number (0.1 units)
 
@@ -77,3 +83,33 @@ def buffer_next_seq(tmp_path: Path) -> int:
         )
     finally:
         db.close()
+
+
+async def wait_for_status(
+    agent: Any, ready: Callable[[dict[str, Any]], bool], *, what: str, timeout_s: float = 15.0
+) -> dict[str, Any]:
+    """Polls the running agent's status socket until `ready(status)`; returns that status."""
+    data_dir = tomllib.loads(agent.config_path.read_text())["gateway"]["data_dir"]
+    address = status_socket_address(Path(data_dir))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await read_status(address, timeout_s=2.0)  # None until the agent serves it
+        if status is not None and ready(status):
+            return status
+        if not agent.running:
+            raise AssertionError(f"agent exited before {what}:\n{agent.log_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not {what} after {timeout_s} s; last status: {status}")
+        await asyncio.sleep(0.05)
+
+
+async def sources_open(agent: Any, *names: str) -> None:
+    """Returns once the running agent's status shows the named sources (all, if none named)
+    connected. pyserial flushes a port's input when it opens it, so a frame written before the
+    open is lost: a fixed sleep after start loses frames when the machine is slow."""
+
+    def is_open(status: dict[str, Any]) -> bool:
+        sources = status["sources"]
+        return all(sources.get(n, {}).get("connected") for n in names or sources)
+
+    await wait_for_status(agent, is_open, what=f"sources {names or 'all'} open")

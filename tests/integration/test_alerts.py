@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from spine_setup import config, frame, frame_numbers, readings
+from spine_setup import config, frame, frame_numbers, readings, sources_open
 
 from gateway import wire
 from gateway.hub.decode import HubDecoder
@@ -75,7 +75,7 @@ def last_metrics(messages: list[Any]) -> dict[str, Any]:
 async def start_agent(agent: Any) -> None:
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)  # the source has opened the port
+    await sources_open(agent)
 
 
 async def test_an_alert_and_its_clear_reach_the_hub_at_once_not_with_the_batch(

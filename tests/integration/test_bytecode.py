@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame
+from spine_setup import config, frame, sources_open
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ async def test_the_deployed_agent_compiles_no_standard_library_module_at_run_tim
     )
     agent.start()
     await agent.wait_for_log("connected to hub", timeout_s=20)
-    await asyncio.sleep(0.5)  # the source has opened its port
+    await sources_open(agent)
     for n in (100, 600, 100):  # PM2.5 10, 60 (the alert), 10 ug/m3
         await pty.write_async(frame(n))
     await sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), timeout=20)

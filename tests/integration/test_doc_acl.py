@@ -17,7 +17,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from spine_setup import frame, frame_numbers
+from spine_setup import frame, frame_numbers, sources_open
 
 from gateway import wire
 from gateway.config import HubSection
@@ -110,7 +110,7 @@ async def test_the_documented_acl_lets_a_gateway_use_its_topics_and_no_other_gat
     agent.start()
     try:
         await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.5)
+        await sources_open(agent)
         for n in (1, 2, 3):
             await pty.write_async(frame(n))
 

@@ -15,7 +15,7 @@ import aiomqtt
 import msgpack
 import pytest
 from hub_setup import query, stream_frames, wait_until
-from spine_setup import config, frame
+from spine_setup import config, frame, sources_open
 
 from gateway import wire
 from gateway.readings import Series
@@ -104,6 +104,7 @@ async def test_a_gap_stays_open_when_the_gateways_full_buffer_dropped_readings(
     await worker.wait_for_log("connected to")
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
     await stream_frames(pty, frame, range(1, 21), rate_hz=50)
     await wait_until(
         lambda: query(dsn, "SELECT count(*) FROM observations")[0][0] >= 40,
@@ -161,6 +162,7 @@ async def test_rebirth_a_fresh_hub_without_the_retained_birth_asks_and_decodes_v
     )
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
     await stream_frames(pty, frame, range(1, 11), rate_hz=50)  # its birth names the series now
     await asyncio.sleep(1)
     # The broker forgets the birth (as one without retained messages would).

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from spine_setup import sources_open
 
 from gateway.readings import Series, StoredReading
 from gateway.wire import v1
@@ -138,10 +139,10 @@ async def test_wire_v2_and_v3_end_to_end_agent_to_hub_tail_with_exact_values(
     )
     assert tail.stdout is not None
     try:
-        await asyncio.sleep(1.0)  # the tail subscribes before the agent's birth
+        await mosquitto.wait_for_subscription("hub-v2", f"{topic_prefix}/+/alert")  # its last one
         agent.start()
         await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.5)
+        await sources_open(agent)
         for pm2_5, pm10 in ((123.6, 261.8), (0.9, 0.9), (999.9, 0.0)):
             await pty.write_async(sds011.encode_data(pm2_5, pm10, device_id=0xA160))
         lines = await read_lines(tail.stdout, 6)

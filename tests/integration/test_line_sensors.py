@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spine_setup import sources_open
 
 from gateway import wire
 from gateway.devtools.sim_lines import Car, SimulatedMaxbotix, SimulatedOps243
@@ -194,7 +195,7 @@ async def _run_sonar(
     try:
         agent.start()
         await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.5)  # the source has the port open: no line is lost
+        await sources_open(agent)
         sim = asyncio.create_task(sonar.run())
         await sub.wait_for(lambda ms: enough(_readings(ms)), timeout=30)
         await asyncio.sleep(quiet_after_s)

@@ -231,7 +231,7 @@ async def test_meter_readings_reach_the_hub_with_units_and_a_silent_meter_shows_
         assert tail.stdout is not None
         agent = agent_process(config)
         try:
-            await asyncio.sleep(1.0)  # the tail subscribes first
+            await mosquitto.wait_for_subscription("hub-modbus", f"{topic_prefix}/+/alert")
             agent.start()
             await agent.wait_for_log("connected to hub")
             wanted = {("energy/cabinet", "voltage_v"), ("energy/lights", "frequency_hz")}

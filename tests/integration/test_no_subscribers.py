@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame, frame_numbers, readings
+from spine_setup import config, frame, frame_numbers, readings, sources_open
 
 from drivers.base import Measurement
 from gateway.agent.health import read_status, status_socket_address
@@ -52,7 +52,7 @@ async def agent_fed_frames(agent_process: Any, path: Path, pty: Any) -> Any:
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)  # the source has opened the port
+    await sources_open(agent)
     for n in range(1, FRAMES + 1):
         await pty.write_async(frame(n))
     return agent

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from owners_setup import GATEWAY, Reader, acl_broker, two_owner_config
-from spine_setup import frame
+from spine_setup import frame, sources_open
 
 from gateway.agent.health import read_status, status_socket_address
 from gateway.store.lanes import MARK_SAVE_KEYS
@@ -43,7 +43,7 @@ async def started(agent: Any, *brokers: Any) -> None:
     agent.start()
     for broker in brokers:
         await agent.wait_for_log(f"connected to hub {broker.url}", timeout_s=15)
-    await asyncio.sleep(0.5)  # the sources have opened their ports
+    await sources_open(agent)
 
 
 def once_by_key(reader: Reader) -> Counter[int]:

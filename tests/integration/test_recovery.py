@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame, frame_numbers, readings
+from spine_setup import config, frame, frame_numbers, readings, sources_open
 
 from gateway.config import HubSection
 
@@ -45,7 +45,7 @@ async def test_after_a_broker_restart_readings_flow_again_within_the_reconnect_c
     agent = agent_process(write_config(cfg))
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     recoveries: list[float] = []
     for n in range(1, ROUNDS + 1):
         await asyncio.to_thread(mosquitto.stop)

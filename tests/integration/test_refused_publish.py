@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import config, frame, frame_numbers, readings
+from spine_setup import config, frame, frame_numbers, readings, sources_open
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ async def test_readings_refused_by_the_brokers_acl_stay_buffered_and_arrive_once
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)  # the source has opened the port
+    await sources_open(agent)
     for n in range(1, 801):
         await pty.write_async(frame(n))
         if n % 50 == 0:
@@ -101,7 +101,7 @@ async def test_with_mqtt_3_1_1_data_the_broker_acknowledges_and_drops_is_reporte
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     await pty.write_async(frame(1))
     await agent.wait_for_log("never came back to us", timeout_s=15)
     assert "never came back" in await status_text(path)
@@ -124,7 +124,7 @@ async def test_with_mqtt_3_1_1_a_broker_that_delivers_passes_the_echo_check(
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     for n in (1, 2):
         await pty.write_async(frame(n))
     await agent.wait_for_log("our first data message came back to us")

@@ -18,7 +18,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from relay import Relay
-from spine_setup import buffer_next_seq
+from spine_setup import buffer_next_seq, sources_open
 
 from drivers import sds011
 from gateway import wire
@@ -144,7 +144,7 @@ async def start(agent: Any, sub: Any) -> None:
     agent.start()
     await agent.wait_for_log("connected to hub")
     await sub.wait_for(lambda ms: any(m.topic.endswith("/config/state") for m in ms))
-    await asyncio.sleep(0.5)  # sources open their ports
+    await sources_open(agent)
 
 
 async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flowing(
@@ -188,7 +188,7 @@ async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flo
     assert report["last"]["result"] == "applied", report
     assert report["version"] == 1000
     assert report["last"]["changes"] == ["source pm-new added", "source pm-old removed"]
-    await asyncio.sleep(0.3)
+    await sources_open(agent, "pm-new")
     for n in range(6, 11):
         await new_port.write_async(frame(n))
     await sub.wait_for(lambda _: len(pm25_by_source(sub).get("pm-new", [])) == 5)
@@ -227,7 +227,7 @@ async def test_a_signed_push_adds_and_removes_sources_live_and_readings_keep_flo
     assert agent.wait() == 0
     agent.start()
     await agent.wait_for_log("remote config version 1001")
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     for n in range(211, 213):
         await new_port.write_async(frame(n))
     await sub.wait_for(lambda _: pm25_by_source(sub)["pm-new"][-2:] == [211, 212])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from hub_setup import REPO_ROOT, stream_frames, wait_until
-from spine_setup import config, frame
+from spine_setup import config, frame, sources_open
 
 from gateway.agent.health import read_status, status_socket_address
 from gateway.wire.messages import decode_map
@@ -78,6 +78,7 @@ async def test_a_sensor_that_stops_sending_is_silent_on_the_gateway_and_at_the_h
     agent = agent_process(write_config(document))
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
 
     await stream_frames(pty_pair, frame, range(1, 21), rate_hz=20)
     status = await agent_status(data_dir)

@@ -14,7 +14,16 @@ from typing import Any
 
 import msgpack
 import pytest
-from spine_setup import PM10_MARK, buffer_next_seq, config, frame, frame_numbers, readings
+from spine_setup import (
+    PM10_MARK,
+    buffer_next_seq,
+    config,
+    frame,
+    frame_numbers,
+    readings,
+    sources_open,
+    wait_for_status,
+)
 
 from drivers import sds011
 from gateway.hub.dedupe import Deduplicator
@@ -46,7 +55,7 @@ async def test_frames_on_the_serial_line_reach_the_hub_with_their_values(
     agent.start()
     await agent.wait_for_log("connected to hub")
     await sub.wait_for(lambda ms: any(m.topic.endswith("/status") for m in ms))
-    await asyncio.sleep(0.5)  # the source has opened the port
+    await sources_open(agent)
     for n in (1236, 9, 4325):
         await pty.write_async(frame(n))
     msgs = await sub.wait_for(lambda ms: len(readings(ms)) >= 6)
@@ -88,7 +97,7 @@ async def test_kill_9_while_streaming_loses_no_accepted_reading_and_keys_dedupe(
     for _round in range(4):
         agent.start()
         await agent.wait_for_log("connected to hub")
-        await asyncio.sleep(0.3)
+        await sources_open(agent)
         for _ in range(150):  # ~1.5 s of frames at 100/s; the kill lands mid-stream
             n += 1
             await pty.write_async(frame(n))
@@ -128,7 +137,7 @@ async def test_broker_outage_loses_nothing_and_the_backlog_drains_in_order(
     )
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.3)
+    await sources_open(agent)
     for n in range(1, 51):
         await pty.write_async(frame(n))
     await sub.wait_for(lambda ms: len(readings(ms)) >= 100)
@@ -162,7 +171,7 @@ async def test_serial_device_unplugged_and_replugged_recovers_by_itself(
     )
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.3)
+    await sources_open(agent)
     await pty.write_async(frame(1))
     await sub.wait_for(lambda ms: 1 in frame_numbers(readings(ms)))
     pty.unplug()
@@ -193,7 +202,7 @@ async def test_garbage_and_truncated_frames_are_counted_and_good_frames_still_ar
     )
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.3)
+    await sources_open(agent)
     bad_checksum = bytearray(frame(5))
     bad_checksum[8] ^= 0xFF
     line = (
@@ -249,11 +258,15 @@ async def test_full_buffer_applies_its_policy_and_counts_every_drop(
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("unreachable")
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     for n in range(1, 201):  # 400 readings into a buffer of 200
         await pty.write_async(frame(n))
         await asyncio.sleep(0.002)
-    await asyncio.sleep(1.0)
+    await wait_for_status(  # a slow machine reads them later than a fixed sleep allowed
+        agent,
+        lambda s: s["buffer"]["depth"] + s["buffer"]["dropped"] >= 400,
+        what="all 400 readings kept or dropped",
+    )
     status = json.loads(
         (
             await asyncio.to_thread(
@@ -373,7 +386,7 @@ async def test_a_flush_carries_readings_not_yet_committed_by_the_ingest_timer(
     )
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.5)  # the source has opened the port
+    await sources_open(agent)
     await pty.write_async(frame(321))
     msgs = await sub.wait_for(lambda ms: len(readings(ms)) >= 2, timeout=20)
     assert frame_numbers(readings(msgs)) == [321]

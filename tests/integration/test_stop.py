@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spine_setup import buffer_next_seq, config, frame, readings
+from spine_setup import buffer_next_seq, config, frame, readings, sources_open
 
 from gateway.remote import signing
 
@@ -32,14 +32,6 @@ def remote_config_agent(tmp_path: Path, broker: Any, prefix: str, port: Path) ->
     cfg = config(tmp_path, broker, prefix, {"pm": port})
     cfg["remote_config"] = {"trusted_keys": [str(public)], "allowed_ports": [str(port)]}
     return cfg
-
-
-async def connected(agent: Any, count: int) -> None:
-    deadline = time.monotonic() + 15
-    while agent.log_text().count("connected to hub") < count:
-        assert agent.running, agent.log_text()[-3000:]
-        assert time.monotonic() < deadline, agent.log_text()[-3000:]
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_while_the_broker_goes_away_always_ends_and_loses_nothing(
@@ -74,8 +66,8 @@ async def test_sigterm_while_the_broker_goes_away_always_ends_and_loses_nothing(
         if not mosquitto.running:
             mosquitto.start()
         agent.start()
-        await connected(agent, round_)
-        await asyncio.sleep(0.3)  # the source has opened the port
+        await agent.wait_for_log("connected to hub", timeout_s=15)
+        await sources_open(agent)
         writer = asyncio.create_task(stream())
         await asyncio.sleep(rng.uniform(0.3, 0.8))
         agent.terminate()
@@ -114,7 +106,7 @@ async def test_a_second_sigterm_ends_a_stop_at_once(
     agent = agent_process(write_config(cfg))
     agent.start()
     await agent.wait_for_log("connected to hub")
-    await asyncio.sleep(0.3)
+    await sources_open(agent)
     await pty.write_async(frame(1))
     assert broker.proc is not None
     broker.proc.send_signal(signal.SIGSTOP)  # a hung broker: the stop waits on its timeouts

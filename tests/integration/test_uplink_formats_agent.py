@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from push_api import NODE, PATH, PushApi, serve_push_api
-from spine_setup import PM10_MARK, config, frame
+from spine_setup import PM10_MARK, config, frame, sources_open
 from sta_server.fixture import StaServer, migrated_template
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ async def test_each_format_gets_its_owners_readings_once_across_a_kill_9(
     )
     agent.start()
     await agent.wait_for_log(f"connected to hub {mosquitto.url}", timeout_s=15)
-    await asyncio.sleep(0.5)  # the sources have opened their ports
+    await sources_open(agent)
     first = range(BURGERS + 1, BURGERS + 21)
     for n in range(1, 21):
         await city.write_async(frame(n))
@@ -137,7 +137,7 @@ async def test_each_format_gets_its_owners_readings_once_across_a_kill_9(
     city.replug()
     agent.start()
     await agent.wait_for_log(f"connected to hub {mosquitto.url}", timeout_s=15)
-    await asyncio.sleep(0.5)
+    await sources_open(agent)
     later = range(BURGERS + 21, BURGERS + 31)
     for n in later:
         await burgers.write_async(frame(n))

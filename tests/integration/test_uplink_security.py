@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from secure_mqtt import PASSWORD, SecureBroker, agent_config
+from spine_setup import sources_open
 
 from drivers import sds011
 
@@ -57,6 +58,7 @@ async def test_mqtts_with_the_city_ca_and_a_password_file_delivers_readings(
     agent = agent_process(path)
     agent.start()
     await agent.wait_for_log("connected to hub")
+    await sources_open(agent)
     tail = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -70,13 +72,15 @@ async def test_mqtts_with_the_city_ca_and_a_password_file_delivers_readings(
         str(secure_broker.pki / "ca.crt"),
         "--username",
         "gw-sec",
+        "--client-id",
+        "hub-sec",
         env={**os.environ, "CITYGW_HUB_PASSWORD": PASSWORD},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     assert tail.stdout is not None
     try:
-        await asyncio.sleep(1.0)  # the tail subscribes
+        await secure_broker.broker.wait_for_subscription("hub-sec", "citygw/v1/+/data")
         await pty.write_async(sds011.encode_data(12.3, 45.6, device_id=1))
         line = json.loads(await asyncio.wait_for(tail.stdout.readline(), 15))
         assert (line["gateway"], line["quantity"], line["value"]) == ("gw-sec", "pm2_5_ugm3", 12.3)
@@ -97,7 +101,7 @@ async def test_a_broker_certificate_the_gateway_cannot_verify_is_refused(
     path = write_config(agent_config(tmp_path, secure_broker, pty.link))  # system CAs only
     agent = agent_process(path)
     agent.start()
-    await asyncio.sleep(1.0)
+    await sources_open(agent)
     await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
     current = await wait_status(
         path,
@@ -128,7 +132,7 @@ async def test_a_wrong_password_is_refused_logged_once_and_readings_stay_buffere
     )
     agent = agent_process(path)
     agent.start()
-    await asyncio.sleep(1.0)
+    await sources_open(agent)
     await pty.write_async(sds011.encode_data(1.0, 2.0, device_id=1))
     current = await wait_status(
         path, lambda s: s["buffer"]["depth"] == 2 and s["uplink"]["last_error"]

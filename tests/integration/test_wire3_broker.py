@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from relay import Relay
-from spine_setup import buffer_next_seq, config, frame, frame_numbers
+from spine_setup import buffer_next_seq, config, frame, frame_numbers, sources_open
 
 from gateway.devtools.wirebench import TOPIC_ALIAS_PROPERTY, mqtt_publish_size
 from gateway.hub.tail import HubDecoder
@@ -83,7 +83,7 @@ async def test_v3_after_kill_9_every_reading_arrives_once_in_order(
         for round_ in range(3):
             agent.start()
             await agent.wait_for_log("connected to hub")
-            await asyncio.sleep(0.3)
+            await sources_open(agent)
             for _ in range(120):  # ~1.2 s of frames; the kill lands mid-stream
                 n += 1
                 await pty.write_async(frame(n))
