@@ -216,12 +216,14 @@ class Ingest:
     async def _commit(self) -> bool:
         async with self._committing:
             self._last_commit_s = asyncio.get_running_loop().time()
-            alerts_ok = await self._commit_alerts()
-            return await self._commit_staged() and alerts_ok
+            # The readings first: an alert is durable (and sent) only after the readings that
+            # raised it, so a kill -9 between the two never leaves an alert without its cause.
+            staged_ok = await self._commit_staged()
+            return await self._commit_alerts() and staged_ok
 
     async def _commit_alerts(self) -> bool:
-        """Alert readings first, in a transaction of their own, so their keys are known: each
-        goes to `on_alert` once it is durable. False if the buffer refused them (kept)."""
+        """Alert readings in a transaction of their own, so their keys are known: each goes to
+        `on_alert` once it is durable. False if the buffer refused them (kept)."""
         if not self._alerts_staged:
             return True
         events, self._alerts_staged = self._alerts_staged, []

@@ -21,7 +21,7 @@ def pm(value: float) -> list[Measurement]:
     return [Measurement("pm2_5_ugm3", value, "ug/m3"), Measurement("pm10_ugm3", 1.0, "ug/m3")]
 
 
-async def test_an_alert_is_committed_at_once_with_its_key_and_the_other_readings_follow(
+async def test_an_alert_is_committed_at_once_after_the_readings_that_raised_it(
     tmp_path: Path,
 ) -> None:
     buffer = AsyncBuffer(lambda: SqliteBuffer(tmp_path / "b.db", max_readings=100_000))
@@ -59,7 +59,7 @@ async def test_an_alert_is_committed_at_once_with_its_key_and_the_other_readings
         assert (ts_ms, value, flags) == (2000, 1.0, CLOCK_UNSYNCED)
         assert sync.series(sid) == Series("pm", "alert/pm-high", "1")
         assert len(stored) == 5, "the readings staged with it were committed too"
-        assert min(stored) == notice.seq, "the alert first: its key is known before the rest"
+        assert max(stored) == notice.seq, "the readings first: no alert is durable without them"
         now[0] = 1.0
         got_one.clear()
         ingest.emit("pm", pm(20.0), 3000, 0)
