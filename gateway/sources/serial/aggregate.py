@@ -7,6 +7,7 @@ the end of each interval: vehicle counts and speed percentiles for the OPS243 ra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -28,6 +29,13 @@ class IntervalAggregator(Protocol):
     def flush(self, now_s: float) -> list[Measurement]:
         """The readings of the interval that ended by `now_s`; empty before `due_s`."""
         ...
+
+
+def next_due_s(due_s: float, interval_s: float, now_s: float) -> float:
+    """The end of the interval after the one that ended at `due_s`, flushed at `now_s`:
+    intervals missed meanwhile (nothing ran to flush them) are skipped, not sent empty."""
+    missed = math.floor((now_s - due_s) / interval_s)
+    return due_s + (missed + 1) * interval_s
 
 
 def interval_aggregator(config: SerialSourceConfig, *, start_s: float) -> IntervalAggregator:

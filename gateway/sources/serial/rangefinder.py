@@ -26,11 +26,11 @@ values a 4-digit line can carry.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from drivers.base import Measurement
 from drivers.maxbotix import IN_RANGE, NO_TARGET, RangeFrame
+from gateway.sources.serial.aggregate import next_due_s
 
 _MM = "mm"
 
@@ -78,8 +78,7 @@ class RangeAggregator:
         readings = self._readings()
         self._counts = {}
         self._no_target = 0
-        missed = math.floor((now_s - self.due_s) / self.interval_s)
-        self.due_s += (missed + 1) * self.interval_s
+        self.due_s = next_due_s(self.due_s, self.interval_s, now_s)
         return readings
 
     def _readings(self) -> list[Measurement]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from drivers.base import Measurement
 from drivers.ops243_units import UNITS, Unit
+from gateway.sources.serial.aggregate import next_due_s
 
 GAP_S = 1.0
 MAX_VEHICLE_S = 15.0
@@ -124,8 +125,7 @@ class TrafficAggregator:
         readings = list(self._readings())
         self._counts = {1: 0, -1: 0}
         self._speeds = {1: [], -1: []}
-        missed = math.floor((now_s - self.due_s) / self.interval_s)
-        self.due_s += (missed + 1) * self.interval_s
+        self.due_s = next_due_s(self.due_s, self.interval_s, now_s)
         return readings
 
     def _readings(self) -> Iterable[Measurement]:
